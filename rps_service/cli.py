@@ -1,0 +1,101 @@
+"""``rps-service``: run the daemon, check the config, create the schema, run the sandbox.
+
+Exit codes: 0 clean stop, 2 configuration error, 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from rps_service import __version__
+from rps_service.config import ConfigError, Settings, find_config, load_settings
+from rps_service.logs import configure, get_logger
+from rps_service.store import StoreUnavailable, create_store
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", help="rps.ini to read (default: etc/rps.ini, "
+                        "then /etc/rps/rps.ini)")
+    parser = argparse.ArgumentParser(prog="rps-service", parents=[common],
+                                     description="Zero-touch provisioning daemon.")
+    parser.add_argument("--version", action="version", version=f"rps-service {__version__}")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("run", parents=[common], help="run the daemon (default)")
+    sub.add_parser("check-config", parents=[common], help="validate rps.ini and exit")
+    sub.add_parser("init-db", parents=[common], help="create or migrate the database schema")
+    sub.add_parser("sandbox", add_help=False,
+                   help="run a local SRAPS-compatible server (see 'sandbox --help')")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rps-service`` command."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["sandbox"]:
+        from rps_service.sandbox.cli import main as sandbox_main
+
+        return sandbox_main(args_list[1:])
+    args = _parser().parse_args(args_list)
+    command = args.command or "run"
+    path = find_config(args.config)
+    try:
+        settings = load_settings(path)
+    except ConfigError as exc:
+        print(f"rps-service: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if command == "check-config":
+        print(f"{path}: OK (database {settings.general.database.display()})")
+        return EXIT_OK
+    if command == "init-db":
+        return asyncio.run(_init_db(settings))
+    return _run(settings)
+
+
+async def _init_db(settings: Settings) -> int:
+    store = create_store(settings.general.database)
+    try:
+        await store.open()
+        version = await store.migrate()
+    except StoreUnavailable as exc:
+        print(f"rps-service: database unavailable: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        await store.close()
+    print(f"{settings.general.database.display()}: schema at version {version}")
+    return EXIT_OK
+
+
+def _run(settings: Settings) -> int:
+    from rps_service.service import serve
+
+    general = settings.general
+    try:
+        sink = configure(general.log_file, general.log_level, general.log_format)
+    except OSError as exc:
+        print(f"rps-service: cannot open log_file {general.log_file}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    log = get_logger()
+    log.info("Starting", component="MAIN", config=settings.source,
+             database=general.database.display(), version=__version__)
+    try:
+        return asyncio.run(serve(settings, sink))
+    except StoreUnavailable as exc:
+        log.error("Database unavailable at start", component="DATABASE", err=str(exc))
+        print(f"rps-service: database unavailable: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:
+        log.error("Cannot start", component="MAIN", err=str(exc))
+        print(f"rps-service: cannot start: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        sink.close()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""rps.ini: read once at start into one frozen, validated settings object.
+
+Every problem is reported as a :class:`ConfigError` naming the file, section, key and
+reason, so an operator can fix the file without reading code. Environment variables
+``RPS_<SECTION>_<KEY>`` override the file (containers, systemd drop-ins).
+"""
+
+from __future__ import annotations
+
+import configparser
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+DEFAULT_PATHS = (Path("etc/rps.ini"), Path("/etc/rps/rps.ini"))
+ENV_PREFIX = "RPS_"
+
+
+class ConfigError(Exception):
+    """A configuration problem, with where it is and why."""
+
+    def __init__(self, file: str, reason: str, section: str = "", key: str = "") -> None:
+        self.file, self.section, self.key, self.reason = file, section, key, reason
+        where = file
+        if section:
+            where += f": [{section}]"
+        if key:
+            where += f" {key}"
+        super().__init__(f"{where}: {reason}")
+
+
+@dataclass(frozen=True)
+class DatabaseUrl:
+    """A parsed ``database`` DSN; its repr never shows the password."""
+
+    scheme: Literal["sqlite", "mysql"]
+    path: str = ""  # sqlite: file path
+    host: str = "127.0.0.1"
+    port: int = 3306
+    user: str = "root"
+    password: str = ""
+    name: str = ""
+
+    def __repr__(self) -> str:
+        return f"DatabaseUrl({self.display()!r})"
+
+    def display(self) -> str:
+        """The DSN as it may be logged: the password masked."""
+        if self.scheme == "sqlite":
+            return f"sqlite:///{self.path}"
+        auth = f"{self.user}:***@" if self.password else f"{self.user}@"
+        return f"mysql://{auth}{self.host}:{self.port}/{self.name}"
+
+
+def parse_database_url(value: str) -> DatabaseUrl:
+    """Parse ``sqlite:///rel``, ``sqlite:////abs`` or ``mysql://user:pass@host:port/db``."""
+    if value.startswith("sqlite:///"):
+        path = value[len("sqlite:///") :]
+        if not path:
+            raise ValueError("sqlite URL needs a file path: sqlite:///relative or sqlite:////abs")
+        return DatabaseUrl(scheme="sqlite", path=path)
+    parts = urlsplit(value)
+    if parts.scheme not in ("mysql", "mariadb"):
+        raise ValueError("must start with sqlite:/// or mysql://")
+    name = parts.path.lstrip("/")
+    if not name or "/" in name:
+        raise ValueError("mysql URL needs a database name: mysql://user:pass@host:3306/dbname")
+    try:
+        port = parts.port or 3306
+    except ValueError as exc:
+        raise ValueError("mysql URL has a bad port") from exc
+    return DatabaseUrl(
+        scheme="mysql",
+        host=parts.hostname or "127.0.0.1",
+        port=port,
+        user=unquote(parts.username or "root"),
+        password=unquote(parts.password or ""),
+        name=name,
+    )
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+def _base_url(value: str) -> str:
+    return _http_url(value if value.endswith("/") else value + "/")
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+BaseUrl = Annotated[str, AfterValidator(_base_url)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+class GeneralSettings(_Section):
+    """``[general]``: the listener, queues, database, log and retry policy."""
+
+    listen: str = "127.0.0.1"
+    port: int = Field(15777, ge=1, le=65535)
+    queuenum: int = Field(4, ge=1, le=256)
+    queuecap: int = Field(100, ge=1, le=100_000)
+    database: DatabaseUrl = parse_database_url("sqlite:////var/lib/rps/rps.db")
+    log_file: str = "/var/log/rps/rps.log"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    mode: Literal["master", "tenant"] = "master"
+    api_token: SecretStr = SecretStr("")
+    max_attempts: int = Field(8, ge=1, le=100)
+    max_body: int = Field(1_048_576, ge=1024)
+    # Not in the reference rps; documented in the README.
+    lease_timeout: float = Field(60.0, gt=0)
+    drain_timeout: float = Field(10.0, ge=0)
+    retry_base: float = Field(1.0, gt=0)
+    retry_cap: float = Field(300.0, gt=0)
+    poll_interval: float = Field(1.0, gt=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if value != "localhost":
+            try:
+                ipaddress.ip_address(value)
+            except ValueError as exc:
+                raise ValueError("must be an IP address or localhost") from exc
+        return value
+
+    @field_validator("database", mode="before")
+    @classmethod
+    def _database(cls, value: Any) -> Any:
+        return parse_database_url(value) if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.listen == "localhost" or ipaddress.ip_address(self.listen).is_loopback
+
+
+class SnomSettings(_Section):
+    """``[snom]``: the SRAPS REST API and the master credentials."""
+
+    enabled: bool = True
+    api_url: BaseUrl = "https://secure-provisioning.snom.com/api/v1/"
+    access_key_id: str = ""
+    access_key_secret: SecretStr = SecretStr("")
+    provisioning_url: str = "https://pbx.example.com/ztprov/"
+    timeout: float = Field(30.0, gt=0)
+
+
+class Settings(_Section):
+    """Everything rps.ini says, validated; built once and passed down."""
+
+    source: str = "<defaults>"
+    general: GeneralSettings = GeneralSettings()
+    snom: SnomSettings = SnomSettings()
+
+
+SECTIONS: dict[str, type[_Section]] = {"general": GeneralSettings, "snom": SnomSettings}
+
+
+def find_config(explicit: str | None) -> Path:
+    """The config file to read: ``explicit`` or the first default that exists."""
+    if explicit:
+        return Path(explicit)
+    for path in DEFAULT_PATHS:
+        if path.exists():
+            return path
+    return DEFAULT_PATHS[0]
+
+
+def _read_ini(path: Path) -> dict[str, dict[str, str]]:
+    parser = configparser.ConfigParser(
+        inline_comment_prefixes=(";", "#"), interpolation=None, default_section="\x00"
+    )
+    try:
+        with path.open(encoding="utf-8") as fh:
+            parser.read_file(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(str(path), "file not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), f"cannot read: {exc}") from exc
+    except configparser.DuplicateOptionError as exc:
+        raise ConfigError(str(path), "key given twice", exc.section, exc.option) from exc
+    except configparser.DuplicateSectionError as exc:
+        raise ConfigError(str(path), "section given twice", exc.section) from exc
+    except configparser.Error as exc:
+        raise ConfigError(str(path), f"not an INI file: {exc.message}") from exc
+    return {name: dict(parser.items(name)) for name in parser.sections()}
+
+
+def _apply_env(
+    raw: dict[str, dict[str, str]], env: Mapping[str, str]
+) -> dict[tuple[str, str], str]:
+    """Merge ``RPS_<SECTION>_<KEY>`` overrides; return where each override came from."""
+    origin: dict[tuple[str, str], str] = {}
+    for var, value in env.items():
+        if not var.startswith(ENV_PREFIX):
+            continue
+        rest = var[len(ENV_PREFIX) :].lower()
+        for section in SECTIONS:
+            if rest.startswith(section + "_"):
+                key = rest[len(section) + 1 :]
+                raw.setdefault(section, {})[key] = value
+                origin[(section, key)] = var
+    return origin
+
+
+def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
+    """Read, merge and validate; raise :class:`ConfigError` on the first problem."""
+    file = str(path)
+    raw = _read_ini(path)
+    origin = _apply_env(raw, os.environ if env is None else env)
+    sections: dict[str, _Section] = {}
+    for name, values in raw.items():
+        model = SECTIONS.get(name)
+        if model is None:
+            known = ", ".join(f"[{s}]" for s in SECTIONS)
+            raise ConfigError(file, f"unknown section (known: {known})", name)
+        try:
+            sections[name] = model.model_validate(values)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = str(err["loc"][0]) if err["loc"] else ""
+            source = origin.get((name, key))
+            reason = _reason(err)
+            if source:
+                reason += f" (from environment variable {source})"
+            raise ConfigError(file, reason, name, key) from None
+    settings = Settings(source=file, **sections)
+    general = settings.general
+    if not general.is_loopback and not general.api_token.get_secret_value():
+        raise ConfigError(
+            file, "a non-loopback address needs api_token to be set", "general", "listen"
+        )
+    return settings
+
+
+def _reason(err: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    value = err.get("input")
+    if isinstance(value, str) and not isinstance(err.get("ctx", {}).get("error"), Exception):
+        return f"{message} (got {value!r})"
+    return message

@@ -1,0 +1,167 @@
+"""The DISTRIBUTOR: leases due events from the journal into bounded per-device queues.
+
+The journal is the source of truth; memory only ever holds what the queues can take
+(``queuenum * queuecap`` events), however large the backlog. A device hashes to one queue,
+and the store never leases a device's event while an earlier one is unfinished, so a
+device's events run in order and never concurrently. The distributor wakes at once when
+the listener stores events or a worker finishes one, and otherwise polls every
+``poll_interval`` (other instances' events, backoff timers, expired leases).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from rps_service.config import GeneralSettings
+from rps_service.logs import get_logger
+from rps_service.models import Event
+from rps_service.store import Store, StoreUnavailable
+
+log = get_logger()
+
+
+def utcnow() -> datetime:
+    """Naive UTC now: the journal's clock."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Distributor:
+    """Fills the queues from the journal; keeps and renews the leases of what it holds."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: GeneralSettings,
+        owner: str,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.owner = owner
+        self.clock = clock
+        self.queues: list[asyncio.Queue[Event]] = [
+            asyncio.Queue(maxsize=settings.queuecap) for _ in range(settings.queuenum)
+        ]
+        self.held: set[int] = set()  # ids leased by this instance and not yet finished
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._next_due: datetime | None = None
+        self._last_renew = time.monotonic()
+        self._last_recovery = 0.0
+        self.lease_recoveries = 0
+
+    # -- signals from the listener and the workers ----------------------------------------
+
+    def wake(self) -> None:
+        """New work may be due: look at the journal now."""
+        self._wake.set()
+
+    def schedule(self, when: datetime) -> None:
+        """An event was put back to wait until ``when`` (backoff)."""
+        if self._next_due is None or when < self._next_due:
+            self._next_due = when
+
+    def finished(self, event: Event) -> None:
+        """A worker is done with ``event``: its queue has room, its device may go on."""
+        self.held.discard(event.id)
+        self._wake.set()
+
+    def queue_of(self, event: Event) -> int:
+        return event.slot % len(self.queues)
+
+    def depths(self) -> list[int]:
+        return [q.qsize() for q in self.queues]
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Lease and route until :meth:`stop`; database outages are waited out."""
+        log.info("Distributing events", component="DISTRIBUTOR", num=len(self.queues))
+        outage = 0.0
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self._housekeeping()
+                more = await self._fill()
+                if outage:
+                    log.info("Database available again", component="DATABASE")
+                    outage = 0.0
+            except StoreUnavailable as exc:
+                outage = min(outage * 2 or 0.5, 30.0)
+                log.error("Database unavailable", component="DATABASE", err=str(exc),
+                          retry=f"{outage:g}s")
+                await self._sleep(outage)
+                continue
+            if not more:
+                await self._sleep(self._timeout())
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=max(seconds, 0.0))
+
+    def _timeout(self) -> float:
+        timeout = self.settings.poll_interval
+        if self._next_due is not None:
+            due = (self._next_due - self.clock()).total_seconds()
+            timeout = min(timeout, max(due, 0.0))
+        return timeout
+
+    async def _housekeeping(self) -> None:
+        mono = time.monotonic()
+        if not self.held:
+            self._last_renew = mono  # fresh leases need no renewal yet
+        elif mono - self._last_renew >= self.settings.lease_timeout / 3:
+            until = self.clock() + timedelta(seconds=self.settings.lease_timeout)
+            await self.store.renew_leases(self.owner, sorted(self.held), until)
+            self._last_renew = mono
+        if mono - self._last_recovery >= self.settings.poll_interval:
+            self._last_recovery = mono
+            recovered = await self.store.release_expired_leases(self.clock())
+            if recovered:
+                self.lease_recoveries += len(recovered)
+                log.warning("Lease expired, event taken again", component="DISTRIBUTOR",
+                            ids=",".join(map(str, recovered)))
+
+    async def _fill(self) -> bool:
+        """Lease for the queues with room; True when more due work may be waiting."""
+        free = {i: q.maxsize - q.qsize() for i, q in enumerate(self.queues) if not q.full()}
+        if not free:
+            return False
+        now = self.clock()
+        if self._next_due is not None and self._next_due <= now:
+            self._next_due = None
+        limit = sum(free.values())
+        until = now + timedelta(seconds=self.settings.lease_timeout)
+        events = await self.store.lease_events(
+            self.owner, now, until, limit, len(self.queues), sorted(free)
+        )
+        overflow = []
+        for event in events:
+            queue = self.queues[self.queue_of(event)]
+            if queue.full():
+                overflow.append(event.id)
+                continue
+            self.held.add(event.id)
+            queue.put_nowait(event)
+        if overflow:
+            # Several due devices hashed to one queue; they wait for the next round.
+            await self.store.release_leases(self.owner, overflow, now)
+        return len(events) == limit and not overflow
+
+    def drain_queues(self) -> list[int]:
+        """Take back what no worker has started (shutdown); their ids."""
+        ids = []
+        for queue in self.queues:
+            while not queue.empty():
+                event = queue.get_nowait()
+                self.held.discard(event.id)
+                ids.append(event.id)
+        return ids

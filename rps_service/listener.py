@@ -1,0 +1,342 @@
+"""The LISTENER: the HTTP API of SPEC §3 on ``listen:port``.
+
+An event is answered 202 only after its row is committed; the distributor is then woken so
+work starts without waiting for a poll. Every refusal is JSON with the field and reason.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rps_service.config import Settings
+from rps_service.distributor import Distributor, utcnow
+from rps_service.logs import get_logger
+from rps_service.models import (
+    DEVICE_STATUSES,
+    EVENT_STATES,
+    FieldError,
+    NewEvent,
+    normalize_mac,
+    validate_events,
+)
+from rps_service.providers.base import Credentials, Provider
+from rps_service.store import Store, StoreUnavailable
+
+log = get_logger()
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Api:
+    """What the handlers need, held on the application."""
+
+    settings: Settings
+    store: Store
+    distributor: Distributor
+    providers: Mapping[str, Provider]
+
+
+API = web.AppKey("api", Api)
+
+
+def error(status: int, message: str, details: list[FieldError] | None = None) -> web.Response:
+    body: dict[str, Any] = {"error": message}
+    if details is not None:
+        body["details"] = [
+            {"index": d.index, "field": d.field, "message": d.message} for d in details
+        ]
+    return web.json_response(body, status=status)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """JSON for every refusal; 503 when the database is away; never a bare 500 page."""
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[API].settings.general.max_body
+        return error(413, f"body larger than max_body ({limit} bytes)")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error(exc.status, exc.reason)
+    except StoreUnavailable as exc:
+        return error(503, f"database unavailable: {exc}")
+    except Exception:
+        log.exception("Request failed", component="LISTENER", path=request.path)
+        return error(500, "internal error; see rps.log")
+
+
+def auth_middleware(token: str) -> Any:
+    """Bearer token on every route but /health, compared in constant time."""
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path != "/health":
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                response = error(401, "missing or wrong API token")
+                response.headers["WWW-Authenticate"] = 'Bearer realm="rps"'
+                return response
+        return await handler(request)
+
+    return middleware
+
+
+async def _json_body(request: web.Request) -> Any:
+    content_type = request.headers.get("Content-Type", "application/json")
+    media = content_type.split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise web.HTTPUnsupportedMediaType(reason="send Content-Type: application/json")
+    limit = request.app[API].settings.general.max_body
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise web.HTTPUnsupportedMediaType(reason="body is not valid JSON") from None
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+async def post_events(request: web.Request) -> web.Response:
+    api = request.app[API]
+    body = await _json_body(request)
+    if not isinstance(body, dict | list):
+        return error(400, "body must be an event object or an array of events",
+                     [FieldError(0, "", "expected a JSON object or array")])
+    events, problems = validate_events(body, frozenset(api.providers))
+    if problems:
+        return error(400, "invalid event" if len(problems) == 1 else "invalid events", problems)
+    new = [NewEvent(e.action, e.provider, e.server, e.mac, e.payload(), e.key) for e in events]
+    stored = await api.store.insert_events(new, utcnow())
+    api.distributor.wake()
+    out = []
+    for event, row in zip(new, stored, strict=True):
+        item = {"id": row.id, "action": event.action, "provider": event.provider,
+                "mac": event.mac, "server": event.server}
+        if row.duplicate:
+            item["duplicate"] = True
+        else:
+            log.info("Event accepted", component="LISTENER", action=event.action, id=row.id,
+                     mac=event.mac, provider=event.provider, server=event.server)
+        out.append(item)
+    return web.json_response({"accepted": len(out), "events": out}, status=202)
+
+
+def _int_param(request: web.Request, name: str, value: str, low: int = 1,
+               high: int = 2**31 - 1) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = low - 1
+    if not low <= number <= high:
+        raise web.HTTPBadRequest(reason=f"{name}: must be an integer from {low} to {high}")
+    return number
+
+
+def _event_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound(reason="no such event") from None
+
+
+async def get_event(request: web.Request) -> web.Response:
+    event = await request.app[API].store.get_event(_event_id(request))
+    if event is None:
+        return error(404, "no such event")
+    return web.json_response(event.to_json())
+
+
+async def list_events(request: web.Request) -> web.Response:
+    query = request.query
+    unknown = set(query) - {"state", "limit", "before"}
+    if unknown:
+        return error(400, f"unknown query parameter: {sorted(unknown)[0]}")
+    state = query.get("state")
+    if state is not None and state not in EVENT_STATES:
+        return error(400, f"state: must be one of {', '.join(EVENT_STATES)}")
+    limit = _int_param(request, "limit", query.get("limit", "100"), 1, 1000)
+    before = _int_param(request, "before", query["before"]) if "before" in query else None
+    events = await request.app[API].store.list_events(state, limit, before)
+    return web.json_response({"events": [e.to_json() for e in events]})
+
+
+async def retry_event(request: web.Request) -> web.Response:
+    api = request.app[API]
+    event_id = _event_id(request)
+    result = await api.store.retry_event(event_id, utcnow())
+    if result == "not_found":
+        return error(404, "no such event")
+    if result != "ok":
+        return error(409, f"event {event_id} is {result}, not failed")
+    api.distributor.wake()
+    log.info("Event re-queued", component="LISTENER", id=event_id)
+    return web.json_response({"id": event_id, "state": "pending"}, status=202)
+
+
+# -- devices --------------------------------------------------------------------------------
+
+
+async def list_devices(request: web.Request) -> web.Response:
+    query = request.query
+    unknown = set(query) - {"server", "provider", "status", "mac", "limit"}
+    if unknown:
+        return error(400, f"unknown query parameter: {sorted(unknown)[0]}")
+    status = query.get("status")
+    if status is not None and status not in DEVICE_STATUSES:
+        return error(400, f"status: must be one of {', '.join(DEVICE_STATUSES)}")
+    try:
+        mac = normalize_mac(query["mac"]) if "mac" in query else None
+    except ValueError as exc:
+        return error(400, f"mac: {exc}")
+    server = _int_param(request, "server", query["server"]) if "server" in query else None
+    limit = _int_param(request, "limit", query.get("limit", "1000"), 1, 100_000)
+    devices = await request.app[API].store.list_devices(
+        server, query.get("provider"), status, mac, limit
+    )
+    return web.json_response({"devices": [d.to_json() for d in devices]})
+
+
+async def get_device(request: web.Request) -> web.Response:
+    try:
+        mac = normalize_mac(request.match_info["mac"])
+    except ValueError:
+        return error(404, "no such device")
+    device = await request.app[API].store.get_device(request.match_info["provider"], mac)
+    if device is None:
+        return error(404, "no such device")
+    return web.json_response(device.to_json())
+
+
+# -- provider credentials and the Test button -----------------------------------------------
+
+
+class CredentialsIn(BaseModel):
+    """Body of PUT /providers/{provider}/credentials/{server}."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    access_key_id: str = Field(min_length=1, max_length=255)
+    access_key_secret: str = Field(min_length=1, max_length=255)
+    provisioning_url: str | None = Field(None, max_length=1024, pattern=r"^https?://\S+$")
+
+
+class TestIn(BaseModel):
+    """Body of POST /providers/{provider}/test."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    server: int = Field(1, ge=1, le=2**31 - 1)
+
+
+def _provider(request: web.Request) -> Provider:
+    provider = request.app[API].providers.get(request.match_info["provider"])
+    if provider is None:
+        raise web.HTTPNotFound(reason="unknown or disabled provider")
+    return provider
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _validated(model: type[M], body: Any) -> M | web.Response:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        details = [
+            FieldError(0, ".".join(map(str, e["loc"])),
+                       "unknown field" if e["type"] == "extra_forbidden"
+                       else str(e["msg"]).removeprefix("Value error, "))
+            for e in exc.errors(include_url=False)
+        ]
+        return error(400, "invalid body", details)
+
+
+async def put_credentials(request: web.Request) -> web.Response:
+    provider = _provider(request)
+    server = _int_param(request, "server", request.match_info["server"])
+    body = _validated(CredentialsIn, await _json_body(request))
+    if isinstance(body, web.Response):
+        return body
+    creds = Credentials(provider.name, server, body.access_key_id, body.access_key_secret,
+                        body.provisioning_url)
+    await request.app[API].store.put_credentials(creds, utcnow())
+    log.info("Credentials stored", component="LISTENER", key=body.access_key_id,
+             provider=provider.name, server=server)
+    return web.Response(status=204)
+
+
+async def get_credentials(request: web.Request) -> web.Response:
+    provider = _provider(request)
+    server = _int_param(request, "server", request.match_info["server"])
+    creds = await request.app[API].store.get_credentials(provider.name, server)
+    if creds is None:
+        return error(404, f"no credentials stored for server {server}")
+    return web.json_response({
+        "provider": provider.name, "server": server, "access_key_id": creds.access_key_id,
+        "secret_set": bool(creds.access_key_secret), "provisioning_url": creds.provisioning_url,
+    })
+
+
+async def test_provider(request: web.Request) -> web.Response:
+    provider = _provider(request)
+    body = _validated(TestIn, await _json_body(request))
+    if isinstance(body, web.Response):
+        return body
+    result = await provider.check_credentials(body.server)
+    log.info("Credentials tested", component="LISTENER", ok=result.ok, provider=provider.name,
+             server=body.server)
+    return web.json_response({"ok": result.ok, "message": result.message})
+
+
+# -- health ---------------------------------------------------------------------------------
+
+
+async def health(request: web.Request) -> web.Response:
+    api = request.app[API]
+    depths = api.distributor.depths()
+    try:
+        await api.store.ping()
+        backlog = await api.store.backlog()
+    except StoreUnavailable as exc:
+        return web.json_response(
+            {"status": "unavailable", "database": f"unavailable: {exc}", "queues": depths},
+            status=503,
+        )
+    return web.json_response(
+        {"status": "ok", "database": "ok", "backlog": backlog, "queues": depths}
+    )
+
+
+def create_app(api: Api) -> web.Application:
+    """The event API application (routes of SPEC §3)."""
+    middlewares = [errors_middleware]
+    token = api.settings.general.api_token.get_secret_value()
+    if token:
+        middlewares.append(auth_middleware(token))
+    app = web.Application(middlewares=middlewares,
+                          client_max_size=api.settings.general.max_body)
+    app[API] = api
+    app.router.add_post("/events", post_events)
+    app.router.add_get("/events", list_events)
+    app.router.add_get("/events/{id}", get_event)
+    app.router.add_post("/events/{id}/retry", retry_event)
+    app.router.add_get("/devices", list_devices)
+    app.router.add_get("/devices/{provider}/{mac}", get_device)
+    app.router.add_put("/providers/{provider}/credentials/{server}", put_credentials)
+    app.router.add_get("/providers/{provider}/credentials/{server}", get_credentials)
+    app.router.add_post("/providers/{provider}/test", test_provider)
+    app.router.add_get("/health", health)
+    return app

@@ -1,0 +1,144 @@
+"""rps.log: structlog configured to write the line shapes of SPEC §5.
+
+Code logs events, not prose: ``log.info("Device updated", component="DATABASE", mac=...,
+status=...)``. The text renderer turns that into
+``[2026-11-26 10:20:41] INFO (DATABASE): Device updated. Mac=… Status=…`` (keys sorted,
+capitalised); the json renderer writes the same event as one JSON object a line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import threading
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor
+
+LOGGER_NAME = "rps"
+_SECRET_KEYS = re.compile(r"secret|password|passwd|token|authorization|http_pass", re.I)
+_NO_SPACE = re.compile(r"\s+")
+_RESERVED = ("timestamp", "level", "component", "event")
+
+
+def get_logger(**bound: Any) -> Any:
+    """The project's logger (a structlog BoundLogger), optionally with bound values."""
+    return structlog.get_logger(LOGGER_NAME).bind(**bound) if bound else structlog.get_logger(
+        LOGGER_NAME
+    )
+
+
+class LogFile:
+    """A file-like sink that can be reopened after logrotate moved the file (SIGHUP)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._fh: TextIO = self._open()
+
+    def _open(self) -> TextIO:
+        if self.path == "-":
+            return sys.stderr
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        return open(self.path, "a", encoding="utf-8", buffering=1)
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            return self._fh.write(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            self._fh.flush()
+
+    def reopen(self) -> None:
+        """Close and open ``path`` again, so lines go to the file now at that path."""
+        if self.path == "-":
+            return
+        with self._lock:
+            old, self._fh = self._fh, self._open()
+            old.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fh is not sys.stderr:
+                self._fh.close()
+
+
+def redact_secrets(_: Any, __: str, event_dict: EventDict) -> EventDict:
+    """Mask any value whose key looks like a secret: a last line of defence."""
+    for key in event_dict:
+        if key not in _RESERVED and _SECRET_KEYS.search(key):
+            event_dict[key] = "***"
+    return event_dict
+
+
+def _one_line(value: Any) -> str:
+    text = "-" if value is None else str(value)
+    return _NO_SPACE.sub(" ", text).strip()
+
+
+def _exception_line(exc_info: Any) -> str:
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    if isinstance(exc_info, BaseException):
+        exc: BaseException | None = exc_info
+    elif isinstance(exc_info, tuple):
+        exc = exc_info[1]
+    else:
+        exc = None
+    return f"{type(exc).__name__}: {exc}" if exc is not None else ""
+
+
+def render_text(_: Any, __: str, event_dict: EventDict) -> str:
+    """``[YYYY-MM-DD HH:MM:SS] LEVEL (COMPONENT): Message. Key=Value …`` on one line."""
+    timestamp = event_dict.pop("timestamp", "")
+    level = str(event_dict.pop("level", "info")).upper()
+    component = event_dict.pop("component", "MAIN")
+    message = _one_line(event_dict.pop("event", ""))
+    exc = event_dict.pop("exc_info", None)
+    if exc:
+        event_dict["exc"] = _exception_line(exc)
+    if message and message[-1] not in ".!?":
+        message += "."
+    pairs = " ".join(
+        f"{key[:1].upper()}{key[1:]}={_one_line(event_dict[key])}" for key in sorted(event_dict)
+    )
+    line = f"[{timestamp}] {level} ({component}): {message}"
+    return f"{line} {pairs}" if pairs else line
+
+
+def render_json(_: Any, __: str, event_dict: EventDict) -> str:
+    """The same event as one JSON object (``message`` holds the event name)."""
+    exc = event_dict.pop("exc_info", None)
+    if exc:
+        event_dict["exc"] = _exception_line(exc)
+    event_dict["message"] = event_dict.pop("event", "")
+    event_dict["level"] = str(event_dict.get("level", "info")).upper()
+    event_dict.setdefault("component", "MAIN")
+    return json.dumps(event_dict, default=str, ensure_ascii=False)
+
+
+def configure(log_file: str = "-", level: str = "INFO", fmt: str = "text") -> LogFile:
+    """Route all structlog output to ``log_file``; returns the sink (call ``reopen`` on SIGHUP)."""
+    sink = LogFile(log_file)
+    renderer: Processor = render_text if fmt == "text" else render_json
+    processors: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+        redact_secrets,
+        renderer,
+    ]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        logger_factory=structlog.WriteLoggerFactory(file=sink),  # type: ignore[arg-type]
+        cache_logger_on_first_use=False,
+    )
+    return sink
+
+

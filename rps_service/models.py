@@ -1,0 +1,193 @@
+"""What crosses the HTTP API: events in, and the validation rules that guard the journal."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+_MAC_SEPARATORS = re.compile(r"[:\-.]")
+_HEX12 = re.compile(r"[0-9A-F]{12}")
+
+Action = Literal["add", "remove", "update"]
+EVENT_STATES = ("pending", "running", "done", "failed", "superseded")
+DEVICE_STATUSES = ("pending", "registered", "unregistered", "error")
+MAX_BATCH = 1000
+
+
+def normalize_mac(value: str) -> str:
+    """``00:04:13:ab:cd:ef`` (or with ``-`` ``.``, any case) → ``000413ABCDEF``."""
+    mac = _MAC_SEPARATORS.sub("", value.strip()).upper()
+    if not _HEX12.fullmatch(mac):
+        raise ValueError("must be 12 hex digits, optionally separated by ':', '-' or '.'")
+    return mac
+
+
+class EventIn(BaseModel):
+    """One event as the GUI posts it (SPEC §3)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    action: Action
+    provider: str = Field(min_length=1, max_length=32)
+    mac: str
+    server: int = Field(1, ge=1, le=2_147_483_647)
+    model: str | None = Field(None, max_length=64)
+    name: str | None = Field(None, max_length=255)
+    extension: str | None = Field(None, max_length=64)
+    key: str | None = Field(None, min_length=1, max_length=64)
+
+    @field_validator("mac")
+    @classmethod
+    def _mac(cls, value: str) -> str:
+        return normalize_mac(value)
+
+    def payload(self) -> dict[str, Any]:
+        """The optional details kept with the event in ``rps_events.payload``."""
+        return self.model_dump(include={"model", "name", "extension", "key"}, exclude_none=True)
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One reason an event was refused, for the 400 body's ``details``."""
+
+    index: int
+    field: str
+    message: str
+
+
+def validate_events(
+    body: Any, providers: frozenset[str]
+) -> tuple[list[EventIn], list[FieldError]]:
+    """Validate a POST /events body: one object or an array of up to 1000 objects."""
+    items = body if isinstance(body, list) else [body]
+    if isinstance(body, list) and not body:
+        return [], [FieldError(0, "", "the array holds no events")]
+    if len(items) > MAX_BATCH:
+        return [], [FieldError(0, "", f"at most {MAX_BATCH} events per request")]
+    events: list[EventIn] = []
+    errors: list[FieldError] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            errors.append(FieldError(index, "", "an event must be a JSON object"))
+            continue
+        try:
+            event = EventIn.model_validate(item)
+        except ValidationError as exc:
+            errors.extend(_field_errors(index, exc))
+            continue
+        if event.provider not in providers:
+            known = ", ".join(sorted(providers)) or "none"
+            errors.append(
+                FieldError(index, "provider", f"unknown or disabled provider (enabled: {known})")
+            )
+            continue
+        events.append(event)
+    return events, errors
+
+
+def _field_errors(index: int, exc: ValidationError) -> list[FieldError]:
+    out = []
+    for err in exc.errors(include_url=False):
+        field_name = ".".join(str(part) for part in err["loc"])
+        if err["type"] == "extra_forbidden":
+            message = "unknown field"
+        else:
+            message = str(err["msg"]).removeprefix("Value error, ")
+        out.append(FieldError(index, field_name, message))
+    return out
+
+
+@dataclass
+class NewEvent:
+    """A validated event about to be written to the journal."""
+
+    action: str
+    provider: str
+    server: int
+    mac: str
+    payload: dict[str, Any]
+    key: str | None = None
+
+
+@dataclass
+class Event:
+    """A row of ``rps_events``."""
+
+    id: int
+    action: str
+    provider: str
+    server: int
+    mac: str
+    payload: dict[str, Any]
+    state: str
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    next_attempt_at: datetime | None = None
+    lease_until: datetime | None = None
+    last_error: str | None = None
+    idempotency_key: str | None = None
+    slot: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "action": self.action,
+            "provider": self.provider,
+            "mac": self.mac,
+            "server": self.server,
+            "state": self.state,
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "key": self.idempotency_key,
+            "payload": self.payload,
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
+            "next_attempt_at": _iso(self.next_attempt_at),
+        }
+
+
+@dataclass
+class Device:
+    """A row of ``rps_devices``, as the GUI shows it."""
+
+    provider: str
+    mac: str
+    server: int
+    status: str
+    last_message: str = "-"
+    model: str | None = None
+    name: str | None = None
+    extension: str | None = None
+    registered_at: datetime | None = None
+    url: str | None = None
+    http_username: str | None = None
+    http_password: str | None = field(default=None, repr=False)
+    updated_at: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The device for the API: access details never include the password."""
+        return {
+            "provider": self.provider,
+            "mac": self.mac,
+            "server": self.server,
+            "status": self.status,
+            "last_message": self.last_message,
+            "model": self.model,
+            "name": self.name,
+            "extension": self.extension,
+            "registered_at": _iso(self.registered_at),
+            "url": self.url,
+            "http_username": self.http_username,
+            "http_password_set": bool(self.http_password),
+            "updated_at": _iso(self.updated_at),
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    # The journal keeps naive UTC times; say so on the wire.
+    return value.isoformat(timespec="seconds") + "Z" if value else None

@@ -1,0 +1,255 @@
+"""The SRAPS REST API v1 handlers, as strict about paths and payloads as the real service.
+
+Handlers run after the Hawk middleware (``app.py``) has put the caller's key in
+``request[API_KEY]``. Refusals are raised as :class:`ApiError` and rendered by the middleware.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from .state import PHONE_SECTION, ApiKey, SandboxState
+
+STATE: web.AppKey[SandboxState] = web.AppKey("sandbox_state", SandboxState)
+API_KEY: web.RequestKey[ApiKey] = web.RequestKey("sandbox_api_key", ApiKey)
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 1000
+NO_PERMISSION: dict[str, Any] = {"detail": "You do not have permission to perform this action."}
+NOT_FOUND: dict[str, Any] = {"detail": "Not found."}
+TAKEN_MAC_ERROR: dict[str, Any] = {
+    "error": "taken_mac_or_forbidden",
+    "message": "MAC address is taken or your account lacks permission",
+}
+_ENDPOINT_FIELDS = ("mac", "autoprovisioning_enabled", "settings_manager", "name", "description")
+_PERMS = ("R", "RW")
+
+
+class ApiError(Exception):
+    """A refusal: HTTP status, JSON body and extra headers."""
+
+    def __init__(
+        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(status, body)
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+
+    def response(self) -> web.Response:
+        """The refusal as an aiohttp response."""
+        return web.json_response(self.body, status=self.status, headers=self.headers)
+
+
+def _bad(message: str) -> ApiError:
+    return ApiError(400, {"message": message})
+
+
+def _base(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+# -- tokens, companies ---------------------------------------------------------------------
+
+
+async def get_token(request: web.Request) -> web.Response:
+    """``GET tokens/{key_id}``: the caller's own key, its Role and its company link."""
+    key = request[API_KEY]
+    if request.match_info["key_id"] != key.id:
+        raise ApiError(403, NO_PERMISSION)
+    base = _base(request)
+    return web.json_response(
+        {
+            "id": key.id,
+            "role": key.role,
+            "links": {
+                "self": f"{base}/api/v1/tokens/{key.id}",
+                "company": f"{base}/api/v1/companies/{key.company_id}/",
+            },
+        }
+    )
+
+
+async def get_company(request: web.Request) -> web.Response:
+    """``GET companies/{cid}/``: the caller's own company."""
+    state, cid = _own_company(request)
+    base = _base(request)
+    return web.json_response(
+        {
+            "id": cid,
+            "name": state.companies[cid].name,
+            "links": {
+                "self": f"{base}/api/v1/companies/{cid}/",
+                "endpoints": f"{base}/api/v1/companies/{cid}/endpoints/",
+            },
+        }
+    )
+
+
+def _own_company(request: web.Request) -> tuple[SandboxState, str]:
+    cid = request.match_info["cid"]
+    if cid != request[API_KEY].company_id:
+        raise ApiError(403, NO_PERMISSION)
+    return request.app[STATE], cid
+
+
+# -- settings ------------------------------------------------------------------------------
+
+
+async def list_settings(request: web.Request) -> web.Response:
+    """``GET settings/?page_size=N&page=P``: one page, ``Link: <next>; rel="next"`` if more."""
+    state = request.app[STATE]
+    page_size, page = _pagination(request)
+    start = (page - 1) * page_size
+    if start >= len(state.settings) and page != 1:
+        raise ApiError(404, {"detail": "Invalid page."})
+    end = start + page_size
+    headers = {}
+    if end < len(state.settings):
+        nxt = f"{_base(request)}/api/v1/settings/?page={page + 1}&page_size={page_size}"
+        headers["Link"] = f'<{nxt}>; rel="next"'
+    entries = [s.to_json() for s in state.settings[start:end]]
+    return web.json_response(entries, headers=headers)
+
+
+def _pagination(request: web.Request) -> tuple[int, int]:
+    query = request.query
+    for name in query:
+        if name not in ("page", "page_size"):
+            raise _bad(f"Unknown query parameter: {name}")
+        if len(query.getall(name)) > 1:
+            raise _bad(f"Repeated query parameter: {name}")
+    page_size = _positive_int(query.get("page_size"), DEFAULT_PAGE_SIZE)
+    if page_size is None:
+        raise _bad(f"page_size must be an integer between 1 and {MAX_PAGE_SIZE}")
+    page = _positive_int(query.get("page"), 1)
+    if page is None:
+        raise ApiError(404, {"detail": "Invalid page."})
+    # Like Django REST framework's max_page_size: larger sizes are capped, not refused.
+    return min(page_size, MAX_PAGE_SIZE), page
+
+
+def _positive_int(text: str | None, default: int) -> int | None:
+    if text is None:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        return None
+    return int(text)
+
+
+# -- endpoints -----------------------------------------------------------------------------
+
+
+async def list_endpoints(request: web.Request) -> web.Response:
+    """``GET companies/{cid}/endpoints/``: all endpoints of the caller's company."""
+    state, cid = _own_company(request)
+    endpoints = state.endpoints(cid)
+    return web.json_response([endpoints[mac] for mac in sorted(endpoints)])
+
+
+async def get_endpoint(request: web.Request) -> web.Response:
+    """``GET companies/{cid}/endpoints/{mac}``: one endpoint or 404."""
+    state, cid = _own_company(request)
+    endpoint = state.endpoints(cid).get(request.match_info["mac"])
+    if endpoint is None:
+        raise ApiError(404, NOT_FOUND)
+    return web.json_response(endpoint)
+
+
+async def delete_endpoint(request: web.Request) -> web.Response:
+    """``DELETE companies/{cid}/endpoints/{mac}``: 204, or 404 when the company lacks it."""
+    state, cid = _writable_company(request)
+    if state.endpoints(cid).pop(request.match_info["mac"], None) is None:
+        raise ApiError(404, NOT_FOUND)
+    return web.Response(status=204)
+
+
+async def put_endpoint(request: web.Request) -> web.Response:
+    """``PUT companies/{cid}/endpoints/{mac}``: create (201) or replace (200) an endpoint."""
+    state, cid = _writable_company(request)
+    mac = request.match_info["mac"]
+    endpoint = validate_endpoint(state, mac, await _json_object(request))
+    owner = state.owner_of(mac)
+    if owner is not None and owner != cid:
+        raise ApiError(403, TAKEN_MAC_ERROR)
+    state.endpoints(cid)[mac] = endpoint
+    return web.json_response(endpoint, status=200 if owner == cid else 201)
+
+
+def _writable_company(request: web.Request) -> tuple[SandboxState, str]:
+    state, cid = _own_company(request)
+    if request[API_KEY].role is None:
+        # A key created without a Role can read but not change anything.
+        raise ApiError(403, NO_PERMISSION)
+    return state, cid
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise ApiError(415, {"message": "Unsupported media type: expected application/json"})
+    try:
+        body = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        raise _bad("Malformed JSON") from None
+    if not isinstance(body, dict):
+        raise _bad("Expected a JSON object")
+    return body
+
+
+def validate_endpoint(state: SandboxState, mac: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Check a PUT body and return the endpoint to store (absent fields get defaults)."""
+    for name in body:
+        if name not in _ENDPOINT_FIELDS:
+            raise _bad(f"Unknown field: {name}")
+    if "mac" not in body:
+        raise _bad("Missing field: mac")
+    if body["mac"] != mac:
+        raise _bad("mac must equal the MAC in the URL")
+    enabled = body.get("autoprovisioning_enabled", False)
+    if not isinstance(enabled, bool):
+        raise _bad("autoprovisioning_enabled must be a boolean")
+    for name in ("name", "description"):
+        if not isinstance(body.get(name), str | None):
+            raise _bad(f"{name} must be a string")
+    return {
+        "mac": mac,
+        "name": body.get("name"),
+        "description": body.get("description"),
+        "autoprovisioning_enabled": enabled,
+        "settings_manager": _validate_settings(state, body.get("settings_manager", {})),
+    }
+
+
+def _validate_settings(state: SandboxState, manager: Any) -> dict[str, Any]:
+    if not isinstance(manager, dict):
+        raise _bad("settings_manager must be an object")
+    for uuid, entry in manager.items():
+        setting = state.settings_by_uuid.get(uuid)
+        if setting is None:
+            raise _bad(f"Unknown setting: {uuid}")
+        if setting.section != PHONE_SECTION:
+            raise _bad(
+                f"Setting {uuid} ({setting.param_name}, section {setting.section}) "
+                "is not a phone setting"
+            )
+        _validate_setting_value(uuid, entry)
+    return manager
+
+
+def _validate_setting_value(uuid: str, entry: Any) -> None:
+    where = f"settings_manager.{uuid}"
+    if not isinstance(entry, dict):
+        raise _bad(f"{where} must be an object")
+    for name in entry:
+        if name not in ("value", "attrs"):
+            raise _bad(f"Unknown field: {where}.{name}")
+    if not isinstance(entry.get("value"), str):
+        raise _bad(f"{where}.value must be a string")
+    attrs = entry.get("attrs", {"perm": "RW"})
+    if not isinstance(attrs, dict) or set(attrs) != {"perm"}:
+        raise _bad(f'{where}.attrs must be {{"perm": "R"|"RW"}}')
+    if attrs["perm"] not in _PERMS:
+        raise _bad(f'{where}.attrs.perm must be "R" or "RW"')

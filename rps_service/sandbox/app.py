@@ -1,0 +1,98 @@
+"""The sandbox's aiohttp application: SRAPS routes behind faults and Hawk, plus ``/_sandbox/``.
+
+Every request under ``/api/v1/`` goes through, in order: ``hang``/``paused`` holds, ``latency``,
+injected faults (``fail_next``, ``rate_limit_rate``, ``error_rate`` -- answered before
+authentication, like a proxy in front of the service would), Hawk verification (401), then the
+handler. Each one is counted in ``state.counts[(method, route name)]`` and ``state.records``.
+Route names: ``token``, ``company``, ``settings``, ``endpoints``, ``endpoint``, and
+``unmatched`` for paths no route takes (answered 404 after authentication).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+
+from aiohttp import web
+
+from . import api, control
+from .hawk import HawkError, verify
+from .state import ApiKey, SandboxState
+
+API_PREFIX = "/api/v1/"
+_MAC = "{mac:[0-9a-f]{12}}"  # strictly lower-case, no trailing slash: anything else is a 404
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_app(state: SandboxState) -> web.Application:
+    """Build the sandbox application around ``state``."""
+    app = web.Application(middlewares=[_api_middleware])
+    app[api.STATE] = state
+    router = app.router
+    router.add_get("/api/v1/tokens/{key_id}", api.get_token, name="token")
+    router.add_get("/api/v1/companies/{cid}/", api.get_company, name="company")
+    router.add_get("/api/v1/settings/", api.list_settings, name="settings")
+    router.add_get("/api/v1/companies/{cid}/endpoints/", api.list_endpoints, name="endpoints")
+    endpoint = router.add_resource(f"/api/v1/companies/{{cid}}/endpoints/{_MAC}", name="endpoint")
+    endpoint.add_route("GET", api.get_endpoint)
+    endpoint.add_route("PUT", api.put_endpoint)
+    endpoint.add_route("DELETE", api.delete_endpoint)
+    control.add_routes(app)
+    return app
+
+
+@web.middleware
+async def _api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith("/api/v1"):
+        return await handler(request)
+    state = request.app[api.STATE]
+    response = await _serve(state, request, handler)
+    route = request.match_info.route.name or "unmatched"
+    state.record(request.method, request.path_qs, route, response.status)
+    return response
+
+
+async def _serve(state: SandboxState, request: web.Request, handler: Handler) -> web.StreamResponse:
+    await state.hold()
+    if state.latency > 0:
+        await asyncio.sleep(state.latency)
+    fault = state.next_fault()
+    if fault is not None:
+        return _fault(state, fault)
+    try:
+        request[api.API_KEY] = await _authenticate(state, request)
+        return await handler(request)
+    except HawkError as exc:
+        return web.json_response(
+            {"detail": exc.error}, status=401, headers={"WWW-Authenticate": exc.www_authenticate}
+        )
+    except api.ApiError as exc:
+        return exc.response()
+    except web.HTTPMethodNotAllowed:
+        return web.json_response({"detail": f'Method "{request.method}" not allowed.'}, status=405)
+    except web.HTTPNotFound:
+        return web.json_response(api.NOT_FOUND, status=404)
+
+
+async def _authenticate(state: SandboxState, request: web.Request) -> ApiKey:
+    # Hawk signs the URL as the client sent it: Host header plus raw path and query.
+    url = f"http://{request.headers.get('Host', '')}{request.raw_path}"
+    return verify(
+        state,
+        authorization=request.headers.get("Authorization"),
+        url=url,
+        method=request.method,
+        body=await request.read(),
+        content_type=request.headers.get("Content-Type", ""),
+    )
+
+
+def _fault(state: SandboxState, status: int) -> web.Response:
+    headers = {"Retry-After": str(state.retry_after)} if status == 429 else {}
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    return web.json_response({"message": phrase}, status=status, headers=headers)

@@ -1,0 +1,125 @@
+"""The unauthenticated control API under ``/_sandbox/`` (JSON), for tests and benchmarks.
+
+* ``GET  /_sandbox/state``        -- :meth:`SandboxState.snapshot`.
+* ``POST /_sandbox/faults``       -- set any switch; answers the switches.
+* ``POST /_sandbox/keys``         -- ``{"id", "secret", "company", "role"}`` adds a key (201).
+* ``POST /_sandbox/reset-counts`` -- forget counters and request records.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from aiohttp import web
+
+from .api import STATE
+from .state import SandboxState
+
+_FRACTIONS = ("error_rate", "rate_limit_rate")
+
+
+class ControlError(Exception):
+    """A refused control request (answered 400 with ``{"message": ...}``)."""
+
+
+def apply_switches(state: SandboxState, changes: dict[str, Any]) -> None:
+    """Validate and set fault switches by name; all-or-nothing."""
+    checked = {name: _check_switch(name, value) for name, value in changes.items()}
+    for name, value in checked.items():
+        setattr(state, name, value)
+
+
+def _check_switch(name: str, value: Any) -> Any:
+    if name in ("paused", "hang"):
+        if not isinstance(value, bool):
+            raise ControlError(f"{name} must be a boolean")
+        return value
+    if name == "fail_next":
+        if not isinstance(value, list) or not all(_is_status(v) for v in value):
+            raise ControlError("fail_next must be a list of HTTP statuses")
+        return list(value)
+    if name == "retry_after":
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ControlError("retry_after must be a non-negative integer")
+        return value
+    if name in (*_FRACTIONS, "latency", "clock_offset"):
+        return _check_number(name, value)
+    raise ControlError(f"Unknown switch: {name}")
+
+
+def _check_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ControlError(f"{name} must be a number")
+    if name in _FRACTIONS and not 0 <= value <= 1:
+        raise ControlError(f"{name} must be between 0 and 1")
+    if name == "latency" and value < 0:
+        raise ControlError("latency must not be negative")
+    return float(value)
+
+
+def _is_status(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.read() or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise ControlError("Malformed JSON") from None
+    if not isinstance(body, dict):
+        raise ControlError("Expected a JSON object")
+    return body
+
+
+async def get_state(request: web.Request) -> web.Response:
+    """Endpoints per company, keys, counts and switches."""
+    return web.json_response(request.app[STATE].snapshot())
+
+
+async def post_faults(request: web.Request) -> web.Response:
+    """Set switches, e.g. ``{"fail_next": [503, 429], "latency": 0.2}``."""
+    state = request.app[STATE]
+    try:
+        apply_switches(state, await _body(request))
+    except ControlError as exc:
+        return web.json_response({"message": str(exc)}, status=400)
+    return web.json_response(state.switches())
+
+
+async def post_keys(request: web.Request) -> web.Response:
+    """Add a key: ``{"id": str, "secret": str, "company": str, "role": str | null}``."""
+    state = request.app[STATE]
+    try:
+        body = await _body(request)
+        key_id, secret, company = (body.get(n) for n in ("id", "secret", "company"))
+        role = body.get("role")
+        texts = (key_id, secret, company)
+        if set(body) - {"id", "secret", "company", "role"} or not all(
+            isinstance(v, str) and v for v in texts
+        ):
+            raise ControlError('Expected {"id", "secret", "company", "role"}')
+        if role is not None and not isinstance(role, str):
+            raise ControlError("role must be a string or null")
+    except ControlError as exc:
+        return web.json_response({"message": str(exc)}, status=400)
+    key = state.add_key(str(key_id), str(secret), str(company), role)
+    return web.json_response(
+        {"id": key.id, "company": key.company_id, "role": key.role}, status=201
+    )
+
+
+async def post_reset_counts(request: web.Request) -> web.Response:
+    """Forget counters and request records."""
+    state = request.app[STATE]
+    state.reset_counts()
+    return web.json_response({"total": state.total})
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the ``/_sandbox/`` routes."""
+    app.router.add_get("/_sandbox/state", get_state, name="control-state")
+    app.router.add_post("/_sandbox/faults", post_faults, name="control-faults")
+    app.router.add_post("/_sandbox/keys", post_keys, name="control-keys")
+    app.router.add_post("/_sandbox/reset-counts", post_reset_counts, name="control-reset")

@@ -1,0 +1,176 @@
+"""Wiring and lifecycle: store, providers, distributor, workers and listener.
+
+Start: open the database and migrate, build the shared HTTP client and providers, start
+the distributor and one worker per queue, then bind the listener. Stop (first SIGTERM or
+SIGINT): stop leasing, give back queued events, let in-flight ones finish for up to
+``drain_timeout``, give back the rest, close everything; exit 0. A second signal exits at
+once. A background task that dies unexpectedly stops the daemon with exit code 1, so
+systemd restarts it rather than letting it limp on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+
+import httpx
+from aiohttp import web
+
+from rps_service.config import Settings
+from rps_service.distributor import Distributor, utcnow
+from rps_service.listener import Api, create_app
+from rps_service.logs import LogFile, get_logger
+from rps_service.providers import build_providers
+from rps_service.providers.base import Provider
+from rps_service.store import Store, create_store
+from rps_service.worker import Worker
+
+log = get_logger()
+
+
+def instance_id() -> str:
+    """Who holds a lease: host, pid and a random part (pids are reused)."""
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Service:
+    """One daemon instance."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        providers: Mapping[str, Provider] | None = None,
+        store: Store | None = None,
+        log_sink: LogFile | None = None,
+    ) -> None:
+        self.settings = settings
+        self.owner = instance_id()
+        self.store = store or create_store(settings.general.database)
+        self._given_providers = providers
+        self.providers: Mapping[str, Provider] = {}
+        self.log_sink = log_sink
+        self.distributor = Distributor(self.store, settings.general, self.owner)
+        self.workers: list[Worker] = []
+        self.tasks: list[asyncio.Task[None]] = []
+        self.address = ""
+        self._stack = AsyncExitStack()
+        self._stop = asyncio.Event()
+
+    async def start(self) -> None:
+        """Open everything; on a failure, close what was opened and raise."""
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+
+    async def _start(self) -> None:
+        general = self.settings.general
+        await self.store.open()
+        self._stack.push_async_callback(self.store.close)
+        await self.store.migrate()
+        if self._given_providers is None:
+            client = httpx.AsyncClient(
+                timeout=self.settings.snom.timeout,
+                limits=httpx.Limits(max_connections=max(general.queuenum * 2, 10)),
+            )
+            self._stack.push_async_callback(client.aclose)
+            self.providers = build_providers(self.settings, self.store, client)
+        else:
+            self.providers = self._given_providers
+        for provider in self.providers.values():
+            self._stack.push_async_callback(provider.close)
+        self.workers = [
+            Worker(i, self.distributor, self.store, self.providers, general)
+            for i in range(general.queuenum)
+        ]
+        self.tasks = [asyncio.create_task(self.distributor.run(), name="distributor")]
+        self.tasks += [
+            asyncio.create_task(w.run(), name=f"queue-{w.index}") for w in self.workers
+        ]
+        await self._start_listener()
+
+    async def _start_listener(self) -> None:
+        general = self.settings.general
+        api = Api(self.settings, self.store, self.distributor, self.providers)
+        runner = web.AppRunner(create_app(api), access_log=None, handle_signals=False)
+        await runner.setup()
+        self._stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, general.listen, general.port, reuse_address=True)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []
+        port = sockets[0].getsockname()[1] if sockets else general.port
+        self.address = f"{general.listen}:{port}"
+        log.info("Listening", component="LISTENER", address=self.address)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> int:
+        """Serve until a stop is requested or a background task dies; the exit code."""
+        stopper = asyncio.create_task(self._stop.wait(), name="stop-request")
+        done, _ = await asyncio.wait([stopper, *self.tasks], return_when=asyncio.FIRST_COMPLETED)
+        code = 0
+        for task in done:
+            if task is not stopper:
+                exc = task.exception() if not task.cancelled() else None
+                log.error("Background task stopped", component="MAIN", task=task.get_name(),
+                          err=repr(exc))
+                code = 1
+        stopper.cancel()
+        await self.stop()
+        return code
+
+    async def stop(self) -> None:
+        """Drain and close (idempotent)."""
+        general = self.settings.general
+        log.info("Stopping", component="MAIN", timeout=f"{general.drain_timeout:g}s")
+        self.distributor.stop()
+        for worker in self.workers:
+            worker.stopping = True
+        queued = self.distributor.drain_queues()
+        busy = {t for t, w in zip(self.tasks[1:], self.workers, strict=True) if w.current}
+        idle = [t for t in self.tasks if t not in busy]
+        for task in idle:
+            task.cancel()
+        if busy:
+            await asyncio.wait(busy, timeout=general.drain_timeout)
+        unfinished = [w.current.id for w in self.workers if w.current]
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.store.release_leases(self.owner, queued + unfinished, utcnow())
+        log.info("Stopped", component="MAIN", finished=len(busy) - len(unfinished),
+                 returned=len(queued) + len(unfinished))
+        await self._stack.aclose()
+
+
+async def serve(settings: Settings, log_sink: LogFile | None = None) -> int:
+    """Run the daemon with signal handling: the ``rps-service run`` command."""
+    service = Service(settings, log_sink=log_sink)
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal(signame: str) -> None:
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            log.warning("Second signal, stopping at once", component="MAIN", signal=signame)
+            os._exit(1)
+        log.info("Signal received", component="MAIN", signal=signame)
+        service.request_stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    if log_sink is not None:
+        loop.add_signal_handler(signal.SIGHUP, log_sink.reopen)
+    await service.start()
+    return await service.run()

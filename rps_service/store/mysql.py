@@ -1,0 +1,181 @@
+"""MySQL/MariaDB through an aiomysql pool: the backend for production and several instances.
+
+Leases use ``SELECT … FOR UPDATE SKIP LOCKED`` so instances sharing the database never take
+the same event. The pool is set up to survive a database restart: short connect timeout,
+connections recycled before the server's ``wait_timeout``, a broken connection closed rather
+than returned, and every transaction committed or rolled back before release.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import aiomysql
+import pymysql
+
+from rps_service.config import DatabaseUrl
+from rps_service.store.base import DuplicateKey, Store, StoreUnavailable, Tx
+from rps_service.store.schema import MYSQL
+
+_NEW = re.compile(r"\bnew\.(\w+)")
+_VALUES = r"VALUES(\1)"
+_CONNECT_TIMEOUT = 5
+_RECYCLE_SECONDS = 600  # well below the usual wait_timeout (28800) and proxies' idle limits
+_DB_ERRORS = (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError,
+              asyncio.TimeoutError, pymysql.err.InternalError)
+
+
+def _sql(sql: str) -> str:
+    return sql.replace("?", "%s")
+
+
+class _MysqlTx(Tx):
+    def __init__(self, cursor: Any) -> None:
+        self.cursor = cursor
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        try:
+            return int(await self.cursor.execute(_sql(sql), list(params)))
+        except pymysql.err.IntegrityError as exc:
+            raise DuplicateKey(str(exc)) from exc
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            await self.cursor.execute(_sql(sql), list(params))
+        except pymysql.err.IntegrityError as exc:
+            raise DuplicateKey(str(exc)) from exc
+        return list(await self.cursor.fetchall())
+
+    async def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        await self.execute(sql, params)
+        return int(self.cursor.lastrowid)
+
+
+class MysqlStore(Store):
+    """The journal in a MySQL or MariaDB database."""
+
+    lock_clause = " FOR UPDATE SKIP LOCKED"
+
+    def __init__(self, url: DatabaseUrl, maxsize: int = 10) -> None:
+        self.url = url
+        self.maxsize = maxsize
+        self._pool: Any = None
+
+    def _connect_args(self) -> dict[str, Any]:
+        return {
+            "host": self.url.host, "port": self.url.port, "user": self.url.user,
+            "password": self.url.password, "charset": "utf8mb4",
+            "connect_timeout": _CONNECT_TIMEOUT, "autocommit": False,
+            # READ COMMITTED: no gap locks between instances leasing from the same index.
+            "init_command": "SET SESSION tx_isolation = 'READ-COMMITTED',"
+                            " time_zone = '+00:00', sql_notes = 0",
+        }
+
+    async def open(self) -> None:
+        try:
+            self._pool = await aiomysql.create_pool(
+                minsize=1, maxsize=self.maxsize, pool_recycle=_RECYCLE_SECONDS,
+                db=self.url.name, **self._connect_args(),
+            )
+        except _DB_ERRORS as exc:
+            raise StoreUnavailable(_describe(exc)) from exc
+        await self._check_returning()
+
+    async def _check_returning(self) -> None:
+        async with self.transaction() as tx:
+            row = await tx.fetchone("SELECT VERSION()")
+        # MariaDB ≥ 10.5 answers INSERT … RETURNING; MySQL does not.
+        self.returning = bool(row and "mariadb" in str(row[0]).lower())
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            await self._pool.wait_closed()
+            self._pool = None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        if self._pool is None:
+            raise StoreUnavailable("the MySQL pool is not open")
+        try:
+            conn = await self._pool.acquire()
+        except _DB_ERRORS as exc:
+            raise StoreUnavailable(_describe(exc)) from exc
+        try:
+            async with conn.cursor() as cursor:
+                yield _MysqlTx(cursor)
+            await conn.commit()
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                # A cancelled query leaves the wire mid-answer: never reuse the connection.
+                conn.close()
+            else:
+                await _rollback(conn)
+            if isinstance(exc, _DB_ERRORS):
+                raise StoreUnavailable(_describe(exc)) from exc
+            raise
+        finally:
+            self._pool.release(conn)
+
+    async def migrate(self) -> int:
+        await self._create_database()
+        async with self.transaction() as tx:
+            # One instance migrates at a time; the others wait here.
+            await tx.fetchone("SELECT GET_LOCK('rps_migrate', 60)")
+            try:
+                await tx.execute("CREATE TABLE IF NOT EXISTS rps_schema (version INT NOT NULL)")
+                row = await tx.fetchone("SELECT MAX(version) FROM rps_schema")
+                version = int(row[0]) if row and row[0] is not None else 0
+                for number, statements in enumerate(MYSQL[version:], start=version + 1):
+                    for statement in statements:
+                        await tx.execute(statement)
+                    await tx.execute("INSERT INTO rps_schema (version) VALUES (?)", [number])
+            finally:
+                await tx.fetchone("SELECT RELEASE_LOCK('rps_migrate')")
+        return len(MYSQL)
+
+    async def _create_database(self) -> None:
+        try:
+            conn = await aiomysql.connect(**self._connect_args())
+        except _DB_ERRORS as exc:
+            raise StoreUnavailable(_describe(exc)) from exc
+        try:
+            async with conn.cursor() as cursor:
+                name = self.url.name.replace("`", "``")
+                await cursor.execute(
+                    f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4"
+                )
+            await conn.commit()
+        finally:
+            conn.close()
+
+    def upsert_device_sql(self, insert_columns: str, updates: dict[str, str]) -> str:
+        count = len(insert_columns.split(","))
+        sets = ", ".join(f"{col} = {_NEW.sub(_VALUES, expr)}" for col, expr in updates.items())
+        return (
+            f"INSERT INTO rps_devices ({insert_columns}) VALUES ({', '.join('?' * count)})"
+            f" ON DUPLICATE KEY UPDATE {sets}"
+        )
+
+    def convert_time(self, value: Any) -> datetime | None:
+        if value is None or isinstance(value, datetime):
+            return value
+        return datetime.fromisoformat(str(value))
+
+
+async def _rollback(conn: Any) -> None:
+    try:
+        await conn.rollback()
+    except Exception:
+        conn.close()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, pymysql.err.MySQLError) and exc.args:
+        return f"MySQL error {exc.args[0]}: {exc.args[-1]}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

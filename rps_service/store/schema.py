@@ -1,0 +1,114 @@
+"""The tables the GUI reads (SPEC §4), per dialect, as numbered migrations.
+
+Each migration is a list of statements; ``rps_schema`` records the version reached so a
+start only runs what is new. Column names are the contract; types differ per dialect.
+"""
+
+from __future__ import annotations
+
+MYSQL: list[list[str]] = [
+    [
+        """CREATE TABLE IF NOT EXISTS rps_events (
+            id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+            created_at DATETIME(6) NOT NULL,
+            action VARCHAR(16) NOT NULL,
+            provider VARCHAR(32) NOT NULL,
+            server INT NOT NULL,
+            mac CHAR(12) NOT NULL,
+            payload TEXT NOT NULL,
+            state VARCHAR(16) NOT NULL,
+            attempts INT NOT NULL DEFAULT 0,
+            next_attempt_at DATETIME(6) NOT NULL,
+            lease_until DATETIME(6) NULL,
+            lease_owner VARCHAR(64) NULL,
+            last_error TEXT NULL,
+            updated_at DATETIME(6) NOT NULL,
+            idempotency_key VARCHAR(64) NULL,
+            slot INT NOT NULL DEFAULT 0,
+            UNIQUE KEY ux_events_key (idempotency_key),
+            KEY ix_events_state_id (state, id),
+            KEY ix_events_state_due (state, next_attempt_at),
+            KEY ix_events_device (provider, mac, state, id)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
+        """CREATE TABLE IF NOT EXISTS rps_devices (
+            id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+            provider VARCHAR(32) NOT NULL,
+            mac CHAR(12) NOT NULL,
+            server INT NOT NULL,
+            model VARCHAR(64) NULL,
+            name VARCHAR(255) NULL,
+            extension VARCHAR(64) NULL,
+            status VARCHAR(16) NOT NULL,
+            registered_at DATETIME NULL,
+            last_message TEXT NOT NULL,
+            url VARCHAR(1024) NULL,
+            http_username VARCHAR(64) NULL,
+            http_password VARCHAR(128) NULL,
+            updated_at DATETIME(6) NOT NULL,
+            UNIQUE KEY ux_devices (provider, mac),
+            KEY ix_devices_server (server)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
+        """CREATE TABLE IF NOT EXISTS rps_credentials (
+            provider VARCHAR(32) NOT NULL,
+            server INT NOT NULL,
+            access_key_id VARCHAR(255) NOT NULL,
+            access_key_secret VARCHAR(255) NOT NULL,
+            provisioning_url VARCHAR(1024) NULL,
+            updated_at DATETIME(6) NOT NULL,
+            PRIMARY KEY (provider, server)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
+    ],
+]
+
+SQLITE: list[list[str]] = [
+    [
+        """CREATE TABLE IF NOT EXISTS rps_events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_at TEXT NOT NULL,
+            action TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            server INTEGER NOT NULL,
+            mac TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            lease_until TEXT NULL,
+            lease_owner TEXT NULL,
+            last_error TEXT NULL,
+            updated_at TEXT NOT NULL,
+            idempotency_key TEXT NULL UNIQUE,
+            slot INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX IF NOT EXISTS ix_events_state_id ON rps_events (state, id)",
+        "CREATE INDEX IF NOT EXISTS ix_events_state_due ON rps_events (state, next_attempt_at)",
+        "CREATE INDEX IF NOT EXISTS ix_events_device ON rps_events (provider, mac, state, id)",
+        """CREATE TABLE IF NOT EXISTS rps_devices (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            provider TEXT NOT NULL,
+            mac TEXT NOT NULL,
+            server INTEGER NOT NULL,
+            model TEXT NULL,
+            name TEXT NULL,
+            extension TEXT NULL,
+            status TEXT NOT NULL,
+            registered_at TEXT NULL,
+            last_message TEXT NOT NULL,
+            url TEXT NULL,
+            http_username TEXT NULL,
+            http_password TEXT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (provider, mac)
+        )""",
+        "CREATE INDEX IF NOT EXISTS ix_devices_server ON rps_devices (server)",
+        """CREATE TABLE IF NOT EXISTS rps_credentials (
+            provider TEXT NOT NULL,
+            server INTEGER NOT NULL,
+            access_key_id TEXT NOT NULL,
+            access_key_secret TEXT NOT NULL,
+            provisioning_url TEXT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (provider, server)
+        )""",
+    ],
+]

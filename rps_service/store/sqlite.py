@@ -1,0 +1,130 @@
+"""The embedded default backend: one SQLite file through aiosqlite.
+
+One connection, transactions serialised by a lock (SQLite has one writer anyway), WAL
+journal and ``synchronous=FULL`` so an acknowledged event survives a crash or power loss.
+SQLite is for a single daemon instance; several instances need MySQL/MariaDB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from rps_service.store.base import DuplicateKey, Store, StoreUnavailable, Tx
+from rps_service.store.schema import SQLITE
+
+_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+_NEW = re.compile(r"\bnew\.")
+
+
+def _param(value: Any) -> Any:
+    # Fixed-width text sorts like time, which the due/lease comparisons rely on.
+    return value.strftime(_TIME_FORMAT) if isinstance(value, datetime) else value
+
+
+class _SqliteTx(Tx):
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        try:
+            cursor = await self.conn.execute(sql, [_param(p) for p in params])
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateKey(str(exc)) from exc
+        return cursor.rowcount
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            cursor = await self.conn.execute(sql, [_param(p) for p in params])
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateKey(str(exc)) from exc
+        return [tuple(row) for row in await cursor.fetchall()]
+
+    async def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        try:
+            cursor = await self.conn.execute(sql, [_param(p) for p in params])
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateKey(str(exc)) from exc
+        return int(cursor.lastrowid or 0)
+
+
+class SqliteStore(Store):
+    """The journal in a local SQLite file."""
+
+    mod_function = "mod_slot"  # SQLite builds may lack MOD(); registered below.
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._conn: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=30)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA synchronous=FULL")
+        await conn.execute("PRAGMA busy_timeout=30000")
+        await conn.create_function("mod_slot", 2, lambda a, b: a % b, deterministic=True)
+        self._conn = conn
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        if self._conn is None:
+            raise StoreUnavailable("the SQLite database is not open")
+        async with self._lock:
+            conn = self._conn
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"SQLite: {exc}") from exc
+            try:
+                yield _SqliteTx(conn)
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            try:
+                await conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await conn.execute("ROLLBACK")
+                raise StoreUnavailable(f"SQLite commit failed: {exc}") from exc
+
+    async def migrate(self) -> int:
+        async with self.transaction() as tx:
+            await tx.execute("CREATE TABLE IF NOT EXISTS rps_schema (version INTEGER NOT NULL)")
+            row = await tx.fetchone("SELECT MAX(version) FROM rps_schema")
+            version = int(row[0]) if row and row[0] is not None else 0
+            for number, statements in enumerate(SQLITE[version:], start=version + 1):
+                for statement in statements:
+                    await tx.execute(statement)
+                await tx.execute("INSERT INTO rps_schema (version) VALUES (?)", [number])
+        return len(SQLITE)
+
+    def upsert_device_sql(self, insert_columns: str, updates: dict[str, str]) -> str:
+        count = len(insert_columns.split(","))
+        sets = ", ".join(f"{col} = {_NEW.sub('excluded.', expr)}" for col, expr in updates.items())
+        return (
+            f"INSERT INTO rps_devices ({insert_columns}) VALUES ({', '.join('?' * count)})"
+            f" ON CONFLICT (provider, mac) DO UPDATE SET {sets}"
+        )
+
+    def convert_time(self, value: Any) -> datetime | None:
+        if value is None or isinstance(value, datetime):
+            return value
+        return datetime.fromisoformat(str(value))

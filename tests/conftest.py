@@ -1,0 +1,89 @@
+"""Shared fixtures: stores on SQLite and on the real MariaDB, settings, a test provider."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+
+from rps_service.config import Settings, load_settings, parse_database_url
+from rps_service.store import Store, create_store
+
+MYSQL_HOST = os.environ.get("RPS_TEST_MYSQL_HOST", "127.0.0.1")
+MYSQL_PORT = int(os.environ.get("RPS_TEST_MYSQL_PORT", "3306"))
+MYSQL_USER = os.environ.get("RPS_TEST_MYSQL_USER", "root")
+MYSQL_PASSWORD = os.environ.get("RPS_TEST_MYSQL_PASSWORD", "")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def mysql_database() -> Iterator[str]:
+    """A fresh, empty MariaDB database for one test (dropped afterwards); its DSN."""
+    name = f"rps_test_{uuid.uuid4().hex[:12]}"
+    conn = pymysql.connect(host=MYSQL_HOST, port=MYSQL_PORT, user=MYSQL_USER,
+                           password=MYSQL_PASSWORD)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{name}`")
+        auth = f"{MYSQL_USER}:{MYSQL_PASSWORD}" if MYSQL_PASSWORD else MYSQL_USER
+        yield f"mysql://{auth}@{MYSQL_HOST}:{MYSQL_PORT}/{name}"
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.close()
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test on the embedded SQLite default and on MariaDB."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/rps.db"
+    return str(request.getfixturevalue("mysql_database"))
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    store = create_store(parse_database_url(database_url))
+    await store.open()
+    await store.migrate()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def write_ini(path: Path, general: dict[str, Any] | None = None,
+              snom: dict[str, Any] | None = None, extra: str = "") -> Path:
+    """An rps.ini for a test; values as given, everything else default."""
+    lines = ["[general]"]
+    lines += [f"{k} = {v}" for k, v in (general or {}).items()]
+    lines += ["", "[snom]"]
+    lines += [f"{k} = {v}" for k, v in (snom or {}).items()]
+    path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, database_url: str) -> Any:
+    """Settings for an in-process daemon on a free loopback port."""
+
+    def make(general: dict[str, Any] | None = None, snom: dict[str, Any] | None = None
+             ) -> Settings:
+        values = {"port": free_port(), "database": database_url, "log_file": "-",
+                  "poll_interval": 0.2, "retry_base": 0.01, "retry_cap": 0.05,
+                  "drain_timeout": 5}
+        values.update(general or {})
+        return load_settings(write_ini(tmp_path / "rps.ini", values, snom), env={})
+
+    return make

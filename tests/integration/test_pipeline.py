@@ -1,0 +1,298 @@
+"""The whole pipeline in-process: listener → journal → distributor → workers → device rows,
+with the test provider, on SQLite and on MariaDB."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from rps_service.config import Settings
+from rps_service.service import Service
+from tests.fakes import ScriptedProvider, permanent, transient
+
+Started = tuple[Service, ScriptedProvider, httpx.AsyncClient]
+
+
+@pytest.fixture
+async def start(make_settings: Any) -> AsyncIterator[Callable[..., Awaitable[Started]]]:
+    running: list[tuple[Service, httpx.AsyncClient]] = []
+
+    async def _start(general: dict[str, Any] | None = None, delay: float = 0.0) -> Started:
+        settings: Settings = make_settings(general)
+        provider = ScriptedProvider(delay)
+        service = Service(settings, providers={"fake": provider})
+        await service.start()
+        client = httpx.AsyncClient(base_url=f"http://{service.address}", timeout=10)
+        running.append((service, client))
+        return service, provider, client
+
+    yield _start
+    for service, client in running:
+        await client.aclose()
+        await service.stop()
+
+
+async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+async def event_state(client: httpx.AsyncClient, event_id: int) -> dict[str, Any]:
+    response = await client.get(f"/events/{event_id}")
+    assert response.status_code == 200
+    return dict(response.json())
+
+
+async def wait_events(client: httpx.AsyncClient, ids: list[int],
+                      states: tuple[str, ...] = ("done", "failed")) -> list[dict[str, Any]]:
+    async def finished() -> bool:
+        rows = [await event_state(client, i) for i in ids]
+        return all(r["state"] in states for r in rows)
+
+    await wait_for(finished)
+    return [await event_state(client, i) for i in ids]
+
+
+def event(mac: str, action: str = "add", **extra: Any) -> dict[str, Any]:
+    return {"action": action, "provider": "fake", "mac": mac, **extra}
+
+
+async def test_add_registers_device(start: Callable[..., Awaitable[Started]]) -> None:
+    _, provider, client = await start()
+    response = await client.post("/events", json=event("00:04:13:ab:cd:ef", server=8,
+                                                        model="D717", name="Reception"))
+    assert response.status_code == 202
+    body = response.json()
+    assert body["accepted"] == 1
+    assert body["events"][0]["mac"] == "000413ABCDEF" and body["events"][0]["server"] == 8
+    [row] = await wait_events(client, [body["events"][0]["id"]])
+    assert row["state"] == "done" and row["attempts"] == 1
+    device = (await client.get("/devices/fake/000413abcdef")).json()
+    assert device["status"] == "registered" and device["last_message"] == "-"
+    assert device["server"] == 8 and device["name"] == "Reception"
+    assert device["registered_at"] and device["url"] == "https://pbx.test/ztprov/8/"
+    assert "http_password" not in device and device["http_password_set"] is True
+    sent = provider.registered["000413ABCDEF"]
+    assert sent.http_username == device["http_username"]
+    assert len(sent.http_password) >= 20
+
+
+async def test_readd_keeps_access_details_remove_revokes(
+    start: Callable[..., Awaitable[Started]],
+) -> None:
+    _, provider, client = await start()
+    ids = []
+    for action in ("add", "add"):
+        r = await client.post("/events", json=event("000413ABCDEF", action))
+        ids.append(r.json()["events"][0]["id"])
+        await wait_events(client, ids)
+        ids_sent = provider.registered["000413ABCDEF"]
+        if action == "add" and len(ids) == 1:
+            first = ids_sent
+    assert provider.registered["000413ABCDEF"].http_password == first.http_password
+    r = await client.post("/events", json=event("000413ABCDEF", "remove"))
+    await wait_events(client, [r.json()["events"][0]["id"]])
+    device = (await client.get("/devices/fake/000413ABCDEF")).json()
+    assert device["status"] == "unregistered" and device["http_username"] is None
+    assert "000413ABCDEF" not in provider.registered
+
+
+async def test_per_device_order_many_devices_over_queues(
+    start: Callable[..., Awaitable[Started]],
+) -> None:
+    _, provider, client = await start({"queuenum": 4, "queuecap": 5}, delay=0.002)
+    rng = random.Random(7)
+    macs = [f"0004130100{i:02X}" for i in range(30)]
+    posted: dict[str, list[str]] = {m: [] for m in macs}
+    batch = []
+    for _ in range(240):
+        mac = rng.choice(macs)
+        action = rng.choice(["add", "remove", "update"])
+        posted[mac].append(action)
+        batch.append(event(mac, action))
+    ids = []
+    for i in range(0, len(batch), 60):  # several requests, devices interleaved
+        r = await client.post("/events", json=batch[i : i + 60])
+        assert r.status_code == 202
+        ids += [e["id"] for e in r.json()["events"]]
+    rows = await wait_events(client, ids)
+    assert all(r["state"] == "done" for r in rows)
+    calls: dict[str, list[str]] = {m: [] for m in macs}
+    for op, mac in provider.calls:
+        calls[mac].append("remove" if op == "deregister" else op)
+    expected = {m: ["remove" if a == "remove" else "register" for a in acts]
+                for m, acts in posted.items()}
+    assert calls == expected
+    assert provider.overlaps == 0
+
+
+async def test_transient_failures_retried_then_done(
+    start: Callable[..., Awaitable[Started]],
+) -> None:
+    _, provider, client = await start()
+    provider.script["000413000001"] = [transient(), transient("429: Too Many Requests", 0.05)]
+    r = await client.post("/events", json=event("000413000001"))
+    [row] = await wait_events(client, [r.json()["events"][0]["id"]])
+    assert row["state"] == "done" and row["attempts"] == 3
+    assert row["last_error"] is None  # the last attempt succeeded
+
+
+async def test_permanent_failure_fails_at_once_and_retry_requeues(
+    start: Callable[..., Awaitable[Started]],
+) -> None:
+    _, provider, client = await start()
+    provider.script["000413000002"] = [permanent()]
+    r = await client.post("/events", json=event("000413000002"))
+    event_id = r.json()["events"][0]["id"]
+    [row] = await wait_events(client, [event_id])
+    assert row["state"] == "failed" and row["attempts"] == 1
+    assert row["last_error"] == "403: Forbidden"
+    device = (await client.get("/devices/fake/000413000002")).json()
+    assert device["status"] == "error" and device["last_message"] == "403: Forbidden"
+    failed = (await client.get("/events", params={"state": "failed"})).json()["events"]
+    assert [e["id"] for e in failed] == [event_id]
+    again = await client.post(f"/events/{event_id}/retry")
+    assert again.status_code == 202
+    [row] = await wait_events(client, [event_id], ("done",))
+    assert row["attempts"] == 1
+    device = (await client.get("/devices/fake/000413000002")).json()
+    assert device["status"] == "registered" and device["last_message"] == "-"
+    assert (await client.post(f"/events/{event_id}/retry")).status_code == 409
+    assert (await client.post("/events/999999/retry")).status_code == 404
+
+
+async def test_transient_failures_exhaust_attempts(
+    start: Callable[..., Awaitable[Started]],
+) -> None:
+    _, provider, client = await start({"max_attempts": 3})
+    provider.script["000413000003"] = [transient() for _ in range(5)]
+    r = await client.post("/events", json=event("000413000003"))
+    [row] = await wait_events(client, [r.json()["events"][0]["id"]])
+    assert row["state"] == "failed" and row["attempts"] == 3
+    assert row["last_error"] == "503: Service Unavailable (gave up after 3 attempts)"
+
+
+async def test_idempotency_key_over_http(start: Callable[..., Awaitable[Started]]) -> None:
+    _, provider, client = await start()
+    first = (await client.post("/events", json=event("000413000004", key="gui-4711"))).json()
+    second = (await client.post("/events", json=event("000413000004", key="gui-4711"))).json()
+    assert second["events"][0]["id"] == first["events"][0]["id"]
+    assert second["events"][0]["duplicate"] is True
+    await wait_events(client, [first["events"][0]["id"]])
+    assert provider.calls == [("register", "000413000004")]
+
+
+async def test_batch_with_invalid_event_stores_nothing(
+    start: Callable[..., Awaitable[Started]],
+) -> None:
+    _, _, client = await start()
+    r = await client.post("/events", json=[event("000413000005"), event("nope")])
+    assert r.status_code == 400
+    assert r.json()["details"] == [{"index": 1, "field": "mac", "message":
+                                    "must be 12 hex digits, optionally separated by ':', '-' "
+                                    "or '.'"}]
+    assert (await client.get("/events")).json()["events"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "status"),
+    [
+        ({"action": "add", "provider": "fake", "mac": "000413000006", "colour": "red"},
+         "colour", 400),
+        ({"action": "add", "provider": "fake", "mac": "000413000006", "server": "8"},
+         "server", 400),
+        ({"action": "add", "provider": "fake", "mac": "000413000006", "server": 0},
+         "server", 400),
+        ({"action": "move", "provider": "fake", "mac": "000413000006"}, "action", 400),
+        ({"action": "add", "provider": "yealink", "mac": "000413000006"}, "provider", 400),
+        ({"action": "add", "provider": "fake"}, "mac", 400),
+        ({"action": "add", "provider": "fake", "mac": "000413000006", "key": "k" * 65},
+         "key", 400),
+    ],
+)
+async def test_invalid_events_400(start: Callable[..., Awaitable[Started]], body: Any,
+                                  field: str, status: int) -> None:
+    _, _, client = await start()
+    r = await client.post("/events", json=body)
+    assert r.status_code == status
+    assert r.json()["details"][0]["field"] == field
+    assert (await client.get("/events")).json()["events"] == []
+
+
+async def test_http_refusals(start: Callable[..., Awaitable[Started]]) -> None:
+    _, _, client = await start({"max_body": 2048})
+    r = await client.post("/events", content=b"x" * 4096,
+                          headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and "max_body" in r.json()["error"]
+    r = await client.post("/events", content=b"{not json",
+                          headers={"Content-Type": "application/json"})
+    assert r.status_code == 415
+    r = await client.post("/events", content=b"action=add",
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 415
+    r = await client.post("/events", json=[event(f"0004130001{i:02X}") for i in range(2)] * 0)
+    assert r.status_code == 400
+    r = await client.post("/events", json=[event("000413000007")] * 1001)
+    assert r.status_code in (400, 413)
+    assert (await client.get("/events/123456")).status_code == 404
+    assert (await client.get("/events/abc")).status_code == 404
+    assert (await client.get("/events", params={"state": "bogus"})).status_code == 400
+    assert (await client.get("/devices/fake/000413000099")).status_code == 404
+    assert (await client.get("/devices", params={"status": "x"})).status_code == 400
+    assert (await client.get("/nowhere")).status_code == 404
+
+
+async def test_api_token_required(start: Callable[..., Awaitable[Started]]) -> None:
+    _, _, client = await start({"api_token": "s3cret-token"})
+    assert (await client.post("/events", json=event("000413000008"))).status_code == 401
+    bad = {"Authorization": "Bearer wrong"}
+    assert (await client.get("/events", headers=bad)).status_code == 401
+    good = {"Authorization": "Bearer s3cret-token"}
+    assert (await client.post("/events", json=event("000413000008"),
+                              headers=good)).status_code == 202
+    assert (await client.get("/health")).status_code == 200
+
+
+async def test_health_reports_database_and_queues(
+    start: Callable[..., Awaitable[Started]],
+) -> None:
+    service, _, client = await start({"queuenum": 3})
+    r = await client.get("/health")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["database"] == "ok" and body["queues"] == [0, 0, 0]
+    assert body["backlog"] == {"pending": 0, "running": 0}
+    await service.store.close()  # the database goes away
+    r = await client.get("/health")
+    assert r.status_code == 503 and "unavailable" in r.json()["database"]
+    r = await client.post("/events", json=event("000413000009"))
+    assert r.status_code == 503
+
+
+async def test_credentials_api_never_returns_secret(
+    start: Callable[..., Awaitable[Started]],
+) -> None:
+    _, _, client = await start()
+    r = await client.put("/providers/fake/credentials/8",
+                         json={"access_key_id": "kid", "access_key_secret": "very-secret"})
+    assert r.status_code == 204
+    r = await client.get("/providers/fake/credentials/8")
+    assert r.status_code == 200
+    assert r.json() == {"provider": "fake", "server": 8, "access_key_id": "kid",
+                        "secret_set": True, "provisioning_url": None}
+    assert "very-secret" not in r.text
+    assert (await client.get("/providers/fake/credentials/9")).status_code == 404
+    r = await client.put("/providers/fake/credentials/8", json={"access_key_id": "kid"})
+    assert r.status_code == 400 and r.json()["details"][0]["field"] == "access_key_secret"
+    assert (await client.put("/providers/nope/credentials/8",
+                             json={})).status_code == 404
+    r = await client.post("/providers/fake/test", json={"server": 8})
+    assert r.json() == {"ok": True, "message": "fake provider accepts server 8"}

@@ -1,0 +1,190 @@
+"""The store contract, run against SQLite and the real MariaDB alike."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from rps_service.distributor import utcnow
+from rps_service.models import NewEvent
+from rps_service.store import DeviceOutcome, Store
+from rps_service.store.base import device_slot
+
+
+def ev(mac: str, action: str = "add", key: str | None = None, server: int = 1) -> NewEvent:
+    return NewEvent(action, "snom", server, mac, {"model": "D717"}, key)
+
+
+async def lease_all(store: Store, owner: str = "me", limit: int = 100, queuenum: int = 1
+                    ) -> list[int]:
+    now = utcnow()
+    events = await store.lease_events(owner, now, now + timedelta(seconds=60), limit,
+                                      queuenum, list(range(queuenum)))
+    return [e.id for e in events]
+
+
+async def test_insert_is_durable_and_readable(store: Store) -> None:
+    stored = await store.insert_events([ev("000413ABCDEF")], utcnow())
+    event = await store.get_event(stored[0].id)
+    assert event is not None
+    assert (event.action, event.mac, event.state, event.attempts) == (
+        "add", "000413ABCDEF", "pending", 0)
+    assert event.payload == {"model": "D717"}
+    assert event.slot == device_slot("snom", "000413ABCDEF")
+
+
+async def test_batch_ids_follow_order(store: Store) -> None:
+    macs = [f"0004130000{i:02X}" for i in range(50)]
+    stored = await store.insert_events([ev(m) for m in macs], utcnow())
+    ids = [s.id for s in stored]
+    assert ids == sorted(ids) and len(set(ids)) == 50
+    for mac, row in zip(macs, stored, strict=True):
+        event = await store.get_event(row.id)
+        assert event is not None and event.mac == mac
+
+
+async def test_idempotency_key_returns_first_id(store: Store) -> None:
+    first = await store.insert_events([ev("000413ABCDEF", key="gui-1")], utcnow())
+    again = await store.insert_events(
+        [ev("000413ABCDEF", key="gui-1"), ev("000413ABCDE0", key="gui-2"),
+         ev("000413ABCDE0", key="gui-2")], utcnow())
+    assert again[0].id == first[0].id and again[0].duplicate
+    assert not again[1].duplicate
+    assert again[2].id == again[1].id and again[2].duplicate
+    assert len(await store.list_events()) == 2
+
+
+async def test_lease_takes_only_oldest_unfinished_event_per_device(store: Store) -> None:
+    stored = await store.insert_events(
+        [ev("000000000001"), ev("000000000002"), ev("000000000001", "remove"),
+         ev("000000000003")], utcnow())
+    ids = [s.id for s in stored]
+    assert await lease_all(store) == [ids[0], ids[1], ids[3]]
+    assert await lease_all(store) == []  # the device's second event waits for the first
+    event = await store.get_event(ids[0])
+    assert event is not None
+    assert await store.finish_event(event, "me", "done", utcnow())
+    assert await lease_all(store) == [ids[2]]
+
+
+async def test_lease_counts_attempts_and_other_owner_cannot_finish(store: Store) -> None:
+    stored = await store.insert_events([ev("000000000001")], utcnow())
+    now = utcnow()
+    [event] = await store.lease_events("me", now, now + timedelta(seconds=60), 10, 1, [0])
+    assert event.attempts == 1 and event.state == "running"
+    assert not await store.finish_event(event, "someone-else", "done", utcnow())
+    assert await store.finish_event(event, "me", "done", utcnow())
+    row = await store.get_event(stored[0].id)
+    assert row is not None and row.state == "done"
+
+
+async def test_lease_respects_queue_filter(store: Store) -> None:
+    macs = [f"00041300{i:04X}" for i in range(40)]
+    await store.insert_events([ev(m) for m in macs], utcnow())
+    now = utcnow()
+    events = await store.lease_events("me", now, now + timedelta(seconds=60), 100, 4, [2])
+    assert events and all(e.slot % 4 == 2 for e in events)
+    assert len(events) == sum(1 for m in macs if device_slot("snom", m) % 4 == 2)
+
+
+async def test_expired_lease_is_recovered(store: Store) -> None:
+    stored = await store.insert_events([ev("000000000001")], utcnow())
+    await store.lease_events("crashed", utcnow(), utcnow() - timedelta(seconds=1), 10, 1, [0])
+    assert await lease_all(store) == []
+    assert await store.release_expired_leases(utcnow()) == [stored[0].id]
+    leased = await store.lease_events("me", utcnow(), utcnow() + timedelta(seconds=60), 10, 1,
+                                      [0])
+    assert [e.id for e in leased] == [stored[0].id]
+    assert leased[0].attempts == 2  # the crashed attempt counts
+
+
+async def test_release_gives_back_without_counting(store: Store) -> None:
+    stored = await store.insert_events([ev("000000000001")], utcnow())
+    assert await lease_all(store) == [stored[0].id]
+    assert await store.release_leases("me", [stored[0].id], utcnow()) == 1
+    event = await store.get_event(stored[0].id)
+    assert event is not None and (event.state, event.attempts) == ("pending", 0)
+
+
+async def test_backoff_delays_lease_and_next_due(store: Store) -> None:
+    stored = await store.insert_events([ev("000000000001")], utcnow())
+    [event] = await store.lease_events("me", utcnow(), utcnow() + timedelta(seconds=60), 1, 1,
+                                       [0])
+    later = utcnow() + timedelta(seconds=30)
+    await store.finish_event(event, "me", "pending", utcnow(), error="503", next_attempt_at=later)
+    assert await lease_all(store) == []
+    due = await store.next_due()
+    assert due is not None and abs((due - later).total_seconds()) < 0.01
+    row = await store.get_event(stored[0].id)
+    assert row is not None and row.last_error == "503"
+
+
+async def test_retry_event_only_from_failed(store: Store) -> None:
+    stored = await store.insert_events([ev("000000000001")], utcnow())
+    event_id = stored[0].id
+    assert await store.retry_event(event_id, utcnow()) == "pending"
+    assert await store.retry_event(event_id + 1000, utcnow()) == "not_found"
+    [event] = await store.lease_events("me", utcnow(), utcnow() + timedelta(seconds=60), 1, 1,
+                                       [0])
+    await store.finish_event(event, "me", "failed", utcnow(), error="403: Forbidden")
+    assert await store.retry_event(event_id, utcnow()) == "ok"
+    row = await store.get_event(event_id)
+    assert row is not None and (row.state, row.attempts, row.last_error) == (
+        "pending", 0, "403: Forbidden")
+
+
+async def test_device_access_details_kept_then_revoked(store: Store) -> None:
+    stored = await store.insert_events([ev("000413ABCDEF", server=8)], utcnow())
+    event = await store.get_event(stored[0].id)
+    assert event is not None
+    first = await store.prepare_device(event, "https://pbx/ztprov/8/", "u1", "p" * 24, utcnow())
+    assert (first.status, first.http_username, first.http_password) == ("pending", "u1", "p" * 24)
+    again = await store.prepare_device(event, "https://pbx/ztprov/8/", "u2", "q" * 24, utcnow())
+    assert (again.http_username, again.http_password) == ("u1", "p" * 24)
+    [leased] = await store.lease_events("me", utcnow(), utcnow() + timedelta(seconds=60), 1, 1,
+                                        [0])
+    await store.finish_event(leased, "me", "done", utcnow(),
+                             device=DeviceOutcome("registered", registered=True))
+    device = await store.get_device("snom", "000413ABCDEF")
+    assert device is not None
+    assert (device.status, device.last_message, device.server) == ("registered", "-", 8)
+    assert device.registered_at is not None and device.model == "D717"
+    removal = await store.insert_events([ev("000413ABCDEF", "remove", server=8)], utcnow())
+    [leased] = await store.lease_events("me", utcnow(), utcnow() + timedelta(seconds=60), 1, 1,
+                                        [0])
+    assert leased.id == removal[0].id
+    await store.finish_event(leased, "me", "done", utcnow(),
+                             device=DeviceOutcome("unregistered", revoke=True))
+    device = await store.get_device("snom", "000413ABCDEF")
+    assert device is not None and device.status == "unregistered"
+    assert device.http_username is None and device.http_password is None
+
+
+async def test_names_with_sql_metacharacters_stored_verbatim(store: Store) -> None:
+    name = "Robert'); DROP TABLE rps_events;-- ? %s \\"
+    stored = await store.insert_events(
+        [NewEvent("add", "snom", 1, "000413ABCDEF", {"name": name}, "k'?%")], utcnow())
+    event = await store.get_event(stored[0].id)
+    assert event is not None and event.payload["name"] == name
+    assert event.idempotency_key == "k'?%"
+
+
+async def test_credentials_roundtrip(store: Store) -> None:
+    from rps_service.providers.base import Credentials
+
+    await store.put_credentials(Credentials("snom", 8, "kid", "sec", None), utcnow())
+    await store.put_credentials(Credentials("snom", 8, "kid2", "sec2", "https://x/"), utcnow())
+    creds = await store.get_credentials("snom", 8)
+    assert creds is not None
+    assert (creds.access_key_id, creds.access_key_secret, creds.provisioning_url) == (
+        "kid2", "sec2", "https://x/")
+    assert await store.get_credentials("snom", 9) is None
+
+
+async def test_backlog_counts(store: Store) -> None:
+    await store.insert_events([ev(f"00000000000{i}") for i in range(3)], utcnow())
+    await lease_all(store, limit=1)
+    assert await store.backlog() == {"pending": 2, "running": 1}
+
+
+async def test_migrate_is_idempotent(store: Store) -> None:
+    assert await store.migrate() == await store.migrate()

@@ -1,0 +1,709 @@
+"""SnomProvider against an in-process fake of SRAPS (httpx.MockTransport).
+
+The fake checks every request's Hawk signature with mohawk's Receiver (payload hash,
+replayed nonces and clock skew included), so a test passing here means SRAPS's own rules
+were met, not merely that some call was made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from mohawk import Receiver
+from mohawk.base import EmptyValue
+from mohawk.exc import HawkFail, TokenExpired
+from structlog.testing import capture_logs
+
+from rps_service.config import Settings
+from rps_service.providers.base import Credentials, Device, Failure, Provider, ProviderError
+from rps_service.providers.snom import SnomProvider, normalize_mac
+
+API = "https://sraps.test/api/v1/"
+KEY_ID = "KEYID"
+SECRET = "key-secret-0123456789"
+PASSWORD = "device-pass-ABCDEFGHIJKLMNOP"
+NOW = 1_700_000_000
+MAC = "000413ABCDEF"
+DEVICE = Device(
+    mac=MAC, server=8, url="https://pbx.test/ztprov/8/", http_username="u8", http_password=PASSWORD
+)
+HAWK_HEADER = re.compile(
+    r'^Hawk id="[^"]+", ts="\d+", nonce="[^"]+", (hash="[^"]+", )?mac="[^"]+"$'
+)
+EXPECTED_BODY = {
+    "mac": "000413abcdef",
+    "autoprovisioning_enabled": True,
+    "settings_manager": {
+        "uuid-server": {"value": "https://pbx.test/ztprov/8/", "attrs": {"perm": "RW"}},
+        "uuid-user": {"value": "u8", "attrs": {"perm": "RW"}},
+        "uuid-pass": {"value": PASSWORD, "attrs": {"perm": "RW"}},
+    },
+}
+
+
+def catalogue(filler: int = 5) -> list[dict[str, str]]:
+    """A settings catalogue with the decoy global setting_server first."""
+    entries = [{"uuid": "uuid-global", "param_name": "setting_server", "section": "global"}]
+    entries += [
+        {"uuid": f"uuid-{i}", "param_name": f"filler_{i}", "section": "phone-settings"}
+        for i in range(filler)
+    ]
+    for uuid, name in [
+        ("uuid-server", "setting_server"),
+        ("uuid-user", "http_client_user"),
+        ("uuid-pass", "http_client_pass"),
+    ]:
+        entries.append({"uuid": uuid, "param_name": name, "section": "phone-settings"})
+    return entries
+
+
+@dataclass
+class Seen:
+    method: str
+    target: str  # path and query as sent
+    body: Any
+    authorization: str
+    accept: str
+
+
+Outcome = Callable[[httpx.Request], httpx.Response]
+
+
+@dataclass
+class FakeSraps:
+    """Enough of SRAPS for the provider: tokens, paginated settings, endpoints."""
+
+    keys: dict[str, str] = field(default_factory=lambda: {KEY_ID: SECRET})
+    roles: dict[str, str | None] = field(default_factory=lambda: {KEY_ID: "Provisioning"})
+    company: str = "1001"
+    settings: list[dict[str, str]] = field(default_factory=catalogue)
+    max_page_size: int = 1000
+    endpoints: dict[str, Any] = field(default_factory=dict)
+    foreign_macs: set[str] = field(default_factory=set)
+    now: int = NOW
+    seen: list[Seen] = field(default_factory=list)
+    injected: list[tuple[str, Outcome]] = field(default_factory=list)
+    nonces: set[tuple[str, str]] = field(default_factory=set)
+    clock_jumps: list[int] = field(default_factory=list)  # server times for the next requests
+
+    def inject(self, path_part: str, outcome: Outcome) -> None:
+        """Answer the next request whose path contains ``path_part`` with ``outcome``."""
+        self.injected.append((path_part, outcome))
+
+    def targets(self) -> list[str]:
+        return [f"{s.method} {s.target}" for s in self.seen]
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content) if request.content else None
+        self.seen.append(
+            Seen(
+                request.method,
+                request.url.raw_path.decode(),
+                body,
+                request.headers.get("authorization", ""),
+                request.headers.get("accept", ""),
+            )
+        )
+        for i, (part, outcome) in enumerate(self.injected):
+            if part in request.url.path:
+                del self.injected[i]
+                return outcome(request)
+        key_id, denied = self._authenticate(request)
+        return denied or self._route(request, key_id, body)
+
+    def _authenticate(self, request: httpx.Request) -> tuple[str, httpx.Response | None]:
+        has_body = bool(request.content)
+        if self.clock_jumps:
+            self.now = self.clock_jumps.pop(0)
+        try:
+            receiver = Receiver(
+                lambda key_id: {"id": key_id, "key": self.keys[key_id], "algorithm": "sha256"},
+                request.headers.get("authorization"),
+                str(request.url),
+                request.method,
+                content=request.content if has_body else EmptyValue,
+                content_type=request.headers["content-type"] if has_body else EmptyValue,
+                seen_nonce=self._seen_nonce,
+                # mohawk reads whole seconds of the wall clock: offset by whole seconds.
+                localtime_offset_in_seconds=self.now - calendar.timegm(time.gmtime()),
+            )
+        except TokenExpired as exc:
+            challenge = {"WWW-Authenticate": exc.www_authenticate}
+            return "", httpx.Response(401, headers=challenge, json={"message": "Stale timestamp"})
+        except HawkFail:
+            return "", httpx.Response(401, json={"message": "Unauthorized"})
+        return str(receiver.parsed_header["id"]), None
+
+    def _seen_nonce(self, key_id: str, nonce: str, ts: str) -> bool:
+        if (key_id, nonce) in self.nonces:
+            return True
+        self.nonces.add((key_id, nonce))
+        return False
+
+    def _route(self, request: httpx.Request, key_id: str, body: Any) -> httpx.Response:
+        parts = request.url.path.removeprefix("/api/v1/").split("/")
+        if parts[0] == "tokens" and len(parts) == 2 and request.method == "GET":
+            return self._token(parts[1])
+        if parts == ["settings", ""] and request.method == "GET":
+            return self._settings(request)
+        if parts[0] == "companies" and len(parts) == 4 and parts[2] == "endpoints":
+            if parts[1] != self.company:
+                return httpx.Response(404, json={"detail": "Not found."})
+            return self._endpoint(request.method, key_id, parts[3], body)
+        return httpx.Response(404, json={"detail": "Not found."})
+
+    def _token(self, key_id: str) -> httpx.Response:
+        if key_id not in self.keys:
+            return httpx.Response(404, json={"detail": "Not found."})
+        links = {"company": f"{API}companies/{self.company}/"}
+        return httpx.Response(200, json={"id": key_id, "role": self.roles[key_id], "links": links})
+
+    def _settings(self, request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params.get("page", "1"))
+        size = min(int(request.url.params.get("page_size", "20")), self.max_page_size)
+        chunk = self.settings[(page - 1) * size : page * size]
+        headers = {}
+        if page * size < len(self.settings):
+            headers["Link"] = f'<{API}settings/?page={page + 1}&page_size={size}>; rel="next"'
+        return httpx.Response(200, json=chunk, headers=headers)
+
+    def _endpoint(self, method: str, key_id: str, mac: str, body: Any) -> httpx.Response:
+        if method == "PUT":
+            if not self.roles[key_id]:
+                denied = {"detail": "You do not have permission to perform this action."}
+                return httpx.Response(403, json=denied)
+            if mac in self.foreign_macs:
+                return httpx.Response(403, json={"message": "taken_mac_or_forbidden"})
+            self.endpoints[mac] = body
+            return httpx.Response(200, json=body)
+        if mac not in self.endpoints:
+            return httpx.Response(404, json={"detail": "Not found."})
+        if method == "DELETE":
+            del self.endpoints[mac]
+            return httpx.Response(204)
+        return httpx.Response(200, json=self.endpoints[mac])
+
+
+class FakeCredentials:
+    """The ``rps_credentials`` table as a dict keyed by server."""
+
+    def __init__(self, stored: dict[int, Credentials] | None = None) -> None:
+        self.stored = stored or {}
+
+    async def get_credentials(self, provider: str, server: int) -> Credentials | None:
+        return self.stored.get(server) if provider == "snom" else None
+
+
+def stored(server: int, key_id: str = KEY_ID, secret: str = SECRET, **kw: Any) -> Credentials:
+    return Credentials("snom", server, key_id, secret, **kw)
+
+
+def make_settings(mode: str = "master", ini: bool = True) -> Settings:
+    snom: dict[str, Any] = {
+        "api_url": API,
+        "provisioning_url": "https://pbx.test/ztprov/{server}/",
+        "timeout": 5,
+    }
+    if ini:
+        snom |= {"access_key_id": KEY_ID, "access_key_secret": SECRET}
+    return Settings.model_validate({"general": {"mode": mode}, "snom": snom})
+
+
+@pytest.fixture
+def fake() -> FakeSraps:
+    return FakeSraps()
+
+
+@pytest.fixture
+async def client(fake: FakeSraps) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(fake)) as client:
+        yield client
+
+
+def make_provider(
+    client: httpx.AsyncClient,
+    *,
+    mode: str = "master",
+    ini: bool = True,
+    creds: FakeCredentials | None = None,
+    clock: Callable[[], float] = lambda: NOW,
+) -> SnomProvider:
+    return SnomProvider(make_settings(mode, ini), creds or FakeCredentials(), client, clock=clock)
+
+
+@pytest.fixture
+def provider(client: httpx.AsyncClient) -> SnomProvider:
+    return make_provider(client)
+
+
+async def failure(call: Any) -> ProviderError:
+    with pytest.raises(ProviderError) as info:
+        await call
+    return info.value
+
+
+# -- registration -------------------------------------------------------------------------
+
+
+async def test_satisfies_the_provider_protocol(provider: SnomProvider) -> None:
+    checked: Provider = provider
+    assert checked.name == "snom"
+
+
+async def test_cold_register_looks_up_then_puts(fake: FakeSraps, provider: SnomProvider) -> None:
+    await provider.register(DEVICE)
+
+    assert fake.targets() == [
+        "GET /api/v1/tokens/KEYID",
+        "GET /api/v1/settings/?page_size=1000",
+        "PUT /api/v1/companies/1001/endpoints/000413abcdef",
+    ]
+    put = fake.seen[-1]
+    assert put.body == EXPECTED_BODY  # the global setting_server uuid is not used
+    assert fake.endpoints["000413abcdef"] == EXPECTED_BODY
+    for seen in fake.seen:
+        assert HAWK_HEADER.match(seen.authorization), seen.authorization
+        assert seen.accept == "application/json"
+        assert ('hash="' in seen.authorization) == (seen.body is not None)
+
+
+async def test_warm_register_is_one_call(fake: FakeSraps, provider: SnomProvider) -> None:
+    await provider.register(DEVICE)
+    fake.seen.clear()
+
+    await provider.register(Device(mac="00:04:13:aa:bb:cc", server=8, url="u", http_password="p"))
+
+    assert fake.targets() == ["PUT /api/v1/companies/1001/endpoints/000413aabbcc"]
+
+
+async def test_settings_pages_are_followed(client: httpx.AsyncClient, fake: FakeSraps) -> None:
+    fake.max_page_size = 3  # 9 entries: the uuids sit on pages 2 and 3
+    await make_provider(client).register(DEVICE)
+
+    assert fake.targets()[1:4] == [
+        "GET /api/v1/settings/?page_size=1000",
+        "GET /api/v1/settings/?page=2&page_size=3",
+        "GET /api/v1/settings/?page=3&page_size=3",
+    ]
+    assert fake.seen[-1].body == EXPECTED_BODY
+
+
+async def test_paging_stops_once_everything_is_found(
+    fake: FakeSraps, provider: SnomProvider
+) -> None:
+    fake.settings = catalogue(filler=0) + catalogue(filler=10)[1:]
+    fake.max_page_size = 4  # all three on page 1 of 4
+    await provider.register(DEVICE)
+    assert sum("settings" in t for t in fake.targets()) == 1
+
+
+async def test_only_the_global_setting_server_is_refused(
+    fake: FakeSraps, provider: SnomProvider
+) -> None:
+    fake.settings = [e for e in catalogue() if e["uuid"] != "uuid-server"]
+    err = await failure(provider.register(DEVICE))
+    assert err.failure is Failure.PERMANENT
+    assert err.message == (
+        "The SRAPS settings catalogue has no setting_server in section phone-settings"
+    )
+    assert not fake.endpoints
+
+
+async def test_without_credential_settings_only_the_url_is_sent(
+    fake: FakeSraps, provider: SnomProvider
+) -> None:
+    fake.settings = [e for e in catalogue() if e["uuid"] not in ("uuid-user", "uuid-pass")]
+    await provider.register(DEVICE)
+    assert fake.seen[-1].body["settings_manager"] == {
+        "uuid-server": {"value": "https://pbx.test/ztprov/8/", "attrs": {"perm": "RW"}}
+    }
+
+
+async def test_concurrent_cold_calls_share_one_lookup(
+    fake: FakeSraps, provider: SnomProvider
+) -> None:
+    devices = [Device(mac=f"0004130000{i:02X}", server=8, url="u") for i in range(5)]
+    await asyncio.gather(*(provider.register(d) for d in devices))
+    assert sum("tokens" in t for t in fake.targets()) == 1
+    assert len(fake.endpoints) == 5
+
+
+async def test_register_without_url_uses_the_device_url(
+    fake: FakeSraps, provider: SnomProvider
+) -> None:
+    await provider.register(Device(mac=MAC, server=8))
+    assert fake.seen[-1].body["settings_manager"]["uuid-server"]["value"] == (
+        "https://pbx.test/ztprov/8/"
+    )
+
+
+# -- deregister and lookup ----------------------------------------------------------------
+
+
+async def test_deregister_deletes(fake: FakeSraps, provider: SnomProvider) -> None:
+    await provider.register(DEVICE)
+    await provider.deregister(Device(mac=MAC, server=8))
+    assert fake.targets()[-1] == "DELETE /api/v1/companies/1001/endpoints/000413abcdef"
+    assert not fake.endpoints
+    assert 'hash="' not in fake.seen[-1].authorization
+
+
+async def test_deregister_of_an_unknown_device_succeeds(
+    fake: FakeSraps, provider: SnomProvider
+) -> None:
+    await provider.deregister(Device(mac=MAC, server=8))
+    assert fake.targets()[-1] == "DELETE /api/v1/companies/1001/endpoints/000413abcdef"
+
+
+async def test_lookup(fake: FakeSraps, provider: SnomProvider) -> None:
+    assert await provider.lookup(DEVICE) is None
+    await provider.register(DEVICE)
+    assert await provider.lookup(DEVICE) == EXPECTED_BODY
+    assert fake.targets()[-1] == "GET /api/v1/companies/1001/endpoints/000413abcdef"
+
+
+# -- errors -------------------------------------------------------------------------------
+
+
+async def test_key_without_role_gets_the_role_hint(fake: FakeSraps, provider: SnomProvider) -> None:
+    fake.roles[KEY_ID] = None
+    err = await failure(provider.register(DEVICE))
+    assert err.failure is Failure.PERMANENT
+    assert err.status == 403
+    assert err.message == "403: You do not have permission to perform this action."
+    assert err.hint == (
+        "SRAPS refuses to register devices with this key: the key has no Role; "
+        "choose a Role for the key in SRAPS (API keys)"
+    )
+
+
+async def test_mac_of_another_account(fake: FakeSraps, provider: SnomProvider) -> None:
+    fake.foreign_macs.add("000413abcdef")
+    err = await failure(provider.register(DEVICE))
+    assert err.failure is Failure.PERMANENT
+    assert err.message == "403: The MAC belongs to another SRAPS account (taken_mac_or_forbidden)"
+    assert "another SRAPS account" in str(err)
+    assert "Role" not in err.hint
+
+
+async def test_lacks_permission_is_a_taken_mac(fake: FakeSraps, provider: SnomProvider) -> None:
+    await provider.register(DEVICE)
+    detail = {"detail": "Your account lacks permission to modify this endpoint."}
+    fake.inject("endpoints", lambda r: httpx.Response(403, json=detail))
+    err = await failure(provider.register(DEVICE))
+    assert err.message.startswith("403: The MAC belongs to another SRAPS account")
+
+
+async def test_wrong_secret_is_permanent_and_not_cached(
+    client: httpx.AsyncClient, fake: FakeSraps
+) -> None:
+    fake.keys[KEY_ID] = "the-real-secret"
+    provider = make_provider(client)
+    err = await failure(provider.register(DEVICE))
+    assert (err.failure, err.status, err.message) == (Failure.PERMANENT, 401, "401: Unauthorized")
+    assert err.hint == "check the access key id and secret"
+
+    fake.keys[KEY_ID] = SECRET  # fixed on the SRAPS side: the next attempt looks up again
+    await provider.register(DEVICE)
+    assert fake.targets().count("GET /api/v1/tokens/KEYID") == 2
+
+
+async def test_401_on_a_warm_call_drops_the_cache(fake: FakeSraps, provider: SnomProvider) -> None:
+    await provider.register(DEVICE)
+    fake.inject("endpoints", lambda r: httpx.Response(401, json={"message": "Unauthorized"}))
+    await failure(provider.register(DEVICE))
+    fake.seen.clear()
+    await provider.register(DEVICE)
+    assert fake.targets()[0] == "GET /api/v1/tokens/KEYID"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("120", 120.0), ("Tue, 14 Nov 2023 22:15:00 GMT", 100.0), ("soon", None)],
+)
+async def test_429_is_transient_with_retry_after(
+    fake: FakeSraps, provider: SnomProvider, header: str, expected: float | None
+) -> None:
+    await provider.register(DEVICE)  # NOW is 2023-11-14 22:13:20 UTC
+    fake.inject("endpoints", lambda r: httpx.Response(429, headers={"Retry-After": header}))
+    err = await failure(provider.register(DEVICE))
+    assert (err.failure, err.status, err.retry_after) == (Failure.TRANSIENT, 429, expected)
+    assert err.message == "429: Too Many Requests"
+
+
+async def test_5xx_is_transient(fake: FakeSraps, provider: SnomProvider) -> None:
+    fake.inject("tokens", lambda r: httpx.Response(503, text="<html>\n  upstream down\n</html>"))
+    err = await failure(provider.register(DEVICE))
+    assert (err.failure, err.status) == (Failure.TRANSIENT, 503)
+    assert err.message == "503: <html> upstream down </html>"
+
+
+def _raise(exc: type[httpx.TransportError]) -> Outcome:
+    def outcome(request: httpx.Request) -> httpx.Response:
+        raise exc("boom", request=request)
+
+    return outcome
+
+
+@pytest.mark.parametrize(
+    ("exc", "message"),
+    [
+        (httpx.ReadTimeout, "Timeout after 5s"),
+        (httpx.ConnectTimeout, "Timeout after 5s"),
+        (httpx.ConnectError, "Connection failed: ConnectError"),
+        (httpx.RemoteProtocolError, "Connection failed: RemoteProtocolError"),
+    ],
+)
+async def test_transport_errors_are_transient(
+    fake: FakeSraps, provider: SnomProvider, exc: type[httpx.TransportError], message: str
+) -> None:
+    fake.inject("tokens", _raise(exc))
+    err = await failure(provider.register(DEVICE))
+    assert (err.failure, err.message, err.status) == (Failure.TRANSIENT, message, None)
+
+
+@pytest.mark.parametrize(
+    ("response", "message"),
+    [
+        (httpx.Response(200, text="not json"), "SRAPS answered the token lookup with invalid JSON"),
+        (httpx.Response(200, json={"links": {}}), "SRAPS gave no links.company for the key KEYID"),
+        (httpx.Response(200, json=[1]), "SRAPS answered the token lookup with no JSON object"),
+    ],
+)
+async def test_bad_token_answers_are_permanent(
+    fake: FakeSraps, provider: SnomProvider, response: httpx.Response, message: str
+) -> None:
+    fake.inject("tokens", lambda r: response)
+    err = await failure(provider.register(DEVICE))
+    assert err.failure is Failure.PERMANENT
+    assert err.message.startswith(message)
+
+
+async def test_errors_never_show_secrets(client: httpx.AsyncClient, fake: FakeSraps) -> None:
+    provider = make_provider(client)
+    await provider.register(DEVICE)
+    echo = {"message": f"invalid value {PASSWORD} (key {SECRET})"}
+    fake.inject("endpoints", lambda r: httpx.Response(400, json=echo))
+    with capture_logs() as logs:
+        err = await failure(provider.register(DEVICE))
+    assert err.message == "400: invalid value *** (key ***)"
+    everything = f"{err} {err.hint} {logs!r}"
+    assert PASSWORD not in everything
+    assert SECRET not in everything
+
+
+# -- clock skew ---------------------------------------------------------------------------
+
+
+async def test_stale_clock_is_corrected_once(client: httpx.AsyncClient, fake: FakeSraps) -> None:
+    provider = make_provider(client, clock=lambda: NOW - 3600)
+    await provider.register(DEVICE)
+    assert fake.targets()[:2] == ["GET /api/v1/tokens/KEYID"] * 2
+    sent = [int(s.authorization.split('ts="')[1][:10]) for s in fake.seen[:2]]
+    assert sent[0] == NOW - 3600
+    assert abs(sent[1] - NOW) <= 1  # the server's whole-second clock may tick meanwhile
+    assert len(fake.seen) == 4  # the offset is kept: no further 401s
+    assert fake.endpoints
+
+
+async def test_a_second_401_is_not_retried(client: httpx.AsyncClient, fake: FakeSraps) -> None:
+    provider = make_provider(client, clock=lambda: NOW - 3600)
+    fake.clock_jumps = [NOW, NOW + 7200]  # SRAPS's clock jumps again before the retry
+    err = await failure(provider.register(DEVICE))
+    assert (err.status, err.failure) == (401, Failure.PERMANENT)
+    assert sum("tokens" in t for t in fake.targets()) == 2
+
+
+async def test_unauthenticated_clock_hints_are_ignored(
+    fake: FakeSraps, provider: SnomProvider
+) -> None:
+    forged = {"WWW-Authenticate": 'Hawk ts="1", tsm="Zm9yZ2Vk", error="Stale timestamp"'}
+    fake.inject("tokens", lambda r: httpx.Response(401, headers=forged))
+    err = await failure(provider.register(DEVICE))
+    assert err.status == 401
+    assert fake.targets() == ["GET /api/v1/tokens/KEYID"]
+
+
+# -- credentials --------------------------------------------------------------------------
+
+
+async def test_changed_credentials_miss_the_cache(
+    client: httpx.AsyncClient, fake: FakeSraps
+) -> None:
+    source = FakeCredentials({8: stored(8)})
+    provider = make_provider(client, mode="tenant", creds=source)
+    await provider.register(DEVICE)
+    fake.keys[KEY_ID] = source.stored[8].access_key_secret + "-rotated"
+    source.stored[8] = stored(8, secret=fake.keys[KEY_ID])
+    fake.seen.clear()
+
+    await provider.register(DEVICE)
+    assert [t.split()[1].split("?")[0] for t in fake.targets()] == [
+        "/api/v1/tokens/KEYID",
+        "/api/v1/settings/",
+        "/api/v1/companies/1001/endpoints/000413abcdef",
+    ]
+
+
+async def test_master_prefers_stored_server_1_keys(
+    client: httpx.AsyncClient, fake: FakeSraps
+) -> None:
+    fake.keys["STORED1"] = "stored-secret"
+    fake.roles["STORED1"] = "Provisioning"
+    source = FakeCredentials({1: stored(1, "STORED1", "stored-secret"), 8: stored(8, "T8", "x")})
+    await make_provider(client, creds=source).register(DEVICE)
+    assert fake.targets()[0] == "GET /api/v1/tokens/STORED1"
+    assert all('id="STORED1"' in s.authorization for s in fake.seen)
+
+
+async def test_master_falls_back_to_rps_ini(fake: FakeSraps, provider: SnomProvider) -> None:
+    await provider.register(DEVICE)
+    assert all(f'id="{KEY_ID}"' in s.authorization for s in fake.seen)
+
+
+async def test_tenant_uses_the_events_server(client: httpx.AsyncClient, fake: FakeSraps) -> None:
+    fake.keys["T8"] = "tenant-secret"
+    fake.roles["T8"] = "Provisioning"
+    source = FakeCredentials({1: stored(1), 8: stored(8, "T8", "tenant-secret")})
+    await make_provider(client, mode="tenant", creds=source).register(DEVICE)
+    assert fake.targets()[0] == "GET /api/v1/tokens/T8"
+
+
+async def test_tenant_without_keys_names_the_server(
+    client: httpx.AsyncClient, fake: FakeSraps
+) -> None:
+    provider = make_provider(client, mode="tenant", creds=FakeCredentials({1: stored(1)}))
+    err = await failure(provider.register(DEVICE))
+    assert err.failure is Failure.PERMANENT
+    assert err.message == (
+        "No SRAPS API keys for server 8 (tenant mode): "
+        "store them with PUT /providers/snom/credentials/8"
+    )
+    assert not fake.seen
+
+
+async def test_master_without_keys_names_the_server(
+    client: httpx.AsyncClient, fake: FakeSraps
+) -> None:
+    source = FakeCredentials({1: stored(1, secret=""), 8: stored(8)})
+    err = await failure(make_provider(client, ini=False, creds=source).register(DEVICE))
+    assert err.message == (
+        "No SRAPS API keys for server 8 (master mode): set access_key_id and "
+        "access_key_secret in [snom] of rps.ini or store them with "
+        "PUT /providers/snom/credentials/1"
+    )
+    assert not fake.seen
+
+
+async def test_device_url(client: httpx.AsyncClient) -> None:
+    override = stored(8, provisioning_url="https://t8.test/ztp/{server}/")
+    provider = make_provider(client, creds=FakeCredentials({8: override}))
+    assert await provider.device_url(8) == "https://t8.test/ztp/8/"
+    assert await provider.device_url(3) == "https://pbx.test/ztprov/3/"
+
+
+# -- check_credentials --------------------------------------------------------------------
+
+
+async def test_check_ok(fake: FakeSraps, provider: SnomProvider) -> None:
+    result = await provider.check_credentials(8)
+    assert (result.ok, result.message) == (True, "SRAPS accepted the key KEYID (company 1001)")
+    fake.seen.clear()
+    await provider.register(DEVICE)  # the check warmed the cache
+    assert len(fake.seen) == 1
+
+
+async def test_check_key_without_role(fake: FakeSraps, provider: SnomProvider) -> None:
+    fake.roles[KEY_ID] = None
+    result = await provider.check_credentials(8)
+    assert not result.ok
+    assert result.message == (
+        "The key KEYID has no Role: SRAPS refuses to register devices with it. "
+        "Choose a Role for the key in SRAPS."
+    )
+
+
+async def test_check_wrong_secret(fake: FakeSraps, provider: SnomProvider) -> None:
+    fake.keys[KEY_ID] = "other"
+    result = await provider.check_credentials(8)
+    assert (result.ok, result.message) == (
+        False,
+        "SRAPS rejected the key: wrong access key id or secret",
+    )
+
+
+async def test_check_unreachable(fake: FakeSraps, provider: SnomProvider) -> None:
+    fake.inject("tokens", _raise(httpx.ConnectError))
+    result = await provider.check_credentials(8)
+    assert (result.ok, result.message) == (
+        False,
+        "SRAPS unreachable: Connection failed: ConnectError",
+    )
+
+
+async def test_check_without_keys(client: httpx.AsyncClient) -> None:
+    result = await make_provider(client, mode="tenant").check_credentials(8)
+    assert not result.ok
+    assert result.message.startswith("No SRAPS API keys for server 8 (tenant mode)")
+
+
+async def test_check_never_raises(client: httpx.AsyncClient) -> None:
+    class Broken(FakeCredentials):
+        async def get_credentials(self, provider: str, server: int) -> Credentials | None:
+            raise RuntimeError("database gone")
+
+    result = await make_provider(client, creds=Broken()).check_credentials(8)
+    assert (result.ok, result.message) == (False, "Check failed: RuntimeError")
+
+
+# -- logging and lifecycle ----------------------------------------------------------------
+
+
+async def test_every_request_is_logged(provider: SnomProvider) -> None:
+    with capture_logs() as logs:
+        await provider.register(DEVICE)
+    sent = [e for e in logs if e["event"] == "Sending Request"]
+    assert [(e["component"], e["mac"], e["log_level"]) for e in sent] == [
+        ("Snom", "-", "info"),
+        ("Snom", "-", "info"),
+        ("Snom", MAC, "info"),
+    ]
+    assert sent[0]["url"] == f"{API}tokens/KEYID"
+    assert sent[2]["url"] == f"{API}companies/1001/endpoints/000413abcdef"
+    assert SECRET not in repr(logs)
+    assert PASSWORD not in repr(logs)
+
+
+async def test_close_leaves_the_shared_client_open(
+    fake: FakeSraps, client: httpx.AsyncClient
+) -> None:
+    provider = make_provider(client)
+    await provider.register(DEVICE)
+    await provider.close()
+    assert not client.is_closed
+    await provider.register(DEVICE)  # still usable; the cache starts cold again
+    assert fake.targets().count("GET /api/v1/tokens/KEYID") == 2
+
+
+async def test_invalid_mac_is_permanent(fake: FakeSraps, provider: SnomProvider) -> None:
+    err = await failure(provider.register(Device(mac="00041", server=8)))
+    assert err.failure is Failure.PERMANENT
+    assert not fake.seen
+
+
+@given(st.lists(st.sampled_from("0123456789abcdefABCDEF"), min_size=12, max_size=12), st.data())
+def test_normalize_mac_accepts_separators(digits: list[str], data: st.DataObject) -> None:
+    sep = data.draw(st.sampled_from(["", ":", "-", "."]))
+    spelled = sep.join("".join(digits[i : i + 2]) for i in range(0, 12, 2))
+    assert normalize_mac(spelled) == "".join(digits).upper()
