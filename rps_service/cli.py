@@ -20,8 +20,9 @@ EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 2
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-c", "--config", help="rps.ini to read (default: etc/rps.ini, "
-                        "then /etc/rps/rps.ini)")
+    # SUPPRESS: a subcommand's own -c must not reset one given before the subcommand.
+    common.add_argument("-c", "--config", default=argparse.SUPPRESS,
+                        help="rps.ini to read (default: etc/rps.ini, then /etc/rps/rps.ini)")
     parser = argparse.ArgumentParser(prog="rps-service", parents=[common],
                                      description="Zero-touch provisioning daemon.")
     parser.add_argument("--version", action="version", version=f"rps-service {__version__}")
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return sandbox_main(args_list[1:])
     args = _parser().parse_args(args_list)
     command = args.command or "run"
-    path = find_config(args.config)
+    path = find_config(getattr(args, "config", None))
     try:
         settings = load_settings(path)
     except ConfigError as exc:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 _MAC_SEPARATORS = re.compile(r"[:\-.]")
-_HEX12 = re.compile(r"[0-9A-F]{12}")
+_HEX12 = re.compile(r"[0-9A-Fa-f]{12}")
 
 Action = Literal["add", "remove", "update"]
 EVENT_STATES = ("pending", "running", "done", "failed", "superseded")
@@ -20,10 +20,11 @@ MAX_BATCH = 1000
 
 def normalize_mac(value: str) -> str:
     """``00:04:13:ab:cd:ef`` (or with ``-`` ``.``, any case) → ``000413ABCDEF``."""
-    mac = _MAC_SEPARATORS.sub("", value.strip()).upper()
+    mac = _MAC_SEPARATORS.sub("", value.strip())
+    # Match before upper-casing: some non-ASCII letters upper-case to hex digits.
     if not _HEX12.fullmatch(mac):
         raise ValueError("must be 12 hex digits, optionally separated by ':', '-' or '.'")
-    return mac
+    return mac.upper()
 
 
 class EventIn(BaseModel):

@@ -15,6 +15,7 @@ import contextlib
 import os
 import signal
 import socket
+import sys
 import uuid
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
@@ -173,4 +174,8 @@ async def serve(settings: Settings, log_sink: LogFile | None = None) -> int:
     if log_sink is not None:
         loop.add_signal_handler(signal.SIGHUP, log_sink.reopen)
     await service.start()
+    if settings.general.log_file != "-":
+        # A person starting the daemon by hand should see it is up and where to look.
+        print(f"rps-service: listening on {service.address}; log in "
+              f"{settings.general.log_file}", file=sys.stderr, flush=True)
     return await service.run()

@@ -19,12 +19,12 @@ from rps_service.sandbox.state import (
     DEMO_COMPANY_ID,
     DEMO_KEY_ID,
     DEMO_SECRET,
+    HTTP_CLIENT_PASS_UUID,
+    HTTP_CLIENT_USER_UUID,
     NOROLE_KEY_ID,
     NOROLE_SECRET,
     OTHER_COMPANY_ID,
     SETTING_SERVER_UUID,
-    HTTP_CLIENT_PASS_UUID,
-    HTTP_CLIENT_USER_UUID,
     TAKEN_MAC,
 )
 from rps_service.service import Service

@@ -1,0 +1,26 @@
+# rps-service daemon. Config in /etc/rps (mount your rps.ini), data in /var/lib/rps,
+# rps.log in /var/log/rps. Inside a container the listener must bind 0.0.0.0 to be
+# reachable, and a non-loopback listener requires api_token:
+#   docker run -e RPS_GENERAL_LISTEN=0.0.0.0 -e RPS_GENERAL_API_TOKEN=... -p 15777:15777 rps-service
+FROM python:3.11-slim
+
+RUN useradd --system --home-dir /var/lib/rps --shell /usr/sbin/nologin rps \
+    && mkdir -p /etc/rps /var/lib/rps /var/log/rps \
+    && chown rps:rps /var/lib/rps /var/log/rps
+
+WORKDIR /opt/rps-service
+COPY pyproject.toml README.md ./
+COPY rps_service ./rps_service
+RUN pip install --no-cache-dir . && rm -rf /root/.cache
+
+COPY etc/rps.ini /etc/rps/rps.ini
+ENV RPS_GENERAL_DATABASE=sqlite:////var/lib/rps/rps.db \
+    RPS_GENERAL_LOG_FILE=/var/log/rps/rps.log
+
+USER rps
+VOLUME ["/etc/rps", "/var/lib/rps", "/var/log/rps"]
+EXPOSE 15777
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+    CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:15777/health', timeout=4).status == 200 else 1)"
+STOPSIGNAL SIGTERM
+CMD ["rps-service", "run", "-c", "/etc/rps/rps.ini"]
