@@ -13,9 +13,14 @@ COPY pyproject.toml README.md ./
 COPY rps_service ./rps_service
 RUN pip install --no-cache-dir . && rm -rf /root/.cache
 
+# The shipped rps.ini with the container's absolute paths written into the file, not set
+# as ENV: environment variables override the file, so ENV defaults would silently win over
+# the database or log_file of an rps.ini mounted at /etc/rps.
 COPY etc/rps.ini /etc/rps/rps.ini
-ENV RPS_GENERAL_DATABASE=sqlite:////var/lib/rps/rps.db \
-    RPS_GENERAL_LOG_FILE=/var/log/rps/rps.log
+RUN sed -i -e 's#^database = .*#database = sqlite:////var/lib/rps/rps.db#' \
+        -e 's#^log_file = .*#log_file = /var/log/rps/rps.log#' /etc/rps/rps.ini \
+    && grep -q '^database = sqlite:////var/lib/rps/rps.db$' /etc/rps/rps.ini \
+    && grep -q '^log_file = /var/log/rps/rps.log$' /etc/rps/rps.ini
 
 USER rps
 VOLUME ["/etc/rps", "/var/lib/rps", "/var/log/rps"]

@@ -1,4 +1,5 @@
-"""``rps-service``: run the daemon, check the config, create the schema, run the sandbox.
+"""``rps-service``: run the daemon, check the config, create the schema, run the sandbox,
+and the admin commands that talk to a running daemon (:mod:`rps_service.admin`).
 
 Exit codes: 0 clean stop, 2 configuration error, 1 anything else.
 """
@@ -10,7 +11,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from rps_service import __version__
+from rps_service import __version__, admin
 from rps_service.config import ConfigError, Settings, find_config, load_settings
 from rps_service.logs import configure, get_logger
 from rps_service.store import StoreUnavailable, create_store
@@ -32,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("init-db", parents=[common], help="create or migrate the database schema")
     sub.add_parser("sandbox", add_help=False,
                    help="run a local SRAPS-compatible server (see 'sandbox --help')")
+    admin.add_commands(sub, common)
     return parser
 
 
@@ -44,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return sandbox_main(args_list[1:])
     args = _parser().parse_args(args_list)
     command = args.command or "run"
+    if command in admin.COMMANDS:
+        return admin.main(args)
     path = find_config(getattr(args, "config", None))
     try:
         settings = load_settings(path)

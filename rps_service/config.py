@@ -10,6 +10,7 @@ from __future__ import annotations
 import configparser
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,15 +171,54 @@ class SnomSettings(_Section):
     timeout: float = Field(30.0, gt=0)
 
 
+def _listen_address(value: str) -> str:
+    if value != "localhost":
+        try:
+            ipaddress.ip_address(value)
+        except ValueError as exc:
+            raise ValueError("must be an IP address or localhost") from exc
+    return value
+
+
+def _url_path(value: str) -> str:
+    if not value.startswith("/") or not value.endswith("/"):
+        raise ValueError("must start and end with /")
+    if not _URL_PATH.fullmatch(value):
+        raise ValueError("must be a plain URL path (no spaces, query or fragment)")
+    return value
+
+
+_URL_PATH = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@%/-]+")
+
+
+class ZtpSettings(_Section):
+    """``[ztp]``: the phone-facing listener serving the settings file of SPEC §7.
+
+    Off by default: it is meant to face the Internet (behind nginx/TLS), so it is opened on
+    purpose. Phones authenticate per device, so a public ``listen`` needs no api_token.
+    """
+
+    enabled: bool = False
+    listen: Annotated[str, AfterValidator(_listen_address)] = "0.0.0.0"  # noqa: S104
+    port: int = Field(15780, ge=1, le=65535)
+    path: Annotated[str, AfterValidator(_url_path)] = "/ztprov/"
+    # Not in SPEC §7; documented in the README.
+    nonce_lifetime: int = Field(300, ge=10, le=86_400)
+    fail_limit: int = Field(10, ge=1, le=100_000)
+
+
 class Settings(_Section):
     """Everything rps.ini says, validated; built once and passed down."""
 
     source: str = "<defaults>"
     general: GeneralSettings = GeneralSettings()
     snom: SnomSettings = SnomSettings()
+    ztp: ZtpSettings = ZtpSettings()
 
 
-SECTIONS: dict[str, type[_Section]] = {"general": GeneralSettings, "snom": SnomSettings}
+SECTIONS: dict[str, type[_Section]] = {
+    "general": GeneralSettings, "snom": SnomSettings, "ztp": ZtpSettings,
+}
 
 
 def find_config(explicit: str | None) -> Path:

@@ -140,9 +140,12 @@ class Distributor:
             self._next_due = None
         limit = sum(free.values())
         until = now + timedelta(seconds=self.settings.lease_timeout)
-        events = await self.store.lease_events(
+        leased = await self.store.lease_events(
             self.owner, now, until, limit, len(self.queues), sorted(free)
         )
+        for item in leased.superseded:
+            log.info("Event superseded", component="DISTRIBUTOR", id=item.id, by=item.by)
+        events = leased.events
         overflow = []
         for event in events:
             queue = self.queues[self.queue_of(event)]
@@ -154,7 +157,8 @@ class Distributor:
         if overflow:
             # Several due devices hashed to one queue; they wait for the next round.
             await self.store.release_leases(self.owner, overflow, now)
-        return len(events) == limit and not overflow
+        # Superseded events freed their device's next event: look again at once.
+        return bool(leased.superseded) or (len(events) == limit and not overflow)
 
     def drain_queues(self) -> list[int]:
         """Take back what no worker has started (shutdown); their ids."""

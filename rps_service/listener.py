@@ -18,11 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rps_service.config import Settings
 from rps_service.distributor import Distributor, utcnow
 from rps_service.logs import get_logger
+from rps_service.metrics import Metrics
 from rps_service.models import (
     DEVICE_STATUSES,
     EVENT_STATES,
     FieldError,
     NewEvent,
+    ServerProvisioning,
     normalize_mac,
     validate_events,
 )
@@ -41,6 +43,7 @@ class Api:
     store: Store
     distributor: Distributor
     providers: Mapping[str, Provider]
+    metrics: Metrics | None = None
 
 
 API = web.AppKey("api", Api)
@@ -101,9 +104,13 @@ async def _json_body(request: web.Request) -> Any:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     raw = await request.read()
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_no_constants)
     except (ValueError, UnicodeDecodeError):
         raise web.HTTPUnsupportedMediaType(reason="body is not valid JSON") from None
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Python's json would accept NaN and Infinity
 
 
 # -- events ---------------------------------------------------------------------------------
@@ -130,6 +137,8 @@ async def post_events(request: web.Request) -> web.Response:
         else:
             log.info("Event accepted", component="LISTENER", action=event.action, id=row.id,
                      mac=event.mac, provider=event.provider, server=event.server)
+            if api.metrics is not None:
+                api.metrics.event_received(event.action, event.provider)
         out.append(item)
     return web.json_response({"accepted": len(out), "events": out}, status=202)
 
@@ -301,6 +310,47 @@ async def test_provider(request: web.Request) -> web.Response:
     return web.json_response({"ok": result.ok, "message": result.message})
 
 
+# -- the tenant's provisioning details (/ztprov/ hands them to phones, SPEC §7) ------------
+
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # control characters cannot be written in XML 1.0
+
+
+class ServerProvisioningIn(BaseModel):
+    """Body of PUT /servers/{server}/provisioning."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    # No user:password@ in the URL: credentials go in http_user/http_password (never logged).
+    prov_url: str = Field(max_length=1024, pattern=r"^https?://[^\s/?#@]+(?:[/?#]\S*)?$")
+    http_user: str = Field(min_length=1, max_length=255, pattern=_PRINTABLE)
+    http_password: str = Field(min_length=1, max_length=255, pattern=_PRINTABLE)
+
+
+async def put_server_provisioning(request: web.Request) -> web.Response:
+    server = _int_param(request, "server", request.match_info["server"])
+    body = _validated(ServerProvisioningIn, await _json_body(request))
+    if isinstance(body, web.Response):
+        return body
+    provisioning = ServerProvisioning(server, body.prov_url, body.http_user,
+                                      body.http_password)
+    await request.app[API].store.put_server_provisioning(provisioning, utcnow())
+    log.info("Server provisioning stored", component="LISTENER", prov_url=body.prov_url,
+             server=server, user=body.http_user)
+    return web.Response(status=204)
+
+
+async def get_server_provisioning(request: web.Request) -> web.Response:
+    server = _int_param(request, "server", request.match_info["server"])
+    provisioning = await request.app[API].store.get_server_provisioning(server)
+    if provisioning is None:
+        return error(404, f"no provisioning details stored for server {server}")
+    return web.json_response({
+        "server": server, "prov_url": provisioning.prov_url,
+        "http_user": provisioning.http_user,
+        "http_password_set": bool(provisioning.http_password),
+    })
+
+
 # -- health ---------------------------------------------------------------------------------
 
 
@@ -338,5 +388,9 @@ def create_app(api: Api) -> web.Application:
     app.router.add_put("/providers/{provider}/credentials/{server}", put_credentials)
     app.router.add_get("/providers/{provider}/credentials/{server}", get_credentials)
     app.router.add_post("/providers/{provider}/test", test_provider)
+    app.router.add_put("/servers/{server}/provisioning", put_server_provisioning)
+    app.router.add_get("/servers/{server}/provisioning", get_server_provisioning)
     app.router.add_get("/health", health)
+    if api.metrics is not None:
+        app.router.add_get("/metrics", api.metrics.handle)
     return app

@@ -169,6 +169,11 @@ class Device:
     http_username: str | None = None
     http_password: str | None = field(default=None, repr=False)
     updated_at: datetime | None = None
+    # When the phone fetched its /ztprov/ settings file, and what it said it was (SPEC §7).
+    ztp_fetched_at: datetime | None = None
+    ztp_model: str | None = None
+    ztp_firmware: str | None = None
+    ztp_ip: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The device for the API: access details never include the password."""
@@ -186,7 +191,22 @@ class Device:
             "http_username": self.http_username,
             "http_password_set": bool(self.http_password),
             "updated_at": _iso(self.updated_at),
+            "ztp_fetched_at": _iso(self.ztp_fetched_at),
+            "ztp_model": self.ztp_model,
+            "ztp_firmware": self.ztp_firmware,
+            "ztp_ip": self.ztp_ip,
         }
+
+
+@dataclass(frozen=True)
+class ServerProvisioning:
+    """A row of ``rps_servers``: where a tenant's phones go after /ztprov/ (SPEC §7)."""
+
+    server: int
+    prov_url: str
+    http_user: str
+    http_password: str = field(repr=False)
+    updated_at: datetime | None = None
 
 
 def _iso(value: datetime | None) -> str | None:

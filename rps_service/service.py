@@ -27,10 +27,13 @@ from rps_service.config import Settings
 from rps_service.distributor import Distributor, utcnow
 from rps_service.listener import Api, create_app
 from rps_service.logs import LogFile, get_logger
+from rps_service.metrics import Metrics
+from rps_service.notify import Monitor, Notifier
 from rps_service.providers import build_providers
 from rps_service.providers.base import Provider
 from rps_service.store import Store, create_store
 from rps_service.worker import Worker
+from rps_service.ztp import ZtpListener
 
 log = get_logger()
 
@@ -50,6 +53,7 @@ class Service:
         providers: Mapping[str, Provider] | None = None,
         store: Store | None = None,
         log_sink: LogFile | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.settings = settings
         self.owner = instance_id()
@@ -61,8 +65,13 @@ class Service:
         self.workers: list[Worker] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.address = ""
+        self.ztp: ZtpListener | None = None  # the phones' /ztprov/ listener, if [ztp] enabled
         self._stack = AsyncExitStack()
         self._stop = asyncio.Event()
+        self.metrics = Metrics(self.distributor, self.store)
+        self.notifier = notifier or Notifier(None)  # systemd: only when serve() passes one
+        self.monitor: Monitor | None = None
+        self.ops_tasks: list[asyncio.Task[None]] = []  # sd_notify status and watchdog
 
     async def start(self) -> None:
         """Open everything; on a failure, close what was opened and raise."""
@@ -83,7 +92,8 @@ class Service:
                 limits=httpx.Limits(max_connections=max(general.queuenum * 2, 10)),
             )
             self._stack.push_async_callback(client.aclose)
-            self.providers = build_providers(self.settings, self.store, client)
+            self.providers = build_providers(self.settings, self.store, client,
+                                             observe=self.metrics.vendor_request)
         else:
             self.providers = self._given_providers
         for provider in self.providers.values():
@@ -92,15 +102,19 @@ class Service:
             Worker(i, self.distributor, self.store, self.providers, general)
             for i in range(general.queuenum)
         ]
+        for worker in self.workers:
+            worker.on_outcome = self.metrics.event_outcome
         self.tasks = [asyncio.create_task(self.distributor.run(), name="distributor")]
         self.tasks += [
             asyncio.create_task(w.run(), name=f"queue-{w.index}") for w in self.workers
         ]
         await self._start_listener()
+        await self._start_ztp()
+        await self._notify_ready()
 
     async def _start_listener(self) -> None:
         general = self.settings.general
-        api = Api(self.settings, self.store, self.distributor, self.providers)
+        api = Api(self.settings, self.store, self.distributor, self.providers, self.metrics)
         runner = web.AppRunner(create_app(api), access_log=None, handle_signals=False)
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
@@ -111,13 +125,33 @@ class Service:
         self.address = f"{general.listen}:{port}"
         log.info("Listening", component="LISTENER", address=self.address)
 
+    async def _start_ztp(self) -> None:
+        if not self.settings.ztp.enabled:
+            return
+        ztp = ZtpListener(self.settings.ztp, self.store)
+        await ztp.start()
+        self._stack.push_async_callback(ztp.close)
+        self.ztp = ztp
+
+    async def _notify_ready(self) -> None:
+        # READY=1 only once the port is bound and the database answers.
+        await self.store.ping()
+        # A cold add makes up to five vendor requests (token, two settings pages, PUT, a
+        # clock-skew retry), each bounded by the timeout, and may wait out a database outage
+        # for a lease time to record its outcome: longer than that, the worker is wedged.
+        wedge_after = self.settings.general.lease_timeout + 5 * self.settings.snom.timeout
+        self.monitor = Monitor(self.notifier, self.store, self.distributor, self.workers,
+                               wedge_after=wedge_after)
+        self.ops_tasks = self.monitor.start()
+
     def request_stop(self) -> None:
         self._stop.set()
 
     async def run(self) -> int:
         """Serve until a stop is requested or a background task dies; the exit code."""
         stopper = asyncio.create_task(self._stop.wait(), name="stop-request")
-        done, _ = await asyncio.wait([stopper, *self.tasks], return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait([stopper, *self.tasks, *self.ops_tasks],
+                                     return_when=asyncio.FIRST_COMPLETED)
         code = 0
         for task in done:
             if task is not stopper:
@@ -133,6 +167,11 @@ class Service:
         """Drain and close (idempotent)."""
         general = self.settings.general
         log.info("Stopping", component="MAIN", timeout=f"{general.drain_timeout:g}s")
+        if self.monitor is not None:
+            self.monitor.stopping()
+        for task in self.ops_tasks:
+            task.cancel()
+        await asyncio.gather(*self.ops_tasks, return_exceptions=True)
         self.distributor.stop()
         for worker in self.workers:
             worker.stopping = True
@@ -156,7 +195,7 @@ class Service:
 
 async def serve(settings: Settings, log_sink: LogFile | None = None) -> int:
     """Run the daemon with signal handling: the ``rps-service run`` command."""
-    service = Service(settings, log_sink=log_sink)
+    service = Service(settings, log_sink=log_sink, notifier=Notifier.from_env())
     loop = asyncio.get_running_loop()
     signals = 0
 
@@ -172,10 +211,20 @@ async def serve(settings: Settings, log_sink: LogFile | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig.name)
     if log_sink is not None:
-        loop.add_signal_handler(signal.SIGHUP, log_sink.reopen)
+        loop.add_signal_handler(signal.SIGHUP, _reopen_log, log_sink)
     await service.start()
     if settings.general.log_file != "-":
         # A person starting the daemon by hand should see it is up and where to look.
         print(f"rps-service: listening on {service.address}; log in "
               f"{settings.general.log_file}", file=sys.stderr, flush=True)
     return await service.run()
+
+
+def _reopen_log(sink: LogFile) -> None:
+    """SIGHUP (logrotate's postrotate, ``systemctl reload``): write to the file now at the path."""
+    try:
+        sink.reopen()
+    except OSError as exc:  # the old file stays open: lines go on landing somewhere
+        log.error("Cannot reopen log file", component="MAIN", err=str(exc), path=sink.path)
+        return
+    log.info("Log file reopened", component="MAIN", path=sink.path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from rps_service.config import GeneralSettings
@@ -56,6 +56,8 @@ class Worker:
         self.current: Event | None = None
         self.stopping = False
         self.processed = 0
+        # Told of each outcome (done, failed, pending = retry) before it is written: metrics.
+        self.on_outcome: Callable[[Event, str], None] | None = None
 
     async def run(self) -> None:
         """Handle events until stopped; a stop lets the current event finish."""
@@ -144,16 +146,30 @@ class Worker:
         next_attempt_at: datetime | None = None,
         device: DeviceOutcome | None = None,
     ) -> None:
-        # Shielded: a drain timeout must not cut the write of an outcome already reached.
-        write = self.store.finish_event(
-            event, self.distributor.owner, state, utcnow(), error=error,
-            next_attempt_at=next_attempt_at, device=device,
-        )
-        try:
-            kept = await asyncio.shield(write)
-        except StoreUnavailable as exc:
-            log.error("Database unavailable", component="DATABASE", err=str(exc))
-            return
+        if self.on_outcome is not None:
+            self.on_outcome(event, state)
+        # The outcome is written even through a database outage, until the lease would
+        # have run out (then the event comes back and is handled again: at-least-once).
+        deadline = asyncio.get_running_loop().time() + self.settings.lease_timeout
+        pause = 0.25
+        while True:
+            # Shielded: a drain timeout must not cut the write of an outcome already reached.
+            write = self.store.finish_event(
+                event, self.distributor.owner, state, utcnow(), error=error,
+                next_attempt_at=next_attempt_at, device=device,
+            )
+            try:
+                kept = await asyncio.shield(write)
+                break
+            except StoreUnavailable as exc:
+                if asyncio.get_running_loop().time() + pause > deadline:
+                    log.error("Outcome not recorded", component="DATABASE", err=str(exc),
+                              id=event.id, mac=event.mac)
+                    return
+                log.warning("Database unavailable, outcome kept", component="DATABASE",
+                            err=str(exc), id=event.id, retry=f"{pause:g}s")
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
         if not kept:
             log.warning("Lease lost, outcome dropped", component="QUEUE", id=event.id,
                         mac=event.mac)

@@ -21,6 +21,31 @@ MYSQL_USER = os.environ.get("RPS_TEST_MYSQL_USER", "root")
 MYSQL_PASSWORD = os.environ.get("RPS_TEST_MYSQL_PASSWORD", "")
 
 
+#: Secrets used anywhere in the suite; none may appear in any log file it leaves behind.
+SECRETS: set[str] = {"demo-secret", "norole-secret", "other-secret", "very-secret",
+                     "tok-123456", "s3cret-token", "hostile-test-token", "not-the-secret"}
+
+
+def remember_secrets(state: Any) -> None:
+    """Add the device passwords a sandbox received to the secrets checked at the end."""
+    SECRETS.update(state.received_passwords)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After the whole run: no secret, and no Authorization header, in any log written."""
+    yield
+    leaks = []
+    for path in tmp_path_factory.getbasetemp().rglob("*"):
+        if path.suffix not in (".log", ".txt") or not path.is_file():
+            continue
+        text = path.read_text(errors="replace")
+        leaks += [f"{path}: {secret[:4]}…" for secret in SECRETS if secret in text]
+        if "Hawk id=" in text or "Bearer " in text:
+            leaks.append(f"{path}: an Authorization header")
+    assert leaks == [], leaks
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -7,15 +7,22 @@ from collections.abc import Callable
 import httpx
 
 from rps_service.config import Settings
-from rps_service.providers.base import CredentialSource, Provider
+from rps_service.providers.base import CredentialSource, Provider, RequestObserver
 
-ProviderFactory = Callable[[Settings, CredentialSource, httpx.AsyncClient], Provider]
+ProviderFactory = Callable[
+    [Settings, CredentialSource, httpx.AsyncClient, RequestObserver | None], Provider
+]
 
 
-def _snom(settings: Settings, creds: CredentialSource, client: httpx.AsyncClient) -> Provider:
+def _snom(
+    settings: Settings,
+    creds: CredentialSource,
+    client: httpx.AsyncClient,
+    observe: RequestObserver | None,
+) -> Provider:
     from rps_service.providers.snom import SnomProvider
 
-    return SnomProvider(settings, creds, client)
+    return SnomProvider(settings, creds, client, observe=observe)
 
 
 #: name → (is it enabled in these settings?, factory)
@@ -25,11 +32,15 @@ REGISTRY: dict[str, tuple[Callable[[Settings], bool], ProviderFactory]] = {
 
 
 def build_providers(
-    settings: Settings, creds: CredentialSource, client: httpx.AsyncClient
+    settings: Settings,
+    creds: CredentialSource,
+    client: httpx.AsyncClient,
+    *,
+    observe: RequestObserver | None = None,
 ) -> dict[str, Provider]:
-    """The enabled providers, ready to use."""
+    """The enabled providers, ready to use; ``observe`` is told of every vendor request."""
     return {
-        name: factory(settings, creds, client)
+        name: factory(settings, creds, client, observe)
         for name, (enabled, factory) in REGISTRY.items()
         if enabled(settings)
     }

@@ -8,8 +8,13 @@ and device status transitions are the worker's policy, written once above all pr
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+
+#: Told of every HTTP request a provider makes, for metrics:
+#: ``(provider, operation, status, seconds)``; status is the HTTP status or an error class.
+RequestObserver = Callable[[str, str, str, float], None]
 
 
 class Failure(enum.Enum):

@@ -35,6 +35,7 @@ from rps_service.providers.base import (
     Device,
     Failure,
     ProviderError,
+    RequestObserver,
 )
 
 log = structlog.get_logger("rps")
@@ -75,7 +76,8 @@ class SnomProvider:
     """The :class:`~rps_service.providers.base.Provider` for Snom SRAPS REST v1.
 
     ``client`` is the service's shared :class:`httpx.AsyncClient`; this provider never
-    closes it. ``clock`` gives Unix time for Hawk timestamps and Retry-After dates.
+    closes it. ``clock`` gives Unix time for Hawk timestamps and Retry-After dates;
+    ``observe``, if given, is told of every request (metrics).
     """
 
     name = "snom"
@@ -87,12 +89,14 @@ class SnomProvider:
         client: httpx.AsyncClient,
         *,
         clock: Callable[[], float] = time.time,
+        observe: RequestObserver | None = None,
     ) -> None:
         self._snom = settings.snom
         self._mode = settings.general.mode
         self._source = credentials
         self._client = client
         self._clock = clock
+        self._observe = observe
         # Seconds to add to our clock to get SRAPS's, learnt from a Hawk 401 challenge.
         self._offset = 0.0
         self._cache: dict[_CacheKey, _Catalogue] = {}
@@ -114,6 +118,7 @@ class SnomProvider:
             creds,
             "PUT",
             self._endpoint_url(catalogue, mac),
+            operation="register",
             mac=mac,
             body=_endpoint_body(mac, url, device, catalogue),
             secrets=(device.http_password,),
@@ -123,13 +128,14 @@ class SnomProvider:
     async def deregister(self, device: Device) -> None:
         """Delete the endpoint; one SRAPS does not know is already what we want."""
         creds, catalogue, mac = await self._target(device)
-        await self._call(creds, "DELETE", self._endpoint_url(catalogue, mac), mac=mac, ok=(404,))
+        await self._call(creds, "DELETE", self._endpoint_url(catalogue, mac),
+                         operation="deregister", mac=mac, ok=(404,))
 
     async def lookup(self, device: Device) -> dict[str, object] | None:
         """The endpoint as SRAPS holds it, or None when SRAPS has none for the MAC."""
         creds, catalogue, mac = await self._target(device)
         url = self._endpoint_url(catalogue, mac)
-        response = await self._call(creds, "GET", url, mac=mac, ok=(404,))
+        response = await self._call(creds, "GET", url, operation="lookup", mac=mac, ok=(404,))
         if response.status_code == 404:
             return None
         return _json_object(response, "the endpoint lookup")
@@ -220,7 +226,8 @@ class SnomProvider:
 
     async def _fetch_token(self, creds: Credentials) -> dict[str, object]:
         url = f"{self._snom.api_url}tokens/{quote(creds.access_key_id, safe='')}"
-        return _json_object(await self._call(creds, "GET", url), "the token lookup")
+        response = await self._call(creds, "GET", url, operation="token")
+        return _json_object(response, "the token lookup")
 
     async def _fetch_uuids(self, creds: Credentials) -> tuple[str, str | None, str | None]:
         found: dict[str, str | None] = dict.fromkeys(
@@ -230,7 +237,7 @@ class SnomProvider:
         seen: set[str] = set()
         while url and url not in seen and len(seen) < MAX_PAGES:
             seen.add(url)
-            response = await self._call(creds, "GET", url)
+            response = await self._call(creds, "GET", url, operation="settings")
             _collect_uuids(_json(response, "the settings lookup"), found)
             if all(found.values()):
                 break  # later pages cannot change the answer
@@ -255,16 +262,20 @@ class SnomProvider:
         method: str,
         url: str,
         *,
+        operation: str,
         mac: str = "-",
         body: dict[str, object] | None = None,
         ok: tuple[int, ...] = (),
         secrets: Iterable[str] = (),
         stale_on: tuple[int, ...] = (401,),
     ) -> httpx.Response:
-        """One signed request; a non-2xx status not in ``ok`` raises ProviderError."""
+        """One signed request; a non-2xx status not in ``ok`` raises ProviderError.
+
+        ``operation`` (token, settings, register, deregister, lookup) labels its metrics.
+        """
         key = hawk.HawkKey(creds.access_key_id, creds.access_key_secret)
         content = None if body is None else json.dumps(body, separators=(",", ":")).encode()
-        response = await self._exchange(key, method, url, content, mac)
+        response = await self._exchange(key, method, url, content, mac, operation)
         status = response.status_code
         if response.is_success or status in ok:
             return response
@@ -278,13 +289,41 @@ class SnomProvider:
         )
 
     async def _exchange(
-        self, key: hawk.HawkKey, method: str, url: str, content: bytes | None, mac: str
+        self,
+        key: hawk.HawkKey,
+        method: str,
+        url: str,
+        content: bytes | None,
+        mac: str,
+        operation: str,
     ) -> httpx.Response:
-        response = await self._send(key, method, url, content, mac)
+        response = await self._timed(key, method, url, content, mac, operation)
         # Retry once, never loop: a second 401 is a real rejection.
         if response.status_code == 401 and self._adjust_clock(key, response):
-            response = await self._send(key, method, url, content, mac)
+            response = await self._timed(key, method, url, content, mac, operation)
         return response
+
+    async def _timed(
+        self,
+        key: hawk.HawkKey,
+        method: str,
+        url: str,
+        content: bytes | None,
+        mac: str,
+        operation: str,
+    ) -> httpx.Response:
+        if self._observe is None:
+            return await self._send(key, method, url, content, mac)
+        started, status = time.monotonic(), "error"
+        try:
+            response = await self._send(key, method, url, content, mac)
+            status = str(response.status_code)
+            return response
+        except ProviderError as err:
+            status = "timeout" if isinstance(err.__cause__, httpx.TimeoutException) else "error"
+            raise
+        finally:
+            self._observe(self.name, operation, status, time.monotonic() - started)
 
     async def _send(
         self, key: hawk.HawkKey, method: str, url: str, content: bytes | None, mac: str

@@ -11,7 +11,13 @@ from typing import Any
 
 from aiohttp import web
 
-from .state import PHONE_SECTION, ApiKey, SandboxState
+from .state import (
+    HTTP_CLIENT_PASS_UUID,
+    PHONE_SECTION,
+    SETTING_SERVER_UUID,
+    ApiKey,
+    SandboxState,
+)
 
 STATE: web.AppKey[SandboxState] = web.AppKey("sandbox_state", SandboxState)
 API_KEY: web.RequestKey[ApiKey] = web.RequestKey("sandbox_api_key", ApiKey)
@@ -162,7 +168,9 @@ async def get_endpoint(request: web.Request) -> web.Response:
 async def delete_endpoint(request: web.Request) -> web.Response:
     """``DELETE companies/{cid}/endpoints/{mac}``: 204, or 404 when the company lacks it."""
     state, cid = _writable_company(request)
-    if state.endpoints(cid).pop(request.match_info["mac"], None) is None:
+    mac = request.match_info["mac"]
+    state.history[mac].append(("DELETE", None))
+    if state.endpoints(cid).pop(mac, None) is None:
         raise ApiError(404, NOT_FOUND)
     return web.Response(status=204)
 
@@ -176,6 +184,11 @@ async def put_endpoint(request: web.Request) -> web.Response:
     if owner is not None and owner != cid:
         raise ApiError(403, TAKEN_MAC_ERROR)
     state.endpoints(cid)[mac] = endpoint
+    password = endpoint["settings_manager"].get(HTTP_CLIENT_PASS_UUID, {}).get("value")
+    if password:
+        state.received_passwords.add(password)  # lets tests check no log ever shows one
+    server_setting = endpoint["settings_manager"].get(SETTING_SERVER_UUID, {})
+    state.history[mac].append(("PUT", server_setting.get("value")))
     return web.json_response(endpoint, status=200 if owner == cid else 201)
 
 

@@ -48,7 +48,17 @@ async def _api_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if not request.path.startswith("/api/v1"):
         return await handler(request)
     state = request.app[api.STATE]
-    response = await _serve(state, request, handler)
+    mac = request.match_info.get("mac")
+    # Two requests for one MAC at once means a client broke per-device ordering.
+    if mac is not None and request.method != "GET":
+        if mac in state.in_flight:
+            state.overlaps += 1
+        state.in_flight.add(mac)
+    try:
+        response = await _serve(state, request, handler)
+    finally:
+        if mac is not None and request.method != "GET":
+            state.in_flight.discard(mac)
     route = request.match_info.route.name or "unmatched"
     state.record(request.method, request.path_qs, route, response.status)
     return response

@@ -33,7 +33,7 @@ import asyncio
 import random
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,6 +177,12 @@ class SandboxState:
         self.total = 0
         self.records: deque[RequestRecord] = deque(maxlen=MAX_RECORDS)
         self.held = 0  # requests currently waiting on paused/hang
+        # Per MAC, each accepted write in order: ("PUT", setting_server value) or
+        # ("DELETE", None); and how often two writes for one MAC overlapped.
+        self.history: defaultdict[str, list[tuple[str, str | None]]] = defaultdict(list)
+        self.in_flight: set[str] = set()
+        self.overlaps = 0
+        self.received_passwords: set[str] = set()  # every http_client_pass value PUT
         self._nonces: dict[tuple[str, str, str], int] = {}
         self._running = asyncio.Event()  # set = not paused
         self._running.set()

@@ -1,81 +1,39 @@
-"""The store interface and the SQL both backends share.
+"""The store: the event journal's queries over one SQL backend.
 
-All SQL lives here (and the DDL in ``schema.py``), written once with ``?`` placeholders and
-a few dialect hooks; a backend only opens connections and runs transactions. Queries are
-named by what they do. Policy (what state follows what, when to retry) is not here: it is
-in ``worker.py``.
+Queries are named by what they do. Policy (what state follows what, when to retry) is not
+here: it is in ``worker.py``; the device queries are in ``devices.py``, the shared seam in
+``sql.py``.
 """
 
 from __future__ import annotations
 
-import abc
 import json
-import zlib
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from rps_service.models import Device, Event, NewEvent
-from rps_service.providers.base import Credentials
-
-EVENT_COLUMNS = (
-    "id, action, provider, server, mac, payload, state, attempts, created_at, updated_at,"
-    " next_attempt_at, lease_until, last_error, idempotency_key, slot"
+from rps_service.models import Event, NewEvent
+from rps_service.store.devices import DeviceQueries
+from rps_service.store.intake import GroupCommit
+from rps_service.store.sql import (
+    EVENT_COLUMNS,
+    DeviceOutcome,
+    DuplicateKey,
+    Inserted,
+    StoreUnavailable,
+    Tx,
+    device_slot,
+    placeholders,
 )
-DEVICE_COLUMNS = (
-    "provider, mac, server, status, last_message, model, name, extension, registered_at,"
-    " url, http_username, http_password, updated_at"
-)
+
+__all__ = [
+    "DeviceOutcome", "DuplicateKey", "Inserted", "Leased", "Store", "StoreUnavailable",
+    "Superseded", "Tx", "device_slot", "moot_events",
+]
 
 
-class StoreUnavailable(Exception):
-    """The database cannot be reached or answered with a server error."""
-
-
-class DuplicateKey(Exception):
-    """A unique key refused an insert."""
-
-
-class Tx(abc.ABC):
-    """One open transaction: the few cursor operations the queries need."""
-
-    @abc.abstractmethod
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run a statement; return the number of rows it changed."""
-
-    @abc.abstractmethod
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run a query and return all rows."""
-
-    @abc.abstractmethod
-    async def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run an INSERT of one row; return its auto-increment id."""
-
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        rows = await self.fetchall(sql, params)
-        return rows[0] if rows else None
-
-
-@dataclass(frozen=True)
-class Inserted:
-    """The journal's answer for one posted event."""
-
-    id: int
-    duplicate: bool  # an earlier event carried the same idempotency key
-
-
-def device_slot(provider: str, mac: str) -> int:
-    """A stable hash of provider+MAC; ``slot % queuenum`` picks the device's queue."""
-    return zlib.crc32(f"{provider}:{mac}".encode()) & 0x7FFFFFFF
-
-
-def _placeholders(count: int) -> str:
-    return ", ".join("?" * count)
-
-
-class Store(abc.ABC):
+class Store(DeviceQueries):
     """The event journal, device table and credentials, over one SQL backend."""
 
     #: SQL fragments that differ between dialects.
@@ -83,61 +41,21 @@ class Store(abc.ABC):
     lock_clause = ""
     returning = True
 
-    # -- backend hooks -------------------------------------------------------------------
-
-    @abc.abstractmethod
-    async def open(self) -> None:
-        """Connect (or open the file)."""
-
-    @abc.abstractmethod
-    async def close(self) -> None:
-        """Close all connections."""
-
-    @abc.abstractmethod
-    def transaction(self) -> Any:
-        """An async context manager yielding a :class:`Tx`, committed on success."""
-
-    @abc.abstractmethod
-    async def migrate(self) -> int:
-        """Create or upgrade the schema; return the version reached."""
-
-    @abc.abstractmethod
-    def upsert_device_sql(self, insert_columns: str, updates: dict[str, str]) -> str:
-        """An INSERT of one device row that, on a (provider, mac) clash, sets each column of
-        ``updates`` to its expression (``new.col`` is the value being inserted, a bare
-        column name the stored one)."""
-
-    @abc.abstractmethod
-    def convert_time(self, value: Any) -> datetime | None:
-        """A time read from the database as a naive UTC datetime."""
-
-    @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[Tx]:
-        async with self.transaction() as tx:
-            yield tx
-
-    # -- health --------------------------------------------------------------------------
-
-    async def ping(self) -> None:
-        """Raise :class:`StoreUnavailable` unless the database answers."""
-        async with self._tx() as tx:
-            await tx.fetchall("SELECT 1")
-
-    async def backlog(self) -> dict[str, int]:
-        """How many events wait (``pending``) or are being handled (``running``)."""
-        async with self._tx() as tx:
-            rows = await tx.fetchall(
-                "SELECT state, COUNT(*) FROM rps_events"
-                " WHERE state IN ('pending', 'running') GROUP BY state"
-            )
-        counts = {"pending": 0, "running": 0}
-        counts.update({str(state): int(n) for state, n in rows})
-        return counts
+    def __init__(self) -> None:
+        self._intake = GroupCommit(self.insert_events_now)
 
     # -- intake --------------------------------------------------------------------------
 
     async def insert_events(self, events: Sequence[NewEvent], now: datetime) -> list[Inserted]:
-        """Store a batch atomically; a repeated idempotency key yields the first event's id."""
+        """Store a batch atomically; a repeated idempotency key yields the first event's id.
+
+        Concurrent calls share one transaction (:mod:`rps_service.store.intake`).
+        """
+        return await self._intake.insert(events, now)
+
+    async def insert_events_now(self, events: Sequence[NewEvent], now: datetime
+                                ) -> list[Inserted]:
+        """Store a batch atomically in a transaction of its own."""
         try:
             return await self._insert_events(events, now)
         except DuplicateKey:
@@ -171,7 +89,7 @@ class Store(abc.ABC):
             return {}
         rows = await tx.fetchall(
             f"SELECT idempotency_key, id FROM rps_events"
-            f" WHERE idempotency_key IN ({_placeholders(len(set(keys)))})",
+            f" WHERE idempotency_key IN ({placeholders(len(set(keys)))})",
             sorted(set(keys)),
         )
         return {str(key): int(event_id) for key, event_id in rows}
@@ -271,7 +189,7 @@ class Store(abc.ABC):
         limit: int,
         queuenum: int,
         queues: Sequence[int],
-    ) -> list[Event]:
+    ) -> Leased:
         """Take up to ``limit`` due events whose device has nothing earlier unfinished.
 
         Only the oldest unfinished event of a device is ever eligible, so a device's events
@@ -281,7 +199,7 @@ class Store(abc.ABC):
         where = ["e.state = 'pending'", "e.next_attempt_at <= ?"]
         params: list[Any] = [now]
         if len(queues) < queuenum:
-            where.append(f"{self.mod_function}(e.slot, ?) IN ({_placeholders(len(queues))})")
+            where.append(f"{self.mod_function}(e.slot, ?) IN ({placeholders(len(queues))})")
             params += [queuenum, *queues]
         sql = (
             f"SELECT {EVENT_COLUMNS} FROM rps_events e WHERE {' AND '.join(where)}"
@@ -292,19 +210,52 @@ class Store(abc.ABC):
         async with self._tx() as tx:
             rows = await tx.fetchall(sql, [*params, limit])
             if not rows:
-                return []
-            events = [self._event(r) for r in rows]
-            ids = [e.id for e in events]
-            await tx.execute(
-                "UPDATE rps_events SET state = 'running', attempts = attempts + 1,"
-                f" lease_owner = ?, lease_until = ?, updated_at = ?"
-                f" WHERE id IN ({_placeholders(len(ids))})",
-                [owner, lease_until, now, *ids],
-            )
+                return Leased([], [])
+            candidates = [self._event(r) for r in rows]
+            superseded = await self._supersede_moot(tx, candidates, now)
+            gone = {s.id for s in superseded}
+            events = [e for e in candidates if e.id not in gone]
+            if events:
+                ids = [e.id for e in events]
+                await tx.execute(
+                    "UPDATE rps_events SET state = 'running', attempts = attempts + 1,"
+                    " lease_owner = ?, lease_until = ?, updated_at = ?"
+                    f" WHERE id IN ({placeholders(len(ids))})",
+                    [owner, lease_until, now, *ids],
+                )
         for event in events:
             event.state, event.lease_until = "running", lease_until
             event.attempts += 1
-        return events
+        return Leased(events, superseded)
+
+    async def _supersede_moot(
+        self, tx: Tx, candidates: list[Event], now: datetime
+    ) -> list[Superseded]:
+        """Mark pending events that a newer pending event of their device makes moot.
+
+        Each candidate is its device's oldest unfinished event, so all the device's pending
+        events are at or after it and none is running: they can be settled here safely.
+        """
+        by_provider: dict[str, set[str]] = {}
+        for event in candidates:
+            by_provider.setdefault(event.provider, set()).add(event.mac)
+        pending: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        for provider, macs in by_provider.items():
+            rows = await tx.fetchall(
+                "SELECT id, mac, action FROM rps_events WHERE provider = ? AND state = 'pending'"
+                f" AND mac IN ({placeholders(len(macs))}) ORDER BY id",
+                [provider, *sorted(macs)],
+            )
+            for event_id, mac, action in rows:
+                pending.setdefault((provider, mac), []).append((int(event_id), action))
+        moot = [m for events in pending.values() for m in moot_events(events)]
+        for item in moot:
+            await tx.execute(
+                "UPDATE rps_events SET state = 'superseded', last_error = ?, updated_at = ?"
+                " WHERE id = ? AND state = 'pending'",
+                [f"superseded by event {item.by}", now, item.id],
+            )
+        return moot
 
     async def renew_leases(self, owner: str, ids: Sequence[int], lease_until: datetime) -> int:
         """Extend this instance's leases on events it still holds."""
@@ -313,7 +264,7 @@ class Store(abc.ABC):
         async with self._tx() as tx:
             return await tx.execute(
                 f"UPDATE rps_events SET lease_until = ? WHERE lease_owner = ?"
-                f" AND state = 'running' AND id IN ({_placeholders(len(ids))})",
+                f" AND state = 'running' AND id IN ({placeholders(len(ids))})",
                 [lease_until, owner, *ids],
             )
 
@@ -326,7 +277,7 @@ class Store(abc.ABC):
                 "UPDATE rps_events SET state = 'pending', attempts = attempts - 1,"
                 " lease_owner = NULL, lease_until = NULL, updated_at = ?"
                 f" WHERE lease_owner = ? AND state = 'running'"
-                f" AND id IN ({_placeholders(len(ids))})",
+                f" AND id IN ({placeholders(len(ids))})",
                 [now, owner, *ids],
             )
 
@@ -343,7 +294,7 @@ class Store(abc.ABC):
                 await tx.execute(
                     "UPDATE rps_events SET state = 'pending', lease_owner = NULL,"
                     " lease_until = NULL, next_attempt_at = ?, updated_at = ?"
-                    f" WHERE state = 'running' AND id IN ({_placeholders(len(ids))})",
+                    f" WHERE state = 'running' AND id IN ({placeholders(len(ids))})",
                     [now, now, *ids],
                 )
         return ids
@@ -381,136 +332,40 @@ class Store(abc.ABC):
                 await self._save_device_outcome(tx, event, device, now)
         return bool(changed)
 
-    async def _save_device_outcome(
-        self, tx: Tx, event: Event, outcome: DeviceOutcome, now: datetime
-    ) -> None:
-        columns = ["server", "status", "last_message", "updated_at"]
-        if outcome.registered:
-            columns.append("registered_at")
-        if outcome.revoke:
-            columns += ["url", "http_username", "http_password"]
-        updates = {column: f"new.{column}" for column in columns}
-        sql = self.upsert_device_sql(
-            "provider, mac, server, status, last_message, registered_at, updated_at,"
-            " model, name, extension, url, http_username, http_password",
-            updates,
-        )
-        payload = event.payload
-        await tx.execute(
-            sql,
-            [event.provider, event.mac, event.server, outcome.status, outcome.message,
-             now if outcome.registered else None, now, payload.get("model"),
-             payload.get("name"), payload.get("extension"), None, None, None],
-        )
 
-    # -- devices -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Superseded:
+    """An event settled without a call: a newer event of its device makes it moot."""
 
-    def _device(self, row: tuple[Any, ...]) -> Device:
-        return Device(
-            provider=row[0], mac=row[1], server=int(row[2]), status=row[3],
-            last_message=row[4], model=row[5], name=row[6], extension=row[7],
-            registered_at=self.convert_time(row[8]), url=row[9], http_username=row[10],
-            http_password=row[11], updated_at=self.convert_time(row[12]),
-        )
-
-    async def prepare_device(
-        self, event: Event, url: str, username: str, password: str, now: datetime
-    ) -> Device:
-        """Create or refresh the device row before a registration and return it.
-
-        Access details already stored are kept (a re-register sends the same ones); the
-        given ``username``/``password`` are used only when the device has none.
-        """
-        sql = self.upsert_device_sql(
-            "provider, mac, server, status, last_message, registered_at, updated_at,"
-            " model, name, extension, url, http_username, http_password",
-            {
-                "server": "new.server", "url": "new.url", "updated_at": "new.updated_at",
-                "model": "COALESCE(new.model, model)", "name": "COALESCE(new.name, name)",
-                "extension": "COALESCE(new.extension, extension)",
-                "http_username": "COALESCE(http_username, new.http_username)",
-                "http_password": "COALESCE(http_password, new.http_password)",
-            },
-        )
-        payload = event.payload
-        async with self._tx() as tx:
-            await tx.execute(
-                sql,
-                [event.provider, event.mac, event.server, "pending", "-", None, now,
-                 payload.get("model"), payload.get("name"), payload.get("extension"), url,
-                 username, password],
-            )
-            row = await tx.fetchone(
-                f"SELECT {DEVICE_COLUMNS} FROM rps_devices WHERE provider = ? AND mac = ?",
-                [event.provider, event.mac],
-            )
-        assert row is not None  # noqa: S101 - just upserted in this transaction
-        return self._device(row)
-
-    async def get_device(self, provider: str, mac: str) -> Device | None:
-        async with self._tx() as tx:
-            row = await tx.fetchone(
-                f"SELECT {DEVICE_COLUMNS} FROM rps_devices WHERE provider = ? AND mac = ?",
-                [provider, mac],
-            )
-        return self._device(row) if row else None
-
-    async def list_devices(
-        self,
-        server: int | None = None,
-        provider: str | None = None,
-        status: str | None = None,
-        mac: str | None = None,
-        limit: int = 1000,
-    ) -> list[Device]:
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("server", server), ("provider", provider), ("status", status),
-                              ("mac", mac)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-        async with self._tx() as tx:
-            rows = await tx.fetchall(
-                f"SELECT {DEVICE_COLUMNS} FROM rps_devices{clause}"
-                " ORDER BY server, provider, mac LIMIT ?",
-                [*params, limit],
-            )
-        return [self._device(r) for r in rows]
-
-    # -- credentials ---------------------------------------------------------------------
-
-    async def put_credentials(self, creds: Credentials, now: datetime) -> None:
-        async with self._tx() as tx:
-            await tx.execute(
-                "DELETE FROM rps_credentials WHERE provider = ? AND server = ?",
-                [creds.provider, creds.server],
-            )
-            await tx.execute(
-                "INSERT INTO rps_credentials (provider, server, access_key_id,"
-                " access_key_secret, provisioning_url, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [creds.provider, creds.server, creds.access_key_id, creds.access_key_secret,
-                 creds.provisioning_url, now],
-            )
-
-    async def get_credentials(self, provider: str, server: int) -> Credentials | None:
-        async with self._tx() as tx:
-            row = await tx.fetchone(
-                "SELECT access_key_id, access_key_secret, provisioning_url FROM rps_credentials"
-                " WHERE provider = ? AND server = ?",
-                [provider, server],
-            )
-        if row is None:
-            return None
-        return Credentials(provider, server, row[0], row[1], row[2])
+    id: int
+    by: int
 
 
 @dataclass(frozen=True)
-class DeviceOutcome:
-    """What an event did to its device row."""
+class Leased:
+    """What one lease round took, and what it settled as superseded."""
 
-    status: str
-    message: str = "-"
-    registered: bool = False  # set registered_at to now
-    revoke: bool = False  # clear the access details (remove)
+    events: list[Event]
+    superseded: list[Superseded]
+
+
+def moot_events(pending: Sequence[tuple[int, str]]) -> list[Superseded]:
+    """Which of a device's pending events (id, action; oldest first) need not be sent.
+
+    A later ``remove`` makes any earlier event moot (the device ends removed either way);
+    a later ``add``/``update`` makes an earlier ``add``/``update`` moot (PUT replaces the
+    whole endpoint with the same access details). A ``remove`` followed by an ``add`` is
+    kept: the remove revokes the access details, so the add sends fresh ones.
+    """
+    moot: list[Superseded] = []
+    last_remove: int | None = None
+    last_put: int | None = None
+    for event_id, action in reversed(pending):
+        by = last_remove if action == "remove" else (last_remove or last_put)
+        if by is not None:
+            moot.append(Superseded(event_id, by))
+        if action == "remove":
+            last_remove = last_remove or event_id
+        else:
+            last_put = last_put or event_id
+    return moot[::-1]

@@ -19,8 +19,9 @@ import aiomysql
 import pymysql
 
 from rps_service.config import DatabaseUrl
-from rps_service.store.base import DuplicateKey, Store, StoreUnavailable, Tx
+from rps_service.store.base import Store
 from rps_service.store.schema import MYSQL
+from rps_service.store.sql import DuplicateKey, StoreUnavailable, Tx
 
 _NEW = re.compile(r"\bnew\.(\w+)")
 _VALUES = r"VALUES(\1)"
@@ -62,6 +63,7 @@ class MysqlStore(Store):
     lock_clause = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, url: DatabaseUrl, maxsize: int = 10) -> None:
+        super().__init__()
         self.url = url
         self.maxsize = maxsize
         self._pool: Any = None
@@ -117,6 +119,8 @@ class MysqlStore(Store):
             else:
                 await _rollback(conn)
             if isinstance(exc, _DB_ERRORS):
+                # The server may have restarted: drop idle connections, they are dead too.
+                await self._pool.clear()
                 raise StoreUnavailable(_describe(exc)) from exc
             raise
         finally:
@@ -124,8 +128,10 @@ class MysqlStore(Store):
 
     async def migrate(self) -> int:
         await self._create_database()
+        # One instance migrates at a time. GET_LOCK belongs to the connection, and each
+        # version is committed before the lock is released, so the next instance to get
+        # the lock sees it (MySQL DDL commits implicitly, the version row does not).
         async with self.transaction() as tx:
-            # One instance migrates at a time; the others wait here.
             await tx.fetchone("SELECT GET_LOCK('rps_migrate', 60)")
             try:
                 await tx.execute("CREATE TABLE IF NOT EXISTS rps_schema (version INT NOT NULL)")
@@ -135,6 +141,7 @@ class MysqlStore(Store):
                     for statement in statements:
                         await tx.execute(statement)
                     await tx.execute("INSERT INTO rps_schema (version) VALUES (?)", [number])
+                    await tx.execute("COMMIT")
             finally:
                 await tx.fetchone("SELECT RELEASE_LOCK('rps_migrate')")
         return len(MYSQL)

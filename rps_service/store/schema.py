@@ -2,6 +2,9 @@
 
 Each migration is a list of statements; ``rps_schema`` records the version reached so a
 start only runs what is new. Column names are the contract; types differ per dialect.
+A later version appends a new list: never edit one that has been released. (Version 1
+is the first release; on MySQL prefer statements that can run twice, since DDL commits
+on its own before the version row is written.)
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ MYSQL: list[list[str]] = [
             http_username VARCHAR(64) NULL,
             http_password VARCHAR(128) NULL,
             updated_at DATETIME(6) NOT NULL,
+            ztp_fetched_at DATETIME NULL,
+            ztp_model VARCHAR(64) NULL,
+            ztp_firmware VARCHAR(64) NULL,
+            ztp_ip VARCHAR(45) NULL,
             UNIQUE KEY ux_devices (provider, mac),
             KEY ix_devices_server (server)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
@@ -56,6 +63,14 @@ MYSQL: list[list[str]] = [
             provisioning_url VARCHAR(1024) NULL,
             updated_at DATETIME(6) NOT NULL,
             PRIMARY KEY (provider, server)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
+        # The phone's side (SPEC §7): each tenant's regular provisioning details.
+        """CREATE TABLE IF NOT EXISTS rps_servers (
+            server INT NOT NULL PRIMARY KEY,
+            prov_url VARCHAR(1024) NOT NULL,
+            http_user VARCHAR(255) NOT NULL,
+            http_password VARCHAR(255) NOT NULL,
+            updated_at DATETIME(6) NOT NULL
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
     ],
 ]
@@ -98,6 +113,10 @@ SQLITE: list[list[str]] = [
             http_username TEXT NULL,
             http_password TEXT NULL,
             updated_at TEXT NOT NULL,
+            ztp_fetched_at TEXT NULL,
+            ztp_model TEXT NULL,
+            ztp_firmware TEXT NULL,
+            ztp_ip TEXT NULL,
             UNIQUE (provider, mac)
         )""",
         "CREATE INDEX IF NOT EXISTS ix_devices_server ON rps_devices (server)",
@@ -109,6 +128,13 @@ SQLITE: list[list[str]] = [
             provisioning_url TEXT NULL,
             updated_at TEXT NOT NULL,
             PRIMARY KEY (provider, server)
+        )""",
+        """CREATE TABLE IF NOT EXISTS rps_servers (
+            server INTEGER NOT NULL PRIMARY KEY,
+            prov_url TEXT NOT NULL,
+            http_user TEXT NOT NULL,
+            http_password TEXT NOT NULL,
+            updated_at TEXT NOT NULL
         )""",
     ],
 ]

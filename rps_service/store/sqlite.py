@@ -18,8 +18,9 @@ from typing import Any
 
 import aiosqlite
 
-from rps_service.store.base import DuplicateKey, Store, StoreUnavailable, Tx
+from rps_service.store.base import Store
 from rps_service.store.schema import SQLITE
+from rps_service.store.sql import DuplicateKey, StoreUnavailable, Tx
 
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 _NEW = re.compile(r"\bnew\.")
@@ -62,6 +63,7 @@ class SqliteStore(Store):
     mod_function = "mod_slot"  # SQLite builds may lack MOD(); registered below.
 
     def __init__(self, path: str) -> None:
+        super().__init__()
         self.path = path
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()

@@ -18,7 +18,7 @@ import pytest
 from rps_service.sandbox import start_sandbox
 from rps_service.sandbox.runner import RunningSandbox
 from rps_service.sandbox.state import DEMO_COMPANY_ID, DEMO_KEY_ID, DEMO_SECRET
-from tests.conftest import free_port, write_ini
+from tests.conftest import free_port, remember_secrets, write_ini
 
 ROOT = Path(__file__).resolve().parents[2]
 LINE = re.compile(
@@ -86,6 +86,7 @@ class Daemon:
 async def sandbox() -> AsyncIterator[RunningSandbox]:
     running = await start_sandbox()
     yield running
+    remember_secrets(running.state)
     await running.close()
 
 

@@ -28,7 +28,7 @@ from rps_service.sandbox.state import (
     TAKEN_MAC,
 )
 from rps_service.service import Service
-from tests.conftest import free_port, write_ini
+from tests.conftest import free_port, remember_secrets, write_ini
 from tests.integration.test_pipeline import wait_events
 
 MAC = "000413ABCDEF"
@@ -66,6 +66,7 @@ async def env(tmp_path: Path, mysql_database: str) -> AsyncIterator[Callable[...
     for service, sandbox, client, sink in running:
         await client.aclose()
         await service.stop()
+        remember_secrets(sandbox.state)
         await sandbox.close()
         sink.close()
     structlog.reset_defaults()

@@ -17,9 +17,9 @@ def ev(mac: str, action: str = "add", key: str | None = None, server: int = 1) -
 async def lease_all(store: Store, owner: str = "me", limit: int = 100, queuenum: int = 1
                     ) -> list[int]:
     now = utcnow()
-    events = await store.lease_events(owner, now, now + timedelta(seconds=60), limit,
+    leased = await store.lease_events(owner, now, now + timedelta(seconds=60), limit,
                                       queuenum, list(range(queuenum)))
-    return [e.id for e in events]
+    return [e.id for e in leased.events]
 
 
 async def test_insert_is_durable_and_readable(store: Store) -> None:
@@ -55,7 +55,7 @@ async def test_idempotency_key_returns_first_id(store: Store) -> None:
 
 async def test_lease_takes_only_oldest_unfinished_event_per_device(store: Store) -> None:
     stored = await store.insert_events(
-        [ev("000000000001"), ev("000000000002"), ev("000000000001", "remove"),
+        [ev("000000000001", "remove"), ev("000000000002"), ev("000000000001", "add"),
          ev("000000000003")], utcnow())
     ids = [s.id for s in stored]
     assert await lease_all(store) == [ids[0], ids[1], ids[3]]
@@ -69,7 +69,8 @@ async def test_lease_takes_only_oldest_unfinished_event_per_device(store: Store)
 async def test_lease_counts_attempts_and_other_owner_cannot_finish(store: Store) -> None:
     stored = await store.insert_events([ev("000000000001")], utcnow())
     now = utcnow()
-    [event] = await store.lease_events("me", now, now + timedelta(seconds=60), 10, 1, [0])
+    [event] = (await store.lease_events("me", now, now + timedelta(seconds=60), 10, 1,
+                                        [0])).events
     assert event.attempts == 1 and event.state == "running"
     assert not await store.finish_event(event, "someone-else", "done", utcnow())
     assert await store.finish_event(event, "me", "done", utcnow())
@@ -81,7 +82,8 @@ async def test_lease_respects_queue_filter(store: Store) -> None:
     macs = [f"00041300{i:04X}" for i in range(40)]
     await store.insert_events([ev(m) for m in macs], utcnow())
     now = utcnow()
-    events = await store.lease_events("me", now, now + timedelta(seconds=60), 100, 4, [2])
+    events = (await store.lease_events("me", now, now + timedelta(seconds=60), 100, 4,
+                                       [2])).events
     assert events and all(e.slot % 4 == 2 for e in events)
     assert len(events) == sum(1 for m in macs if device_slot("snom", m) % 4 == 2)
 
@@ -93,8 +95,8 @@ async def test_expired_lease_is_recovered(store: Store) -> None:
     assert await store.release_expired_leases(utcnow()) == [stored[0].id]
     leased = await store.lease_events("me", utcnow(), utcnow() + timedelta(seconds=60), 10, 1,
                                       [0])
-    assert [e.id for e in leased] == [stored[0].id]
-    assert leased[0].attempts == 2  # the crashed attempt counts
+    assert [e.id for e in leased.events] == [stored[0].id]
+    assert leased.events[0].attempts == 2  # the crashed attempt counts
 
 
 async def test_release_gives_back_without_counting(store: Store) -> None:
@@ -107,8 +109,8 @@ async def test_release_gives_back_without_counting(store: Store) -> None:
 
 async def test_backoff_delays_lease_and_next_due(store: Store) -> None:
     stored = await store.insert_events([ev("000000000001")], utcnow())
-    [event] = await store.lease_events("me", utcnow(), utcnow() + timedelta(seconds=60), 1, 1,
-                                       [0])
+    [event] = (await store.lease_events("me", utcnow(), utcnow() + timedelta(seconds=60), 1,
+                                        1, [0])).events
     later = utcnow() + timedelta(seconds=30)
     await store.finish_event(event, "me", "pending", utcnow(), error="503", next_attempt_at=later)
     assert await lease_all(store) == []
@@ -123,8 +125,8 @@ async def test_retry_event_only_from_failed(store: Store) -> None:
     event_id = stored[0].id
     assert await store.retry_event(event_id, utcnow()) == "pending"
     assert await store.retry_event(event_id + 1000, utcnow()) == "not_found"
-    [event] = await store.lease_events("me", utcnow(), utcnow() + timedelta(seconds=60), 1, 1,
-                                       [0])
+    [event] = (await store.lease_events("me", utcnow(), utcnow() + timedelta(seconds=60), 1,
+                                        1, [0])).events
     await store.finish_event(event, "me", "failed", utcnow(), error="403: Forbidden")
     assert await store.retry_event(event_id, utcnow()) == "ok"
     row = await store.get_event(event_id)
@@ -140,8 +142,8 @@ async def test_device_access_details_kept_then_revoked(store: Store) -> None:
     assert (first.status, first.http_username, first.http_password) == ("pending", "u1", "p" * 24)
     again = await store.prepare_device(event, "https://pbx/ztprov/8/", "u2", "q" * 24, utcnow())
     assert (again.http_username, again.http_password) == ("u1", "p" * 24)
-    [leased] = await store.lease_events("me", utcnow(), utcnow() + timedelta(seconds=60), 1, 1,
-                                        [0])
+    [leased] = (await store.lease_events("me", utcnow(), utcnow() + timedelta(seconds=60), 1,
+                                         1, [0])).events
     await store.finish_event(leased, "me", "done", utcnow(),
                              device=DeviceOutcome("registered", registered=True))
     device = await store.get_device("snom", "000413ABCDEF")
@@ -149,8 +151,8 @@ async def test_device_access_details_kept_then_revoked(store: Store) -> None:
     assert (device.status, device.last_message, device.server) == ("registered", "-", 8)
     assert device.registered_at is not None and device.model == "D717"
     removal = await store.insert_events([ev("000413ABCDEF", "remove", server=8)], utcnow())
-    [leased] = await store.lease_events("me", utcnow(), utcnow() + timedelta(seconds=60), 1, 1,
-                                        [0])
+    [leased] = (await store.lease_events("me", utcnow(), utcnow() + timedelta(seconds=60), 1,
+                                         1, [0])).events
     assert leased.id == removal[0].id
     await store.finish_event(leased, "me", "done", utcnow(),
                              device=DeviceOutcome("unregistered", revoke=True))
@@ -188,3 +190,70 @@ async def test_backlog_counts(store: Store) -> None:
 
 async def test_migrate_is_idempotent(store: Store) -> None:
     assert await store.migrate() == await store.migrate()
+
+
+async def test_moot_pending_events_are_superseded(store: Store) -> None:
+    stored = await store.insert_events(
+        [ev("000000000001"), ev("000000000001", "update"), ev("000000000001", "remove"),
+         ev("000000000002", "remove"), ev("000000000002"), ev("000000000003")], utcnow())
+    ids = [s.id for s in stored]
+    now = utcnow()
+    leased = await store.lease_events("me", now, now + timedelta(seconds=60), 10, 1, [0])
+    # Device 1: add and update are moot (a remove follows) -> only the remove is sent.
+    # Device 2: a remove followed by an add is kept (the add sends fresh credentials).
+    assert sorted((s.id, s.by) for s in leased.superseded) == [(ids[0], ids[2]),
+                                                               (ids[1], ids[2])]
+    assert [e.id for e in leased.events] == [ids[3], ids[5]]
+    for event_id in ids[:2]:
+        row = await store.get_event(event_id)
+        assert row is not None and row.state == "superseded"
+        assert row.last_error == f"superseded by event {ids[2]}"
+    assert await lease_all(store) == [ids[2]]
+
+
+def test_moot_events_rules() -> None:
+    from rps_service.store.base import moot_events
+
+    def moot(*actions: str) -> list[int]:
+        return [m.id for m in moot_events(list(enumerate(actions, start=1)))]
+
+    assert moot("add", "remove") == [1]
+    assert moot("add", "add", "update") == [1, 2]
+    assert moot("remove", "add") == []
+    assert moot("remove", "remove") == [1]
+    assert moot("add", "remove", "add") == [1]
+    assert moot("remove", "add", "remove") == [1, 2]
+    assert moot("add") == []
+
+
+async def test_concurrent_migrations_on_a_fresh_database(mysql_database: str) -> None:
+    import asyncio
+
+    from rps_service.config import parse_database_url
+    from rps_service.store import create_store
+
+    stores = [create_store(parse_database_url(mysql_database)) for _ in range(3)]
+    for s in stores:
+        await s.open()
+    try:
+        versions = await asyncio.gather(*(s.migrate() for s in stores))
+        assert len(set(versions)) == 1
+        await stores[0].insert_events([ev("000413ABCDEF")], utcnow())
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_concurrent_inserts_and_keys(store: Store) -> None:
+    import asyncio
+
+    results = await asyncio.gather(
+        *(store.insert_events([ev(f"0004130{i:05X}")], utcnow()) for i in range(64)),
+        store.insert_events([ev("000413FFFFFF", key="same")], utcnow()),
+        store.insert_events([ev("000413FFFFFF", key="same")], utcnow()),
+    )
+    ids = [r[0].id for r in results[:64]]
+    assert len(set(ids)) == 64
+    first, second = results[64][0], results[65][0]
+    assert first.id == second.id and [first.duplicate, second.duplicate].count(True) == 1
+    assert len(await store.list_events(limit=1000)) == 65

@@ -1,0 +1,139 @@
+"""Prometheus metrics, served as ``GET /metrics`` on the event API.
+
+Each :class:`~rps_service.service.Service` owns a :class:`Metrics` with its own
+``CollectorRegistry`` (never the global one: the tests run many services in one process).
+Counters are bumped by small hooks in the listener, the workers and the providers; values
+that already live elsewhere (queue depths, lease recoveries, the journal's backlog) are read
+when Prometheus scrapes, so they cannot drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+from aiohttp import web
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+from rps_service.models import Event
+from rps_service.store import StoreUnavailable
+
+#: Vendor calls take milliseconds when warm and up to the provider timeout (30 s) when not.
+LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, float("inf"))
+#: A worker's outcome (the journal state it writes) → the ``result`` label.
+RESULTS = {"done": "done", "failed": "failed", "pending": "retry"}
+
+
+class _Distributor(Protocol):
+    lease_recoveries: int
+
+    def depths(self) -> list[int]: ...
+
+
+class _Backlog(Protocol):
+    async def backlog(self) -> dict[str, int]: ...
+
+
+class _PipelineCollector(Collector):
+    """Queue depths, lease recoveries and the backlog, read at scrape time."""
+
+    def __init__(self, distributor: _Distributor) -> None:
+        self.distributor = distributor
+        self.backlog: dict[str, int] = {}
+        self.database_up = 0
+
+    def collect(self) -> Iterator[Metric]:
+        depth = GaugeMetricFamily("rps_queue_depth", "Events waiting in each in-memory queue.",
+                                  labels=["queue"])
+        for index, size in enumerate(self.distributor.depths()):
+            depth.add_metric([str(index)], size)
+        yield depth
+        backlog = GaugeMetricFamily(
+            "rps_backlog", "Unfinished events in the journal, by state.", labels=["state"]
+        )
+        for state, count in sorted(self.backlog.items()):
+            backlog.add_metric([state], count)
+        yield backlog
+        yield GaugeMetricFamily("rps_database_up", "1 if the database answered the last scrape.",
+                                value=self.database_up)
+        yield CounterMetricFamily(
+            "rps_lease_recoveries", "Events taken again after their lease expired.",
+            value=self.distributor.lease_recoveries,
+        )
+
+
+class Metrics:
+    """The service's metrics and the ``/metrics`` handler."""
+
+    def __init__(self, distributor: _Distributor, store: _Backlog) -> None:
+        self.store = store
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.received = Counter(
+            "rps_events_received", "Events accepted by the listener (duplicates not counted).",
+            ["action", "provider"], registry=registry,
+        )
+        self.processed = Counter(
+            "rps_events_processed", "Event attempts by outcome: done, failed or retry.",
+            ["action", "provider", "result"], registry=registry,
+        )
+        self.retries = Counter(
+            "rps_retries", "Attempts that failed transiently and were scheduled again.",
+            ["provider"], registry=registry,
+        )
+        self.vendor_seconds = Histogram(
+            "rps_vendor_request_seconds", "Time of each HTTP request to a vendor API.",
+            ["provider", "operation", "status"], buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self._pipeline = _PipelineCollector(distributor)
+        registry.register(self._pipeline)
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+
+    # -- hooks ---------------------------------------------------------------------------
+
+    def event_received(self, action: str, provider: str) -> None:
+        self.received.labels(action, provider).inc()
+
+    def event_outcome(self, event: Event, state: str) -> None:
+        """A worker wrote ``state`` for ``event`` (``pending`` means: will retry)."""
+        result = RESULTS.get(state, state)
+        self.processed.labels(event.action, event.provider, result).inc()
+        if result == "retry":
+            self.retries.labels(event.provider).inc()
+
+    def vendor_request(self, provider: str, operation: str, status: str, seconds: float) -> None:
+        self.vendor_seconds.labels(provider, operation, status).observe(seconds)
+
+    # -- scrape --------------------------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """Read the backlog from the journal (kept at its last value if the database is away)."""
+        try:
+            self._pipeline.backlog = await self.store.backlog()
+            self._pipeline.database_up = 1
+        except StoreUnavailable:
+            # No log line: the distributor already reports the outage, once, not per scrape.
+            self._pipeline.database_up = 0
+
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """The exposition in the format ``accept`` asks for (Prometheus text by default)."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """``GET /metrics``."""
+        await self.refresh()
+        body, content_type = self.render(request.headers.get("Accept", ""))
+        return web.Response(body=body, headers={"Content-Type": content_type})

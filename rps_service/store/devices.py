@@ -1,0 +1,178 @@
+"""Device rows, API credentials and the tenants' provisioning details (SPEC §4, §7)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rps_service.models import Device, Event, ServerProvisioning
+from rps_service.providers.base import Credentials
+from rps_service.store.sql import DEVICE_COLUMNS, DeviceOutcome, SqlBackend, Tx
+
+
+class DeviceQueries(SqlBackend):
+    """Queries on ``rps_devices``, ``rps_credentials`` and ``rps_servers``."""
+
+    async def _save_device_outcome(
+        self, tx: Tx, event: Event, outcome: DeviceOutcome, now: datetime
+    ) -> None:
+        columns = ["server", "status", "last_message", "updated_at"]
+        if outcome.registered:
+            columns.append("registered_at")
+        if outcome.revoke:
+            columns += ["url", "http_username", "http_password"]
+        updates = {column: f"new.{column}" for column in columns}
+        sql = self.upsert_device_sql(
+            "provider, mac, server, status, last_message, registered_at, updated_at,"
+            " model, name, extension, url, http_username, http_password",
+            updates,
+        )
+        payload = event.payload
+        await tx.execute(
+            sql,
+            [event.provider, event.mac, event.server, outcome.status, outcome.message,
+             now if outcome.registered else None, now, payload.get("model"),
+             payload.get("name"), payload.get("extension"), None, None, None],
+        )
+
+    # -- devices -------------------------------------------------------------------------
+
+    def _device(self, row: tuple[Any, ...]) -> Device:
+        return Device(
+            provider=row[0], mac=row[1], server=int(row[2]), status=row[3],
+            last_message=row[4], model=row[5], name=row[6], extension=row[7],
+            registered_at=self.convert_time(row[8]), url=row[9], http_username=row[10],
+            http_password=row[11], updated_at=self.convert_time(row[12]),
+            ztp_fetched_at=self.convert_time(row[13]), ztp_model=row[14],
+            ztp_firmware=row[15], ztp_ip=row[16],
+        )
+
+    async def prepare_device(
+        self, event: Event, url: str, username: str, password: str, now: datetime
+    ) -> Device:
+        """Create or refresh the device row before a registration and return it.
+
+        Access details already stored are kept (a re-register sends the same ones); the
+        given ``username``/``password`` are used only when the device has none.
+        """
+        sql = self.upsert_device_sql(
+            "provider, mac, server, status, last_message, registered_at, updated_at,"
+            " model, name, extension, url, http_username, http_password",
+            {
+                "server": "new.server", "url": "new.url", "updated_at": "new.updated_at",
+                "model": "COALESCE(new.model, model)", "name": "COALESCE(new.name, name)",
+                "extension": "COALESCE(new.extension, extension)",
+                "http_username": "COALESCE(http_username, new.http_username)",
+                "http_password": "COALESCE(http_password, new.http_password)",
+            },
+        )
+        payload = event.payload
+        async with self._tx() as tx:
+            await tx.execute(
+                sql,
+                [event.provider, event.mac, event.server, "pending", "-", None, now,
+                 payload.get("model"), payload.get("name"), payload.get("extension"), url,
+                 username, password],
+            )
+            row = await tx.fetchone(
+                f"SELECT {DEVICE_COLUMNS} FROM rps_devices WHERE provider = ? AND mac = ?",
+                [event.provider, event.mac],
+            )
+        assert row is not None  # noqa: S101 - just upserted in this transaction
+        return self._device(row)
+
+    async def get_device(self, provider: str, mac: str) -> Device | None:
+        async with self._tx() as tx:
+            row = await tx.fetchone(
+                f"SELECT {DEVICE_COLUMNS} FROM rps_devices WHERE provider = ? AND mac = ?",
+                [provider, mac],
+            )
+        return self._device(row) if row else None
+
+    async def list_devices(
+        self,
+        server: int | None = None,
+        provider: str | None = None,
+        status: str | None = None,
+        mac: str | None = None,
+        limit: int = 1000,
+    ) -> list[Device]:
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("server", server), ("provider", provider), ("status", status),
+                              ("mac", mac)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        async with self._tx() as tx:
+            rows = await tx.fetchall(
+                f"SELECT {DEVICE_COLUMNS} FROM rps_devices{clause}"
+                " ORDER BY server, provider, mac LIMIT ?",
+                [*params, limit],
+            )
+        return [self._device(r) for r in rows]
+
+    # -- credentials ---------------------------------------------------------------------
+
+    async def put_credentials(self, creds: Credentials, now: datetime) -> None:
+        async with self._tx() as tx:
+            await tx.execute(
+                "DELETE FROM rps_credentials WHERE provider = ? AND server = ?",
+                [creds.provider, creds.server],
+            )
+            await tx.execute(
+                "INSERT INTO rps_credentials (provider, server, access_key_id,"
+                " access_key_secret, provisioning_url, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [creds.provider, creds.server, creds.access_key_id, creds.access_key_secret,
+                 creds.provisioning_url, now],
+            )
+
+    async def get_credentials(self, provider: str, server: int) -> Credentials | None:
+        async with self._tx() as tx:
+            row = await tx.fetchone(
+                "SELECT access_key_id, access_key_secret, provisioning_url FROM rps_credentials"
+                " WHERE provider = ? AND server = ?",
+                [provider, server],
+            )
+        if row is None:
+            return None
+        return Credentials(provider, server, row[0], row[1], row[2])
+
+    # -- the phone's side (/ztprov/, SPEC §7) ------------------------------------------
+
+    async def put_server_provisioning(self, prov: ServerProvisioning, now: datetime) -> None:
+        """Store (or replace) a tenant's regular provisioning URL and credentials."""
+        async with self._tx() as tx:
+            await tx.execute("DELETE FROM rps_servers WHERE server = ?", [prov.server])
+            await tx.execute(
+                "INSERT INTO rps_servers (server, prov_url, http_user, http_password,"
+                " updated_at) VALUES (?, ?, ?, ?, ?)",
+                [prov.server, prov.prov_url, prov.http_user, prov.http_password, now],
+            )
+
+    async def get_server_provisioning(self, server: int) -> ServerProvisioning | None:
+        async with self._tx() as tx:
+            row = await tx.fetchone(
+                "SELECT prov_url, http_user, http_password, updated_at FROM rps_servers"
+                " WHERE server = ?",
+                [server],
+            )
+        if row is None:
+            return None
+        return ServerProvisioning(server, row[0], row[1], row[2], self.convert_time(row[3]))
+
+    async def find_device_for_ztp(self, mac: str, provider: str = "snom") -> Device | None:
+        """The device row a phone authenticates against (its access details included)."""
+        return await self.get_device(provider, mac)
+
+    async def record_ztp_fetch(self, provider: str, mac: str, model: str | None,
+                               firmware: str | None, ip: str | None, now: datetime) -> None:
+        """Note that the phone fetched its settings file, and what it said it was."""
+        async with self._tx() as tx:
+            await tx.execute(
+                "UPDATE rps_devices SET ztp_fetched_at = ?, ztp_model = ?, ztp_firmware = ?,"
+                " ztp_ip = ?, updated_at = ? WHERE provider = ? AND mac = ?",
+                [now, model and model[:64], firmware and firmware[:64], ip and ip[:45], now,
+                 provider, mac],
+            )
