@@ -174,7 +174,7 @@ class SnomProvider:
     async def _target(self, device: Device) -> tuple[Credentials, _Catalogue, str]:
         mac = normalize_mac(device.mac)
         creds = await self._credentials(device.server)
-        return creds, await self._catalogue(creds), mac
+        return creds, await self._catalogue(creds, mac), mac
 
     async def _credentials(self, server: int) -> Credentials:
         if self._mode == "tenant":
@@ -199,7 +199,8 @@ class SnomProvider:
             Failure.PERMANENT,
         )
 
-    async def _catalogue(self, creds: Credentials) -> _Catalogue:
+    async def _catalogue(self, creds: Credentials, mac: str) -> _Catalogue:
+        # ``mac``: the device whose event needs the lookups, for the log lines (SPEC §5).
         key = _cache_key(creds)
         if hit := self._cache.get(key):
             return hit
@@ -207,11 +208,13 @@ class SnomProvider:
         async with self._locks.setdefault(key, asyncio.Lock()):
             if hit := self._cache.get(key):
                 return hit
-            return await self._load(creds, await self._fetch_token(creds))
+            return await self._load(creds, await self._fetch_token(creds, mac), mac)
 
-    async def _load(self, creds: Credentials, token: dict[str, object]) -> _Catalogue:
+    async def _load(
+        self, creds: Credentials, token: dict[str, object], mac: str = "-"
+    ) -> _Catalogue:
         company_id = _company_id(token, creds.access_key_id)
-        catalogue = _Catalogue(company_id, *await self._fetch_uuids(creds))
+        catalogue = _Catalogue(company_id, *await self._fetch_uuids(creds, mac))
         key = _cache_key(creds)
         # A changed secret for the same key id makes the old entry unreachable: drop it.
         for old in [k for k in self._cache if k[0] == key[0]]:
@@ -224,12 +227,14 @@ class SnomProvider:
 
     # -- SRAPS lookups ------------------------------------------------------------------
 
-    async def _fetch_token(self, creds: Credentials) -> dict[str, object]:
+    async def _fetch_token(self, creds: Credentials, mac: str = "-") -> dict[str, object]:
         url = f"{self._snom.api_url}tokens/{quote(creds.access_key_id, safe='')}"
-        response = await self._call(creds, "GET", url, operation="token")
+        response = await self._call(creds, "GET", url, operation="token", mac=mac)
         return _json_object(response, "the token lookup")
 
-    async def _fetch_uuids(self, creds: Credentials) -> tuple[str, str | None, str | None]:
+    async def _fetch_uuids(
+        self, creds: Credentials, mac: str = "-"
+    ) -> tuple[str, str | None, str | None]:
         found: dict[str, str | None] = dict.fromkeys(
             ("setting_server", "http_client_user", "http_client_pass")
         )
@@ -237,7 +242,7 @@ class SnomProvider:
         seen: set[str] = set()
         while url and url not in seen and len(seen) < MAX_PAGES:
             seen.add(url)
-            response = await self._call(creds, "GET", url, operation="settings")
+            response = await self._call(creds, "GET", url, operation="settings", mac=mac)
             _collect_uuids(_json(response, "the settings lookup"), found)
             if all(found.values()):
                 break  # later pages cannot change the answer
