@@ -105,7 +105,17 @@ def _base_url(value: str) -> str:
     return _http_url(value if value.endswith("/") else value + "/")
 
 
+def _listen_address(value: str) -> str:
+    if value != "localhost":
+        try:
+            ipaddress.ip_address(value)
+        except ValueError as exc:
+            raise ValueError("must be an IP address or localhost") from exc
+    return value
+
+
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
+ListenAddress = Annotated[str, AfterValidator(_listen_address)]
 BaseUrl = Annotated[str, AfterValidator(_base_url)]
 
 
@@ -116,7 +126,7 @@ class _Section(BaseModel):
 class GeneralSettings(_Section):
     """``[general]``: the listener, queues, database, log and retry policy."""
 
-    listen: str = "127.0.0.1"
+    listen: ListenAddress = "127.0.0.1"
     port: int = Field(15777, ge=1, le=65535)
     queuenum: int = Field(4, ge=1, le=256)
     queuecap: int = Field(100, ge=1, le=100_000)
@@ -134,16 +144,6 @@ class GeneralSettings(_Section):
     retry_base: float = Field(1.0, gt=0)
     retry_cap: float = Field(300.0, gt=0)
     poll_interval: float = Field(1.0, gt=0)
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        if value != "localhost":
-            try:
-                ipaddress.ip_address(value)
-            except ValueError as exc:
-                raise ValueError("must be an IP address or localhost") from exc
-        return value
 
     @field_validator("database", mode="before")
     @classmethod
@@ -171,13 +171,6 @@ class SnomSettings(_Section):
     timeout: float = Field(30.0, gt=0)
 
 
-def _listen_address(value: str) -> str:
-    if value != "localhost":
-        try:
-            ipaddress.ip_address(value)
-        except ValueError as exc:
-            raise ValueError("must be an IP address or localhost") from exc
-    return value
 
 
 def _url_path(value: str) -> str:
@@ -199,7 +192,7 @@ class ZtpSettings(_Section):
     """
 
     enabled: bool = False
-    listen: Annotated[str, AfterValidator(_listen_address)] = "0.0.0.0"  # noqa: S104
+    listen: ListenAddress = "0.0.0.0"  # noqa: S104
     port: int = Field(15780, ge=1, le=65535)
     path: Annotated[str, AfterValidator(_url_path)] = "/ztprov/"
     # Not in SPEC §7; documented in the README.

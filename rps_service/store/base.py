@@ -42,6 +42,7 @@ class Store(DeviceQueries):
     returning = True
 
     def __init__(self) -> None:
+        super().__init__()
         self._intake = GroupCommit(self.insert_events_now)
 
     # -- intake --------------------------------------------------------------------------

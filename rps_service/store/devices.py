@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
@@ -9,9 +10,17 @@ from rps_service.models import Device, Event, ServerProvisioning
 from rps_service.providers.base import Credentials
 from rps_service.store.sql import DEVICE_COLUMNS, DeviceOutcome, SqlBackend, Tx
 
+#: How long API keys read from ``rps_credentials`` are reused. Every vendor call needs
+#: them; a change made through this instance's API applies at once, one made through
+#: another instance sharing the database within this many seconds.
+CREDENTIALS_TTL = 5.0
+
 
 class DeviceQueries(SqlBackend):
     """Queries on ``rps_devices``, ``rps_credentials`` and ``rps_servers``."""
+
+    def __init__(self) -> None:
+        self._credentials: dict[tuple[str, int], tuple[float, Credentials | None]] = {}
 
     async def _save_device_outcome(
         self, tx: Tx, event: Event, outcome: DeviceOutcome, now: datetime
@@ -116,6 +125,7 @@ class DeviceQueries(SqlBackend):
     # -- credentials ---------------------------------------------------------------------
 
     async def put_credentials(self, creds: Credentials, now: datetime) -> None:
+        self._credentials.pop((creds.provider, creds.server), None)
         async with self._tx() as tx:
             await tx.execute(
                 "DELETE FROM rps_credentials WHERE provider = ? AND server = ?",
@@ -129,15 +139,20 @@ class DeviceQueries(SqlBackend):
             )
 
     async def get_credentials(self, provider: str, server: int) -> Credentials | None:
+        """The keys stored for ``provider`` and ``server`` (cached for CREDENTIALS_TTL)."""
+        key = (provider, server)
+        cached = self._credentials.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
         async with self._tx() as tx:
             row = await tx.fetchone(
                 "SELECT access_key_id, access_key_secret, provisioning_url FROM rps_credentials"
                 " WHERE provider = ? AND server = ?",
                 [provider, server],
             )
-        if row is None:
-            return None
-        return Credentials(provider, server, row[0], row[1], row[2])
+        creds = Credentials(provider, server, row[0], row[1], row[2]) if row else None
+        self._credentials[key] = (time.monotonic() + CREDENTIALS_TTL, creds)
+        return creds
 
     # -- the phone's side (/ztprov/, SPEC §7) ------------------------------------------
 

@@ -9,10 +9,8 @@ than returned, and every transaction committed or rolled back before release.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
 from typing import Any
 
 import aiomysql
@@ -23,8 +21,6 @@ from rps_service.store.base import Store
 from rps_service.store.schema import MYSQL
 from rps_service.store.sql import DuplicateKey, StoreUnavailable, Tx
 
-_NEW = re.compile(r"\bnew\.(\w+)")
-_VALUES = r"VALUES(\1)"
 _CONNECT_TIMEOUT = 5
 _RECYCLE_SECONDS = 600  # well below the usual wait_timeout (28800) and proxies' idle limits
 _DB_ERRORS = (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError,
@@ -61,6 +57,8 @@ class MysqlStore(Store):
     """The journal in a MySQL or MariaDB database."""
 
     lock_clause = " FOR UPDATE SKIP LOCKED"
+    inserted_value = r"VALUES(\1)"
+    on_clash = "ON DUPLICATE KEY UPDATE"
 
     def __init__(self, url: DatabaseUrl, maxsize: int = 10) -> None:
         super().__init__()
@@ -160,19 +158,6 @@ class MysqlStore(Store):
             await conn.commit()
         finally:
             conn.close()
-
-    def upsert_device_sql(self, insert_columns: str, updates: dict[str, str]) -> str:
-        count = len(insert_columns.split(","))
-        sets = ", ".join(f"{col} = {_NEW.sub(_VALUES, expr)}" for col, expr in updates.items())
-        return (
-            f"INSERT INTO rps_devices ({insert_columns}) VALUES ({', '.join('?' * count)})"
-            f" ON DUPLICATE KEY UPDATE {sets}"
-        )
-
-    def convert_time(self, value: Any) -> datetime | None:
-        if value is None or isinstance(value, datetime):
-            return value
-        return datetime.fromisoformat(str(value))
 
 
 async def _rollback(conn: Any) -> None:

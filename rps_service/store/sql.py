@@ -9,12 +9,15 @@ transactions.
 from __future__ import annotations
 
 import abc
+import re
 import zlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+_NEW = re.compile(r"\bnew\.(\w+)")
 
 EVENT_COLUMNS = (
     "id, action, provider, server, mac, payload, state, attempts, created_at, updated_at,"
@@ -103,15 +106,25 @@ class SqlBackend(abc.ABC):
     async def migrate(self) -> int:
         """Create or upgrade the schema; return the version reached."""
 
-    @abc.abstractmethod
+    #: Upsert dialect: how to refer to the value being inserted, and the clash clause.
+    inserted_value = r"excluded.\1"
+    on_clash = "ON CONFLICT (provider, mac) DO UPDATE SET"
+
     def upsert_device_sql(self, insert_columns: str, updates: dict[str, str]) -> str:
         """An INSERT of one device row that, on a (provider, mac) clash, sets each column of
         ``updates`` to its expression (``new.col`` is the value being inserted, a bare
         column name the stored one)."""
+        count = len(insert_columns.split(","))
+        sets = ", ".join(f"{col} = {_NEW.sub(self.inserted_value, expr)}"
+                         for col, expr in updates.items())
+        return (f"INSERT INTO rps_devices ({insert_columns}) VALUES ({placeholders(count)})"
+                f" {self.on_clash} {sets}")
 
-    @abc.abstractmethod
     def convert_time(self, value: Any) -> datetime | None:
         """A time read from the database as a naive UTC datetime."""
+        if value is None or isinstance(value, datetime):
+            return value
+        return datetime.fromisoformat(str(value))
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[Tx]:

@@ -8,7 +8,6 @@ SQLite is for a single daemon instance; several instances need MySQL/MariaDB.
 from __future__ import annotations
 
 import asyncio
-import re
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -23,7 +22,6 @@ from rps_service.store.schema import SQLITE
 from rps_service.store.sql import DuplicateKey, StoreUnavailable, Tx
 
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
-_NEW = re.compile(r"\bnew\.")
 
 
 def _param(value: Any) -> Any:
@@ -117,16 +115,3 @@ class SqliteStore(Store):
                     await tx.execute(statement)
                 await tx.execute("INSERT INTO rps_schema (version) VALUES (?)", [number])
         return len(SQLITE)
-
-    def upsert_device_sql(self, insert_columns: str, updates: dict[str, str]) -> str:
-        count = len(insert_columns.split(","))
-        sets = ", ".join(f"{col} = {_NEW.sub('excluded.', expr)}" for col, expr in updates.items())
-        return (
-            f"INSERT INTO rps_devices ({insert_columns}) VALUES ({', '.join('?' * count)})"
-            f" ON CONFLICT (provider, mac) DO UPDATE SET {sets}"
-        )
-
-    def convert_time(self, value: Any) -> datetime | None:
-        if value is None or isinstance(value, datetime):
-            return value
-        return datetime.fromisoformat(str(value))

@@ -257,3 +257,12 @@ async def test_concurrent_inserts_and_keys(store: Store) -> None:
     first, second = results[64][0], results[65][0]
     assert first.id == second.id and [first.duplicate, second.duplicate].count(True) == 1
     assert len(await store.list_events(limit=1000)) == 65
+
+
+async def test_credentials_cache_sees_local_changes_at_once(store: Store) -> None:
+    from rps_service.providers.base import Credentials
+
+    assert await store.get_credentials("snom", 3) is None  # a miss is cached too
+    await store.put_credentials(Credentials("snom", 3, "kid", "sec", None), utcnow())
+    creds = await store.get_credentials("snom", 3)
+    assert creds is not None and creds.access_key_id == "kid"
