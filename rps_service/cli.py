@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from rps_service import __version__, admin
 from rps_service.config import ConfigError, Settings, find_config, load_settings
@@ -76,6 +77,15 @@ async def _init_db(settings: Settings) -> int:
     return EXIT_OK
 
 
+def _event_loop_run(main: Coroutine[Any, Any, int]) -> int:
+    """Run on uvloop where it is installed (a faster loop), else on asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 def _run(settings: Settings) -> int:
     from rps_service.service import serve
 
@@ -89,7 +99,7 @@ def _run(settings: Settings) -> int:
     log.info("Starting", component="MAIN", config=settings.source,
              database=general.database.display(), version=__version__)
     try:
-        return asyncio.run(serve(settings, sink))
+        return _event_loop_run(serve(settings, sink))
     except StoreUnavailable as exc:
         log.error("Database unavailable at start", component="DATABASE", err=str(exc))
         print(f"rps-service: database unavailable: {exc}", file=sys.stderr)

@@ -186,6 +186,10 @@ class Service:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        # Outcomes already reached are still being written: let them land.
+        writes = [w.writing for w in self.workers if w.writing is not None]
+        if writes:
+            await asyncio.wait(writes, timeout=general.drain_timeout)
         with contextlib.suppress(Exception):
             await self.store.release_leases(self.owner, queued + unfinished, utcnow())
         log.info("Stopped", component="MAIN", finished=len(busy) - len(unfinished),

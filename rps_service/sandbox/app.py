@@ -1,9 +1,10 @@
 """The sandbox's aiohttp application: SRAPS routes behind faults and Hawk, plus ``/_sandbox/``.
 
-Every request under ``/api/v1/`` goes through, in order: ``hang``/``paused`` holds, ``latency``,
+Every request under ``/api/v1/`` goes through, in order: ``hang``/``paused`` holds,
 injected faults (``fail_next``, ``rate_limit_rate``, ``error_rate`` -- answered before
-authentication, like a proxy in front of the service would), Hawk verification (401), then the
-handler. Each one is counted in ``state.counts[(method, route name)]`` and ``state.records``.
+authentication, like a proxy in front of the service would), Hawk verification (401), the
+handler, then whatever is left of ``latency`` (counted from arrival). Each one is counted
+in ``state.counts[(method, route name)]`` and ``state.records``.
 Route names: ``token``, ``company``, ``settings``, ``endpoints``, ``endpoint``, and
 ``unmatched`` for paths no route takes (answered 404 after authentication).
 """
@@ -66,8 +67,18 @@ async def _api_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 async def _serve(state: SandboxState, request: web.Request, handler: Handler) -> web.StreamResponse:
     await state.hold()
+    loop = asyncio.get_running_loop()
+    # Latency counts from arrival: the answer goes out ``latency`` after the request came
+    # in, however many requests the single event loop is verifying at the same time.
+    arrived = loop.time()
+    response = await _answer(state, request, handler)
     if state.latency > 0:
-        await asyncio.sleep(state.latency)
+        await asyncio.sleep(max(0.0, state.latency - (loop.time() - arrived)))
+    return response
+
+
+async def _answer(state: SandboxState, request: web.Request, handler: Handler
+                  ) -> web.StreamResponse:
     fault = state.next_fault()
     if fault is not None:
         return _fault(state, fault)

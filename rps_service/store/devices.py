@@ -28,20 +28,23 @@ class DeviceQueries(SqlBackend):
         columns = ["server", "status", "last_message", "updated_at"]
         if outcome.registered:
             columns.append("registered_at")
-        if outcome.revoke:
+        if outcome.revoke or outcome.access:
             columns += ["url", "http_username", "http_password"]
         updates = {column: f"new.{column}" for column in columns}
+        # Details the event does not give are kept as stored.
+        updates.update({c: f"COALESCE(new.{c}, {c})" for c in ("model", "name", "extension")})
         sql = self.upsert_device_sql(
             "provider, mac, server, status, last_message, registered_at, updated_at,"
             " model, name, extension, url, http_username, http_password",
             updates,
         )
         payload = event.payload
+        url, username, password = outcome.access or (None, None, None)
         await tx.execute(
             sql,
             [event.provider, event.mac, event.server, outcome.status, outcome.message,
              now if outcome.registered else None, now, payload.get("model"),
-             payload.get("name"), payload.get("extension"), None, None, None],
+             payload.get("name"), payload.get("extension"), url, username, password],
         )
 
     # -- devices -------------------------------------------------------------------------
@@ -55,40 +58,6 @@ class DeviceQueries(SqlBackend):
             ztp_fetched_at=self.convert_time(row[13]), ztp_model=row[14],
             ztp_firmware=row[15], ztp_ip=row[16],
         )
-
-    async def prepare_device(
-        self, event: Event, url: str, username: str, password: str, now: datetime
-    ) -> Device:
-        """Create or refresh the device row before a registration and return it.
-
-        Access details already stored are kept (a re-register sends the same ones); the
-        given ``username``/``password`` are used only when the device has none.
-        """
-        sql = self.upsert_device_sql(
-            "provider, mac, server, status, last_message, registered_at, updated_at,"
-            " model, name, extension, url, http_username, http_password",
-            {
-                "server": "new.server", "url": "new.url", "updated_at": "new.updated_at",
-                "model": "COALESCE(new.model, model)", "name": "COALESCE(new.name, name)",
-                "extension": "COALESCE(new.extension, extension)",
-                "http_username": "COALESCE(http_username, new.http_username)",
-                "http_password": "COALESCE(http_password, new.http_password)",
-            },
-        )
-        payload = event.payload
-        async with self._tx() as tx:
-            await tx.execute(
-                sql,
-                [event.provider, event.mac, event.server, "pending", "-", None, now,
-                 payload.get("model"), payload.get("name"), payload.get("extension"), url,
-                 username, password],
-            )
-            row = await tx.fetchone(
-                f"SELECT {DEVICE_COLUMNS} FROM rps_devices WHERE provider = ? AND mac = ?",
-                [event.provider, event.mac],
-            )
-        assert row is not None  # noqa: S101 - just upserted in this transaction
-        return self._device(row)
 
     async def get_device(self, provider: str, mac: str) -> Device | None:
         async with self._tx() as tx:

@@ -18,7 +18,7 @@ from rps_service.models import NewEvent
 from rps_service.store.sql import Inserted
 
 InsertFn = Callable[[Sequence[NewEvent], datetime], Awaitable[list[Inserted]]]
-Waiting = tuple[Sequence[NewEvent], asyncio.Future[list[Inserted]]]
+Waiting = tuple[Sequence[NewEvent], datetime, asyncio.Future[list[Inserted]]]
 MAX_EVENTS_PER_COMMIT = 5000  # keeps one statement well under max_allowed_packet
 
 
@@ -33,12 +33,12 @@ class GroupCommit:
     async def insert(self, events: Sequence[NewEvent], now: datetime) -> list[Inserted]:
         """Store ``events`` atomically, in the next shared transaction."""
         future: asyncio.Future[list[Inserted]] = asyncio.get_running_loop().create_future()
-        self._waiting.append((events, future))
+        self._waiting.append((events, now, future))
         if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write(now), name="intake-commit")
+            self._writer = asyncio.create_task(self._write(), name="intake-commit")
         return await future
 
-    async def _write(self, now: datetime) -> None:
+    async def _write(self) -> None:
         while self._waiting:
             batch: list[Waiting] = []
             size = 0
@@ -47,24 +47,25 @@ class GroupCommit:
                 item = self._waiting.pop(0)
                 batch.append(item)
                 size += len(item[0])
-            await self._commit(batch, now)
+            # The newest request's time: no event is stamped before it arrived.
+            await self._commit(batch, max(now for _, now, _ in batch))
 
     async def _commit(self, batch: list[Waiting], now: datetime) -> None:
         if len(batch) > 1:
             try:
-                rows = await self._insert([e for events, _ in batch for e in events], now)
+                rows = await self._insert([e for events, _, _ in batch for e in events], now)
             except Exception:  # noqa: S110 - each request is retried alone below
                 pass
             else:
                 start = 0
-                for events, future in batch:
+                for events, _, future in batch:
                     if not future.done():
                         future.set_result(rows[start : start + len(events)])
                     start += len(events)
                 return
-        for events, future in batch:
+        for events, when, future in batch:
             try:
-                result = await self._insert(events, now)
+                result = await self._insert(events, when)
             except Exception as exc:
                 if not future.done():
                     future.set_exception(exc)

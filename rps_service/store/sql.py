@@ -83,6 +83,7 @@ class DeviceOutcome:
     message: str = "-"
     registered: bool = False  # set registered_at to now
     revoke: bool = False  # clear the access details (remove)
+    access: tuple[str, str, str] | None = None  # url, HTTP username, password sent
 
 
 class SqlBackend(abc.ABC):

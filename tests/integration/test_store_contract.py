@@ -135,17 +135,16 @@ async def test_retry_event_only_from_failed(store: Store) -> None:
 
 
 async def test_device_access_details_kept_then_revoked(store: Store) -> None:
-    stored = await store.insert_events([ev("000413ABCDEF", server=8)], utcnow())
-    event = await store.get_event(stored[0].id)
-    assert event is not None
-    first = await store.prepare_device(event, "https://pbx/ztprov/8/", "u1", "p" * 24, utcnow())
-    assert (first.status, first.http_username, first.http_password) == ("pending", "u1", "p" * 24)
-    again = await store.prepare_device(event, "https://pbx/ztprov/8/", "u2", "q" * 24, utcnow())
-    assert (again.http_username, again.http_password) == ("u1", "p" * 24)
+    await store.insert_events([ev("000413ABCDEF", server=8)], utcnow())
     [leased] = (await store.lease_events("me", utcnow(), utcnow() + timedelta(seconds=60), 1,
                                          1, [0])).events
+    access = ("https://pbx/ztprov/8/", "u1", "p" * 24)
     await store.finish_event(leased, "me", "done", utcnow(),
-                             device=DeviceOutcome("registered", registered=True))
+                             device=DeviceOutcome("registered", registered=True,
+                                                  access=access))
+    device = await store.get_device("snom", "000413ABCDEF")
+    assert device is not None
+    assert (device.url, device.http_username, device.http_password) == access
     device = await store.get_device("snom", "000413ABCDEF")
     assert device is not None
     assert (device.status, device.last_message, device.server) == ("registered", "-", 8)

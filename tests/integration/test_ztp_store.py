@@ -3,19 +3,20 @@ provisioning details, the ztprov fetch on the device row, and migration 2 over o
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from rps_service.distributor import utcnow
 from rps_service.models import NewEvent, ServerProvisioning
-from rps_service.store import Store
+from rps_service.store import DeviceOutcome, Store
 
 
 async def _registered_device(store: Store, mac: str = "000413ABCDEF") -> None:
-    [stored] = await store.insert_events(
-        [NewEvent("add", "snom", 8, mac, {"model": "D717"})], utcnow())
-    event = await store.get_event(stored.id)
-    assert event is not None
-    await store.prepare_device(event, "https://pbx/ztprov/8/", "ztp-user", "p" * 24, utcnow())
+    await store.insert_events([NewEvent("add", "snom", 8, mac, {"model": "D717"})], utcnow())
+    [leased] = (await store.lease_events("me", utcnow(), utcnow() + timedelta(seconds=60), 1,
+                                         1, [0])).events
+    access = ("https://pbx/ztprov/8/", "ztp-user", "p" * 24)
+    await store.finish_event(leased, "me", "done", utcnow(), device=DeviceOutcome(
+        "registered", registered=True, access=access))
 
 
 async def test_server_provisioning_roundtrip(store: Store) -> None:
