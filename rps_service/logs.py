@@ -13,6 +13,7 @@ import logging
 import re
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -78,7 +79,26 @@ def redact_secrets(_: Any, __: str, event_dict: EventDict) -> EventDict:
 
 def _one_line(value: Any) -> str:
     text = "-" if value is None else str(value)
+    if text.isprintable() and text.strip() == text and "  " not in text:
+        return text  # the common case, without a regex
     return _NO_SPACE.sub(" ", text).strip()
+
+
+class _Timestamp:
+    """``timestamp`` in local time to the second, formatted once a second, not per line."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def __call__(self, _: Any, __: str, event_dict: EventDict) -> EventDict:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+        event_dict["timestamp"] = self._text
+        return event_dict
 
 
 def _exception_line(exc_info: Any) -> str:
@@ -129,7 +149,7 @@ def configure(log_file: str = "-", level: str = "INFO", fmt: str = "text") -> Lo
     processors: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+        _Timestamp(),
         redact_secrets,
         renderer,
     ]

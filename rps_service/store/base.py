@@ -7,11 +7,12 @@ here: it is in ``worker.py``; the device queries are in ``devices.py``, the shar
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from rps_service.models import Event, NewEvent
 from rps_service.store.devices import DeviceQueries
@@ -102,9 +103,12 @@ class Store(DeviceQueries):
         )
         row = "(?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)"
         params: list[Any] = []
+        # One formatted time for every row: the driver would format each datetime again.
+        stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f")
         for e in events:
-            params += [now, e.action, e.provider, e.server, e.mac, json.dumps(e.payload), now,
-                       now, e.key, device_slot(e.provider, e.mac)]
+            payload = orjson.dumps(e.payload).decode()
+            params += [stamp, e.action, e.provider, e.server, e.mac, payload, stamp, stamp,
+                       e.key, device_slot(e.provider, e.mac)]
         if not self.returning:
             width = len(params) // len(events)
             sql = f"INSERT INTO rps_events ({columns}) VALUES {row}"
@@ -126,7 +130,7 @@ class Store(DeviceQueries):
             provider=row[2],
             server=int(row[3]),
             mac=row[4],
-            payload=json.loads(row[5]) if row[5] else {},
+            payload=orjson.loads(row[5]) if row[5] else {},
             state=row[6],
             attempts=int(row[7]),
             created_at=self.convert_time(row[8]),  # type: ignore[arg-type]
