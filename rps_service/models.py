@@ -133,6 +133,10 @@ class Event:
     last_error: str | None = None
     idempotency_key: str | None = None
     slot: int = 0
+    # For add/update, the device row as it was when the event was leased (read in the
+    # lease's transaction, so the worker needs no query of its own before the call).
+    device: Device | None = field(default=None, repr=False)
+    device_loaded: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {

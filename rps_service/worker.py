@@ -132,7 +132,8 @@ class Worker:
             await provider.deregister(Device(mac=event.mac, server=event.server))
             return DeviceOutcome("unregistered", revoke=True)
         url = await provider.device_url(event.server)
-        stored = await self.store.get_device(event.provider, event.mac)
+        stored = event.device if event.device_loaded else await self.store.get_device(
+            event.provider, event.mac)
         if stored is not None and stored.http_username and stored.http_password:
             username, password = stored.http_username, stored.http_password
         else:

@@ -228,6 +228,7 @@ class Store(DeviceQueries):
                     f" WHERE id IN ({placeholders(len(ids))})",
                     [owner, lease_until, now, *ids],
                 )
+                await self._load_devices(tx, [e for e in events if e.action != "remove"])
         for event in events:
             event.state, event.lease_until = "running", lease_until
             event.attempts += 1

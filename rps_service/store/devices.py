@@ -8,7 +8,7 @@ from typing import Any
 
 from rps_service.models import Device, Event, ServerProvisioning
 from rps_service.providers.base import Credentials
-from rps_service.store.sql import DEVICE_COLUMNS, DeviceOutcome, SqlBackend, Tx
+from rps_service.store.sql import DEVICE_COLUMNS, DeviceOutcome, SqlBackend, Tx, placeholders
 
 #: How long API keys read from ``rps_credentials`` are reused. Every vendor call needs
 #: them; a change made through this instance's API applies at once, one made through
@@ -58,6 +58,22 @@ class DeviceQueries(SqlBackend):
             ztp_fetched_at=self.convert_time(row[13]), ztp_model=row[14],
             ztp_firmware=row[15], ztp_ip=row[16],
         )
+
+    async def _load_devices(self, tx: Tx, events: list[Event]) -> None:
+        """Attach each event's device row (or None) as ``event.device``: one query."""
+        by_provider: dict[str, list[Event]] = {}
+        for event in events:
+            by_provider.setdefault(event.provider, []).append(event)
+        for provider, group in by_provider.items():
+            macs = sorted({e.mac for e in group})
+            rows = await tx.fetchall(
+                f"SELECT {DEVICE_COLUMNS} FROM rps_devices WHERE provider = ?"
+                f" AND mac IN ({placeholders(len(macs))})",
+                [provider, *macs],
+            )
+            found = {d.mac: d for d in map(self._device, rows)}
+            for event in group:
+                event.device, event.device_loaded = found.get(event.mac), True
 
     async def get_device(self, provider: str, mac: str) -> Device | None:
         async with self._tx() as tx:
