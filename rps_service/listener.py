@@ -7,6 +7,7 @@ work starts without waiting for a poll. Every refusal is JSON with the field and
 from __future__ import annotations
 
 import hmac
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -131,14 +132,18 @@ async def post_events(request: web.Request) -> web.Response:
     stored = await api.store.insert_events(new, utcnow())
     api.distributor.wake()
     out = []
+    received: Counter[tuple[str, str]] = Counter()
     for event, row in zip(new, stored, strict=True):
         item = {"id": row.id, "action": event.action, "provider": event.provider,
                 "mac": event.mac, "server": event.server}
         if row.duplicate:
             item["duplicate"] = True
-        elif api.metrics is not None:
-            api.metrics.event_received(event.action, event.provider)
+        else:
+            received[(event.action, event.provider)] += 1
         out.append(item)
+    if api.metrics is not None:
+        for (action, provider), count in received.items():
+            api.metrics.event_received(action, provider, count)
     _log_accepted(new, stored)
     return json_response({"accepted": len(out), "events": out}, status=202)
 

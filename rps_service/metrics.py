@@ -103,8 +103,8 @@ class Metrics:
 
     # -- hooks ---------------------------------------------------------------------------
 
-    def event_received(self, action: str, provider: str) -> None:
-        self.received.labels(action, provider).inc()
+    def event_received(self, action: str, provider: str, count: int = 1) -> None:
+        self.received.labels(action, provider).inc(count)
 
     def event_outcome(self, event: Event, state: str) -> None:
         """A worker wrote ``state`` for ``event`` (``pending`` means: will retry)."""

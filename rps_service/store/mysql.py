@@ -88,9 +88,11 @@ class MysqlStore(Store):
 
     async def _check_returning(self) -> None:
         async with self.transaction() as tx:
-            row = await tx.fetchone("SELECT VERSION()")
+            row = await tx.fetchone("SELECT VERSION(), @@innodb_autoinc_lock_mode")
         # MariaDB ≥ 10.5 answers INSERT … RETURNING; MySQL does not.
         self.returning = bool(row and "mariadb" in str(row[0]).lower())
+        # Lock modes 0 and 1 give a multi-row INSERT consecutive ids (mode 2 may not).
+        self.consecutive_ids = bool(row and int(row[1]) <= 1)
 
     async def close(self) -> None:
         if self._pool is not None:
