@@ -44,6 +44,9 @@ class Store(DeviceQueries):
     #: A multi-row INSERT takes consecutive ids and reports the first (MySQL/MariaDB with
     #: innodb_autoinc_lock_mode 0 or 1); otherwise RETURNING or one row at a time.
     consecutive_ids = False
+    #: Write the insert time into the statement as text (MySQL: saves escaping it per
+    #: row). Not for SQLite, which caches compiled statements by their text.
+    inline_time = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -104,15 +107,20 @@ class Store(DeviceQueries):
             "created_at, action, provider, server, mac, payload, state, attempts,"
             " next_attempt_at, updated_at, idempotency_key, slot"
         )
-        # The time is our own digits-only text, written once into the statement rather
-        # than bound (and escaped by the driver) three times per row.
         stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f")
-        row = f"('{stamp}', ?, ?, ?, ?, ?, 'pending', 0, '{stamp}', '{stamp}', ?, ?)"
+        if self.inline_time:
+            # Our own digits-only text, written once into the statement rather than bound
+            # (and escaped by the driver) three times per row.
+            row = f"('{stamp}', ?, ?, ?, ?, ?, 'pending', 0, '{stamp}', '{stamp}', ?, ?)"
+            times: list[Any] = []
+        else:
+            row = "(?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)"
+            times = [stamp]
         params: list[Any] = []
         for e in events:
             payload = orjson.dumps(e.payload).decode()
-            params += [e.action, e.provider, e.server, e.mac, payload, e.key,
-                       device_slot(e.provider, e.mac)]
+            params += [*times, e.action, e.provider, e.server, e.mac, payload, *times, *times,
+                       e.key, device_slot(e.provider, e.mac)]
         insert_all = f"INSERT INTO rps_events ({columns}) VALUES {', '.join([row] * len(events))}"
         if self.consecutive_ids:
             first = await tx.insert(insert_all, params)

@@ -58,6 +58,7 @@ class MysqlStore(Store):
 
     lock_clause = " FOR UPDATE SKIP LOCKED"
     inserted_value = r"VALUES(\1)"
+    inline_time = True
     on_clash = "ON DUPLICATE KEY UPDATE"
 
     def __init__(self, url: DatabaseUrl, maxsize: int = 10) -> None:
