@@ -28,7 +28,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -345,6 +345,26 @@ async def running(*procs: Proc) -> Any:
 def http_session(limit: int = 100) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit),
                                  timeout=aiohttp.ClientTimeout(total=60))
+
+
+@contextlib.asynccontextmanager
+async def idle_daemon(
+    folder: Path, db: Database, opts: Options
+) -> AsyncIterator[tuple[Daemon, aiohttp.ClientSession]]:
+    """A ready daemon whose sandbox is paused: its queues fill, then nothing completes, so
+    intake and memory are measured without workers competing for the CPU."""
+    sandbox = Sandbox(folder)
+    daemon = Daemon(folder, db.dsn, opts, snom=sandbox.snom(),
+                    general={"queuenum": 4, "queuecap": 100, "drain_timeout": 0.5})
+    async with http_session() as session:
+        sandbox.start()
+        async with running(sandbox):
+            await sandbox.ready(session)
+            await sandbox.faults(session, paused=True)
+            daemon.start()
+            async with running(daemon):
+                await daemon.ready(session)
+                yield daemon, session
 
 
 # -- databases ---------------------------------------------------------------------------

@@ -22,19 +22,18 @@ from pathlib import Path
 from bench.common import (
     PYTHON,
     CpuMeter,
-    Daemon,
     Database,
     Load,
     Options,
     Proc,
     Profiler,
     Row,
-    Sandbox,
     database,
     database_server_pid,
     for_each_db,
     free_port,
     http_session,
+    idle_daemon,
     load,
     running,
     workdir,
@@ -129,25 +128,15 @@ async def _daemon(kind: str, opts: Options, baseline: dict[str, Load]) -> list[R
     rows: list[Row] = []
     acknowledged = 0
     with workdir(opts, f"intake-{kind}") as folder, database(kind, folder, opts) as db:
-        sandbox = Sandbox(folder)
-        daemon = Daemon(folder, db.dsn, opts, snom=sandbox.snom(),
-                        general={"queuenum": 4, "queuecap": 100, "drain_timeout": 0.5})
-        async with http_session() as session:
-            sandbox.start()
-            async with running(sandbox):
-                await sandbox.ready(session)
-                await sandbox.faults(session, paused=True)
-                daemon.start()
-                async with running(daemon):
-                    await daemon.ready(session)
-                    pids = {"daemon": daemon.pid,
-                            "mariadbd": database_server_pid() if kind == "mysql" else None}
-                    for key, label, batch, connections in SHAPES:
-                        result, answered = await _measure(
-                            opts, daemon.url, batch, connections, "daemon", pids,
-                            f"intake-{kind}-{key}", db)
-                        acknowledged += answered
-                        rows.append(_row(kind, key, label, result, baseline[key]))
+        async with idle_daemon(folder, db, opts) as (daemon, _):
+            pids = {"daemon": daemon.pid,
+                    "mariadbd": database_server_pid() if kind == "mysql" else None}
+            for key, label, batch, connections in SHAPES:
+                result, answered = await _measure(
+                    opts, daemon.url, batch, connections, "daemon", pids,
+                    f"intake-{kind}-{key}", db)
+                acknowledged += answered
+                rows.append(_row(kind, key, label, result, baseline[key]))
         opts.note(daemon.trace_report(f"intake {kind} (both shapes)", acknowledged))
         # After the stop: every event answered 202 must be in the journal (requests still
         # in flight when wrk stopped may be stored without being counted, hence ≥).

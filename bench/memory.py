@@ -16,17 +16,14 @@ import asyncio
 import time
 
 from bench.common import (
-    Daemon,
     Options,
     Row,
-    Sandbox,
     add_event,
     database,
     for_each_db,
-    http_session,
+    idle_daemon,
     mac,
     post_events,
-    running,
     workdir,
 )
 
@@ -48,32 +45,22 @@ async def _memory(kind: str, opts: Options) -> list[Row]:
     tenth = total // 10
     settle = 1.0 if opts.quick else 10.0
     with workdir(opts, f"memory-{kind}") as folder, database(kind, folder, opts) as db:
-        sandbox = Sandbox(folder)
-        daemon = Daemon(folder, db.dsn, opts, snom=sandbox.snom(),
-                        general={"queuenum": 4, "queuecap": 100, "drain_timeout": 0.5})
-        async with http_session() as session:
-            sandbox.start()
-            async with running(sandbox):
-                await sandbox.ready(session)
-                await sandbox.faults(session, paused=True)
-                daemon.start()
-                async with running(daemon):
-                    await daemon.ready(session)
-                    await asyncio.sleep(1.0)
-                    idle = daemon.rss_mb()
-                    began = time.monotonic()
-                    at_tenth = idle
-                    for start in range(0, total, BATCH):
-                        await post_events(session, daemon.url, [
-                            add_event(mac(0xC000, i)) for i in range(start, start + BATCH)])
-                        if start + BATCH == tenth:
-                            at_tenth = daemon.rss_mb()
-                    posting = time.monotonic() - began
-                    full = daemon.rss_mb()
-                    await asyncio.sleep(settle)
-                    later = daemon.rss_mb()
-                    async with session.get(f"{daemon.url}/health") as r:
-                        backlog = (await r.json()).get("backlog", {})
+        async with idle_daemon(folder, db, opts) as (daemon, session):
+            await asyncio.sleep(1.0)
+            idle = daemon.rss_mb()
+            began = time.monotonic()
+            at_tenth = idle
+            for start in range(0, total, BATCH):
+                await post_events(session, daemon.url, [
+                    add_event(mac(0xC000, i)) for i in range(start, start + BATCH)])
+                if start + BATCH == tenth:
+                    at_tenth = daemon.rss_mb()
+            posting = time.monotonic() - began
+            full = daemon.rss_mb()
+            await asyncio.sleep(settle)
+            later = daemon.rss_mb()
+            async with session.get(f"{daemon.url}/health") as r:
+                backlog = (await r.json()).get("backlog", {})
         stored = int(db.scalar("SELECT COUNT(*) FROM rps_events"))
     opts.note(f"memory {kind}: {total:,} posted in {posting:.1f}s ({total / posting:,.0f}"
               f" events/s); backlog {backlog}; {stored:,} rows")
