@@ -72,7 +72,6 @@ class Worker:
         self.current: Event | None = None
         self.writing: asyncio.Task[None] | None = None  # the previous event's outcome
         self.stopping = False
-        self.processed = 0
         # Told of each outcome (done, failed, pending = retry) before it is written: metrics.
         self.on_outcome: Callable[[Event, str], None] | None = None
 
@@ -176,7 +175,6 @@ class Worker:
                              provider=event.provider, server=event.server,
                              status=device.status)
         finally:
-            self.processed += 1
             self.distributor.finished(event)
 
     async def _record(self, event: Event, outcome: Outcome) -> bool:
