@@ -4,8 +4,8 @@ SRAPS needs, per set of API keys, the company the key belongs to and the uuids o
 settings we write (``setting_server`` and the phone's HTTP credentials). Both are looked
 up once and cached, so a warm registration is a single signed ``PUT``. Every request is
 signed with Hawk (:mod:`rps_service.providers.hawk`); every failure becomes a classified
-:class:`ProviderError` in :func:`to_provider_error`, the one place that decides what is
-retried.
+:class:`ProviderError` in :mod:`rps_service.providers.sraps_errors`, the one place
+that decides what is retried.
 """
 
 from __future__ import annotations
@@ -13,13 +13,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import math
 import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from typing import TypeGuard
 from urllib.parse import quote, urlsplit
 
@@ -37,6 +34,7 @@ from rps_service.providers.base import (
     ProviderError,
     RequestObserver,
 )
+from rps_service.providers.sraps_errors import check_failure, no_role_message, to_provider_error
 
 log = structlog.get_logger("rps")
 
@@ -46,14 +44,6 @@ PHONE_SETTINGS = "phone-settings"
 # The catalogue has ~1100 entries (two pages at page_size=1000); the cap only stops a
 # server whose Link headers go round in circles.
 MAX_PAGES = 50
-TEXT_LIMIT = 200
-
-AUTH_HINT = "check the access key id and secret"
-NO_ROLE_HINT = (
-    "SRAPS refuses to register devices with this key: the key has no Role; "
-    "choose a Role for the key in SRAPS (API keys)"
-)
-TAKEN_HINT = "release it in the account that holds it or ask Snom support to move it"
 
 _MAC_SEPARATORS = re.compile(r"[:.\-]")
 _MAC_DIGITS = re.compile(r"[0-9A-Fa-f]{12}")
@@ -149,7 +139,7 @@ class SnomProvider:
                 return CheckResult(False, no_role_message(creds.access_key_id))
             catalogue = await self._load(creds, token)
         except ProviderError as err:
-            return CheckResult(False, _check_failure(err))
+            return CheckResult(False, check_failure(err))
         except Exception as exc:  # the GUI's Test button must always get an answer
             # Only the class: a traceback's locals could hold the secret.
             log.error(
@@ -361,116 +351,6 @@ class SnomProvider:
         self._offset = server_ts - self._clock()
         log.warning("Clock adjusted", component=COMPONENT, offset=round(self._offset))
         return True
-
-
-# -- error mapping ----------------------------------------------------------------------
-
-
-def to_provider_error(
-    outcome: httpx.Response | httpx.TransportError,
-    *,
-    timeout: float,
-    now: float | None = None,
-    secrets: Iterable[str] = (),
-) -> ProviderError:
-    """Classify a failed exchange: the one place that decides transient vs permanent.
-
-    ``now`` (Unix time, server clock) resolves an HTTP-date Retry-After; ``secrets`` are
-    masked wherever the server's answer echoes them.
-    """
-    if isinstance(outcome, httpx.TimeoutException):
-        return ProviderError(f"Timeout after {timeout:g}s", Failure.TRANSIENT)
-    if isinstance(outcome, httpx.TransportError):
-        return ProviderError(f"Connection failed: {type(outcome).__name__}", Failure.TRANSIENT)
-    status = outcome.status_code
-    text = _error_text(outcome, secrets)
-    message = f"{status}: {text}"
-    if status == 429:
-        retry_after = _retry_after(outcome.headers.get("Retry-After"), now or time.time())
-        return ProviderError(message, Failure.TRANSIENT, status=status, retry_after=retry_after)
-    if status >= 500:
-        return ProviderError(message, Failure.TRANSIENT, status=status)
-    if status == 401:
-        return ProviderError(message, Failure.PERMANENT, status=status, hint=AUTH_HINT)
-    if status == 403:
-        return _forbidden(outcome, text)
-    return ProviderError(message, Failure.PERMANENT, status=status)
-
-
-def _forbidden(response: httpx.Response, text: str) -> ProviderError:
-    body = response.text.lower()
-    if "taken_mac_or_forbidden" in body or "lacks permission" in body:
-        return ProviderError(
-            f"403: The MAC belongs to another SRAPS account ({text})",
-            Failure.PERMANENT,
-            status=403,
-            hint=TAKEN_HINT,
-        )
-    return ProviderError(f"403: {text}", Failure.PERMANENT, status=403, hint=NO_ROLE_HINT)
-
-
-def _error_text(response: httpx.Response, secrets: Iterable[str]) -> str:
-    text = ""
-    try:
-        data = response.json()
-    except ValueError:  # not JSON (or not decodable): use the body as it is
-        data = None
-    if isinstance(data, dict):
-        for field in ("message", "error", "detail"):
-            value = data.get(field)
-            if value:
-                text = value if isinstance(value, str) else json.dumps(value)
-                break
-    text = text or response.text
-    # Mask before cutting, so a truncated secret cannot survive half-visible.
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    text = " ".join(text.split())
-    if len(text) > TEXT_LIMIT:
-        text = text[: TEXT_LIMIT - 1] + "…"
-    return text or response.reason_phrase or "no reason given"
-
-
-def _retry_after(value: str | None, now: float) -> float | None:
-    if not value:
-        return None
-    seconds: float | None
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = _seconds_until(value.strip(), now)
-    if seconds is None or not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
-
-
-def _seconds_until(http_date: str, now: float) -> float | None:
-    try:
-        when = parsedate_to_datetime(http_date)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp() - now
-
-
-def _check_failure(err: ProviderError) -> str:
-    if err.status == 401:
-        return "SRAPS rejected the key: wrong access key id or secret"
-    if err.transient:
-        return f"SRAPS unreachable: {err.text}"
-    if err.status is None:
-        return err.text
-    return f"SRAPS answered {err.text}"
-
-
-def no_role_message(key_id: str) -> str:
-    """What the Test button says about a key without a Role."""
-    return (
-        f"The key {key_id} has no Role: SRAPS refuses to register devices with it. "
-        "Choose a Role for the key in SRAPS."
-    )
 
 
 # -- small parsers ----------------------------------------------------------------------
