@@ -347,24 +347,32 @@ def http_session(limit: int = 100) -> aiohttp.ClientSession:
                                  timeout=aiohttp.ClientTimeout(total=60))
 
 
+#: The daemon's settings when it is measured with its sandbox paused (intake, memory).
+PAUSED_GENERAL: dict[str, Any] = {"queuenum": 4, "queuecap": 100, "drain_timeout": 0.5}
+
+
 @contextlib.asynccontextmanager
-async def idle_daemon(
-    folder: Path, db: Database, opts: Options
-) -> AsyncIterator[tuple[Daemon, aiohttp.ClientSession]]:
-    """A ready daemon whose sandbox is paused: its queues fill, then nothing completes, so
-    intake and memory are measured without workers competing for the CPU."""
-    sandbox = Sandbox(folder)
-    daemon = Daemon(folder, db.dsn, opts, snom=sandbox.snom(),
-                    general={"queuenum": 4, "queuecap": 100, "drain_timeout": 0.5})
+async def daemon_with_sandbox(
+    folder: Path, db: Database, opts: Options, general: dict[str, Any], *,
+    latency_ms: float = 0.0, paused: bool = False,
+) -> AsyncIterator[tuple[Daemon, Sandbox, aiohttp.ClientSession]]:
+    """A ready daemon pointed at its own sandbox, both stopped when the block ends.
+
+    ``paused``: the sandbox holds every request, so the queues fill and then nothing
+    completes (intake and memory are measured without workers competing for the CPU).
+    """
+    sandbox = Sandbox(folder, latency_ms=latency_ms)
+    daemon = Daemon(folder, db.dsn, opts, snom=sandbox.snom(), general=general)
     async with http_session() as session:
         sandbox.start()
         async with running(sandbox):
             await sandbox.ready(session)
-            await sandbox.faults(session, paused=True)
+            if paused:
+                await sandbox.faults(session, paused=True)
             daemon.start()
             async with running(daemon):
                 await daemon.ready(session)
-                yield daemon, session
+                yield daemon, sandbox, session
 
 
 # -- databases ---------------------------------------------------------------------------

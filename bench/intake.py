@@ -20,6 +20,7 @@ import asyncio
 from pathlib import Path
 
 from bench.common import (
+    PAUSED_GENERAL,
     PYTHON,
     CpuMeter,
     Database,
@@ -28,12 +29,12 @@ from bench.common import (
     Proc,
     Profiler,
     Row,
+    daemon_with_sandbox,
     database,
     database_server_pid,
     for_each_db,
     free_port,
     http_session,
-    idle_daemon,
     load,
     running,
     workdir,
@@ -50,6 +51,7 @@ BATCH_TARGET = 40_000.0  # events/s, MariaDB
 def _times(opts: Options) -> tuple[int, int]:
     """(warm-up, measured) seconds per shape."""
     return (1, 1) if opts.quick else (2, 10)
+
 
 
 async def run(opts: Options) -> list[Row]:
@@ -128,7 +130,8 @@ async def _daemon(kind: str, opts: Options, baseline: dict[str, Load]) -> list[R
     rows: list[Row] = []
     acknowledged = 0
     with workdir(opts, f"intake-{kind}") as folder, database(kind, folder, opts) as db:
-        async with idle_daemon(folder, db, opts) as (daemon, _):
+        async with daemon_with_sandbox(folder, db, opts, PAUSED_GENERAL,
+                                       paused=True) as (daemon, _, _):
             pids = {"daemon": daemon.pid,
                     "mariadbd": database_server_pid() if kind == "mysql" else None}
             for key, label, batch, connections in SHAPES:

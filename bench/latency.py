@@ -21,19 +21,16 @@ import time
 import aiohttp
 
 from bench.common import (
-    Daemon,
     Database,
     Options,
     Row,
-    Sandbox,
     add_event,
+    daemon_with_sandbox,
     database,
     for_each_db,
-    http_session,
     mac,
     percentile,
     post_events,
-    running,
     utc_epoch,
     wait_until,
     workdir,
@@ -63,28 +60,21 @@ async def _latency(kind: str, opts: Options) -> list[Row]:
     count = 100 if opts.quick else 1000
     accepted: dict[int, tuple[float, float]] = {}
     with workdir(opts, f"latency-{kind}") as folder, database(kind, folder, opts) as db:
-        sandbox = Sandbox(folder, latency_ms=0)
-        daemon = Daemon(folder, db.dsn, opts, snom=sandbox.snom(),
-                        general={"queuenum": 4, "queuecap": 100})
-        async with http_session() as session:
-            sandbox.start()
-            async with running(sandbox):
-                await sandbox.ready(session)
-                daemon.start()
-                async with running(daemon):
-                    await daemon.ready(session)
-                    warm = await post_events(session, daemon.url,
-                                             [add_event(mac(0xFFFE, i)) for i in range(10)])
-                    await wait_until(lambda: _done_after(db, 0) >= len(warm), 30,
-                                     what="warm-up")
-                    start = time.monotonic() + 0.1
-                    await asyncio.gather(*(
-                        _post_at(session, daemon.url, start + i / RATE, mac(0xD000, i),
-                                 accepted)
-                        for i in range(count)))
-                    pace = (time.monotonic() - start) / count
-                    await wait_until(lambda: _done_after(db, max(warm)) >= count, 30,
-                                     what=f"{count} events done")
+        async with daemon_with_sandbox(folder, db, opts, {"queuenum": 4, "queuecap": 100},
+                                       latency_ms=0) as (
+                daemon, _, session):
+            warm = await post_events(session, daemon.url,
+                                     [add_event(mac(0xFFFE, i)) for i in range(10)])
+            await wait_until(lambda: _done_after(db, 0) >= len(warm), 30,
+                             what="warm-up")
+            start = time.monotonic() + 0.1
+            await asyncio.gather(*(
+                _post_at(session, daemon.url, start + i / RATE, mac(0xD000, i),
+                         accepted)
+                for i in range(count)))
+            pace = (time.monotonic() - start) / count
+            await wait_until(lambda: _done_after(db, max(warm)) >= count, 30,
+                             what=f"{count} events done")
         opts.note(daemon.trace_report(f"latency {kind}", count + len(warm)))
         rows = db.rows("SELECT id, created_at, updated_at FROM rps_events"
                        " WHERE id > ? AND state = 'done'", [max(warm)])

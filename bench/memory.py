@@ -16,12 +16,13 @@ import asyncio
 import time
 
 from bench.common import (
+    PAUSED_GENERAL,
     Options,
     Row,
     add_event,
+    daemon_with_sandbox,
     database,
     for_each_db,
-    idle_daemon,
     mac,
     post_events,
     workdir,
@@ -45,7 +46,8 @@ async def _memory(kind: str, opts: Options) -> list[Row]:
     tenth = total // 10
     settle = 1.0 if opts.quick else 10.0
     with workdir(opts, f"memory-{kind}") as folder, database(kind, folder, opts) as db:
-        async with idle_daemon(folder, db, opts) as (daemon, session):
+        async with daemon_with_sandbox(folder, db, opts, PAUSED_GENERAL, paused=True) as (
+                daemon, _, session):
             await asyncio.sleep(1.0)
             idle = daemon.rss_mb()
             began = time.monotonic()

@@ -33,13 +33,13 @@ from bench.common import (
     SANDBOX_KEY_ID,
     SANDBOX_SECRET,
     CpuMeter,
-    Daemon,
     Database,
     Options,
     Profiler,
     Row,
     Sandbox,
     add_event,
+    daemon_with_sandbox,
     database,
     database_server_pid,
     for_each_db,
@@ -124,37 +124,31 @@ async def _pipeline(kind: str, opts: Options) -> list[Row]:
     count = 200 if opts.quick else 2000
     ideal = QUEUENUM / LATENCY
     with workdir(opts, f"pipeline-{kind}") as folder, database(kind, folder, opts) as db:
-        sandbox = Sandbox(folder, latency_ms=LATENCY * 1000)
-        daemon = Daemon(folder, db.dsn, opts, snom=sandbox.snom(),
-                        general={"queuenum": QUEUENUM, "queuecap": 100})
-        async with http_session() as session:
-            sandbox.start()
-            async with running(sandbox):
-                await sandbox.ready(session)
-                daemon.start()
-                async with running(daemon):
-                    await daemon.ready(session)
-                    warm = await post_events(session, daemon.url, [
-                        add_event(mac(0xFFFF, i)) for i in range(WARM_UP)])
-                    last_warm = max(warm)
-                    await wait_until(lambda: _done(db, 0) >= WARM_UP, 60, what="warm-up")
-                    await sandbox.reset_counts(session)
-                    macs = [mac(0xB000, i) for i in range(count)]
-                    meter = CpuMeter({"daemon": daemon.pid, "sandbox": sandbox.pid,
-                                      "mariadbd": database_server_pid()
-                                      if kind == "mysql" else None})
-                    async with Profiler(opts, f"pipeline-{kind}", daemon.pid):
-                        meter.start()
-                        began = time.monotonic()
-                        for start in range(0, count, BATCH):
-                            await post_events(session, daemon.url, [
-                                add_event(m) for m in macs[start:start + BATCH]])
-                        posted = time.monotonic() - began
-                        await wait_until(lambda: _finished(db, last_warm) >= count,
-                                         within=count / ideal * 4 + 30, every=0.1,
-                                         what=f"{count} events finished")
-                        meter.stop()
-                    state = await sandbox.state(session)
+        general = {"queuenum": QUEUENUM, "queuecap": 100}
+        async with daemon_with_sandbox(folder, db, opts, general,
+                                       latency_ms=LATENCY * 1000) as (
+                daemon, sandbox, session):
+            warm = await post_events(session, daemon.url, [
+                add_event(mac(0xFFFF, i)) for i in range(WARM_UP)])
+            last_warm = max(warm)
+            await wait_until(lambda: _done(db, 0) >= WARM_UP, 60, what="warm-up")
+            await sandbox.reset_counts(session)
+            macs = [mac(0xB000, i) for i in range(count)]
+            meter = CpuMeter({"daemon": daemon.pid, "sandbox": sandbox.pid,
+                              "mariadbd": database_server_pid()
+                              if kind == "mysql" else None})
+            async with Profiler(opts, f"pipeline-{kind}", daemon.pid):
+                meter.start()
+                began = time.monotonic()
+                for start in range(0, count, BATCH):
+                    await post_events(session, daemon.url, [
+                        add_event(m) for m in macs[start:start + BATCH]])
+                posted = time.monotonic() - began
+                await wait_until(lambda: _finished(db, last_warm) >= count,
+                                 within=count / ideal * 4 + 30, every=0.1,
+                                 what=f"{count} events finished")
+                meter.stop()
+            state = await sandbox.state(session)
         opts.note(daemon.trace_report(f"pipeline {kind}", count + WARM_UP))
         first, last, done = db.rows(
             "SELECT MIN(created_at), MAX(updated_at), COUNT(*) FROM rps_events"

@@ -162,10 +162,6 @@ class DeviceQueries(SqlBackend):
             return None
         return ServerProvisioning(server, row[0], row[1], row[2], self.convert_time(row[3]))
 
-    async def find_device_for_ztp(self, mac: str, provider: str = "snom") -> Device | None:
-        """The device row a phone authenticates against (its access details included)."""
-        return await self.get_device(provider, mac)
-
     async def record_ztp_fetch(self, provider: str, mac: str, model: str | None,
                                firmware: str | None, ip: str | None, now: datetime) -> None:
         """Note that the phone fetched its settings file, and what it said it was."""

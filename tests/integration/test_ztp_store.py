@@ -36,12 +36,12 @@ async def test_server_provisioning_roundtrip(store: Store) -> None:
 
 async def test_ztp_fetch_recorded_on_the_device(store: Store) -> None:
     await _registered_device(store)
-    device = await store.find_device_for_ztp("000413ABCDEF")
+    device = await store.get_device("snom", "000413ABCDEF")
     assert device is not None
     assert (device.server, device.http_username, device.http_password) == (8, "ztp-user",
                                                                           "p" * 24)
     assert device.ztp_fetched_at is None
-    assert await store.find_device_for_ztp("000413000000") is None
+    assert await store.get_device("snom", "000413000000") is None
     now = utcnow()
     await store.record_ztp_fetch("snom", "000413ABCDEF", "D785", "10.1.33.33", "10.0.0.5", now)
     device = await store.get_device("snom", "000413ABCDEF")
