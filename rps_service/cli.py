@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from rps_service import __version__, admin
+from rps_service import __version__, admin, loop
 from rps_service.config import ConfigError, Settings, find_config, load_settings
 from rps_service.logs import configure, get_logger
 from rps_service.store import StoreUnavailable, create_store
@@ -77,15 +76,6 @@ async def _init_db(settings: Settings) -> int:
     return EXIT_OK
 
 
-def _event_loop_run(main: Coroutine[Any, Any, int]) -> int:
-    """Run on uvloop where it is installed (a faster loop), else on asyncio's."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
-
-
 def _run(settings: Settings) -> int:
     from rps_service.service import serve
 
@@ -99,7 +89,7 @@ def _run(settings: Settings) -> int:
     log.info("Starting", component="MAIN", config=settings.source,
              database=general.database.display(), version=__version__)
     try:
-        return _event_loop_run(serve(settings, sink))
+        return loop.run(serve(settings, sink))
     except StoreUnavailable as exc:
         log.error("Database unavailable at start", component="DATABASE", err=str(exc))
         print(f"rps-service: database unavailable: {exc}", file=sys.stderr)

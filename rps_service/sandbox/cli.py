@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import signal
 
+from .. import loop
 from .runner import start_sandbox
 from .state import DEFAULT_SETTINGS_COUNT, SandboxState
 
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits on --help (0) and on bad options (2)
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        asyncio.run(_serve(args))
+        loop.run(_serve(args))
     except OSError as exc:  # e.g. the port is in use
         print(f"sandbox: cannot serve on {args.host}:{args.port}: {exc.strerror or exc}")
         return 1
