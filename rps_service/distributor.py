@@ -4,7 +4,8 @@ The journal is the source of truth; memory only ever holds what the queues can t
 (``queuenum * queuecap`` events), however large the backlog. A device hashes to one queue,
 and the store never leases a device's event while an earlier one is unfinished, so a
 device's events run in order and never concurrently. The distributor wakes at once when
-the listener stores events or a worker finishes one, and otherwise polls every
+the listener stores events or a worker finishes one with its queue down to half, and
+otherwise polls every
 ``poll_interval`` (other instances' events, backoff timers, expired leases).
 """
 
@@ -48,6 +49,7 @@ class Distributor:
         ]
         self.held: set[int] = set()  # ids leased by this instance and not yet finished
         self._wake = asyncio.Event()
+        self._low_water = settings.queuecap // 2
         self._stopping = False
         self._next_due: datetime | None = None
         self._last_renew = time.monotonic()
@@ -66,9 +68,16 @@ class Distributor:
             self._next_due = when
 
     def finished(self, event: Event) -> None:
-        """A worker is done with ``event``: its queue has room, its device may go on."""
+        """A worker is done with ``event``: its queue has room, its device may go on.
+
+        The journal is looked at again once the queue is down to half its capacity, not
+        after every event: while the queues are deep, a lease round per event costs the
+        event loop more than the vendor call. The device's next event (held back until
+        this one finished) comes with that refill, or with the next poll.
+        """
         self.held.discard(event.id)
-        self._wake.set()
+        if self.queues[self.queue_of(event)].qsize() <= self._low_water:
+            self._wake.set()
 
     def queue_of(self, event: Event) -> int:
         return event.slot % len(self.queues)
