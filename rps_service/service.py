@@ -31,6 +31,7 @@ from rps_service.metrics import Metrics
 from rps_service.notify import Monitor, Notifier
 from rps_service.providers import build_providers
 from rps_service.providers.base import Provider
+from rps_service.providers.transport import AiohttpTransport
 from rps_service.store import Store, create_store
 from rps_service.worker import Worker
 from rps_service.ztp import ZtpListener
@@ -89,7 +90,7 @@ class Service:
         if self._given_providers is None:
             client = httpx.AsyncClient(
                 timeout=self.settings.snom.timeout,
-                limits=httpx.Limits(max_connections=max(general.queuenum * 2, 10)),
+                transport=AiohttpTransport(limit=max(general.queuenum * 2, 10)),
             )
             self._stack.push_async_callback(client.aclose)
             self.providers = build_providers(self.settings, self.store, client,
