@@ -65,8 +65,8 @@ def use_orjson() -> None:
 
 TRACED_MODULES = (
     "rps_service.listener", "rps_service.distributor", "rps_service.worker",
-    "rps_service.providers.snom", "rps_service.providers.hawk", "rps_service.store.base",
-    "rps_service.store.sql", "rps_service.store.devices", "rps_service.store.intake",
+    "rps_service.providers.snom", "rps_service.providers.transport", "rps_service.store.base",
+    "rps_service.store.sql", "rps_service.store.devices", "rps_service.store.group",
     "rps_service.store.mysql", "rps_service.store.sqlite",
 )
 

@@ -16,7 +16,7 @@ import orjson
 
 from rps_service.models import Event, NewEvent
 from rps_service.store.devices import DeviceQueries
-from rps_service.store.intake import GroupCommit
+from rps_service.store.group import GroupCommit
 from rps_service.store.sql import (
     EVENT_COLUMNS,
     DeviceOutcome,
@@ -29,9 +29,13 @@ from rps_service.store.sql import (
 )
 
 __all__ = [
-    "DeviceOutcome", "DuplicateKey", "Inserted", "Leased", "Store", "StoreUnavailable",
-    "Superseded", "Tx", "device_slot", "moot_events",
+    "DeviceOutcome", "DuplicateKey", "Finish", "Inserted", "LeaseLost", "Leased", "Store",
+    "StoreUnavailable", "Superseded", "Tx", "device_slot", "moot_events",
 ]
+
+MAX_EVENTS_PER_COMMIT = 5000  # keeps one INSERT well under max_allowed_packet
+MAX_OUTCOMES_PER_COMMIT = 500
+_Posted = tuple[Sequence[NewEvent], datetime]  # one request's events and its arrival
 
 
 class Store(DeviceQueries):
@@ -50,16 +54,32 @@ class Store(DeviceQueries):
 
     def __init__(self) -> None:
         super().__init__()
-        self._intake = GroupCommit(self.insert_events_now)
+        self._intake: GroupCommit[_Posted, list[Inserted]] = GroupCommit(
+            self._insert_posted, name="intake-commit", size=lambda posted: len(posted[0]),
+            limit=MAX_EVENTS_PER_COMMIT,
+        )
+        self._finishing: GroupCommit[Finish, bool] = GroupCommit(
+            self.finish_events_now, name="finish-commit", limit=MAX_OUTCOMES_PER_COMMIT,
+        )
 
     # -- intake --------------------------------------------------------------------------
 
     async def insert_events(self, events: Sequence[NewEvent], now: datetime) -> list[Inserted]:
         """Store a batch atomically; a repeated idempotency key yields the first event's id.
 
-        Concurrent calls share one transaction (:mod:`rps_service.store.intake`).
+        Concurrent calls share one transaction (:mod:`rps_service.store.group`).
         """
-        return await self._intake.insert(events, now)
+        return await self._intake.submit((events, now))
+
+    async def _insert_posted(self, posted: list[_Posted]) -> list[list[Inserted]]:
+        # The newest request's time: no event is stamped before it arrived.
+        rows = await self.insert_events_now([e for events, _ in posted for e in events],
+                                            max(now for _, now in posted))
+        out, start = [], 0
+        for events, _ in posted:
+            out.append(rows[start : start + len(events)])
+            start += len(events)
+        return out
 
     async def insert_events_now(self, events: Sequence[NewEvent], now: datetime
                                 ) -> list[Inserted]:
@@ -341,17 +361,59 @@ class Store(DeviceQueries):
         device: DeviceOutcome | None = None,
     ) -> bool:
         """Record an outcome (``done``, ``failed``, or ``pending`` again for a retry) and the
-        device row in one transaction. False when the lease was lost to another worker."""
+        device row in one transaction. False when the lease was lost to another worker.
+
+        Outcomes finished concurrently share one transaction (:mod:`rps_service.store.group`).
+        """
+        return await self._finishing.submit(
+            Finish(event, owner, state, now, error, next_attempt_at, device))
+
+    async def finish_events_now(self, items: list[Finish]) -> list[bool]:
+        """Record outcomes in one transaction of their own.
+
+        All or nothing: when any lease turns out lost, the transaction is rolled back and
+        :class:`LeaseLost` raised, and the group commit records each outcome alone. A lone
+        outcome whose lease was lost gives ``[False]``.
+        """
+        now = max(item.now for item in items)
+        same: dict[tuple[str, str | None, datetime | None, str], list[int]] = {}
+        for item in items:
+            key = (item.state, item.error, item.next_attempt_at, item.owner)
+            same.setdefault(key, []).append(item.event.id)
         async with self._tx() as tx:
-            changed = await tx.execute(
-                "UPDATE rps_events SET state = ?, last_error = ?, next_attempt_at = ?,"
-                " lease_owner = NULL, lease_until = NULL, updated_at = ?"
-                " WHERE id = ? AND lease_owner = ? AND state = 'running'",
-                [state, error, next_attempt_at or now, now, event.id, owner],
-            )
-            if changed and device is not None:
-                await self._save_device_outcome(tx, event, device, now)
-        return bool(changed)
+            changed = 0
+            for (state, error, next_attempt_at, owner), ids in same.items():
+                changed += await tx.execute(
+                    "UPDATE rps_events SET state = ?, last_error = ?, next_attempt_at = ?,"
+                    " lease_owner = NULL, lease_until = NULL, updated_at = ?"
+                    f" WHERE id IN ({placeholders(len(ids))}) AND lease_owner = ?"
+                    " AND state = 'running'",
+                    [state, error, next_attempt_at or now, now, *ids, owner],
+                )
+            if changed < len(items):
+                if len(items) == 1:
+                    return [False]  # nothing was written; the commit is empty
+                raise LeaseLost(f"{len(items) - changed} of {len(items)} leases lost")
+            await self._save_device_outcomes(
+                tx, [(i.event, i.device) for i in items if i.device is not None], now)
+        return [True] * len(items)
+
+
+class LeaseLost(Exception):
+    """A shared outcome transaction met an event no longer leased to its worker."""
+
+
+@dataclass(frozen=True)
+class Finish:
+    """One outcome to record (the arguments of :meth:`Store.finish_event`)."""
+
+    event: Event
+    owner: str
+    state: str
+    now: datetime
+    error: str | None
+    next_attempt_at: datetime | None
+    device: DeviceOutcome | None
 
 
 @dataclass(frozen=True)

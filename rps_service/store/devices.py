@@ -22,30 +22,39 @@ class DeviceQueries(SqlBackend):
     def __init__(self) -> None:
         self._credentials: dict[tuple[str, int], tuple[float, Credentials | None]] = {}
 
-    async def _save_device_outcome(
-        self, tx: Tx, event: Event, outcome: DeviceOutcome, now: datetime
+    async def _save_device_outcomes(
+        self, tx: Tx, outcomes: list[tuple[Event, DeviceOutcome]], now: datetime
     ) -> None:
-        columns = ["server", "status", "last_message", "updated_at"]
-        if outcome.registered:
-            columns.append("registered_at")
-        if outcome.revoke or outcome.access:
-            columns += ["url", "http_username", "http_password"]
-        updates = {column: f"new.{column}" for column in columns}
-        # Details the event does not give are kept as stored.
-        updates.update({c: f"COALESCE(new.{c}, {c})" for c in ("model", "name", "extension")})
-        sql = self.upsert_device_sql(
-            "provider, mac, server, status, last_message, registered_at, updated_at,"
-            " model, name, extension, url, http_username, http_password",
-            updates,
-        )
-        payload = event.payload
-        url, username, password = outcome.access or (None, None, None)
-        await tx.execute(
-            sql,
-            [event.provider, event.mac, event.server, outcome.status, outcome.message,
-             now if outcome.registered else None, now, payload.get("model"),
-             payload.get("name"), payload.get("extension"), url, username, password],
-        )
+        """Upsert the device rows of finished events: one statement per kind of outcome."""
+        kinds: dict[tuple[bool, bool], list[tuple[Event, DeviceOutcome]]] = {}
+        for event, outcome in outcomes:
+            kind = (outcome.registered, outcome.revoke or outcome.access is not None)
+            kinds.setdefault(kind, []).append((event, outcome))
+        for (registered, access), group in kinds.items():
+            group.sort(key=lambda pair: (pair[0].provider, pair[0].mac))  # one lock order
+            columns = ["server", "status", "last_message", "updated_at"]
+            if registered:
+                columns.append("registered_at")
+            if access:
+                columns += ["url", "http_username", "http_password"]
+            updates = {column: f"new.{column}" for column in columns}
+            # Details the event does not give are kept as stored.
+            updates.update({c: f"COALESCE(new.{c}, {c})" for c in ("model", "name", "extension")})
+            sql = self.upsert_device_sql(
+                "provider, mac, server, status, last_message, registered_at, updated_at,"
+                " model, name, extension, url, http_username, http_password",
+                updates,
+                rows=len(group),
+            )
+            params: list[Any] = []
+            for event, outcome in group:
+                payload = event.payload
+                url, username, password = outcome.access or (None, None, None)
+                params += [event.provider, event.mac, event.server, outcome.status,
+                           outcome.message, now if outcome.registered else None, now,
+                           payload.get("model"), payload.get("name"), payload.get("extension"),
+                           url, username, password]
+            await tx.execute(sql, params)
 
     # -- devices -------------------------------------------------------------------------
 

@@ -111,14 +111,16 @@ class SqlBackend(abc.ABC):
     inserted_value = r"excluded.\1"
     on_clash = "ON CONFLICT (provider, mac) DO UPDATE SET"
 
-    def upsert_device_sql(self, insert_columns: str, updates: dict[str, str]) -> str:
-        """An INSERT of one device row that, on a (provider, mac) clash, sets each column of
-        ``updates`` to its expression (``new.col`` is the value being inserted, a bare
-        column name the stored one)."""
+    def upsert_device_sql(self, insert_columns: str, updates: dict[str, str],
+                          rows: int = 1) -> str:
+        """An INSERT of ``rows`` device rows that, on a (provider, mac) clash, sets each
+        column of ``updates`` to its expression (``new.col`` is the value being inserted, a
+        bare column name the stored one)."""
         count = len(insert_columns.split(","))
         sets = ", ".join(f"{col} = {_NEW.sub(self.inserted_value, expr)}"
                          for col, expr in updates.items())
-        return (f"INSERT INTO rps_devices ({insert_columns}) VALUES ({placeholders(count)})"
+        values = ", ".join([f"({placeholders(count)})"] * rows)
+        return (f"INSERT INTO rps_devices ({insert_columns}) VALUES {values}"
                 f" {self.on_clash} {sets}")
 
     def convert_time(self, value: Any) -> datetime | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from rps_service.distributor import utcnow
@@ -158,6 +159,81 @@ async def test_device_access_details_kept_then_revoked(store: Store) -> None:
     device = await store.get_device("snom", "000413ABCDEF")
     assert device is not None and device.status == "unregistered"
     assert device.http_username is None and device.http_password is None
+
+
+async def test_outcomes_finished_together_each_keep_their_own(store: Store) -> None:
+    """Concurrent outcomes share a transaction; each event and device row gets its own."""
+    macs = [f"00041300000{i}" for i in range(6)]
+    await store.insert_events([ev(macs[0], server=3)], utcnow())
+    [first] = (await store.lease_events("me", utcnow(), utcnow() + timedelta(seconds=60), 1,
+                                        1, [0])).events
+    await store.finish_event(first, "me", "done", utcnow(), device=DeviceOutcome(
+        "registered", registered=True, access=("https://pbx/3/", "old", "o" * 24)))
+    stored = await store.insert_events(
+        [ev(macs[0], "remove", server=3)] + [ev(m, server=3) for m in macs[1:]], utcnow())
+    leased = (await store.lease_events("me", utcnow(), utcnow() + timedelta(seconds=60), 10,
+                                       1, [0])).events
+    assert [e.id for e in leased] == [s.id for s in stored]
+    later = utcnow() + timedelta(minutes=5)
+    outcomes = [
+        ("done", None, None, DeviceOutcome("unregistered", revoke=True)),
+        ("done", None, None, DeviceOutcome("registered", registered=True,
+                                           access=("https://pbx/3/", "u1", "a" * 24))),
+        ("done", None, None, DeviceOutcome("registered", registered=True,
+                                           access=("https://pbx/3/", "u2", "b" * 24))),
+        ("failed", "403: no Role", None, DeviceOutcome("error", "403: no Role")),
+        ("pending", "503: busy", later, DeviceOutcome("pending", "503: busy (retrying)")),
+        ("done", None, None, None),
+    ]
+    results = await asyncio.gather(*(
+        store.finish_event(event, "me", state, utcnow(), error=error, next_attempt_at=at,
+                           device=device)
+        for event, (state, error, at, device) in zip(leased, outcomes, strict=True)))
+    assert results == [True] * 6
+    rows = [await store.get_event(e.id) for e in leased]
+    assert [(r.state, r.last_error) for r in rows if r] == [
+        ("done", None), ("done", None), ("done", None), ("failed", "403: no Role"),
+        ("pending", "503: busy"), ("done", None)]
+    retry_at = rows[4].next_attempt_at if rows[4] else None
+    assert retry_at is not None and abs((retry_at - later).total_seconds()) < 1
+    devices = [await store.get_device("snom", m) for m in macs]
+    assert [(d.status, d.last_message) for d in devices if d] == [
+        ("unregistered", "-"), ("registered", "-"), ("registered", "-"),
+        ("error", "403: no Role"), ("pending", "503: busy (retrying)")]
+    assert devices[5] is None  # an outcome without a device part writes no row
+    revoked, one, two = devices[0], devices[1], devices[2]
+    assert revoked is not None and revoked.http_password is None and revoked.url is None
+    assert one is not None and (one.http_username, one.http_password) == ("u1", "a" * 24)
+    assert two is not None and (two.http_username, two.http_password) == ("u2", "b" * 24)
+    assert one.model == "D717" and one.server == 3 and one.registered_at is not None
+
+
+async def test_a_lost_lease_among_outcomes_finished_together(store: Store) -> None:
+    """One event's lease went to another owner: only that outcome is refused."""
+    stored = await store.insert_events([ev(f"00041300001{i}") for i in range(4)], utcnow())
+    leased = (await store.lease_events("me", utcnow(), utcnow() + timedelta(seconds=60), 10,
+                                       1, [0])).events
+    # The leases ran out; another instance took the first event, this one the others.
+    later = utcnow() + timedelta(seconds=61)
+    assert await store.release_expired_leases(later)
+    taken = (await store.lease_events("other", later, later + timedelta(seconds=60), 1,
+                                      1, [0])).events
+    assert [e.id for e in taken] == [stored[0].id]
+    for event in leased[1:]:
+        again = await store.lease_events("me", later, later + timedelta(seconds=60), 1, 1, [0])
+        assert [e.id for e in again.events] == [event.id]
+    registered = DeviceOutcome("registered", registered=True, access=("u", "n", "p" * 24))
+    results = await asyncio.gather(*(
+        store.finish_event(e, "me", "done", utcnow(), device=registered) for e in leased))
+    assert results == [False, True, True, True]
+    row = await store.get_event(stored[0].id)
+    assert row is not None and row.state == "running"  # still the other owner's
+    assert await store.get_device("snom", leased[0].mac) is None
+    for event in leased[1:]:
+        row = await store.get_event(event.id)
+        device = await store.get_device("snom", event.mac)
+        assert row is not None and row.state == "done"
+        assert device is not None and device.status == "registered"
 
 
 async def test_names_with_sql_metacharacters_stored_verbatim(store: Store) -> None:
