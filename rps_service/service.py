@@ -20,7 +20,6 @@ import uuid
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 
-import httpx
 from aiohttp import web
 
 from rps_service.config import Settings
@@ -88,12 +87,9 @@ class Service:
         self._stack.push_async_callback(self.store.close)
         await self.store.migrate()
         if self._given_providers is None:
-            client = httpx.AsyncClient(
-                timeout=self.settings.snom.timeout,
-                transport=AiohttpTransport(limit=max(general.queuenum * 2, 10)),
-            )
-            self._stack.push_async_callback(client.aclose)
-            self.providers = build_providers(self.settings, self.store, client,
+            transport = AiohttpTransport(limit=max(general.queuenum * 2, 10))
+            self._stack.push_async_callback(transport.aclose)
+            self.providers = build_providers(self.settings, self.store, transport,
                                              observe=self.metrics.vendor_request)
         else:
             self.providers = self._given_providers

@@ -30,7 +30,7 @@ TAKEN_HINT = "release it in the account that holds it or ask Snom support to mov
 
 
 def to_provider_error(
-    outcome: httpx.Response | httpx.TransportError,
+    outcome: httpx.Response | httpx.RequestError,
     *,
     timeout: float,
     now: float | None = None,
@@ -43,7 +43,7 @@ def to_provider_error(
     """
     if isinstance(outcome, httpx.TimeoutException):
         return ProviderError(f"Timeout after {timeout:g}s", Failure.TRANSIENT)
-    if isinstance(outcome, httpx.TransportError):
+    if isinstance(outcome, httpx.RequestError):
         return ProviderError(f"Connection failed: {type(outcome).__name__}", Failure.TRANSIENT)
     status = outcome.status_code
     text = _error_text(outcome, secrets)

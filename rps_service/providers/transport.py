@@ -32,8 +32,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 connector=aiohttp.TCPConnector(limit=self._limit),
                 # httpx decodes Content-Encoding itself, as with its own transport.
                 auto_decompress=False,
-                # httpx has set every header already (User-Agent, Accept, Host, ...).
-                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
             )
         return self._session
 

@@ -41,8 +41,7 @@ Observed = list[tuple[str, str, str, float]]
 
 
 def observing_provider(handler: httpx.MockTransport, seen: Observed) -> SnomProvider:
-    client = httpx.AsyncClient(transport=handler)
-    return SnomProvider(make_settings("master", True), FakeCredentials(), client,
+    return SnomProvider(make_settings("master", True), FakeCredentials(), handler,
                         clock=lambda: NOW, observe=lambda *args: seen.append(args))
 
 

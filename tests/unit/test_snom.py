@@ -12,7 +12,7 @@ import calendar
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -225,26 +225,35 @@ def fake() -> FakeSraps:
     return FakeSraps()
 
 
+class Transport(httpx.MockTransport):
+    """The fake SRAPS behind httpx's mock transport; remembers whether it was closed."""
+
+    closed = False
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
 @pytest.fixture
-async def client(fake: FakeSraps) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.MockTransport(fake)) as client:
-        yield client
+def transport(fake: FakeSraps) -> Transport:
+    return Transport(fake)
 
 
 def make_provider(
-    client: httpx.AsyncClient,
+    transport: Transport,
     *,
     mode: str = "master",
     ini: bool = True,
     creds: FakeCredentials | None = None,
     clock: Callable[[], float] = lambda: NOW,
 ) -> SnomProvider:
-    return SnomProvider(make_settings(mode, ini), creds or FakeCredentials(), client, clock=clock)
+    return SnomProvider(make_settings(mode, ini), creds or FakeCredentials(), transport,
+                        clock=clock)
 
 
 @pytest.fixture
-def provider(client: httpx.AsyncClient) -> SnomProvider:
-    return make_provider(client)
+def provider(transport: Transport) -> SnomProvider:
+    return make_provider(transport)
 
 
 async def failure(call: Any) -> ProviderError:
@@ -287,9 +296,9 @@ async def test_warm_register_is_one_call(fake: FakeSraps, provider: SnomProvider
     assert fake.targets() == ["PUT /api/v1/companies/1001/endpoints/000413aabbcc"]
 
 
-async def test_settings_pages_are_followed(client: httpx.AsyncClient, fake: FakeSraps) -> None:
+async def test_settings_pages_are_followed(transport: Transport, fake: FakeSraps) -> None:
     fake.max_page_size = 3  # 9 entries: the uuids sit on pages 2 and 3
-    await make_provider(client).register(DEVICE)
+    await make_provider(transport).register(DEVICE)
 
     assert fake.targets()[1:4] == [
         "GET /api/v1/settings/?page_size=1000",
@@ -406,10 +415,10 @@ async def test_lacks_permission_is_a_taken_mac(fake: FakeSraps, provider: SnomPr
 
 
 async def test_wrong_secret_is_permanent_and_not_cached(
-    client: httpx.AsyncClient, fake: FakeSraps
+    transport: Transport, fake: FakeSraps
 ) -> None:
     fake.keys[KEY_ID] = "the-real-secret"
-    provider = make_provider(client)
+    provider = make_provider(transport)
     err = await failure(provider.register(DEVICE))
     assert (err.failure, err.status, err.message) == (Failure.PERMANENT, 401, "401: Unauthorized")
     assert err.hint == "check the access key id and secret"
@@ -490,8 +499,8 @@ async def test_bad_token_answers_are_permanent(
     assert err.message.startswith(message)
 
 
-async def test_errors_never_show_secrets(client: httpx.AsyncClient, fake: FakeSraps) -> None:
-    provider = make_provider(client)
+async def test_errors_never_show_secrets(transport: Transport, fake: FakeSraps) -> None:
+    provider = make_provider(transport)
     await provider.register(DEVICE)
     echo = {"message": f"invalid value {PASSWORD} (key {SECRET})"}
     fake.inject("endpoints", lambda r: httpx.Response(400, json=echo))
@@ -506,8 +515,8 @@ async def test_errors_never_show_secrets(client: httpx.AsyncClient, fake: FakeSr
 # -- clock skew ---------------------------------------------------------------------------
 
 
-async def test_stale_clock_is_corrected_once(client: httpx.AsyncClient, fake: FakeSraps) -> None:
-    provider = make_provider(client, clock=lambda: NOW - 3600)
+async def test_stale_clock_is_corrected_once(transport: Transport, fake: FakeSraps) -> None:
+    provider = make_provider(transport, clock=lambda: NOW - 3600)
     await provider.register(DEVICE)
     assert fake.targets()[:2] == ["GET /api/v1/tokens/KEYID"] * 2
     sent = [int(s.authorization.split('ts="')[1][:10]) for s in fake.seen[:2]]
@@ -517,8 +526,8 @@ async def test_stale_clock_is_corrected_once(client: httpx.AsyncClient, fake: Fa
     assert fake.endpoints
 
 
-async def test_a_second_401_is_not_retried(client: httpx.AsyncClient, fake: FakeSraps) -> None:
-    provider = make_provider(client, clock=lambda: NOW - 3600)
+async def test_a_second_401_is_not_retried(transport: Transport, fake: FakeSraps) -> None:
+    provider = make_provider(transport, clock=lambda: NOW - 3600)
     fake.clock_jumps = [NOW, NOW + 7200]  # SRAPS's clock jumps again before the retry
     err = await failure(provider.register(DEVICE))
     assert (err.status, err.failure) == (401, Failure.PERMANENT)
@@ -539,10 +548,10 @@ async def test_unauthenticated_clock_hints_are_ignored(
 
 
 async def test_changed_credentials_miss_the_cache(
-    client: httpx.AsyncClient, fake: FakeSraps
+    transport: Transport, fake: FakeSraps
 ) -> None:
     source = FakeCredentials({8: stored(8)})
-    provider = make_provider(client, mode="tenant", creds=source)
+    provider = make_provider(transport, mode="tenant", creds=source)
     await provider.register(DEVICE)
     fake.keys[KEY_ID] = source.stored[8].access_key_secret + "-rotated"
     source.stored[8] = stored(8, secret=fake.keys[KEY_ID])
@@ -557,12 +566,12 @@ async def test_changed_credentials_miss_the_cache(
 
 
 async def test_master_prefers_stored_server_1_keys(
-    client: httpx.AsyncClient, fake: FakeSraps
+    transport: Transport, fake: FakeSraps
 ) -> None:
     fake.keys["STORED1"] = "stored-secret"
     fake.roles["STORED1"] = "Provisioning"
     source = FakeCredentials({1: stored(1, "STORED1", "stored-secret"), 8: stored(8, "T8", "x")})
-    await make_provider(client, creds=source).register(DEVICE)
+    await make_provider(transport, creds=source).register(DEVICE)
     assert fake.targets()[0] == "GET /api/v1/tokens/STORED1"
     assert all('id="STORED1"' in s.authorization for s in fake.seen)
 
@@ -572,18 +581,18 @@ async def test_master_falls_back_to_rps_ini(fake: FakeSraps, provider: SnomProvi
     assert all(f'id="{KEY_ID}"' in s.authorization for s in fake.seen)
 
 
-async def test_tenant_uses_the_events_server(client: httpx.AsyncClient, fake: FakeSraps) -> None:
+async def test_tenant_uses_the_events_server(transport: Transport, fake: FakeSraps) -> None:
     fake.keys["T8"] = "tenant-secret"
     fake.roles["T8"] = "Provisioning"
     source = FakeCredentials({1: stored(1), 8: stored(8, "T8", "tenant-secret")})
-    await make_provider(client, mode="tenant", creds=source).register(DEVICE)
+    await make_provider(transport, mode="tenant", creds=source).register(DEVICE)
     assert fake.targets()[0] == "GET /api/v1/tokens/T8"
 
 
 async def test_tenant_without_keys_names_the_server(
-    client: httpx.AsyncClient, fake: FakeSraps
+    transport: Transport, fake: FakeSraps
 ) -> None:
-    provider = make_provider(client, mode="tenant", creds=FakeCredentials({1: stored(1)}))
+    provider = make_provider(transport, mode="tenant", creds=FakeCredentials({1: stored(1)}))
     err = await failure(provider.register(DEVICE))
     assert err.failure is Failure.PERMANENT
     assert err.message == (
@@ -594,10 +603,10 @@ async def test_tenant_without_keys_names_the_server(
 
 
 async def test_master_without_keys_names_the_server(
-    client: httpx.AsyncClient, fake: FakeSraps
+    transport: Transport, fake: FakeSraps
 ) -> None:
     source = FakeCredentials({1: stored(1, secret=""), 8: stored(8)})
-    err = await failure(make_provider(client, ini=False, creds=source).register(DEVICE))
+    err = await failure(make_provider(transport, ini=False, creds=source).register(DEVICE))
     assert err.message == (
         "No SRAPS API keys for server 8 (master mode): set access_key_id and "
         "access_key_secret in [snom] of rps.ini or store them with "
@@ -606,9 +615,9 @@ async def test_master_without_keys_names_the_server(
     assert not fake.seen
 
 
-async def test_device_url(client: httpx.AsyncClient) -> None:
+async def test_device_url(transport: Transport) -> None:
     override = stored(8, provisioning_url="https://t8.test/ztp/{server}/")
-    provider = make_provider(client, creds=FakeCredentials({8: override}))
+    provider = make_provider(transport, creds=FakeCredentials({8: override}))
     assert await provider.device_url(8) == "https://t8.test/ztp/8/"
     assert await provider.device_url(3) == "https://pbx.test/ztprov/3/"
 
@@ -652,18 +661,18 @@ async def test_check_unreachable(fake: FakeSraps, provider: SnomProvider) -> Non
     )
 
 
-async def test_check_without_keys(client: httpx.AsyncClient) -> None:
-    result = await make_provider(client, mode="tenant").check_credentials(8)
+async def test_check_without_keys(transport: Transport) -> None:
+    result = await make_provider(transport, mode="tenant").check_credentials(8)
     assert not result.ok
     assert result.message.startswith("No SRAPS API keys for server 8 (tenant mode)")
 
 
-async def test_check_never_raises(client: httpx.AsyncClient) -> None:
+async def test_check_never_raises(transport: Transport) -> None:
     class Broken(FakeCredentials):
         async def get_credentials(self, provider: str, server: int) -> Credentials | None:
             raise RuntimeError("database gone")
 
-    result = await make_provider(client, creds=Broken()).check_credentials(8)
+    result = await make_provider(transport, creds=Broken()).check_credentials(8)
     assert (result.ok, result.message) == (False, "Check failed: RuntimeError")
 
 
@@ -686,13 +695,13 @@ async def test_every_request_is_logged(provider: SnomProvider) -> None:
     assert PASSWORD not in repr(logs)
 
 
-async def test_close_leaves_the_shared_client_open(
-    fake: FakeSraps, client: httpx.AsyncClient
+async def test_close_leaves_the_shared_transport_open(
+    fake: FakeSraps, transport: Transport
 ) -> None:
-    provider = make_provider(client)
+    provider = make_provider(transport)
     await provider.register(DEVICE)
     await provider.close()
-    assert not client.is_closed
+    assert not transport.closed
     await provider.register(DEVICE)  # still usable; the cache starts cold again
     assert fake.targets().count("GET /api/v1/tokens/KEYID") == 2
 
