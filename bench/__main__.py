@@ -34,8 +34,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="record the daemon with py-spy while measuring; stacks and "
                              "summaries go to DIR (the figures are then lower)")
     parser.add_argument("--variant", default="", metavar="SWAPS",
-                        help="run the daemon with uvloop and/or orjson swapped in, e.g. "
-                             "'uvloop,orjson', or 'trace' for a wall-clock breakdown per "
+                        help="'trace': run the daemon with a wall-clock breakdown per "
                              "event in the notes (see bench/variant.py)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="experiment: override an rps.ini key of every daemon started, "
@@ -67,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{', '.join(BENCHMARKS)}", file=sys.stderr)
         return 2
     variant = ",".join(sorted({v.strip() for v in args.variant.split(",") if v.strip()}))
-    if any(v not in ("uvloop", "orjson", "trace") for v in variant.split(",") if v):
+    if any(v != "trace" for v in variant.split(",") if v):
         print(f"python -m bench: unknown variant {args.variant!r}", file=sys.stderr)
         return 2
     overrides: dict[str, dict[str, str]] = {}

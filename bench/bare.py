@@ -1,10 +1,11 @@
 """The intake baseline: a bare aiohttp server answering ``POST /events`` with 202, no storage.
 
-``python -m bench.bare --port P [--uvloop]``. The handler reads the whole body (the client
+``python -m bench.bare --port P [--asyncio]``. The handler reads the whole body (the client
 must be able to send it) and answers a small fixed JSON 202; it does not parse or validate
 the body, so it is the ceiling of aiohttp on this machine, served the way the daemon serves
-(``AppRunner``, ``access_log=None``, one process, one event loop). ``GET /health`` answers
-200 for the harness's readiness poll.
+(``AppRunner``, ``access_log=None``, one process, one event loop: uvloop where it is
+installed, as ``rps-service run`` does; ``--asyncio`` forces asyncio's own loop).
+``GET /health`` answers 200 for the harness's readiness poll.
 """
 
 from __future__ import annotations
@@ -45,13 +46,16 @@ async def serve(port: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.bare")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    parser.add_argument("--asyncio", action="store_true", help="not on uvloop")
     args = parser.parse_args()
-    if args.uvloop:
+    try:
         import uvloop  # type: ignore[import-not-found, unused-ignore]
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    asyncio.run(serve(args.port))
+    except ImportError:
+        args.asyncio = True
+    if args.asyncio:
+        asyncio.run(serve(args.port))
+    else:
+        uvloop.run(serve(args.port))
 
 
 if __name__ == "__main__":

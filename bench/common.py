@@ -65,7 +65,7 @@ class Options:
     dbs: list[str]
     quick: bool = False
     profile: Path | None = None  # py-spy raw stacks + summaries go here
-    variant: str = ""  # "", "uvloop", "orjson", "uvloop,orjson": see bench/variant.py
+    variant: str = ""  # "" or "trace": see bench/variant.py
     keep: bool = False  # keep the temporary folders (ini, rps.log, outputs)
     overrides: dict[str, dict[str, str]] = field(default_factory=dict)  # --set SECTION.KEY=V
     notes: list[str] = field(default_factory=list)

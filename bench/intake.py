@@ -71,8 +71,6 @@ async def run(opts: Options) -> list[Row]:
 async def _bare(opts: Options, folder: Path) -> dict[str, Load]:
     port = free_port()
     cmd = [PYTHON, "-m", "bench.bare", "--port", str(port)]
-    if "uvloop" in opts.variant:
-        cmd.append("--uvloop")
     bare = Proc("bare", cmd, folder)
     url = f"http://127.0.0.1:{port}"
     results: dict[str, Load] = {}

@@ -1,29 +1,19 @@
-"""Run ``rps-service`` with uvloop and/or orjson swapped in, to measure what they would gain.
+"""Run ``rps-service`` with a wall-clock tracer patched in: ``python -m bench.variant trace
+run -c rps.ini`` (the first argument names the variant, the rest is the ``rps-service``
+command line). Nothing in the product changes; this only patches the running process.
 
-``python -m bench.variant uvloop,orjson run -c rps.ini`` (the first argument names the
-swaps, the rest is the ``rps-service`` command line). Nothing in the product changes; this
-only patches the running process, the way the lead would wire them in for real:
+* ``trace``: every ``async def`` method of the classes in the pipeline's modules
+  (listener, distributor, worker, providers, store) is wrapped to count calls and the time
+  until they return, awaits included, which a sampling profiler cannot show. Written as
+  JSON to ``$BENCH_TRACE`` at exit; the benchmarks turn it into a per-event breakdown in
+  their notes.
 
-* ``uvloop``: the uvloop event loop policy, so ``asyncio.run`` in ``rps_service.cli`` runs
-  on uvloop.
-* ``orjson``: ``json.loads`` of the request body in ``rps_service.listener``, the
-  ``json.dumps`` of aiohttp's ``web.json_response`` (every answer), and the payload
-  ``json.dumps``/``loads`` of ``rps_service.store.base``. orjson refuses NaN and Infinity
-  like the listener's ``parse_constant`` does.
-
-* ``trace``: not a speed-up but a wall-clock tracer: every ``async def`` method of the
-  classes in the pipeline's modules (listener, distributor, worker, providers, store) is
-  wrapped to count calls and the time until they return, awaits included, which a sampling
-  profiler cannot show. Written as JSON to ``$BENCH_TRACE`` at exit; the benchmarks turn
-  it into a per-event breakdown in their notes.
-
-Each swap that finds nothing to patch says so on stderr (the product may have moved on).
-Needs ``pip install uvloop orjson`` in the venv; neither is a dependency of rps-service.
+(Earlier variants swapped in uvloop and orjson to measure what they would gain; the
+product now uses both, see docs/performance.md.)
 """
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import functools
 import importlib
@@ -33,35 +23,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
-
-
-def use_uvloop() -> None:
-    import uvloop  # type: ignore[import-not-found, unused-ignore]
-
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
-def use_orjson() -> None:
-    import orjson  # type: ignore[import-not-found, unused-ignore]
-    from aiohttp import web
-
-    def dumps(value: Any, **_: Any) -> str:
-        return str(orjson.dumps(value).decode())
-
-    def loads(raw: Any, **_: Any) -> Any:
-        return orjson.loads(raw)
-
-    web.json_response = functools.partial(web.json_response, dumps=dumps)
-    shim = SimpleNamespace(loads=loads, dumps=dumps, JSONDecodeError=ValueError)
-    for name in ("rps_service.listener", "rps_service.store.base"):
-        module = importlib.import_module(name)
-        if getattr(module, "json", None) is None:
-            print(f"bench.variant: {name} has no json to swap", file=sys.stderr)
-            continue
-        module.json = shim  # type: ignore[attr-defined]
-
 
 TRACED_MODULES = (
     "rps_service.listener", "rps_service.distributor", "rps_service.worker",
@@ -107,7 +69,7 @@ def use_trace() -> None:
         atexit.register(lambda: Path(path).write_text(json.dumps(stats), encoding="utf-8"))
 
 
-SWAPS = {"uvloop": use_uvloop, "orjson": use_orjson, "trace": use_trace}
+SWAPS = {"trace": use_trace}
 
 
 def main() -> int:
