@@ -8,6 +8,7 @@ SQLite is for a single daemon instance; several instances need MySQL/MariaDB.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -22,6 +23,14 @@ from rps_service.store.schema import SQLITE
 from rps_service.store.sql import DuplicateKey, StoreUnavailable, Tx
 
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+async def _rollback(conn: aiosqlite.Connection) -> None:
+    # aiosqlite runs statements in order on its own thread, so a ROLLBACK queued here comes
+    # after whatever this task left running, and before the next transaction's BEGIN, even
+    # when the task is cancelled again while it waits (hence the shield).
+    with contextlib.suppress(sqlite3.Error):  # no transaction left to roll back
+        await asyncio.shield(conn.execute("ROLLBACK"))
 
 
 def _param(value: Any) -> Any:
@@ -94,15 +103,20 @@ class SqliteStore(Store):
                 await conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"SQLite: {exc}") from exc
+            except asyncio.CancelledError:
+                # The BEGIN still runs in aiosqlite's thread: undo it, or every later
+                # transaction fails with "cannot start a transaction within a transaction".
+                await _rollback(conn)
+                raise
             try:
                 yield _SqliteTx(conn)
             except BaseException:
-                await conn.execute("ROLLBACK")
+                await _rollback(conn)
                 raise
             try:
                 await conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                await conn.execute("ROLLBACK")
+                await _rollback(conn)
                 raise StoreUnavailable(f"SQLite commit failed: {exc}") from exc
 
     async def migrate(self) -> int:

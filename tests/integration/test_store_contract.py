@@ -341,3 +341,18 @@ async def test_credentials_cache_sees_local_changes_at_once(store: Store) -> Non
     await store.put_credentials(Credentials("snom", 3, "kid", "sec", None), utcnow())
     creds = await store.get_credentials("snom", 3)
     assert creds is not None and creds.access_key_id == "kid"
+
+
+async def test_a_cancelled_transaction_leaves_the_store_usable(store: Store) -> None:
+    """Stopping the daemon cancels tasks mid-transaction; the next ones must still work."""
+    await store.insert_events([ev("000413ABCDEF")], utcnow())
+    for turns in range(8):  # cancel at each await a transaction goes through
+        task = asyncio.ensure_future(lease_all(store))
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.release_expired_leases(utcnow() + timedelta(seconds=61))
+        assert (await store.backlog())["pending"] + (await store.backlog())["running"] == 1
+    stored = await store.insert_events([ev("000413ABCDE0")], utcnow())
+    assert stored[0].id > 0
