@@ -83,14 +83,16 @@ class Worker:
                 self.current = event
                 try:
                     outcome = await self.handle(event)
+                    # Still ``current`` while the previous outcome lands: a stop waits for
+                    # this one too, or gives its lease back, but never drops it unwritten.
+                    await self.flush()
                 except BaseException:
+                    self.current = None
                     self.distributor.finished(event)  # its lease runs out; it comes back
                     raise
-                finally:
-                    self.current = None
-                await self.flush()
                 self.writing = asyncio.create_task(self._write(event, outcome),
                                                    name=f"queue-{self.index}-write")
+                self.current = None
         finally:
             await self.flush()
 

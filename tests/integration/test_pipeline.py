@@ -13,6 +13,7 @@ import pytest
 
 from rps_service.config import Settings
 from rps_service.service import Service
+from rps_service.store import create_store
 from tests.fakes import ScriptedProvider, permanent, transient
 
 Started = tuple[Service, ScriptedProvider, httpx.AsyncClient]
@@ -331,3 +332,26 @@ async def test_poison_event_cannot_loop_forever(
     assert event["state"] == "failed" and event["attempts"] == 4
     assert event["last_error"] == "Gave up after 3 attempts (leases expired)"
     assert provider.calls == []
+
+
+async def test_stop_mid_burst_gives_every_lease_back(make_settings: Any) -> None:
+    """A stop while the distributor is leasing a burst: afterwards no event is left
+    ``running`` (held by a gone daemon until its lease expires); all are done or pending."""
+    settings: Settings = make_settings({"queuenum": 2})
+    service = Service(settings, providers={"fake": ScriptedProvider()})  # always leasing
+    await service.start()
+    async with httpx.AsyncClient(base_url=f"http://{service.address}", timeout=10) as client:
+        for start_at in (0, 500):
+            r = await client.post("/events", json=[
+                event(f"000413{i:06X}") for i in range(start_at, start_at + 500)])
+            assert r.status_code == 202
+        await service.stop()  # the distributor is still leasing the burst
+    store = create_store(settings.general.database)
+    await store.open()
+    try:
+        backlog = await store.backlog()
+        done = len(await store.list_events("done", limit=1000))
+    finally:
+        await store.close()
+    assert backlog["running"] == 0
+    assert backlog["pending"] + done == 1000
