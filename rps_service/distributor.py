@@ -24,6 +24,8 @@ from rps_service.store import Store, StoreUnavailable
 
 log = get_logger()
 
+LEASE_ROUND = 100  # events leased per journal round trip
+
 
 def utcnow() -> datetime:
     """Naive UTC now: the journal's clock."""
@@ -147,7 +149,9 @@ class Distributor:
         now = self.clock()
         if self._next_due is not None and self._next_due <= now:
             self._next_due = None
-        limit = sum(free.values())
+        # In rounds of at most LEASE_ROUND: a burst's first events reach the workers after
+        # a short transaction instead of one that reads and updates the whole burst.
+        limit = min(sum(free.values()), LEASE_ROUND)
         until = now + timedelta(seconds=self.settings.lease_timeout)
         leased = await self.store.lease_events(
             self.owner, now, until, limit, len(self.queues), sorted(free)

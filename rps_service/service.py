@@ -172,6 +172,10 @@ class Service:
         self.distributor.stop()
         for worker in self.workers:
             worker.stopping = True
+        # Let a lease round in progress finish rather than cancel it halfway: what it leased
+        # is then in the queues, and given back below, instead of held until it expires.
+        if self.tasks:
+            await asyncio.wait(self.tasks[:1], timeout=general.drain_timeout)
         queued = self.distributor.drain_queues()
         busy = {t for t, w in zip(self.tasks[1:], self.workers, strict=True) if w.current}
         idle = [t for t in self.tasks if t not in busy]
