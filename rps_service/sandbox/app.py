@@ -3,8 +3,8 @@
 Every request under ``/api/v1/`` goes through, in order: ``hang``/``paused`` holds,
 injected faults (``fail_next``, ``rate_limit_rate``, ``error_rate`` -- answered before
 authentication, like a proxy in front of the service would), Hawk verification (401), the
-handler, then whatever is left of ``latency`` (counted from arrival). Each one is counted
-in ``state.counts[(method, route name)]`` and ``state.records``.
+handler, then whatever is left of ``latency`` (counted from arrival, see :class:`Pacer`).
+Each one is counted in ``state.counts[(method, route name)]`` and ``state.records``.
 Route names: ``token``, ``company``, ``settings``, ``endpoints``, ``endpoint``, and
 ``unmatched`` for paths no route takes (answered 404 after authentication).
 """
@@ -32,6 +32,7 @@ def create_app(state: SandboxState) -> web.Application:
     """Build the sandbox application around ``state``."""
     app = web.Application(middlewares=[_api_middleware])
     app[api.STATE] = state
+    app[_PACER] = Pacer()
     router = app.router
     router.add_get("/api/v1/tokens/{key_id}", api.get_token, name="token")
     router.add_get("/api/v1/companies/{cid}/", api.get_company, name="company")
@@ -78,8 +79,38 @@ async def _serve(state: SandboxState, request: web.Request, handler: Handler) ->
         await asyncio.sleep(0)
     response = await _answer(state, request, handler)
     if state.latency > 0:
-        await asyncio.sleep(max(0.0, state.latency - (time.monotonic() - arrived)))
+        await request.app[_PACER].until(arrived + state.latency)
     return response
+
+
+class Pacer:
+    """Sleeps until a deadline, on average exactly.
+
+    The event loop's timers do not fire on time: uvloop rounds them to whole milliseconds
+    and the process must be woken, so a 50 ms sandbox answered after 50.3 ms on average
+    (measured on the 2-core build machine; single answers 0.9 ms early to 1 ms late). The
+    pacer learns that lateness as a moving average and asks the loop for that much less,
+    so the answers' mean delay is the configured latency (single answers still spread by
+    about a millisecond either way).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.late = 0.0  # seconds the loop's timer fired after the time asked, on average
+        self._clock = clock
+        self._sleep = sleep
+
+    async def until(self, deadline: float) -> None:
+        """Return at ``deadline`` (a ``clock`` time), on average."""
+        wait = deadline - self._clock() - self.late
+        if wait <= 0:
+            return
+        began = self._clock()
+        await self._sleep(wait)
+        self.late += (self._clock() - began - wait - self.late) / 16
+
+
+_PACER = web.AppKey("pacer", Pacer)
 
 
 async def _answer(state: SandboxState, request: web.Request, handler: Handler

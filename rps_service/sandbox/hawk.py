@@ -20,7 +20,10 @@ from mohawk.exc import (
 )
 from mohawk.util import calculate_ts_mac, parse_authorization_header
 
+from ..providers.hawk import silence_mohawk_debug
 from .state import ApiKey, SandboxState
+
+silence_mohawk_debug()
 
 TIMESTAMP_SKEW_SECONDS = 60
 _REQUIRED_ATTRIBUTES = ("id", "ts", "nonce", "mac")
