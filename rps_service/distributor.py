@@ -61,8 +61,10 @@ class Distributor:
     # -- signals from the listener and the workers ----------------------------------------
 
     def wake(self) -> None:
-        """New work may be due: look at the journal now."""
-        self._wake.set()
+        """New work may be due: look at the journal now, unless every queue is full (nothing
+        could be leased; the refill after finished events finds it)."""
+        if not all(q.full() for q in self.queues):
+            self._wake.set()
 
     def schedule(self, when: datetime) -> None:
         """An event was put back to wait until ``when`` (backoff)."""
@@ -116,7 +118,8 @@ class Distributor:
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=max(seconds, 0.0))
+            async with asyncio.timeout(max(seconds, 0.0)):
+                await self._wake.wait()
 
     def _timeout(self) -> float:
         timeout = self.settings.poll_interval
@@ -143,12 +146,14 @@ class Distributor:
 
     async def _fill(self) -> bool:
         """Lease for the queues with room; True when more due work may be waiting."""
+        now = self.clock()
+        if self._next_due is not None and self._next_due <= now:
+            # Due now: this round or the next refill leases it. Forgotten even when the
+            # queues are full, or the sleep below would time out at once, over and over.
+            self._next_due = None
         free = {i: q.maxsize - q.qsize() for i, q in enumerate(self.queues) if not q.full()}
         if not free:
             return False
-        now = self.clock()
-        if self._next_due is not None and self._next_due <= now:
-            self._next_due = None
         # In rounds of at most LEASE_ROUND: a burst's first events reach the workers after
         # a short transaction instead of one that reads and updates the whole burst.
         limit = min(sum(free.values()), LEASE_ROUND)

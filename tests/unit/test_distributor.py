@@ -1,0 +1,87 @@
+"""The distributor's loop against a stand-in journal: when it looks, and when it does not."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+from rps_service.config import GeneralSettings
+from rps_service.distributor import Distributor
+from rps_service.models import Event
+from rps_service.store.base import Leased
+
+
+class Journal:
+    """Counts lease rounds; has nothing more to lease."""
+
+    def __init__(self) -> None:
+        self.rounds = 0
+
+    async def lease_events(self, *args: Any) -> Leased:
+        self.rounds += 1
+        return Leased([], [])
+
+    async def renew_leases(self, *args: Any) -> None:
+        pass
+
+    async def release_expired_leases(self, now: datetime) -> list[int]:
+        return []
+
+
+def event(event_id: int) -> Event:
+    now = datetime(2026, 1, 1)
+    return Event(id=event_id, action="add", provider="snom", server=1, mac="000413000001",
+                 payload={}, state="running", attempts=1, created_at=now, updated_at=now,
+                 next_attempt_at=now, lease_until=now, last_error=None, idempotency_key=None,
+                 slot=0)
+
+
+def full_distributor(journal: Journal) -> Distributor:
+    settings = GeneralSettings.model_validate({"queuenum": 1, "queuecap": 2,
+                                               "poll_interval": 0.5})
+    distributor = Distributor(journal, settings, "me")  # type: ignore[arg-type]
+    distributor.queues[0].put_nowait(event(1))
+    distributor.queues[0].put_nowait(event(2))
+    return distributor
+
+
+async def spin(distributor: Distributor, seconds: float) -> None:
+    task = asyncio.create_task(distributor.run())
+    await asyncio.sleep(seconds)
+    distributor.stop()
+    await task
+
+
+async def test_full_queues_and_a_retry_due_do_not_spin() -> None:
+    """A backoff that came due while every queue was full used to make each sleep time out
+    at once: the loop spun at 100% CPU until a queue had room."""
+    journal = Journal()
+    distributor = full_distributor(journal)
+    turns = 0
+    clock = distributor.clock
+
+    def counting_clock() -> datetime:
+        nonlocal turns
+        turns += 1
+        return clock()
+
+    distributor.clock = counting_clock
+    distributor.schedule(clock() - timedelta(seconds=1))  # a retry, already due
+    await spin(distributor, 0.3)
+    assert turns < 10
+    assert journal.rounds == 0  # nothing can be leased while the queues are full
+
+
+async def test_intake_does_not_wake_a_full_distributor() -> None:
+    journal = Journal()
+    distributor = full_distributor(journal)
+    task = asyncio.create_task(distributor.run())
+    await asyncio.sleep(0.01)
+    distributor.wake()
+    assert not distributor._wake.is_set()
+    distributor.queues[0].get_nowait()  # a worker took one: now there is room
+    distributor.wake()
+    assert distributor._wake.is_set()
+    distributor.stop()
+    await task
