@@ -4,9 +4,9 @@ The journal is the source of truth; memory only ever holds what the queues can t
 (``queuenum * queuecap`` events), however large the backlog. A device hashes to one queue,
 and the store never leases a device's event while an earlier one is unfinished, so a
 device's events run in order and never concurrently. The distributor wakes at once when
-the listener stores events or a worker finishes one with its queue down to half, and
-otherwise polls every
-``poll_interval`` (other instances' events, backoff timers, expired leases).
+the listener stores events (unless every queue is full) or a finished event leaves its
+queue half empty, and otherwise polls every ``poll_interval`` (other instances' events,
+backoff timers, expired leases).
 """
 
 from __future__ import annotations

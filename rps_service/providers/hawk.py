@@ -21,7 +21,6 @@ from mohawk.util import calculate_payload_hash, calculate_ts_mac, parse_authoriz
 ALGORITHM = "sha256"
 
 
-
 class _Repr:
     pformat = staticmethod(repr)
 
