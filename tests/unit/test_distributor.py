@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from rps_service.config import GeneralSettings
-from rps_service.distributor import Distributor
+from rps_service.distributor import Distributor, utcnow
 from rps_service.models import Event
 from rps_service.store.base import Leased
 
@@ -38,19 +39,29 @@ def event(event_id: int) -> Event:
 
 
 def full_distributor(journal: Journal) -> Distributor:
+    """One queue of two, full; its clock counts the loop's turns (one read per turn)."""
     settings = GeneralSettings.model_validate({"queuenum": 1, "queuecap": 2,
                                                "poll_interval": 0.5})
     distributor = Distributor(journal, settings, "me")  # type: ignore[arg-type]
     distributor.queues[0].put_nowait(event(1))
     distributor.queues[0].put_nowait(event(2))
+    distributor.clock = CountingClock(distributor.clock)
     return distributor
 
 
-async def spin(distributor: Distributor, seconds: float) -> None:
-    task = asyncio.create_task(distributor.run())
-    await asyncio.sleep(seconds)
-    distributor.stop()
-    await task
+class CountingClock:
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self.clock = clock
+        self.reads = 0
+
+    def __call__(self) -> datetime:
+        self.reads += 1
+        return self.clock()
+
+
+def turns(distributor: Distributor) -> int:
+    assert isinstance(distributor.clock, CountingClock)
+    return distributor.clock.reads
 
 
 async def test_full_queues_and_a_retry_due_do_not_spin() -> None:
@@ -58,30 +69,27 @@ async def test_full_queues_and_a_retry_due_do_not_spin() -> None:
     at once: the loop spun at 100% CPU until a queue had room."""
     journal = Journal()
     distributor = full_distributor(journal)
-    turns = 0
-    clock = distributor.clock
-
-    def counting_clock() -> datetime:
-        nonlocal turns
-        turns += 1
-        return clock()
-
-    distributor.clock = counting_clock
-    distributor.schedule(clock() - timedelta(seconds=1))  # a retry, already due
-    await spin(distributor, 0.3)
-    assert turns < 10
+    distributor.schedule(utcnow() - timedelta(seconds=1))  # a retry, already due
+    task = asyncio.create_task(distributor.run())
+    await asyncio.sleep(0.3)
+    distributor.stop()
+    await task
+    assert turns(distributor) < 10
     assert journal.rounds == 0  # nothing can be leased while the queues are full
 
 
-async def test_intake_does_not_wake_a_full_distributor() -> None:
+async def test_intake_wakes_the_distributor_only_when_a_queue_has_room() -> None:
     journal = Journal()
     distributor = full_distributor(journal)
     task = asyncio.create_task(distributor.run())
     await asyncio.sleep(0.01)
-    distributor.wake()
-    assert not distributor._wake.is_set()
+    before = turns(distributor)
+    distributor.wake()  # queues full: no turn
+    await asyncio.sleep(0.01)
+    assert turns(distributor) == before
     distributor.queues[0].get_nowait()  # a worker took one: now there is room
     distributor.wake()
-    assert distributor._wake.is_set()
+    await asyncio.sleep(0.01)
+    assert journal.rounds == 1  # looked at the journal at once, not at the next poll
     distributor.stop()
     await task
