@@ -315,8 +315,10 @@ class Sandbox(Proc):
             return result
 
     def snom(self) -> dict[str, Any]:
-        """The [snom] keys pointing a daemon at this sandbox."""
-        return {"api_url": self.api_url}
+        """The [snom] keys pointing a daemon at this sandbox (its rate unlimited: the
+        benchmarks measure the daemon, not the default limit kept for real vendors)."""
+        return {"api_url": self.api_url, "rate_limit": 10_000,
+                "provisioning_url": "https://pbx.bench.test/ztprov/{server}/"}
 
 
 @contextlib.contextmanager

@@ -17,15 +17,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-)
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
+
+from rps_service.providers.registry import PROVIDERS
+from rps_service.providers.section import ProviderSettings, Section
 
 DEFAULT_PATHS = (Path("etc/rps.ini"), Path("/etc/rps/rps.ini"))
 ENV_PREFIX = "RPS_"
@@ -94,17 +89,6 @@ def parse_database_url(value: str) -> DatabaseUrl:
     )
 
 
-def _http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http:// or https:// URL")
-    return value
-
-
-def _base_url(value: str) -> str:
-    return _http_url(value if value.endswith("/") else value + "/")
-
-
 def _listen_address(value: str) -> str:
     if value != "localhost":
         try:
@@ -114,16 +98,10 @@ def _listen_address(value: str) -> str:
     return value
 
 
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
 ListenAddress = Annotated[str, AfterValidator(_listen_address)]
-BaseUrl = Annotated[str, AfterValidator(_base_url)]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
-
-
-class GeneralSettings(_Section):
+class GeneralSettings(Section):
     """``[general]``: the listener, queues, database, log and retry policy."""
 
     listen: ListenAddress = "127.0.0.1"
@@ -160,19 +138,6 @@ class GeneralSettings(_Section):
         return self.listen == "localhost" or ipaddress.ip_address(self.listen).is_loopback
 
 
-class SnomSettings(_Section):
-    """``[snom]``: the SRAPS REST API and the master credentials."""
-
-    enabled: bool = True
-    api_url: BaseUrl = "https://secure-provisioning.snom.com/api/v1/"
-    access_key_id: str = ""
-    access_key_secret: SecretStr = SecretStr("")
-    provisioning_url: str = "https://pbx.example.com/ztprov/"
-    timeout: float = Field(30.0, gt=0)
-
-
-
-
 def _url_path(value: str) -> str:
     if not value.startswith("/") or not value.endswith("/"):
         raise ValueError("must start and end with /")
@@ -184,7 +149,7 @@ def _url_path(value: str) -> str:
 _URL_PATH = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@%/-]+")
 
 
-class ZtpSettings(_Section):
+class ZtpSettings(Section):
     """``[ztp]``: the phone-facing listener serving the settings file of SPEC §7.
 
     Off by default: it is meant to face the Internet (behind nginx/TLS), so it is opened on
@@ -200,17 +165,34 @@ class ZtpSettings(_Section):
     fail_limit: int = Field(10, ge=1, le=100_000)
 
 
-class Settings(_Section):
-    """Everything rps.ini says, validated; built once and passed down."""
+def _default_providers() -> dict[str, ProviderSettings]:
+    return {name: cls.settings_class() for name, cls in PROVIDERS.items()}
+
+
+class Settings(Section):
+    """Everything rps.ini says, validated; built once and passed down.
+
+    ``providers`` holds one section per registered provider (``[snom]``, ``[yealink]``,
+    ...), each with its defaults when rps.ini has no such section.
+    """
 
     source: str = "<defaults>"
     general: GeneralSettings = GeneralSettings()
-    snom: SnomSettings = SnomSettings()
     ztp: ZtpSettings = ZtpSettings()
+    providers: dict[str, ProviderSettings] = Field(default_factory=_default_providers)
+
+    def provider(self, name: str) -> ProviderSettings:
+        """One provider's section (KeyError for a name no provider has)."""
+        return self.providers[name]
+
+    def enabled_providers(self) -> list[str]:
+        return [name for name, section in self.providers.items() if section.enabled]
 
 
-SECTIONS: dict[str, type[_Section]] = {
-    "general": GeneralSettings, "snom": SnomSettings, "ztp": ZtpSettings,
+SECTIONS: dict[str, type[Section]] = {
+    "general": GeneralSettings,
+    "ztp": ZtpSettings,
+    **{name: cls.settings_class for name, cls in PROVIDERS.items()},
 }
 
 
@@ -249,15 +231,19 @@ def _apply_env(
 ) -> dict[tuple[str, str], str]:
     """Merge ``RPS_<SECTION>_<KEY>`` overrides; return where each override came from."""
     origin: dict[tuple[str, str], str] = {}
+    # Longest name first: RPS_SNOM_XMLRPC_API_URL is [snom-xmlrpc] api_url, not [snom].
+    prefixes = sorted(((s.replace("-", "_") + "_", s) for s in SECTIONS), reverse=True,
+                      key=lambda pair: len(pair[0]))
     for var, value in env.items():
         if not var.startswith(ENV_PREFIX):
             continue
         rest = var[len(ENV_PREFIX) :].lower()
-        for section in SECTIONS:
-            if rest.startswith(section + "_"):
-                key = rest[len(section) + 1 :]
+        for prefix, section in prefixes:
+            if rest.startswith(prefix):
+                key = rest[len(prefix) :]
                 raw.setdefault(section, {})[key] = value
                 origin[(section, key)] = var
+                break
     return origin
 
 
@@ -266,7 +252,7 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
     file = str(path)
     raw = _read_ini(path)
     origin = _apply_env(raw, os.environ if env is None else env)
-    sections: dict[str, _Section] = {}
+    sections: dict[str, Section] = {}
     for name, values in raw.items():
         model = SECTIONS.get(name)
         if model is None:
@@ -282,7 +268,12 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
             if source:
                 reason += f" (from environment variable {source})"
             raise ConfigError(file, reason, name, key) from None
-    settings = Settings(source=file, **sections)
+    settings = Settings.model_validate({
+        "source": file,
+        **{name: sections[name] for name in ("general", "ztp") if name in sections},
+        "providers": {**_default_providers(),
+                      **{name: sections[name] for name in PROVIDERS if name in sections}},
+    })
     general = settings.general
     if not general.is_loopback and not general.api_token.get_secret_value():
         raise ConfigError(

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from rps_service.config import GeneralSettings
+from rps_service.lease import Lease
 from rps_service.logs import get_logger
 from rps_service.models import Event
 from rps_service.store import Store, StoreUnavailable
@@ -49,7 +50,9 @@ class Distributor:
         self.queues: list[asyncio.Queue[Event]] = [
             asyncio.Queue(maxsize=settings.queuecap) for _ in range(settings.queuenum)
         ]
-        self.held: set[int] = set()  # ids leased by this instance and not yet finished
+        # Leased by this instance and not yet finished: each event's lease as last confirmed.
+        self.leases: dict[int, Lease] = {}
+        self._margin = settings.lease_timeout / 10  # requests end that long before a lease
         self._wake = asyncio.Event()
         self._low_water = settings.queuecap // 2
         self._stopping = False
@@ -79,7 +82,7 @@ class Distributor:
         event loop more than the vendor call. The device's next event (held back until
         this one finished) comes with that refill, or with the next poll.
         """
-        self.held.discard(event.id)
+        self.leases.pop(event.id, None)
         if self.queues[self.queue_of(event)].qsize() <= self._low_water:
             self._wake.set()
 
@@ -128,14 +131,16 @@ class Distributor:
             timeout = min(timeout, max(due, 0.0))
         return timeout
 
+    def lease_of(self, event: Event) -> Lease | None:
+        """This instance's view of the event's lease (None once it is finished)."""
+        return self.leases.get(event.id)
+
     async def _housekeeping(self) -> None:
         mono = time.monotonic()
-        if not self.held:
+        if not self.leases:
             self._last_renew = mono  # fresh leases need no renewal yet
         elif mono - self._last_renew >= self.settings.lease_timeout / 3:
-            until = self.clock() + timedelta(seconds=self.settings.lease_timeout)
-            await self.store.renew_leases(self.owner, sorted(self.held), until)
-            self._last_renew = mono
+            await self._renew(mono)
         if mono - self._last_recovery >= self.settings.poll_interval:
             self._last_recovery = mono
             recovered = await self.store.release_expired_leases(self.clock())
@@ -143,6 +148,19 @@ class Distributor:
                 self.lease_recoveries += len(recovered)
                 log.warning("Lease expired, event taken again", component="DISTRIBUTOR",
                             ids=",".join(map(str, recovered)))
+
+    async def _renew(self, started: float) -> None:
+        """Extend the leases held; only a renewal that succeeded moves their deadline."""
+        held = dict(self.leases)
+        until = self.clock() + timedelta(seconds=self.settings.lease_timeout)
+        renewed = set(await self.store.renew_leases(self.owner, sorted(held), until))
+        self._last_renew = started
+        for event_id, lease in held.items():
+            if event_id in renewed:
+                lease.expires = started + self.settings.lease_timeout
+            elif not lease.lost:
+                lease.lost = True
+                log.warning("Lease lost", component="DISTRIBUTOR", id=event_id)
 
     async def _fill(self) -> bool:
         """Lease for the queues with room; True when more due work may be waiting."""
@@ -157,6 +175,7 @@ class Distributor:
         # In rounds of at most LEASE_ROUND: a burst's first events reach the workers after
         # a short transaction instead of one that reads and updates the whole burst.
         limit = min(sum(free.values()), LEASE_ROUND)
+        started = time.monotonic()  # the lease runs from before it was taken
         until = now + timedelta(seconds=self.settings.lease_timeout)
         leased = await self.store.lease_events(
             self.owner, now, until, limit, len(self.queues), sorted(free)
@@ -170,7 +189,8 @@ class Distributor:
             if queue.full():
                 overflow.append(event.id)
                 continue
-            self.held.add(event.id)
+            self.leases[event.id] = Lease(event.id, started + self.settings.lease_timeout,
+                                          self._margin)
             queue.put_nowait(event)
         if overflow:
             # Several due devices hashed to one queue; they wait for the next round.
@@ -184,6 +204,6 @@ class Distributor:
         for queue in self.queues:
             while not queue.empty():
                 event = queue.get_nowait()
-                self.held.discard(event.id)
+                self.leases.pop(event.id, None)
                 ids.append(event.id)
         return ids

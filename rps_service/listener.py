@@ -23,13 +23,16 @@ from rps_service.metrics import Metrics
 from rps_service.models import (
     DEVICE_STATUSES,
     EVENT_STATES,
+    Credentials,
+    EventIn,
     FieldError,
     NewEvent,
     ServerProvisioning,
     normalize_mac,
     validate_events,
 )
-from rps_service.providers.base import Credentials, Provider
+from rps_service.providers.base import Provider
+from rps_service.providers.section import ProviderSettings, credentials_model
 from rps_service.store import Inserted, Store, StoreUnavailable
 
 log = get_logger()
@@ -126,6 +129,8 @@ async def post_events(request: web.Request) -> web.Response:
         return error(400, "body must be an event object or an array of events",
                      [FieldError(0, "", "expected a JSON object or array")])
     events, problems = validate_events(body, frozenset(api.providers))
+    if not problems:
+        problems = await _provider_problems(api.providers, events)
     if problems:
         return error(400, "invalid event" if len(problems) == 1 else "invalid events", problems)
     new = [NewEvent(e.action, e.provider, e.server, e.mac, e.payload(), e.key) for e in events]
@@ -146,6 +151,18 @@ async def post_events(request: web.Request) -> web.Response:
             api.metrics.event_received(action, provider, count)
     _log_accepted(new, stored)
     return json_response({"accepted": len(out), "events": out}, status=202)
+
+
+async def _provider_problems(providers: Mapping[str, Provider], events: list[EventIn]
+                             ) -> list[FieldError]:
+    """What a provider cannot serve (a serial number it needs, ...), by event index."""
+    problems = []
+    for index, event in enumerate(events):
+        found = await providers[event.provider].event_problem(
+            event.action, event.server, event.payload())
+        if found is not None:
+            problems.append(FieldError(index, *found))
+    return problems
 
 
 def _log_accepted(events: list[NewEvent], stored: list[Inserted]) -> None:
@@ -206,6 +223,9 @@ async def retry_event(request: web.Request) -> web.Response:
     result = await api.store.retry_event(event_id, utcnow())
     if result == "not_found":
         return error(404, "no such event")
+    if result.startswith("newer:"):
+        return error(409, f"a newer event ({result[6:]}) of this device was accepted since "
+                          f"event {event_id}: sending this one again would undo it")
     if result != "ok":
         return error(409, f"event {event_id} is {result}, not failed")
     api.distributor.wake()
@@ -250,16 +270,6 @@ async def get_device(request: web.Request) -> web.Response:
 # -- provider credentials and the Test button -----------------------------------------------
 
 
-class CredentialsIn(BaseModel):
-    """Body of PUT /providers/{provider}/credentials/{server}."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    access_key_id: str = Field(min_length=1, max_length=255)
-    access_key_secret: str = Field(min_length=1, max_length=255)
-    provisioning_url: str | None = Field(None, max_length=1024, pattern=r"^https?://\S+$")
-
-
 class TestIn(BaseModel):
     """Body of POST /providers/{provider}/test."""
 
@@ -291,30 +301,48 @@ def _validated(model: type[M], body: Any) -> M | web.Response:
         return error(400, "invalid body", details)
 
 
+def _section(provider: Provider) -> type[ProviderSettings]:
+    section: type[ProviderSettings] | None = getattr(provider, "settings_class", None)
+    if section is None:
+        raise web.HTTPNotFound(reason=f"provider {provider.name} takes no credentials")
+    return section
+
+
 async def put_credentials(request: web.Request) -> web.Response:
     provider = _provider(request)
+    section = _section(provider)
     server = _int_param(request, "server", request.match_info["server"])
-    body = _validated(CredentialsIn, await _json_body(request))
+    body = _validated(credentials_model(section), await _json_body(request))
     if isinstance(body, web.Response):
         return body
-    creds = Credentials(provider.name, server, body.access_key_id, body.access_key_secret,
-                        body.provisioning_url)
-    await request.app[API].store.put_credentials(creds, utcnow())
-    log.info("Credentials stored", component="LISTENER", key=body.access_key_id,
+    values = body.model_dump(exclude={"provisioning_url"}, exclude_none=True)
+    creds = Credentials(provider.name, server, values, getattr(body, "provisioning_url", None))
+    secrets = section.secret_keys()
+    plain = [k for k in section.credential_keys if k not in secrets]
+    await request.app[API].store.put_credentials(
+        creds, utcnow(), id_key=plain[0] if plain else "", secret_key=secrets[0] if secrets else "")
+    log.info("Credentials stored", component="LISTENER", keys=",".join(sorted(values)),
              provider=provider.name, server=server)
     return web.Response(status=204)
 
 
 async def get_credentials(request: web.Request) -> web.Response:
     provider = _provider(request)
+    section = _section(provider)
     server = _int_param(request, "server", request.match_info["server"])
     creds = await request.app[API].store.get_credentials(provider.name, server)
     if creds is None:
         return error(404, f"no credentials stored for server {server}")
-    return json_response({
-        "provider": provider.name, "server": server, "access_key_id": creds.access_key_id,
-        "secret_set": bool(creds.access_key_secret), "provisioning_url": creds.provisioning_url,
-    })
+    body: dict[str, Any] = {"provider": provider.name, "server": server}
+    for key in section.credential_keys:
+        if key in section.secret_keys():
+            body[f"{key}_set"] = bool(creds.text(key))
+        elif key in section.switch_keys():
+            body[key] = creds.flag(key)
+        else:
+            body[key] = creds.values.get(key)
+    body["provisioning_url"] = creds.provisioning_url
+    return json_response(body)
 
 
 async def test_provider(request: web.Request) -> web.Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -16,6 +17,9 @@ Action = Literal["add", "remove", "update"]
 EVENT_STATES = ("pending", "running", "done", "failed", "superseded")
 DEVICE_STATUSES = ("pending", "registered", "unregistered", "error")
 MAX_BATCH = 1000
+MAX_SETTINGS = 100  # extra vendor settings one event may carry
+#: The optional details an event keeps in ``rps_events.payload``.
+PAYLOAD_FIELDS = ("model", "name", "extension", "key", "sn", "mac_id", "settings")
 
 
 def normalize_mac(value: str) -> str:
@@ -35,20 +39,32 @@ class EventIn(BaseModel):
     action: Action
     provider: str = Field(min_length=1, max_length=32)
     mac: str
-    server: int = Field(1, ge=1, le=2_147_483_647)
+    # None: the device's current server (update/remove always use it; add falls back to 1).
+    server: int | None = Field(None, ge=1, le=2_147_483_647)
     model: str | None = Field(None, max_length=64)
     name: str | None = Field(None, max_length=255)
     extension: str | None = Field(None, max_length=64)
     key: str | None = Field(None, min_length=1, max_length=64)
+    sn: str | None = Field(None, min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._-]+$")
+    mac_id: str | None = Field(None, min_length=1, max_length=32, pattern=r"^[A-Za-z0-9-]+$")
+    settings: dict[str, str] | None = Field(None, max_length=MAX_SETTINGS)
 
     @field_validator("mac")
     @classmethod
     def _mac(cls, value: str) -> str:
         return normalize_mac(value)
 
+    @field_validator("settings")
+    @classmethod
+    def _settings(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for name, setting in (value or {}).items():
+            if not name or len(name) > 64 or len(setting) > 1024:
+                raise ValueError("names of 1 to 64 characters, values of at most 1024")
+        return value
+
     def payload(self) -> dict[str, Any]:
         """The optional details kept with the event in ``rps_events.payload``."""
-        return self.model_dump(include={"model", "name", "extension", "key"}, exclude_none=True)
+        return self.model_dump(include=set(PAYLOAD_FIELDS), exclude_none=True)
 
 
 _EVENTS = TypeAdapter(list[EventIn])
@@ -118,7 +134,7 @@ class NewEvent:
 
     action: str
     provider: str
-    server: int
+    server: int | None  # None until the store resolves it to the device's server
     mac: str
     payload: dict[str, Any]
     key: str | None = None
@@ -183,6 +199,10 @@ class Device:
     http_username: str | None = None
     http_password: str | None = field(default=None, repr=False)
     updated_at: datetime | None = None
+    sn: str | None = None
+    mac_id: str | None = None
+    # The per-device key in the URL of vendors that carry no credentials to the phone.
+    url_key: str | None = field(default=None, repr=False)
     # When the phone fetched its /ztprov/ settings file, and what it said it was (SPEC §7).
     ztp_fetched_at: datetime | None = None
     ztp_model: str | None = None
@@ -204,12 +224,58 @@ class Device:
             "url": self.url,
             "http_username": self.http_username,
             "http_password_set": bool(self.http_password),
+            "url_key_set": bool(self.url_key),
+            "sn": self.sn,
+            "mac_id": self.mac_id,
             "updated_at": _iso(self.updated_at),
             "ztp_fetched_at": _iso(self.ztp_fetched_at),
             "ztp_model": self.ztp_model,
             "ztp_firmware": self.ztp_firmware,
             "ztp_ip": self.ztp_ip,
         }
+
+
+@dataclass(frozen=True)
+class AccessDetails:
+    """What a phone presents at ``/ztprov/``, stored before the vendor hears of it (SPEC §4).
+
+    ``username``/``password`` for vendors that carry credentials to the phone; ``url_key``
+    (a selector and a secret, see :func:`rps_service.access.split_url_key`) for vendors
+    that carry only a URL.
+    """
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    url_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A vendor account's credentials for one provider and server (tenant).
+
+    ``values`` holds the provider's own keys (``access_key_id``, ``username``, ``api_key``,
+    ...): strings, or booleans for switches such as ``add_by_mac``. Its repr shows the key
+    names only, never the values.
+    """
+
+    provider: str
+    server: int
+    values: Mapping[str, str | bool] = field(repr=False)
+    provisioning_url: str | None = None
+
+    def __repr__(self) -> str:
+        return (f"Credentials(provider={self.provider!r}, server={self.server}, "
+                f"keys={sorted(self.values)!r}, provisioning_url={self.provisioning_url!r})")
+
+    def text(self, key: str) -> str:
+        """A key's value as text ('' when absent)."""
+        value = self.values.get(key, "")
+        return value if isinstance(value, str) else str(value).lower()
+
+    def flag(self, key: str) -> bool:
+        """A switch's value (False when absent)."""
+        value = self.values.get(key, False)
+        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,9 @@ class Service:
         # A cold add makes up to five vendor requests (token, two settings pages, PUT, a
         # clock-skew retry), each bounded by the timeout, and may wait out a database outage
         # for a lease time to record its outcome: longer than that, the worker is wedged.
-        wedge_after = self.settings.general.lease_timeout + 5 * self.settings.snom.timeout
+        timeout = max((self.settings.provider(name).timeout
+                       for name in self.settings.enabled_providers()), default=30.0)
+        wedge_after = self.settings.general.lease_timeout + 5 * timeout
         self.monitor = Monitor(self.notifier, self.store, self.distributor, self.workers,
                                wedge_after=wedge_after)
         self.ops_tasks = self.monitor.start()

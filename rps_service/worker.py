@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import random
-import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from rps_service import lease as leases
+from rps_service.access import AccessMode, needs_generation, new_access, new_credentials
 from rps_service.config import GeneralSettings
 from rps_service.distributor import Distributor, utcnow
 from rps_service.logs import get_logger
-from rps_service.models import Event
+from rps_service.models import AccessDetails, Event
+from rps_service.models import Device as DeviceRow
 from rps_service.providers.base import Device, Failure, Provider, ProviderError
 from rps_service.store import DeviceOutcome, Store, StoreUnavailable
 
 log = get_logger()
+NOT_REGISTERED = "Device is not registered"
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
@@ -30,19 +33,19 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> 
     return rng.uniform(0.0, min(cap, base * 2 ** max(attempt - 1, 0)))
 
 
-def new_access_details() -> tuple[str, str]:
-    """A fresh HTTP username and a random password (24 URL-safe characters)."""
-    return f"ztp-{secrets.token_hex(6)}", secrets.token_urlsafe(18)
+class NotRegistered(ProviderError):
+    """An ``update`` for a device that is removed or unknown: nothing is sent."""
 
 
 @dataclass(frozen=True)
 class Outcome:
     """What handling an event decided, to be written to the journal."""
 
-    state: str  # done, failed, or pending (a retry)
+    state: str  # done, failed, pending (a retry), or running (nothing to write)
     error: str | None = None
     next_attempt_at: datetime | None = None
     device: DeviceOutcome | None = None
+    uncount: bool = False  # nothing was sent: the attempt does not count
 
 
 class Worker:
@@ -115,9 +118,21 @@ class Worker:
                     f"Gave up after {event.attempts - 1} attempts (leases expired)",
                     Failure.PERMANENT,
                 )
-            device = await self._call(provider, event)
+            lease = self.distributor.lease_of(event)
+            token = leases.CURRENT.set(lease)
+            try:
+                device = await self._call(provider, event)
+            finally:
+                leases.CURRENT.reset(token)
         except ProviderError as err:
+            if err.deferred:
+                return self._deferred(event, err)
             return self._failed(event, err)
+        except leases.LeaseLost as exc:
+            # Another worker may hold the event now: send nothing more, record nothing.
+            log.warning("Lease lost, call stopped", component="QUEUE", err=str(exc),
+                        id=event.id, mac=event.mac)
+            return Outcome("running")
         except StoreUnavailable as exc:
             # Nothing can be decided or written; the lease runs out and the event comes back.
             log.error("Database unavailable", component="DATABASE", err=str(exc))
@@ -129,23 +144,62 @@ class Worker:
         return Outcome("done", device=device)
 
     async def _call(self, provider: Provider, event: Event) -> DeviceOutcome:
-        if event.action == "remove":
-            await provider.deregister(Device(mac=event.mac, server=event.server))
-            return DeviceOutcome("unregistered", revoke=True)
-        url = await provider.device_url(event.server)
         stored = event.device if event.device_loaded else await self.store.get_device(
             event.provider, event.mac)
-        if stored is not None and stored.http_username and stored.http_password:
-            username, password = stored.http_username, stored.http_password
-        else:
-            username, password = new_access_details()
-        model = event.payload.get("model") or (stored.model if stored else None)
-        await provider.register(Device(mac=event.mac, server=event.server, url=url,
-                                       http_username=username, http_password=password,
-                                       model=model))
-        # The access details are written with the outcome: if this daemon dies before
-        # that, the event runs again and PUTs fresh ones, replacing these at the vendor.
-        return DeviceOutcome("registered", registered=True, access=(url, username, password))
+        if event.action == "remove":
+            await provider.deregister(self._device(event, stored))
+            return DeviceOutcome("unregistered", revoke=True)
+        if event.action == "update" and (stored is None or stored.status == "unregistered"):
+            # Pushing "current details" of a removed phone would register it again.
+            raise NotRegistered(NOT_REGISTERED, Failure.PERMANENT)
+        access = await self._access(provider, event, stored)
+        url = await provider.device_url(event.server, access.url_key)
+        await provider.register(self._device(event, stored, url, access))
+        return DeviceOutcome("registered", registered=True, access=(url, access))
+
+    async def _access(self, provider: Provider, event: Event, stored: DeviceRow | None
+                      ) -> AccessDetails:
+        """The device's access details, stored *before* the vendor hears of them, so every
+        retry (and a call that timed out but landed) sends the same ones (SPEC §4)."""
+        mode = provider.access
+        have = None if stored is None else AccessDetails(
+            stored.http_username, stored.http_password, stored.url_key)
+        if not needs_generation(mode, have):
+            return have or AccessDetails()
+        generated = new_access(mode)
+        if mode is AccessMode.SERVER:
+            generated = await self.store.ensure_server_access(
+                event.provider, event.server, new_credentials(), utcnow())
+        return await self.store.ensure_access(event.provider, event.mac, event.server,
+                                              generated, utcnow())
+
+    @staticmethod
+    def _device(event: Event, stored: DeviceRow | None, url: str = "",
+                access: AccessDetails | None = None) -> Device:
+        """The provider's view of the device: the event's details, else the stored ones."""
+        payload = event.payload
+
+        def detail(name: str) -> str | None:
+            value = payload.get(name)
+            return value if isinstance(value, str) and value else (
+                getattr(stored, name, None) if stored else None)
+
+        settings = payload.get("settings")
+        return Device(
+            mac=event.mac, server=event.server, url=url,
+            http_username=(access.username or "") if access else "",
+            http_password=(access.password or "") if access else "",
+            model=detail("model"), name=detail("name"), sn=detail("sn"),
+            mac_id=detail("mac_id"), settings=settings if isinstance(settings, dict) else {},
+        )
+
+    def _deferred(self, event: Event, err: ProviderError) -> Outcome:
+        delay = err.retry_after or self.settings.retry_base
+        when = utcnow() + timedelta(seconds=delay)
+        log.info("Event deferred", component="QUEUE", delay=f"{delay:.2f}s", id=event.id,
+                 mac=event.mac, reason=err.text)
+        self.distributor.schedule(when)
+        return Outcome("pending", err.text, when, uncount=True)
 
     def _failed(self, event: Event, err: ProviderError) -> Outcome:
         log.error("Error while handling Event", component="QUEUE", action=event.action,
@@ -166,6 +220,8 @@ class Worker:
         message = err.text
         if err.transient:
             message = f"{message} (gave up after {event.attempts} attempts)"
+        if isinstance(err, NotRegistered):
+            return Outcome("failed", message)  # the device row is not the event's to change
         return Outcome("failed", message, device=DeviceOutcome("error", message))
 
     async def _write(self, event: Event, outcome: Outcome) -> None:
@@ -192,7 +248,7 @@ class Worker:
                 kept = await self.store.finish_event(
                     event, self.distributor.owner, outcome.state, utcnow(),
                     error=outcome.error, next_attempt_at=outcome.next_attempt_at,
-                    device=outcome.device,
+                    device=outcome.device, uncount=outcome.uncount,
                 )
                 break
             except StoreUnavailable as exc:

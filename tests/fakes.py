@@ -4,8 +4,21 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import AsyncIterator, Mapping
 
-from rps_service.providers.base import CheckResult, Device, Failure, ProviderError
+from pydantic import SecretStr
+
+from rps_service.access import AccessMode
+from rps_service.providers.base import CheckResult, Device, Failure, ProviderError, VendorRecord
+from rps_service.providers.section import ProviderSettings
+
+
+class FakeSettings(ProviderSettings):
+    """The test provider takes a key id and secret, like SRAPS."""
+
+    credential_keys = ("access_key_id", "access_key_secret")
+    access_key_id: str = ""
+    access_key_secret: SecretStr = SecretStr("")
 
 
 class ScriptedProvider:
@@ -13,6 +26,8 @@ class ScriptedProvider:
     (a ProviderError, or None for success) before behaving normally."""
 
     name = "fake"
+    access = AccessMode.CREDENTIALS
+    settings_class = FakeSettings
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
@@ -23,8 +38,12 @@ class ScriptedProvider:
         self.overlaps = 0  # calls for a device while another for it was running
         self.gate: asyncio.Event | None = None  # when set, calls wait for it
 
-    async def device_url(self, server: int) -> str:
+    async def device_url(self, server: int, url_key: str | None = None) -> str:
         return f"https://pbx.test/ztprov/{server}/"
+
+    async def event_problem(self, action: str, server: int | None,
+                            fields: Mapping[str, object]) -> tuple[str, str] | None:
+        return None
 
     async def _step(self, op: str, device: Device) -> None:
         if device.mac in self.in_flight:
@@ -51,9 +70,12 @@ class ScriptedProvider:
         await self._step("deregister", device)
         self.registered.pop(device.mac, None)
 
-    async def lookup(self, device: Device) -> dict[str, object] | None:
+    async def lookup(self, device: Device) -> VendorRecord | None:
         found = self.registered.get(device.mac)
-        return {"mac": found.mac, "url": found.url} if found else None
+        return VendorRecord(found.mac, found.url) if found else None
+
+    def list_devices(self, server: int) -> AsyncIterator[VendorRecord] | None:
+        return None
 
     async def check_credentials(self, server: int) -> CheckResult:
         return CheckResult(True, f"fake provider accepts server {server}")

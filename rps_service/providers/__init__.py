@@ -1,34 +1,17 @@
-"""Vendor redirection services, by name."""
+"""Vendor redirection services, by name (:mod:`rps_service.providers.registry`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import httpx
 
-from rps_service.config import Settings
 from rps_service.providers.base import CredentialSource, Provider, RequestObserver
+from rps_service.providers.registry import PROVIDERS
+from rps_service.providers.vendor import ProviderContext
 
-ProviderFactory = Callable[
-    [Settings, CredentialSource, httpx.AsyncBaseTransport, RequestObserver | None], Provider
-]
-
-
-def _snom(
-    settings: Settings,
-    creds: CredentialSource,
-    transport: httpx.AsyncBaseTransport,
-    observe: RequestObserver | None,
-) -> Provider:
-    from rps_service.providers.snom import SnomProvider
-
-    return SnomProvider(settings, creds, transport, observe=observe)
-
-
-#: name → (is it enabled in these settings?, factory)
-REGISTRY: dict[str, tuple[Callable[[Settings], bool], ProviderFactory]] = {
-    "snom": (lambda s: s.snom.enabled, _snom),
-}
+if TYPE_CHECKING:  # config imports the registry: no import of config at run time
+    from rps_service.config import Settings
 
 
 def build_providers(
@@ -39,8 +22,10 @@ def build_providers(
     observe: RequestObserver | None = None,
 ) -> dict[str, Provider]:
     """The enabled providers, ready to use; ``observe`` is told of every vendor request."""
+    context = ProviderContext(mode=settings.general.mode, retry_cap=settings.general.retry_cap,
+                              credentials=creds, transport=transport, observe=observe)
     return {
-        name: factory(settings, creds, transport, observe)
-        for name, (enabled, factory) in REGISTRY.items()
-        if enabled(settings)
+        name: cls(settings.providers[name], context)
+        for name, cls in PROVIDERS.items()
+        if settings.providers[name].enabled
     }

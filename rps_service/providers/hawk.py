@@ -1,22 +1,32 @@
 """Hawk 1.0 request signing (HMAC-SHA256) on top of :mod:`mohawk`.
 
-A thin wrapper so the Snom provider and its tests share one signing path: ``sign`` builds
-the ``Authorization`` header for one request, ``server_time`` reads the server's clock from
-a ``WWW-Authenticate`` challenge after checking its ``tsm`` with our key.
+A thin wrapper so the SRAPS-family providers and their tests share one signing path:
+``sign`` builds the ``Authorization`` header for one request, ``server_time`` reads the
+server's clock from a ``WWW-Authenticate`` challenge after checking its ``tsm`` with our
+key, and :class:`HawkAuth` is the signing step of a request (``httpx.Auth``) that corrects
+our clock after a 401 that shows it is off.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import time
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
+import httpx
 import mohawk.base
 import mohawk.util
 from mohawk import Sender
 from mohawk.base import EmptyValue
 from mohawk.exc import HawkFail
 from mohawk.util import calculate_payload_hash, calculate_ts_mac, parse_authorization_header
+
+from rps_service.logs import get_logger
+from rps_service.providers.errors import http_date_offset
+
+_log = get_logger()
 
 ALGORITHM = "sha256"
 
@@ -117,3 +127,77 @@ def server_time(key: HawkKey, www_authenticate: str) -> int | None:
     if not hmac.compare_digest(expected, tsm):
         return None
     return int(ts)
+
+
+#: A Date header this far from our clock explains a 401 (Hawk servers allow about ±60 s;
+#: below this the one-second resolution of Date and network time make it noise).
+SKEW_THRESHOLD = 10.0
+#: Where a 401 that remained after a clock correction says how far off the clock was.
+CLOCK_SKEW = "rps.clock_skew"
+
+
+class VendorClock:
+    """Our idea of a vendor's clock: the local clock plus an offset learnt from its 401s."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return self.clock() + self.offset
+
+    def learn(self, key: HawkKey, response: httpx.Response) -> float | None:
+        """After a 401: move the offset to the vendor's clock if the answer tells it; the
+        skew found (seconds the vendor is ahead), or None when the clock is not the cause.
+
+        A Hawk ``ts``/``tsm`` challenge counts only when its ``tsm`` was made with our key
+        (anyone on the path could send a bare ``ts``); otherwise the ``Date`` header does,
+        once it is further off than :data:`SKEW_THRESHOLD`.
+        """
+        server_ts = server_time(key, response.headers.get("WWW-Authenticate", ""))
+        if server_ts is not None:
+            skew = server_ts - self.now()
+            self.offset = server_ts - self.clock()
+            return skew
+        dated = http_date_offset(response, self.now())
+        if dated is None or abs(dated) < SKEW_THRESHOLD:
+            return None
+        self.offset += dated
+        return dated
+
+
+class HawkAuth(httpx.Auth):
+    """Signs a request with Hawk; after a 401 caused by our clock, corrects it and retries
+    once (never loops: a second 401 is a real refusal, marked with the skew found)."""
+
+    requires_request_body = True
+
+    def __init__(self, key: HawkKey, clock: VendorClock, *, label: str,
+                 content_type: str = "application/json") -> None:
+        self.key = key
+        self.clock = clock
+        self.label = label
+        self.content_type = content_type
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        self._sign(request)
+        response = yield request
+        if response.status_code != 401:
+            return
+        skew = self.clock.learn(self.key, response)
+        if skew is None:
+            return
+        _log.warning("Clock adjusted", component=self.label, offset=round(self.clock.offset),
+                     skew=f"clock skew of {round(skew)} s")
+        self._sign(request)
+        retried = yield request
+        if retried.status_code == 401:
+            retried.extensions[CLOCK_SKEW] = round(skew)
+
+    def _sign(self, request: httpx.Request) -> None:
+        content = request.content or None
+        # Sign the URL as it will be sent, so path and query match byte for byte.
+        request.headers["Authorization"] = sign(
+            self.key, request.method, str(request.url), timestamp=int(self.clock.now()),
+            content=content, content_type=self.content_type if content else "",
+        )

@@ -7,6 +7,7 @@ Handlers run after the Hawk middleware (``app.py``) has put the caller's key in
 from __future__ import annotations
 
 import json
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
@@ -30,7 +31,8 @@ TAKEN_MAC_ERROR: dict[str, Any] = {
     "error": "taken_mac_or_forbidden",
     "message": "MAC address is taken or your account lacks permission",
 }
-_ENDPOINT_FIELDS = ("mac", "autoprovisioning_enabled", "settings_manager", "name", "description")
+_ENDPOINT_FIELDS = ("mac", "autoprovisioning_enabled", "settings_manager", "name", "description",
+                    "provisioning_profile")
 _PERMS = ("R", "RW")
 
 
@@ -67,16 +69,16 @@ async def get_token(request: web.Request) -> web.Response:
     if request.match_info["key_id"] != key.id:
         raise ApiError(403, NO_PERMISSION)
     base = _base(request)
-    return web.json_response(
-        {
-            "id": key.id,
-            "role": key.role,
-            "links": {
-                "self": f"{base}/api/v1/tokens/{key.id}",
-                "company": f"{base}/api/v1/companies/{key.company_id}/",
-            },
-        }
-    )
+    token: dict[str, Any] = {
+        "id": key.id,
+        "links": {
+            "self": f"{base}/api/v1/tokens/{key.id}",
+            "company": f"{base}/api/v1/companies/{key.company_id}/",
+        },
+    }
+    if request.app[STATE].role_field:
+        token["role"] = key.role
+    return web.json_response(token)
 
 
 async def get_company(request: web.Request) -> web.Response:
@@ -150,10 +152,22 @@ def _positive_int(text: str | None, default: int) -> int | None:
 
 
 async def list_endpoints(request: web.Request) -> web.Response:
-    """``GET companies/{cid}/endpoints/``: all endpoints of the caller's company."""
+    """``GET companies/{cid}/endpoints/?page_size=N&page=P``: one page of the caller's
+    company's endpoints (``Link: <next>; rel="next"`` when more), like the settings."""
     state, cid = _own_company(request)
     endpoints = state.endpoints(cid)
-    return web.json_response([endpoints[mac] for mac in sorted(endpoints)])
+    page_size, page = _pagination(request)
+    macs = sorted(endpoints)
+    start = (page - 1) * page_size
+    if start >= len(macs) and page != 1:
+        raise ApiError(404, {"detail": "Invalid page."})
+    headers = {}
+    if start + page_size < len(macs):
+        nxt = (f"{_base(request)}/api/v1/companies/{cid}/endpoints/"
+               f"?page={page + 1}&page_size={page_size}")
+        headers["Link"] = f'<{nxt}>; rel="next"'
+    return web.json_response([endpoints[m] for m in macs[start : start + page_size]],
+                             headers=headers)
 
 
 async def get_endpoint(request: web.Request) -> web.Response:
@@ -183,18 +197,29 @@ async def put_endpoint(request: web.Request) -> web.Response:
     owner = state.owner_of(mac)
     if owner is not None and owner != cid:
         raise ApiError(403, TAKEN_MAC_ERROR)
+    store_endpoint(state, cid, mac, endpoint)
+    return web.json_response(endpoint, status=200 if owner == cid else 201)
+
+
+def store_endpoint(state: SandboxState, cid: str, mac: str, endpoint: dict[str, Any]) -> None:
+    """Replace the endpoint (PUT replaces it whole) and record the write."""
     state.endpoints(cid)[mac] = endpoint
     password = endpoint["settings_manager"].get(HTTP_CLIENT_PASS_UUID, {}).get("value")
     if password:
         state.received_passwords.add(password)  # lets tests check no log ever shows one
     server_setting = endpoint["settings_manager"].get(SETTING_SERVER_UUID, {})
     state.history[mac].append(("PUT", server_setting.get("value")))
-    return web.json_response(endpoint, status=200 if owner == cid else 201)
+    state.writes[mac].append(endpoint)
+
+
+def has_role(key: ApiKey) -> bool:
+    """Whether a key was created with a Role (null, empty and "none" are none)."""
+    return bool(key.role) and str(key.role).strip().lower() != "none"
 
 
 def _writable_company(request: web.Request) -> tuple[SandboxState, str]:
     state, cid = _own_company(request)
-    if request[API_KEY].role is None:
+    if not has_role(request[API_KEY]):
         # A key created without a Role can read but not change anything.
         raise ApiError(403, NO_PERMISSION)
     return state, cid
@@ -224,13 +249,15 @@ def validate_endpoint(state: SandboxState, mac: str, body: dict[str, Any]) -> di
     enabled = body.get("autoprovisioning_enabled", False)
     if not isinstance(enabled, bool):
         raise _bad("autoprovisioning_enabled must be a boolean")
-    for name in ("name", "description"):
+    for name in ("name", "description", "provisioning_profile"):
         if not isinstance(body.get(name), str | None):
             raise _bad(f"{name} must be a string")
+    # PUT replaces the whole endpoint: what the body leaves out is gone (SPEC §6).
     return {
         "mac": mac,
         "name": body.get("name"),
         "description": body.get("description"),
+        "provisioning_profile": body.get("provisioning_profile"),
         "autoprovisioning_enabled": enabled,
         "settings_manager": _validate_settings(state, body.get("settings_manager", {})),
     }
@@ -266,3 +293,12 @@ def _validate_setting_value(uuid: str, entry: Any) -> None:
         raise _bad(f'{where}.attrs must be {{"perm": "R"|"RW"}}')
     if attrs["perm"] not in _PERMS:
         raise _bad(f'{where}.attrs.perm must be "R" or "RW"')
+
+
+def fault_response(status: int) -> web.Response:
+    """An injected failure, shaped like a proxy's or Django REST's error answer."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    return web.json_response({"message": phrase}, status=status)

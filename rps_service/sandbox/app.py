@@ -1,12 +1,13 @@
-"""The sandbox's aiohttp application: SRAPS routes behind faults and Hawk, plus ``/_sandbox/``.
+"""The sandbox's aiohttp application: every vendor emulator on one server, plus ``/_sandbox/``.
 
-Every request under ``/api/v1/`` goes through, in order: ``hang``/``paused`` holds,
-injected faults (``fail_next``, ``rate_limit_rate``, ``error_rate`` -- answered before
-authentication, like a proxy in front of the service would), Hawk verification (401), the
-handler, then whatever is left of ``latency`` (counted from arrival, see :class:`Pacer`).
-Each one is counted in ``state.counts[(method, route name)]`` and ``state.records``.
-Route names: ``token``, ``company``, ``settings``, ``endpoints``, ``endpoint``, and
-``unmatched`` for paths no route takes (answered 404 after authentication).
+Every request to an emulator (SRAPS at ``/api/v1/``, the others under ``/<provider>/``) goes
+through, in order: ``hang``/``paused`` holds, injected faults (``fail_next``,
+``rate_limit_rate``, ``error_rate`` -- answered before authentication, like a proxy in front
+of the service would), the per-account throttle (``throttle_rate``), the emulator's handler
+(which authenticates), then whatever is left of ``latency`` (counted from arrival, see
+:class:`Pacer`). Each one is counted in ``state.counts[(method, route name)]`` and
+``state.records``; route names of other vendors carry their provider's name
+(``yealink-token``), and ``unmatched`` counts paths no route takes.
 """
 
 from __future__ import annotations
@@ -14,60 +15,61 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from http import HTTPStatus
 
 from aiohttp import web
 
 from . import api, control
-from .hawk import HawkError, verify
-from .state import ApiKey, SandboxState
-
-API_PREFIX = "/api/v1/"
-_MAC = "{mac:[0-9a-f]{12}}"  # strictly lower-case, no trailing slash: anything else is a 404
+from .emulator import Emulator
+from .registry import EMULATORS
+from .state import SandboxState
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_app(state: SandboxState) -> web.Application:
-    """Build the sandbox application around ``state``."""
+    """Build the sandbox application around ``state``, with every registered emulator."""
     app = web.Application(middlewares=[_api_middleware])
     app[api.STATE] = state
     app[_PACER] = Pacer()
-    router = app.router
-    router.add_get("/api/v1/tokens/{key_id}", api.get_token, name="token")
-    router.add_get("/api/v1/companies/{cid}/", api.get_company, name="company")
-    router.add_get("/api/v1/settings/", api.list_settings, name="settings")
-    router.add_get("/api/v1/companies/{cid}/endpoints/", api.list_endpoints, name="endpoints")
-    endpoint = router.add_resource(f"/api/v1/companies/{{cid}}/endpoints/{_MAC}", name="endpoint")
-    endpoint.add_route("GET", api.get_endpoint)
-    endpoint.add_route("PUT", api.put_endpoint)
-    endpoint.add_route("DELETE", api.delete_endpoint)
+    for cls in EMULATORS:
+        emulator = state.emulators.get(cls.name) or cls(state)
+        state.emulators[cls.name] = emulator
+        emulator.add_routes(app)
     control.add_routes(app)
     return app
 
 
+def _emulator_for(state: SandboxState, path: str) -> Emulator | None:
+    for emulator in state.emulators.values():
+        if path == emulator.prefix or path.startswith(emulator.prefix + "/"):
+            return emulator
+    return None
+
+
 @web.middleware
 async def _api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not request.path.startswith("/api/v1"):
-        return await handler(request)
     state = request.app[api.STATE]
-    mac = request.match_info.get("mac")
-    # Two requests for one MAC at once means a client broke per-device ordering.
-    if mac is not None and request.method != "GET":
+    emulator = _emulator_for(state, request.path)
+    if emulator is None:
+        return await handler(request)
+    mac = await emulator.write_mac(request)
+    # Two writes for one MAC at once means a client broke per-device ordering.
+    if mac is not None:
         if mac in state.in_flight:
             state.overlaps += 1
         state.in_flight.add(mac)
     try:
-        response = await _serve(state, request, handler)
+        response = await _serve(state, emulator, request, handler)
     finally:
-        if mac is not None and request.method != "GET":
+        if mac is not None:
             state.in_flight.discard(mac)
     route = request.match_info.route.name or "unmatched"
     state.record(request.method, request.path_qs, route, response.status)
     return response
 
 
-async def _serve(state: SandboxState, request: web.Request, handler: Handler) -> web.StreamResponse:
+async def _serve(state: SandboxState, emulator: Emulator, request: web.Request,
+                 handler: Handler) -> web.StreamResponse:
     await state.hold()
     # Latency counts from arrival: the answer goes out ``latency`` after the request came
     # in, however many requests the single event loop is verifying at the same time. The
@@ -77,7 +79,8 @@ async def _serve(state: SandboxState, request: web.Request, handler: Handler) ->
     arrived = time.monotonic()
     if state.latency > 0:
         await asyncio.sleep(0)
-    response = await _answer(state, request, handler)
+    response = await _answer(state, emulator, request, handler)
+    response.headers["Date"] = state.http_date()  # the vendor's clock (clock_offset)
     if state.latency > 0:
         await request.app[_PACER].until(arrived + state.latency)
     return response
@@ -113,43 +116,18 @@ class Pacer:
 _PACER = web.AppKey("pacer", Pacer)
 
 
-async def _answer(state: SandboxState, request: web.Request, handler: Handler
-                  ) -> web.StreamResponse:
+async def _answer(state: SandboxState, emulator: Emulator, request: web.Request,
+                  handler: Handler) -> web.StreamResponse:
     fault = state.next_fault()
     if fault is not None:
-        return _fault(state, fault)
-    try:
-        request[api.API_KEY] = await _authenticate(state, request)
-        return await handler(request)
-    except HawkError as exc:
-        return web.json_response(
-            {"detail": exc.error}, status=401, headers={"WWW-Authenticate": exc.www_authenticate}
-        )
-    except api.ApiError as exc:
-        return exc.response()
-    except web.HTTPMethodNotAllowed:
-        return web.json_response({"detail": f'Method "{request.method}" not allowed.'}, status=405)
-    except web.HTTPNotFound:
-        return web.json_response(api.NOT_FOUND, status=404)
-
-
-async def _authenticate(state: SandboxState, request: web.Request) -> ApiKey:
-    # Hawk signs the URL as the client sent it: Host header plus raw path and query.
-    url = f"http://{request.headers.get('Host', '')}{request.raw_path}"
-    return verify(
-        state,
-        authorization=request.headers.get("Authorization"),
-        url=url,
-        method=request.method,
-        body=await request.read(),
-        content_type=request.headers.get("Content-Type", ""),
-    )
-
-
-def _fault(state: SandboxState, status: int) -> web.Response:
-    headers = {"Retry-After": str(state.retry_after)} if status == 429 else {}
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Error"
-    return web.json_response({"message": phrase}, status=status, headers=headers)
+        response = emulator.fault(fault)
+        if fault == 429:
+            response.headers["Retry-After"] = str(state.retry_after)
+        return response
+    wait = state.throttle(emulator.name, emulator.account_of(request))
+    if wait is not None:
+        return emulator.throttled(wait)
+    exception = request.match_info.http_exception
+    if exception is not None:  # no route for this path or method
+        return await emulator.unmatched(request, exception)
+    return await handler(request)

@@ -4,6 +4,9 @@
 * ``POST /_sandbox/faults``       -- set any switch; answers the switches.
 * ``POST /_sandbox/keys``         -- ``{"id", "secret", "company", "role"}`` adds a key (201).
 * ``POST /_sandbox/reset-counts`` -- forget counters and request records.
+* ``PUT  /_sandbox/endpoints/{company}/{mac}`` -- set an endpoint as an administrator would
+  in the SRAPS portal (any valid endpoint fields, ``provisioning_profile`` and other
+  ``settings_manager`` entries included), behind the client's back.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .api import STATE
+from .api import STATE, ApiError, validate_endpoint
 from .state import SandboxState
 
 _FRACTIONS = ("error_rate", "rate_limit_rate")
@@ -32,7 +35,7 @@ def apply_switches(state: SandboxState, changes: dict[str, Any]) -> None:
 
 
 def _check_switch(name: str, value: Any) -> Any:
-    if name in ("paused", "hang"):
+    if name in ("paused", "hang", "stale_challenge", "role_field"):
         if not isinstance(value, bool):
             raise ControlError(f"{name} must be a boolean")
         return value
@@ -44,7 +47,7 @@ def _check_switch(name: str, value: Any) -> Any:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ControlError("retry_after must be a non-negative integer")
         return value
-    if name in (*_FRACTIONS, "latency", "clock_offset"):
+    if name in (*_FRACTIONS, "latency", "clock_offset", "throttle_rate"):
         return _check_number(name, value)
     raise ControlError(f"Unknown switch: {name}")
 
@@ -54,8 +57,8 @@ def _check_number(name: str, value: Any) -> float:
         raise ControlError(f"{name} must be a number")
     if name in _FRACTIONS and not 0 <= value <= 1:
         raise ControlError(f"{name} must be between 0 and 1")
-    if name == "latency" and value < 0:
-        raise ControlError("latency must not be negative")
+    if name in ("latency", "throttle_rate") and value < 0:
+        raise ControlError(f"{name} must not be negative")
     return float(value)
 
 
@@ -117,9 +120,28 @@ async def post_reset_counts(request: web.Request) -> web.Response:
     return web.json_response({"total": state.total})
 
 
+async def put_portal_endpoint(request: web.Request) -> web.Response:
+    """Set an endpoint the way the SRAPS portal would (no ownership or Role checks)."""
+    state = request.app[STATE]
+    company, mac = request.match_info["company"], request.match_info["mac"].lower()
+    try:
+        body = await _body(request)
+        if company not in state.companies:
+            raise ControlError(f"Unknown company: {company}")
+        endpoint = validate_endpoint(state, mac, {"mac": mac, **body})
+    except ControlError as exc:
+        return web.json_response({"message": str(exc)}, status=400)
+    except ApiError as exc:
+        return exc.response()
+    state.endpoints(company)[mac] = endpoint  # not a client's write: no history
+    return web.json_response(endpoint)
+
+
 def add_routes(app: web.Application) -> None:
     """Register the ``/_sandbox/`` routes."""
     app.router.add_get("/_sandbox/state", get_state, name="control-state")
     app.router.add_post("/_sandbox/faults", post_faults, name="control-faults")
     app.router.add_post("/_sandbox/keys", post_keys, name="control-keys")
     app.router.add_post("/_sandbox/reset-counts", post_reset_counts, name="control-reset")
+    app.router.add_put("/_sandbox/endpoints/{company}/{mac}", put_portal_endpoint,
+                       name="control-endpoint")

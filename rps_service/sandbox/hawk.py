@@ -102,6 +102,8 @@ def _parse(authorization: str) -> dict[str, str]:
 def _stale(state: SandboxState, key_id: str, now: int) -> HawkError:
     # mohawk's TokenExpired.www_authenticate carries a verbose error text; rebuild the header
     # with the standard "Stale timestamp" and mohawk's tsm (HMAC of "hawk.1.ts\n<ts>\n").
+    if not state.stale_challenge:  # the server's time is only in the Date header
+        return HawkError("Stale timestamp")
     tsm = calculate_ts_mac(now, state.credentials(key_id))
     tsm_text = tsm.decode("ascii") if isinstance(tsm, bytes) else str(tsm)
     header = f'Hawk ts="{now}", tsm="{tsm_text}", error="Stale timestamp"'

@@ -30,12 +30,17 @@ A state object holds asyncio events for ``paused``/``hang``: use one state per e
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import math
 import random
 import time
 import uuid
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .emulator import Emulator
 
 SETTINGS_NAMESPACE = uuid.UUID("5b0c2f64-0d1e-4c5e-9a51-5a4d5b0a5a11")
 PHONE_SECTION = "phone-settings"
@@ -126,15 +131,27 @@ class RequestRecord:
     route: str
 
 
-def build_catalogue(count: int) -> list[Setting]:
-    """The settings catalogue of ``count`` entries (at least 4), important ones past page 1."""
+#: Settings a real catalogue has and tests push as extra settings (SPEC §10).
+EXTRA_SETTINGS = ("firmware_status", "update_policy", "language")
+
+
+def build_catalogue(count: int, credential_settings: bool = True) -> list[Setting]:
+    """The settings catalogue of ``count`` entries (at least 4), important ones past page 1.
+
+    ``credential_settings=False`` leaves ``http_client_user``/``http_client_pass`` out (a
+    catalogue that cannot carry the phone's credentials: the daemon must refuse to go on).
+    """
     if count < len(_IMPORTANT):
         raise ValueError(f"settings_count must be at least {len(_IMPORTANT)}")
     fits = count > _IMPORTANT[-1][0]
+    important = [entry for entry in _IMPORTANT
+                 if credential_settings or not entry[1].startswith("http_client")]
     places = {
         (idx if fits else count - len(_IMPORTANT) + n): (name, section)
-        for n, (idx, name, section) in enumerate(_IMPORTANT)
+        for n, (idx, name, section) in enumerate(important)
     }
+    for n, name in enumerate(EXTRA_SETTINGS):  # early in the catalogue, page 1
+        places.setdefault(5 + n, (name, PHONE_SECTION))
     catalogue: list[Setting] = []
     for i in range(count):
         name, section = places.get(i) or (
@@ -161,10 +178,11 @@ class SandboxState:
         *,
         seed: int = 0,
         seed_world: bool = True,
+        credential_settings: bool = True,
     ) -> None:
         self.companies: dict[str, Company] = {}
         self.keys: dict[str, ApiKey] = {}
-        self.settings: list[Setting] = build_catalogue(settings_count)
+        self.settings: list[Setting] = build_catalogue(settings_count, credential_settings)
         self.settings_by_uuid: dict[str, Setting] = {s.uuid: s for s in self.settings}
         self.rng = random.Random(seed)
         self.latency = 0.0
@@ -173,6 +191,16 @@ class SandboxState:
         self.retry_after = 1
         self.fail_next: list[int] = []
         self.clock_offset = 0.0
+        # A stale Hawk timestamp is answered with the server's ts/tsm (False: only the
+        # Date header tells the server's time, as some Hawk servers do).
+        self.stale_challenge = True
+        # The token object shows the key's Role (False: the field is absent).
+        self.role_field = True
+        # Requests per second per account before the vendor throttles (0: never).
+        self.throttle_rate = 0.0
+        self.throttled = 0  # requests answered as throttled
+        self._buckets: dict[tuple[str, str], tuple[float, float]] = {}  # tokens, at
+        self.emulators: dict[str, Emulator] = {}
         self.counts: Counter[tuple[str, str]] = Counter()
         self.total = 0
         self.records: deque[RequestRecord] = deque(maxlen=MAX_RECORDS)
@@ -183,6 +211,8 @@ class SandboxState:
         self.in_flight: set[str] = set()
         self.overlaps = 0
         self.received_passwords: set[str] = set()  # every http_client_pass value PUT
+        # Per MAC, every accepted PUT body in order (the write-ahead tests read passwords).
+        self.writes: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
         self._nonces: dict[tuple[str, str, str], int] = {}
         self._running = asyncio.Event()  # set = not paused
         self._running.set()
@@ -249,6 +279,10 @@ class SandboxState:
     def now(self) -> float:
         """The server clock as Hawk sees it (wall clock plus ``clock_offset``)."""
         return time.time() + self.clock_offset
+
+    def http_date(self) -> str:
+        """The server clock as a ``Date`` header."""
+        return email.utils.formatdate(self.now(), usegmt=True)
 
     def seen_nonce(self, key_id: str, nonce: str, ts: str) -> bool:
         """Record a nonce; True when this (id, nonce, ts) was already used (a replay)."""
@@ -331,7 +365,26 @@ class SandboxState:
             "paused": self.paused,
             "hang": self.hang,
             "clock_offset": self.clock_offset,
+            "stale_challenge": self.stale_challenge,
+            "role_field": self.role_field,
+            "throttle_rate": self.throttle_rate,
         }
+
+    def throttle(self, vendor: str, account: str) -> int | None:
+        """Seconds to wait (a Retry-After) when ``account`` is over ``throttle_rate``, else
+        None. A token bucket: bursts of up to ``throttle_rate``, refilled at that rate."""
+        rate = self.throttle_rate
+        if rate <= 0:
+            return None
+        now = time.monotonic()
+        tokens, at = self._buckets.get((vendor, account), (rate, now))
+        tokens = min(rate, tokens + (now - at) * rate)
+        if tokens >= 1:
+            self._buckets[(vendor, account)] = (tokens - 1, now)
+            return None
+        self._buckets[(vendor, account)] = (tokens, now)
+        self.throttled += 1
+        return max(1, math.ceil((1 - tokens) / rate))
 
     def next_fault(self) -> int | None:
         """The status to answer instead of serving this request, if any."""
@@ -355,6 +408,7 @@ class SandboxState:
         """Forget counts and request records."""
         self.counts.clear()
         self.total = 0
+        self.throttled = 0
         self.records.clear()
 
     def snapshot(self) -> dict[str, Any]:
@@ -372,4 +426,8 @@ class SandboxState:
             "switches": self.switches(),
             "settings_count": len(self.settings),
             "held": self.held,
+            "throttled": self.throttled,
+            "overlaps": self.overlaps,
+            "vendors": {name: e.snapshot() for name, e in self.emulators.items()
+                        if e.snapshot()},
         }

@@ -100,6 +100,7 @@ class Store(DeviceQueries):
                 if event.key:
                     seen.add(event.key)
                 fresh.append(event)
+            await self._resolve_servers(tx, fresh)
             new_ids = iter(await self._insert_rows(tx, fresh, now) if fresh else [])
         out: list[Inserted] = []
         for event in events:
@@ -111,6 +112,36 @@ class Store(DeviceQueries):
                 known[event.key] = event_id
             out.append(Inserted(event_id, False))
         return out
+
+    async def _resolve_servers(self, tx: Tx, events: list[NewEvent]) -> None:
+        """Give each event the server it acts on (SPEC §3): ``update`` and ``remove`` always
+        the device's current one, an ``add`` without ``server`` the device's, else 1.
+
+        "Current" is where the device's newest unfinished event puts it, else its row:
+        per-device order means that is where it will be when this event runs.
+        """
+        needed = [e for e in events if e.server is None or e.action != "add"]
+        if not needed:
+            return
+        current: dict[tuple[str, str], int] = {}
+        for provider, macs in _macs_by_provider(needed).items():
+            marks = placeholders(len(macs))
+            rows = await tx.fetchall(
+                f"SELECT mac, server FROM rps_devices WHERE provider = ? AND mac IN ({marks})",
+                [provider, *macs])
+            rows += await tx.fetchall(
+                "SELECT mac, server FROM rps_events WHERE provider = ?"
+                f" AND state IN ('pending', 'running') AND mac IN ({marks}) ORDER BY id",
+                [provider, *macs])
+            current.update({(provider, str(mac)): int(server) for mac, server in rows})
+        for event in events:
+            device = (event.provider, event.mac)
+            known = current.get(device)
+            if event.action == "add":
+                event.server = event.server or known or 1
+            else:
+                event.server = known or event.server or 1
+            current[device] = event.server
 
     async def _known_keys(self, tx: Tx, keys: list[str]) -> dict[str, int]:
         if not keys:
@@ -205,13 +236,21 @@ class Store(DeviceQueries):
         return [self._event(r) for r in rows]
 
     async def retry_event(self, event_id: int, now: datetime) -> str:
-        """Re-queue a failed event: ``ok``, ``not_found`` or the state that forbids it."""
+        """Re-queue a failed event: ``ok``, ``not_found``, ``newer:<id>`` when a newer event
+        of the device came since (sending this one again would undo it), or the state that
+        forbids it."""
         async with self._tx() as tx:
-            row = await tx.fetchone("SELECT state FROM rps_events WHERE id = ?", [event_id])
+            row = await tx.fetchone(
+                "SELECT state, provider, mac FROM rps_events WHERE id = ?", [event_id])
             if row is None:
                 return "not_found"
             if row[0] != "failed":
                 return str(row[0])
+            newer = await tx.fetchone(
+                "SELECT MAX(id) FROM rps_events WHERE provider = ? AND mac = ? AND id > ?",
+                [row[1], row[2], event_id])
+            if newer and newer[0] is not None:
+                return f"newer:{int(newer[0])}"
             await tx.execute(
                 "UPDATE rps_events SET state = 'pending', attempts = 0, next_attempt_at = ?,"
                 " updated_at = ? WHERE id = ? AND state = 'failed'",
@@ -298,16 +337,25 @@ class Store(DeviceQueries):
             )
         return moot
 
-    async def renew_leases(self, owner: str, ids: Sequence[int], lease_until: datetime) -> int:
-        """Extend this instance's leases on events it still holds."""
+    async def renew_leases(self, owner: str, ids: Sequence[int], lease_until: datetime
+                           ) -> list[int]:
+        """Extend this instance's leases on events it still holds; the ids renewed (the
+        others were lost: their lease ran out and another worker may have them)."""
         if not ids:
-            return 0
+            return []
+        marks = placeholders(len(ids))
         async with self._tx() as tx:
-            return await tx.execute(
+            changed = await tx.execute(
                 f"UPDATE rps_events SET lease_until = ? WHERE lease_owner = ?"
-                f" AND state = 'running' AND id IN ({placeholders(len(ids))})",
+                f" AND state = 'running' AND id IN ({marks})",
                 [lease_until, owner, *ids],
             )
+            if changed == len(ids):
+                return list(ids)
+            rows = await tx.fetchall(
+                f"SELECT id FROM rps_events WHERE lease_owner = ? AND state = 'running'"
+                f" AND id IN ({marks})", [owner, *ids])
+        return [int(r[0]) for r in rows]
 
     async def release_leases(self, owner: str, ids: Sequence[int], now: datetime) -> int:
         """Give events back untouched (shutdown, queue full): the lease attempt is not counted."""
@@ -359,14 +407,16 @@ class Store(DeviceQueries):
         error: str | None = None,
         next_attempt_at: datetime | None = None,
         device: DeviceOutcome | None = None,
+        uncount: bool = False,
     ) -> bool:
         """Record an outcome (``done``, ``failed``, or ``pending`` again for a retry) and the
         device row in one transaction. False when the lease was lost to another worker.
+        ``uncount``: the attempt sent nothing (deferred) and is not counted.
 
         Outcomes finished concurrently share one transaction (:mod:`rps_service.store.group`).
         """
         return await self._finishing.submit(
-            Finish(event, owner, state, now, error, next_attempt_at, device))
+            Finish(event, owner, state, now, error, next_attempt_at, device, int(uncount)))
 
     async def finish_events_now(self, items: list[Finish]) -> list[bool]:
         """Record outcomes in one transaction of their own.
@@ -376,19 +426,20 @@ class Store(DeviceQueries):
         outcome whose lease was lost gives ``[False]``.
         """
         now = max(item.now for item in items)
-        same: dict[tuple[str, str | None, datetime | None, str], list[int]] = {}
+        same: dict[tuple[str, str | None, datetime | None, str, int], list[int]] = {}
         for item in items:
-            key = (item.state, item.error, item.next_attempt_at, item.owner)
+            key = (item.state, item.error, item.next_attempt_at, item.owner, item.uncount)
             same.setdefault(key, []).append(item.event.id)
         async with self._tx() as tx:
             changed = 0
-            for (state, error, next_attempt_at, owner), ids in same.items():
+            for (state, error, next_attempt_at, owner, uncount), ids in same.items():
                 changed += await tx.execute(
                     "UPDATE rps_events SET state = ?, last_error = ?, next_attempt_at = ?,"
-                    " lease_owner = NULL, lease_until = NULL, updated_at = ?"
+                    " lease_owner = NULL, lease_until = NULL, updated_at = ?,"
+                    " attempts = attempts - ?"
                     f" WHERE id IN ({placeholders(len(ids))}) AND lease_owner = ?"
                     " AND state = 'running'",
-                    [state, error, next_attempt_at or now, now, *ids, owner],
+                    [state, error, next_attempt_at or now, now, uncount, *ids, owner],
                 )
             if changed < len(items):
                 if len(items) == 1:
@@ -414,6 +465,7 @@ class Finish:
     error: str | None
     next_attempt_at: datetime | None
     device: DeviceOutcome | None
+    uncount: int = 0
 
 
 @dataclass(frozen=True)
@@ -432,23 +484,33 @@ class Leased:
     superseded: list[Superseded]
 
 
+def _macs_by_provider(events: Sequence[NewEvent]) -> dict[str, list[str]]:
+    out: dict[str, set[str]] = {}
+    for event in events:
+        out.setdefault(event.provider, set()).add(event.mac)
+    return {provider: sorted(macs) for provider, macs in out.items()}
+
+
 def moot_events(pending: Sequence[tuple[int, str]]) -> list[Superseded]:
     """Which of a device's pending events (id, action; oldest first) need not be sent.
 
     A later ``remove`` makes any earlier event moot (the device ends removed either way);
-    a later ``add``/``update`` makes an earlier ``add``/``update`` moot (PUT replaces the
-    whole endpoint with the same access details). A ``remove`` followed by an ``add`` is
-    kept: the remove revokes the access details, so the add sends fresh ones.
+    a later ``add`` makes an earlier ``add``/``update`` moot (PUT replaces the whole
+    endpoint with the same access details); a later ``update`` makes an earlier ``update``
+    moot, but not an ``add``: an update of a device that is not registered is refused, so
+    the add must run first. A ``remove`` followed by an ``add`` is kept: the remove revokes
+    the access details, so the add sends fresh ones.
     """
     moot: list[Superseded] = []
-    last_remove: int | None = None
-    last_put: int | None = None
+    later: dict[str, int] = {}  # the newest event of each action seen so far
     for event_id, action in reversed(pending):
-        by = last_remove if action == "remove" else (last_remove or last_put)
+        if action == "remove":
+            by = later.get("remove")
+        elif action == "add":
+            by = later.get("remove") or later.get("add")
+        else:
+            by = later.get("remove") or later.get("add") or later.get("update")
         if by is not None:
             moot.append(Superseded(event_id, by))
-        if action == "remove":
-            last_remove = last_remove or event_id
-        else:
-            last_put = last_put or event_id
+        later.setdefault(action, event_id)
     return moot[::-1]

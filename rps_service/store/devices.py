@@ -6,9 +6,16 @@ import time
 from datetime import datetime
 from typing import Any
 
-from rps_service.models import Device, Event, ServerProvisioning
-from rps_service.providers.base import Credentials
+import orjson
+
+from rps_service.access import url_key_selector
+from rps_service.models import AccessDetails, Credentials, Device, Event, ServerProvisioning
+from rps_service.store.group import GroupCommit
 from rps_service.store.sql import DEVICE_COLUMNS, DeviceOutcome, SqlBackend, Tx, placeholders
+
+#: The event payload's device details, kept on the device row when an event gives them.
+_DETAILS = ("model", "name", "extension", "sn", "mac_id")
+_AccessRequest = tuple[str, str, int, AccessDetails, datetime]
 
 #: How long API keys read from ``rps_credentials`` are reused. Every vendor call needs
 #: them; a change made through this instance's API applies at once, one made through
@@ -21,6 +28,9 @@ class DeviceQueries(SqlBackend):
 
     def __init__(self) -> None:
         self._credentials: dict[tuple[str, int], tuple[float, Credentials | None]] = {}
+        # Write-ahead access details of workers starting cold registrations together.
+        self._access: GroupCommit[_AccessRequest, AccessDetails] = GroupCommit(
+            self._ensure_access_now, name="access-commit", limit=200)
 
     async def _save_device_outcomes(
         self, tx: Tx, outcomes: list[tuple[Event, DeviceOutcome]], now: datetime
@@ -36,24 +46,27 @@ class DeviceQueries(SqlBackend):
             if registered:
                 columns.append("registered_at")
             if access:
-                columns += ["url", "http_username", "http_password"]
+                columns += ["url", "http_username", "http_password", "url_key", "url_key_id"]
             updates = {column: f"new.{column}" for column in columns}
             # Details the event does not give are kept as stored.
-            updates.update({c: f"COALESCE(new.{c}, {c})" for c in ("model", "name", "extension")})
+            updates.update({c: f"COALESCE(new.{c}, {c})" for c in _DETAILS})
             sql = self.upsert_device_sql(
                 "provider, mac, server, status, last_message, registered_at, updated_at,"
-                " model, name, extension, url, http_username, http_password",
+                f" {', '.join(_DETAILS)}, url, http_username, http_password, url_key,"
+                " url_key_id",
                 updates,
                 rows=len(group),
             )
             params: list[Any] = []
             for event, outcome in group:
                 payload = event.payload
-                url, username, password = outcome.access or (None, None, None)
+                url, details = outcome.access or (None, AccessDetails())
+                key = details.url_key
                 params += [event.provider, event.mac, event.server, outcome.status,
                            outcome.message, now if outcome.registered else None, now,
-                           payload.get("model"), payload.get("name"), payload.get("extension"),
-                           url, username, password]
+                           *(payload.get(name) for name in _DETAILS),
+                           url, details.username, details.password, key,
+                           url_key_selector(key) if key else None]
             await tx.execute(sql, params)
 
     # -- devices -------------------------------------------------------------------------
@@ -65,7 +78,7 @@ class DeviceQueries(SqlBackend):
             registered_at=self.convert_time(row[8]), url=row[9], http_username=row[10],
             http_password=row[11], updated_at=self.convert_time(row[12]),
             ztp_fetched_at=self.convert_time(row[13]), ztp_model=row[14],
-            ztp_firmware=row[15], ztp_ip=row[16],
+            ztp_firmware=row[15], ztp_ip=row[16], sn=row[17], mac_id=row[18], url_key=row[19],
         )
 
     async def _load_devices(self, tx: Tx, events: list[Event]) -> None:
@@ -91,6 +104,72 @@ class DeviceQueries(SqlBackend):
                 [provider, mac],
             )
         return self._device(row) if row else None
+
+    async def devices_with_mac(self, mac: str) -> list[Device]:
+        """The device rows of ``mac`` under every provider (the phone's side)."""
+        async with self._tx() as tx:
+            rows = await tx.fetchall(
+                f"SELECT {DEVICE_COLUMNS} FROM rps_devices WHERE mac = ? ORDER BY provider",
+                [mac])
+        return [self._device(r) for r in rows]
+
+    async def device_by_url_key(self, selector: str) -> Device | None:
+        """The device whose URL key starts with ``selector`` (compare the rest yourself)."""
+        async with self._tx() as tx:
+            row = await tx.fetchone(
+                f"SELECT {DEVICE_COLUMNS} FROM rps_devices WHERE url_key_id = ?", [selector])
+        return self._device(row) if row else None
+
+    # -- access details, written before the vendor call (SPEC §4) -----------------------
+
+    async def ensure_access(self, provider: str, mac: str, server: int,
+                            generated: AccessDetails, now: datetime) -> AccessDetails:
+        """The device's stored access details, storing ``generated`` where it has none.
+
+        Committed before the vendor call, so a retry (or a call that timed out but landed)
+        sends the same details. A device new to the table starts ``pending``.
+        Concurrent calls share one transaction (:mod:`rps_service.store.group`).
+        """
+        return await self._access.submit((provider, mac, server, generated, now))
+
+    async def _ensure_access_now(self, items: list[_AccessRequest]) -> list[AccessDetails]:
+        rows = sorted(set((provider, mac) for provider, mac, *_ in items))  # one lock order
+        fill = {c: f"COALESCE({c}, new.{c})"
+                for c in ("http_username", "http_password", "url_key", "url_key_id")}
+        sql = self.upsert_device_sql(
+            "provider, mac, server, status, last_message, updated_at, http_username,"
+            " http_password, url_key, url_key_id", fill, rows=len(items))
+        params: list[Any] = []
+        for provider, mac, server, details, now in sorted(items, key=lambda i: i[:2]):
+            key = details.url_key
+            params += [provider, mac, server, "pending", "-", now, details.username,
+                       details.password, key, url_key_selector(key) if key else None]
+        async with self._tx() as tx:
+            await tx.execute(sql, params)
+            stored: dict[tuple[str, str], AccessDetails] = {}
+            for provider, macs in _by_provider(rows).items():
+                found = await tx.fetchall(
+                    "SELECT mac, http_username, http_password, url_key FROM rps_devices"
+                    f" WHERE provider = ? AND mac IN ({placeholders(len(macs))})",
+                    [provider, *macs])
+                for mac, user, password, key in found:
+                    stored[(provider, mac)] = AccessDetails(user, password, key)
+        return [stored[(provider, mac)] for provider, mac, *_ in items]
+
+    async def ensure_server_access(self, provider: str, server: int,
+                                   generated: AccessDetails, now: datetime) -> AccessDetails:
+        """Credentials shared by a server's devices (vendors with one login per profile)."""
+        async with self._tx() as tx:
+            row = await tx.fetchone(
+                "SELECT http_username, http_password FROM rps_server_access"
+                " WHERE provider = ? AND server = ?", [provider, server])
+            if row is None:
+                await tx.execute(
+                    "INSERT INTO rps_server_access (provider, server, http_username,"
+                    " http_password, updated_at) VALUES (?, ?, ?, ?, ?)",
+                    [provider, server, generated.username, generated.password, now])
+                return generated
+        return AccessDetails(row[0], row[1])
 
     async def list_devices(
         self,
@@ -118,7 +197,13 @@ class DeviceQueries(SqlBackend):
 
     # -- credentials ---------------------------------------------------------------------
 
-    async def put_credentials(self, creds: Credentials, now: datetime) -> None:
+    async def put_credentials(self, creds: Credentials, now: datetime,
+                              id_key: str = "", secret_key: str = "") -> None:
+        """Store (or replace) a server's credentials for a provider.
+
+        All keys go to ``params`` (JSON); ``id_key``/``secret_key`` name the ones also
+        written to the ``access_key_id``/``access_key_secret`` columns the GUI shows.
+        """
         self._credentials.pop((creds.provider, creds.server), None)
         async with self._tx() as tx:
             await tx.execute(
@@ -127,9 +212,11 @@ class DeviceQueries(SqlBackend):
             )
             await tx.execute(
                 "INSERT INTO rps_credentials (provider, server, access_key_id,"
-                " access_key_secret, provisioning_url, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [creds.provider, creds.server, creds.access_key_id, creds.access_key_secret,
-                 creds.provisioning_url, now],
+                " access_key_secret, provisioning_url, params, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [creds.provider, creds.server, creds.text(id_key) if id_key else "",
+                 creds.text(secret_key) if secret_key else "", creds.provisioning_url,
+                 orjson.dumps(dict(creds.values)).decode(), now],
             )
 
     async def get_credentials(self, provider: str, server: int) -> Credentials | None:
@@ -140,11 +227,16 @@ class DeviceQueries(SqlBackend):
             return cached[1]
         async with self._tx() as tx:
             row = await tx.fetchone(
-                "SELECT access_key_id, access_key_secret, provisioning_url FROM rps_credentials"
-                " WHERE provider = ? AND server = ?",
+                "SELECT access_key_id, access_key_secret, provisioning_url, params"
+                " FROM rps_credentials WHERE provider = ? AND server = ?",
                 [provider, server],
             )
-        creds = Credentials(provider, server, row[0], row[1], row[2]) if row else None
+        creds = None
+        if row is not None:
+            # Rows from before params existed hold the SRAPS keys in their own columns.
+            values = orjson.loads(row[3]) if row[3] else {
+                "access_key_id": row[0], "access_key_secret": row[1]}
+            creds = Credentials(provider, server, values, row[2])
         self._credentials[key] = (time.monotonic() + CREDENTIALS_TTL, creds)
         return creds
 
@@ -181,3 +273,10 @@ class DeviceQueries(SqlBackend):
                 [now, model and model[:64], firmware and firmware[:64], ip and ip[:45], now,
                  provider, mac],
             )
+
+
+def _by_provider(keys: list[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for provider, mac in keys:
+        out.setdefault(provider, []).append(mac)
+    return out

@@ -140,7 +140,7 @@ class MysqlStore(Store):
                 version = int(row[0]) if row and row[0] is not None else 0
                 for number, statements in enumerate(MYSQL[version:], start=version + 1):
                     for statement in statements:
-                        await tx.execute(statement)
+                        await _run_ddl(tx, statement)
                     await tx.execute("INSERT INTO rps_schema (version) VALUES (?)", [number])
                     await tx.execute("COMMIT")
             finally:
@@ -161,6 +161,18 @@ class MysqlStore(Store):
             await conn.commit()
         finally:
             conn.close()
+
+
+_ALREADY_THERE = (1060, 1061)  # duplicate column name, duplicate key name
+
+
+async def _run_ddl(tx: Tx, statement: str) -> None:
+    """A migration statement; one whose column or index exists already is done."""
+    try:
+        await tx.execute(statement)
+    except pymysql.err.OperationalError as exc:
+        if not exc.args or exc.args[0] not in _ALREADY_THERE:
+            raise
 
 
 async def _rollback(conn: Any) -> None:

@@ -73,6 +73,26 @@ MYSQL: list[list[str]] = [
             updated_at DATETIME(6) NOT NULL
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
     ],
+    # 2: every vendor (SPEC §9): credentials with each provider's own keys; a device's
+    # serial number, Gigaset MAC-ID and URL key; per-server access of Poly-like vendors.
+    [
+        # MySQL 8 has no ADD COLUMN/CREATE INDEX IF NOT EXISTS: the migration skips a
+        # column or index that exists (errors 1060, 1061), so a step can run twice.
+        "ALTER TABLE rps_credentials ADD COLUMN params TEXT NULL",
+        "ALTER TABLE rps_devices ADD COLUMN sn VARCHAR(64) NULL",
+        "ALTER TABLE rps_devices ADD COLUMN mac_id VARCHAR(32) NULL",
+        "ALTER TABLE rps_devices ADD COLUMN url_key VARCHAR(64) NULL",
+        "ALTER TABLE rps_devices ADD COLUMN url_key_id VARCHAR(16) NULL",
+        "CREATE UNIQUE INDEX ux_devices_url_key ON rps_devices (url_key_id)",
+        """CREATE TABLE IF NOT EXISTS rps_server_access (
+            provider VARCHAR(32) NOT NULL,
+            server INT NOT NULL,
+            http_username VARCHAR(64) NOT NULL,
+            http_password VARCHAR(128) NOT NULL,
+            updated_at DATETIME(6) NOT NULL,
+            PRIMARY KEY (provider, server)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
+    ],
 ]
 
 SQLITE: list[list[str]] = [
@@ -135,6 +155,22 @@ SQLITE: list[list[str]] = [
             http_user TEXT NOT NULL,
             http_password TEXT NOT NULL,
             updated_at TEXT NOT NULL
+        )""",
+    ],
+    [
+        "ALTER TABLE rps_credentials ADD COLUMN params TEXT NULL",
+        "ALTER TABLE rps_devices ADD COLUMN sn TEXT NULL",
+        "ALTER TABLE rps_devices ADD COLUMN mac_id TEXT NULL",
+        "ALTER TABLE rps_devices ADD COLUMN url_key TEXT NULL",
+        "ALTER TABLE rps_devices ADD COLUMN url_key_id TEXT NULL",
+        "CREATE UNIQUE INDEX IF NOT EXISTS ux_devices_url_key ON rps_devices (url_key_id)",
+        """CREATE TABLE IF NOT EXISTS rps_server_access (
+            provider TEXT NOT NULL,
+            server INTEGER NOT NULL,
+            http_username TEXT NOT NULL,
+            http_password TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (provider, server)
         )""",
     ],
 ]

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from rps_service.models import AccessDetails
+
 _NEW = re.compile(r"\bnew\.(\w+)")
 
 EVENT_COLUMNS = (
@@ -26,7 +28,7 @@ EVENT_COLUMNS = (
 DEVICE_COLUMNS = (
     "provider, mac, server, status, last_message, model, name, extension, registered_at,"
     " url, http_username, http_password, updated_at,"
-    " ztp_fetched_at, ztp_model, ztp_firmware, ztp_ip"
+    " ztp_fetched_at, ztp_model, ztp_firmware, ztp_ip, sn, mac_id, url_key"
 )
 
 
@@ -83,7 +85,7 @@ class DeviceOutcome:
     message: str = "-"
     registered: bool = False  # set registered_at to now
     revoke: bool = False  # clear the access details (remove)
-    access: tuple[str, str, str] | None = None  # url, HTTP username, password sent
+    access: tuple[str, AccessDetails] | None = None  # the URL and access details sent
 
 
 class SqlBackend(abc.ABC):

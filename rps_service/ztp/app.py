@@ -83,10 +83,9 @@ def _plain(status: int, headers: Mapping[str, str] | None = None) -> web.Respons
 
 
 def _secret(device: Device | None) -> Secret | None:
-    """The credentials a device may use here: registered, and not revoked by a remove."""
-    if device is None or device.status != "registered":
-        return None
-    if not device.http_username or not device.http_password:
+    """The credentials a device may use here: from the moment they were first sent until a
+    ``remove`` succeeds (it clears them), whatever a later failed re-push left as status."""
+    if device is None or not device.http_username or not device.http_password:
         return None
     return Secret(device.http_username, device.http_password)
 
@@ -98,7 +97,7 @@ def _failure_reason(mac: str | None, device: Device | None, result: AuthResult) 
     if result.reason == WRONG_CREDENTIALS and _secret(device) is None:
         if device is None:
             return "unknown MAC"
-        return f"device is {device.status} (no valid access details)"
+        return f"device is {device.status} (no access details: removed or never added)"
     return result.reason
 
 

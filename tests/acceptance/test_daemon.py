@@ -100,7 +100,8 @@ def daemons(tmp_path: Path) -> Iterator[list[Daemon]]:
 
 def snom_keys(sandbox: RunningSandbox) -> dict[str, Any]:
     return {"api_url": sandbox.url, "access_key_id": DEMO_KEY_ID,
-            "access_key_secret": DEMO_SECRET, "timeout": 5}
+            "access_key_secret": DEMO_SECRET, "timeout": 5,
+            "rate_limit": 1000, "provisioning_url": "https://pbx.test/ztprov/{server}/"}
 
 
 async def events(client: httpx.AsyncClient, daemon: Daemon) -> dict[int, dict[str, Any]]:
@@ -225,7 +226,8 @@ def test_bad_config_exits_2_naming_file_section_key(tmp_path: Path) -> None:
 async def test_snom_event_without_keys_fails_with_clear_message(
     tmp_path: Path, daemons: list[Daemon]
 ) -> None:
-    daemon = Daemon(tmp_path, {}, {"api_url": "http://127.0.0.1:9/api/v1/"})
+    daemon = Daemon(tmp_path, {}, {"api_url": "http://127.0.0.1:9/api/v1/",
+                                   "provisioning_url": "https://pbx.test/ztprov/"})
     daemons.append(daemon)
     daemon.start()
     async with httpx.AsyncClient(timeout=10) as client:

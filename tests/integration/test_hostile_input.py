@@ -32,7 +32,8 @@ json_values = st.recursive(
                                                                max_size=6),
     max_leaves=20,
 )
-FIELDS = ["action", "provider", "mac", "server", "model", "name", "extension", "key"]
+FIELDS = ["action", "provider", "mac", "server", "model", "name", "extension", "key", "sn",
+          "mac_id", "settings"]
 VALID = {"action": "add", "provider": "fake", "mac": "00:04:13:ab:cd:ef", "server": 8}
 
 
@@ -98,13 +99,31 @@ def _valid_event(item: Any) -> bool:
         item.get("action") in ("add", "remove", "update"),
         item.get("provider") == "fake",
         len(hexes) == 12 and all(c in string.hexdigits for c in hexes),
-        "server" not in item or (type(item["server"]) is int and 1 <= item["server"] < 2**31),
+        item.get("server") is None or (type(item["server"]) is int
+                                       and 1 <= item["server"] < 2**31),
         all(item.get(k) is None or (isinstance(item[k], str) and len(item[k]) <= limit)
             for k, limit in (("model", 64), ("name", 255), ("extension", 64))),
         "key" not in item or item["key"] is None or (isinstance(item["key"], str)
                                                       and 1 <= len(item["key"]) <= 64),
+        _code(item.get("sn"), "._-"),
+        _code(item.get("mac_id"), "-"),
+        _settings(item.get("settings")),
     ]
     return all(checks)
+
+
+def _code(value: Any, extra: str) -> bool:
+    if value is None:
+        return True
+    allowed = string.ascii_letters + string.digits + extra
+    return isinstance(value, str) and 1 <= len(value) <= 32 and all(c in allowed for c in value)
+
+
+def _settings(value: Any) -> bool:
+    if value is None:
+        return True
+    return isinstance(value, dict) and len(value) <= 100 and all(
+        isinstance(v, str) and 1 <= len(k) <= 64 and len(v) <= 1024 for k, v in value.items())
 
 
 @fuzz

@@ -67,7 +67,8 @@ async def test_metrics_count_events_outcomes_and_retries(
         'rps_events_processed_total{action="add",provider="fake",result="retry"}': 1,
         'rps_events_processed_total{action="add",provider="fake",result="failed"}': 1,
         'rps_events_processed_total{action="remove",provider="fake",result="done"}': 1,
-        'rps_events_processed_total{action="update",provider="fake",result="done"}': 1,
+        # An update of a device never registered is refused (SPEC §3).
+        'rps_events_processed_total{action="update",provider="fake",result="failed"}': 1,
     }
     assert samples['rps_retries_total{provider="fake"}'] == 1
     assert samples['rps_backlog{state="pending"}'] == 0
@@ -135,7 +136,8 @@ async def snom_service(tmp_path: Path) -> AsyncIterator[tuple[Service, RunningSa
                               "log_file": "-", "poll_interval": 0.2, "retry_base": 0.01,
                               "retry_cap": 0.05, "api_token": "metrics-token"}
     snom = {"api_url": sandbox.url, "access_key_id": DEMO_KEY_ID,
-            "access_key_secret": DEMO_SECRET, "timeout": 5}
+            "access_key_secret": DEMO_SECRET, "timeout": 5,
+            "rate_limit": 1000, "provisioning_url": "https://pbx.test/ztprov/{server}/"}
     service = Service(load_settings(write_ini(tmp_path / "rps.ini", values, snom), env={}))
     await service.start()
     client = httpx.AsyncClient(base_url=f"http://{service.address}", headers=TOKEN, timeout=10)

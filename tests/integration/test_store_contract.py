@@ -6,13 +6,19 @@ import asyncio
 from datetime import timedelta
 
 from rps_service.distributor import utcnow
-from rps_service.models import NewEvent
+from rps_service.models import AccessDetails, Credentials, NewEvent
 from rps_service.store import DeviceOutcome, Store
 from rps_service.store.base import device_slot
 
 
-def ev(mac: str, action: str = "add", key: str | None = None, server: int = 1) -> NewEvent:
+def ev(mac: str, action: str = "add", key: str | None = None, server: int | None = 1
+       ) -> NewEvent:
     return NewEvent(action, "snom", server, mac, {"model": "D717"}, key)
+
+
+def creds(server: int, key_id: str, secret: str, url: str | None = None) -> Credentials:
+    return Credentials("snom", server, {"access_key_id": key_id, "access_key_secret": secret},
+                       url)
 
 
 async def lease_all(store: Store, owner: str = "me", limit: int = 100, queuenum: int = 1
@@ -139,13 +145,14 @@ async def test_device_access_details_kept_then_revoked(store: Store) -> None:
     await store.insert_events([ev("000413ABCDEF", server=8)], utcnow())
     [leased] = (await store.lease_events("me", utcnow(), utcnow() + timedelta(seconds=60), 1,
                                          1, [0])).events
-    access = ("https://pbx/ztprov/8/", "u1", "p" * 24)
+    access = ("https://pbx/ztprov/8/", AccessDetails("u1", "p" * 24))
     await store.finish_event(leased, "me", "done", utcnow(),
                              device=DeviceOutcome("registered", registered=True,
                                                   access=access))
     device = await store.get_device("snom", "000413ABCDEF")
     assert device is not None
-    assert (device.url, device.http_username, device.http_password) == access
+    assert (device.url, device.http_username, device.http_password) == (
+        "https://pbx/ztprov/8/", "u1", "p" * 24)
     device = await store.get_device("snom", "000413ABCDEF")
     assert device is not None
     assert (device.status, device.last_message, device.server) == ("registered", "-", 8)
@@ -168,7 +175,7 @@ async def test_outcomes_finished_together_each_keep_their_own(store: Store) -> N
     [first] = (await store.lease_events("me", utcnow(), utcnow() + timedelta(seconds=60), 1,
                                         1, [0])).events
     await store.finish_event(first, "me", "done", utcnow(), device=DeviceOutcome(
-        "registered", registered=True, access=("https://pbx/3/", "old", "o" * 24)))
+        "registered", registered=True, access=("https://pbx/3/", AccessDetails("old", "o" * 24))))
     stored = await store.insert_events(
         [ev(macs[0], "remove", server=3)] + [ev(m, server=3) for m in macs[1:]], utcnow())
     leased = (await store.lease_events("me", utcnow(), utcnow() + timedelta(seconds=60), 10,
@@ -178,9 +185,11 @@ async def test_outcomes_finished_together_each_keep_their_own(store: Store) -> N
     outcomes = [
         ("done", None, None, DeviceOutcome("unregistered", revoke=True)),
         ("done", None, None, DeviceOutcome("registered", registered=True,
-                                           access=("https://pbx/3/", "u1", "a" * 24))),
+                                           access=("https://pbx/3/",
+                                                   AccessDetails("u1", "a" * 24)))),
         ("done", None, None, DeviceOutcome("registered", registered=True,
-                                           access=("https://pbx/3/", "u2", "b" * 24))),
+                                           access=("https://pbx/3/",
+                                                   AccessDetails("u2", "b" * 24)))),
         ("failed", "403: no Role", None, DeviceOutcome("error", "403: no Role")),
         ("pending", "503: busy", later, DeviceOutcome("pending", "503: busy (retrying)")),
         ("done", None, None, None),
@@ -222,7 +231,8 @@ async def test_a_lost_lease_among_outcomes_finished_together(store: Store) -> No
     for event in leased[1:]:
         again = await store.lease_events("me", later, later + timedelta(seconds=60), 1, 1, [0])
         assert [e.id for e in again.events] == [event.id]
-    registered = DeviceOutcome("registered", registered=True, access=("u", "n", "p" * 24))
+    registered = DeviceOutcome("registered", registered=True,
+                               access=("u", AccessDetails("n", "p" * 24)))
     results = await asyncio.gather(*(
         store.finish_event(e, "me", "done", utcnow(), device=registered) for e in leased))
     assert results == [False, True, True, True]
@@ -246,15 +256,92 @@ async def test_names_with_sql_metacharacters_stored_verbatim(store: Store) -> No
 
 
 async def test_credentials_roundtrip(store: Store) -> None:
-    from rps_service.providers.base import Credentials
-
-    await store.put_credentials(Credentials("snom", 8, "kid", "sec", None), utcnow())
-    await store.put_credentials(Credentials("snom", 8, "kid2", "sec2", "https://x/"), utcnow())
-    creds = await store.get_credentials("snom", 8)
-    assert creds is not None
-    assert (creds.access_key_id, creds.access_key_secret, creds.provisioning_url) == (
-        "kid2", "sec2", "https://x/")
+    await store.put_credentials(creds(8, "kid", "sec"), utcnow())
+    await store.put_credentials(creds(8, "kid2", "sec2", "https://x/"), utcnow(),
+                                id_key="access_key_id", secret_key="access_key_secret")
+    found = await store.get_credentials("snom", 8)
+    assert found is not None
+    assert (found.text("access_key_id"), found.text("access_key_secret"),
+            found.provisioning_url) == ("kid2", "sec2", "https://x/")
     assert await store.get_credentials("snom", 9) is None
+    # Any provider's own keys, switches included.
+    await store.put_credentials(Credentials("yealink", 8, {"access_key_id": "a",
+                                                           "add_by_mac": True}), utcnow())
+    yealink = await store.get_credentials("yealink", 8)
+    assert yealink is not None and yealink.flag("add_by_mac") is True
+    # A row written before the params column existed still reads.
+    async with store.transaction() as tx:
+        await tx.execute("UPDATE rps_credentials SET params = NULL WHERE provider = 'snom'")
+    store._credentials.clear()
+    old = await store.get_credentials("snom", 8)
+    assert old is not None and old.text("access_key_secret") == "sec2"
+
+
+async def test_access_details_are_written_ahead_and_kept(store: Store) -> None:
+    first = await store.ensure_access("snom", "000413ABCDEF", 8, AccessDetails("u1", "p1"),
+                                      utcnow())
+    assert first == AccessDetails("u1", "p1")
+    device = await store.get_device("snom", "000413ABCDEF")
+    assert device is not None and (device.status, device.server) == ("pending", 8)
+    # A retry's freshly generated details lose to the stored ones.
+    again = await store.ensure_access("snom", "000413ABCDEF", 8, AccessDetails("u2", "p2"),
+                                      utcnow())
+    assert again == AccessDetails("u1", "p1")
+    keyed = await store.ensure_access("fanvil", "0C383E000001", 8,
+                                      AccessDetails(url_key="0123456789ab" + "k" * 24),
+                                      utcnow())
+    assert keyed.url_key == "0123456789ab" + "k" * 24
+    found = await store.device_by_url_key("0123456789ab")
+    assert found is not None and found.provider == "fanvil"
+    assert await store.device_by_url_key("ffffffffffff") is None
+    # Concurrent cold registrations share a transaction; each keeps its own.
+    many = await asyncio.gather(*(store.ensure_access(
+        "snom", f"0004130001{i:02X}", 1, AccessDetails(f"u{i}", f"p{i}"), utcnow())
+        for i in range(10)))
+    assert [m.username for m in many] == [f"u{i}" for i in range(10)]
+    shared = await store.ensure_server_access("poly", 8, AccessDetails("s1", "sp1"), utcnow())
+    assert await store.ensure_server_access(
+        "poly", 8, AccessDetails("s2", "sp2"), utcnow()) == shared
+
+
+async def test_events_without_server_take_the_devices(store: Store) -> None:
+    # Unknown device: an add without server goes to 1.
+    [added] = await store.insert_events([ev("000413000001", server=None)], utcnow())
+    assert (await store.get_event(added.id)).server == 1  # type: ignore[union-attr]
+    # An add to 8 still pending: a remove (even one naming 3) and an add without server
+    # follow it to 8.
+    stored = await store.insert_events(
+        [ev("000413000002", server=8), ev("000413000002", "remove", server=3),
+         ev("000413000002", server=None)], utcnow())
+    servers = [(await store.get_event(s.id)).server for s in stored]  # type: ignore[union-attr]
+    assert servers == [8, 8, 8]
+    # A registered device: update and remove use its row's server.
+    await store.ensure_access("snom", "000413000003", 5, AccessDetails("u", "p"), utcnow())
+    stored = await store.insert_events(
+        [ev("000413000003", "update", server=None), ev("000413000003", "remove", server=2)],
+        utcnow())
+    assert [(await store.get_event(s.id)).server for s in stored] == [5, 5]  # type: ignore[union-attr]
+
+
+async def test_retry_refused_when_a_newer_event_came(store: Store) -> None:
+    [old] = await store.insert_events([ev("000413000009")], utcnow())
+    await lease_all(store)
+    event = await store.get_event(old.id)
+    assert event is not None
+    await store.finish_event(event, "me", "failed", utcnow(), error="403: Forbidden")
+    [newer] = await store.insert_events([ev("000413000009", "remove")], utcnow())
+    assert await store.retry_event(old.id, utcnow()) == f"newer:{newer.id}"
+
+
+async def test_renew_reports_the_leases_still_held(store: Store) -> None:
+    await store.insert_events([ev("000413000011"), ev("000413000012")], utcnow())
+    ids = sorted(await lease_all(store))
+    until = utcnow() + timedelta(seconds=60)
+    assert await store.renew_leases("me", ids, until) == ids
+    # One lease ran out and another instance took the event.
+    await store.release_expired_leases(utcnow() + timedelta(seconds=120))
+    await lease_all(store, owner="other", limit=1)
+    assert await store.renew_leases("me", ids, until) == []
 
 
 async def test_backlog_counts(store: Store) -> None:
@@ -293,7 +380,10 @@ def test_moot_events_rules() -> None:
         return [m.id for m in moot_events(list(enumerate(actions, start=1)))]
 
     assert moot("add", "remove") == [1]
-    assert moot("add", "add", "update") == [1, 2]
+    assert moot("add", "add", "update") == [1]  # the update needs the add before it
+    assert moot("add", "update", "update") == [2]
+    assert moot("update", "add") == [1]
+    assert moot("add", "update", "add") == [1, 2]
     assert moot("remove", "add") == []
     assert moot("remove", "remove") == [1]
     assert moot("add", "remove", "add") == [1]
@@ -335,12 +425,10 @@ async def test_concurrent_inserts_and_keys(store: Store) -> None:
 
 
 async def test_credentials_cache_sees_local_changes_at_once(store: Store) -> None:
-    from rps_service.providers.base import Credentials
-
     assert await store.get_credentials("snom", 3) is None  # a miss is cached too
-    await store.put_credentials(Credentials("snom", 3, "kid", "sec", None), utcnow())
-    creds = await store.get_credentials("snom", 3)
-    assert creds is not None and creds.access_key_id == "kid"
+    await store.put_credentials(creds(3, "kid", "sec"), utcnow())
+    found = await store.get_credentials("snom", 3)
+    assert found is not None and found.text("access_key_id") == "kid"
 
 
 async def test_a_cancelled_transaction_leaves_the_store_usable(store: Store) -> None:

@@ -84,7 +84,8 @@ async def daemon(tmp_path: Path, mysql_database: str
                    "poll_interval": 0.2, "retry_base": 0.01, "retry_cap": 0.05, "queuenum": 2}
         snom = {"api_url": sandbox.url, "access_key_id": DEMO_KEY_ID,
                 "access_key_secret": DEMO_SECRET,
-                "provisioning_url": "https://pbx.example.com/ztprov/{server}/", "timeout": 5}
+                "provisioning_url": "https://pbx.test/ztprov/{server}/", "timeout": 5,
+                "rate_limit": 1000}
         ztp_values = {"enabled": "true", "listen": "127.0.0.1", "port": free_port()}
         ztp_values.update(ztp or {})
         extra = "[ztp]\n" + "".join(f"{k} = {v}\n" for k, v in ztp_values.items())
@@ -161,7 +162,7 @@ async def test_phone_provisions_itself(daemon: Callable[..., Awaitable[Daemon]])
     await post(d, "add", OTHER_MAC)
     await put_tenant(d)
     phone, other = sraps_phone(d, MAC), sraps_phone(d, OTHER_MAC)
-    assert phone.setting_server == "https://pbx.example.com/ztprov/8/"
+    assert phone.setting_server == "https://pbx.test/ztprov/8/"
     assert phone.path == f"/ztprov/8/snomD717-{MAC}.htm"
 
     async with phone_client(d, MAC) as client:
@@ -244,7 +245,7 @@ async def test_phone_provisions_itself(daemon: Callable[..., Awaitable[Daemon]])
     # The reason is for the operator only: the phone saw the same 401 each time.
     for mac, reason in ((MAC, "wrong username or password"), (MAC, "nonce count replayed"),
                         ("000413000001", "unknown MAC"),
-                        (MAC, "device is unregistered (no valid access details)")):
+                        (MAC, "device is unregistered (no access details: removed or never added)")):
         assert f"WARNING (ZTP): Authentication failed. Ip=127.0.0.1 Mac={mac} " \
                f"Reason={reason}\n" in text
     assert (f"WARNING (ZTP): User-Agent MAC differs from the path. Ip=127.0.0.1 Mac={MAC} "

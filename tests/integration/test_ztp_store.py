@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from rps_service.distributor import utcnow
-from rps_service.models import NewEvent, ServerProvisioning
+from rps_service.models import AccessDetails, NewEvent, ServerProvisioning
 from rps_service.store import DeviceOutcome, Store
 
 
@@ -14,7 +14,7 @@ async def _registered_device(store: Store, mac: str = "000413ABCDEF") -> None:
     await store.insert_events([NewEvent("add", "snom", 8, mac, {"model": "D717"})], utcnow())
     [leased] = (await store.lease_events("me", utcnow(), utcnow() + timedelta(seconds=60), 1,
                                          1, [0])).events
-    access = ("https://pbx/ztprov/8/", "ztp-user", "p" * 24)
+    access = ("https://pbx/ztprov/8/", AccessDetails("ztp-user", "p" * 24))
     await store.finish_event(leased, "me", "done", utcnow(), device=DeviceOutcome(
         "registered", registered=True, access=access))
 

@@ -47,16 +47,16 @@ def test_shipped_ini_loads_with_spec_defaults() -> None:
     assert general.max_attempts == 8
     assert general.max_body == 1_048_576
     assert general.database.scheme == "sqlite"
-    assert settings.snom.enabled is True
-    assert settings.snom.api_url == "https://secure-provisioning.snom.com/api/v1/"
-    assert settings.snom.timeout == 30
+    assert settings.provider("snom").enabled is True
+    assert settings.provider("snom").api_url == "https://secure-provisioning.snom.com/api/v1/"
+    assert settings.provider("snom").timeout == 30
 
 
 def test_env_overrides_file_values() -> None:
     env = {"RPS_GENERAL_PORT": "16001", "RPS_SNOM_TIMEOUT": "5", "OTHER_PORT": "1"}
     settings = load_settings(SHIPPED_INI, env=env)
     assert settings.general.port == 16001
-    assert settings.snom.timeout == 5.0
+    assert settings.provider("snom").timeout == 5.0
     # Untouched values still come from the file.
     assert settings.general.queuenum == 4
 
@@ -214,9 +214,10 @@ def test_repr_and_str_never_show_secrets(tmp_path: Path) -> None:
         "[snom]\naccess_key_id = KEYID\naccess_key_secret = key-SECRET-3\n",
     )
     settings = load_settings(path, env={})
-    assert settings.snom.access_key_secret.get_secret_value() == "key-SECRET-3"
+    assert settings.provider("snom").access_key_secret.get_secret_value() == "key-SECRET-3"
     assert settings.general.database.password == "pw-SECRET-2"
-    for text in (repr(settings), str(settings), repr(settings.general), str(settings.snom)):
+    snom = settings.provider("snom")
+    for text in (repr(settings), str(settings), repr(settings.general), str(snom)):
         assert "SECRET" not in text
         assert "KEYID" in text or "pbxware" in text
 

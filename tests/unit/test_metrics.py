@@ -8,6 +8,7 @@ import pytest
 from rps_service.metrics import Metrics
 from rps_service.providers.base import Device, ProviderError
 from rps_service.providers.snom import SnomProvider
+from rps_service.providers.vendor import ProviderContext
 from tests.ops import scrape
 from tests.unit.test_snom import DEVICE, NOW, FakeCredentials, FakeSraps, make_settings
 
@@ -41,8 +42,10 @@ Observed = list[tuple[str, str, str, float]]
 
 
 def observing_provider(handler: httpx.MockTransport, seen: Observed) -> SnomProvider:
-    return SnomProvider(make_settings("master", True), FakeCredentials(), handler,
-                        clock=lambda: NOW, observe=lambda *args: seen.append(args))
+    context = ProviderContext(mode="master", retry_cap=300, credentials=FakeCredentials(),
+                              transport=handler, clock=lambda: NOW,
+                              observe=lambda *args: seen.append(args))
+    return SnomProvider(make_settings(), context)
 
 
 async def test_snom_requests_are_observed_by_operation_and_status() -> None:
@@ -52,8 +55,8 @@ async def test_snom_requests_are_observed_by_operation_and_status() -> None:
     await provider.lookup(Device(mac=DEVICE.mac, server=8))
     await provider.deregister(Device(mac=DEVICE.mac, server=8))
     assert [(p, op, status) for p, op, status, _ in seen] == [
-        ("snom", "token", "200"), ("snom", "settings", "200"), ("snom", "register", "200"),
-        ("snom", "lookup", "200"), ("snom", "deregister", "204"),
+        ("snom", "token", "200"), ("snom", "settings", "200"), ("snom", "lookup", "404"),
+        ("snom", "register", "200"), ("snom", "lookup", "200"), ("snom", "deregister", "204"),
     ]
     assert all(seconds >= 0 for *_, seconds in seen)
 

@@ -108,9 +108,9 @@ def test_single_object() -> None:
         "add", "snom", "000413ABCDEF", 8)
 
 
-def test_server_defaults_to_1() -> None:
+def test_server_left_out_is_none_for_the_store_to_resolve() -> None:
     events, _ = validate_events(_event(), PROVIDERS)
-    assert events[0].server == 1
+    assert events[0].server is None
 
 
 def test_array_keeps_order() -> None:

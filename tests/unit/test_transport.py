@@ -17,7 +17,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from rps_service.providers.sraps_errors import to_provider_error
+from rps_service.providers.errors import transport_error
 from rps_service.providers.transport import AiohttpTransport
 
 Serve = Callable[[web.Application], Awaitable[str]]
@@ -120,7 +120,7 @@ async def test_hung_server_is_a_read_timeout(serve: Serve) -> None:
         with pytest.raises(httpx.ReadTimeout) as caught:
             await http.get(f"{base}/")
     release.set()
-    assert to_provider_error(caught.value, timeout=0.3).text == "Timeout after 0.3s"
+    assert transport_error(caught.value, 0.3).text == "Timeout after 0.3s"
 
 
 async def test_refused_connection_is_a_connect_error(client: httpx.AsyncClient) -> None:
@@ -129,7 +129,7 @@ async def test_refused_connection_is_a_connect_error(client: httpx.AsyncClient) 
         port = probe.getsockname()[1]
     with pytest.raises(httpx.ConnectError) as caught:
         await client.get(f"http://127.0.0.1:{port}/")
-    err = to_provider_error(caught.value, timeout=2)
+    err = transport_error(caught.value, 2)
     assert err.text == "Connection failed: ConnectError" and err.transient
 
 
@@ -146,7 +146,7 @@ async def test_dropped_connection_is_a_protocol_error(client: httpx.AsyncClient)
     finally:
         server.close()
         await server.wait_closed()
-    err = to_provider_error(caught.value, timeout=2)
+    err = transport_error(caught.value, 2)
     assert err.text == "Connection failed: RemoteProtocolError" and err.transient
 
 

@@ -1,0 +1,156 @@
+"""The HTTP side every provider shares: rate, pause, lease fencing, logging, metrics, timeouts.
+
+One :class:`VendorHttp` per provider sends its requests straight to the transport (httpx's
+client layer adds nothing a vendor call needs). Signing is the request's ``httpx.Auth``
+(Hawk, a bearer token, a signed query, Basic), driven here step by step so that every
+request it yields (a token request, a retry after a clock correction) goes through the same
+checks:
+
+1. the account's turn: :class:`~rps_service.providers.ratelimit.AccountGate` (rate limit,
+   throttle pause); a turn that would come after the lease ends is not waited for: the
+   call is *deferred* (nothing sent, the event comes back when the turn comes);
+2. the lease (:mod:`rps_service.lease`): lost or run out → :class:`LeaseLost`, nothing sent;
+   the request's timeout never outlasts it;
+3. the ``INFO (<Vendor>): Sending Request. Mac=… Url=…`` line, with secrets in the query
+   masked;
+4. the metrics observer, told of every request's operation, status and duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import httpx
+
+from rps_service import lease as leases
+from rps_service.logs import get_logger
+from rps_service.providers.base import Failure, ProviderError, RequestObserver
+from rps_service.providers.errors import transport_error
+from rps_service.providers.ratelimit import AccountGate
+
+log = get_logger()
+
+#: The metrics label of a request an auth step adds (e.g. ``token``): set it in the
+#: request's extensions under this key; otherwise the call's operation is used.
+OPERATION = "rps.operation"
+#: Query parameters whose values never reach rps.log.
+SECRET_QUERY = frozenset({"access_token", "token", "signature", "client_secret", "password",
+                          "secret", "key", "api_key", "sig"})
+
+
+def loggable_url(url: httpx.URL) -> str:
+    """The URL as rps.log shows it: secret query values masked."""
+    if not url.query:
+        return str(url)
+    params = [(k, "***" if k.lower() in SECRET_QUERY else v) for k, v in url.params.multi_items()]
+    return str(url.copy_with(params=params))
+
+
+class VendorHttp:
+    """Sends one provider's requests; ``gate(account)`` is shared by all its workers."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        label: str,
+        transport: httpx.AsyncBaseTransport,
+        timeout: float,
+        rate_limit: float,
+        retry_cap: float,
+        observe: RequestObserver | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.name = name
+        self.label = label
+        self.transport = transport
+        self.timeout = timeout
+        self.rate_limit = rate_limit
+        self.retry_cap = retry_cap
+        self.observe = observe
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._gates: dict[str, AccountGate] = {}
+
+    def gate(self, account: str) -> AccountGate:
+        """The rate limit and pause of one vendor account."""
+        gate = self._gates.get(account)
+        if gate is None:
+            gate = self._gates[account] = AccountGate(self.rate_limit, cap=self.retry_cap,
+                                                      clock=self._monotonic)
+        return gate
+
+    async def send(self, request: httpx.Request, *, account: str, operation: str,
+                   mac: str = "-", auth: httpx.Auth | None = None) -> httpx.Response:
+        """Send ``request`` (and whatever its auth step adds); the last response, read.
+
+        Raises :class:`ProviderError` when no answer came (transient) or the call was
+        deferred, :class:`~rps_service.lease.LeaseLost` when the lease no longer holds.
+        """
+        lease = leases.CURRENT.get()
+        await self._turn(account, lease)
+        if auth is None:
+            return await self._send_one(request, operation, mac, lease)
+        # Driven by hand: httpx's client would send the auth step's requests itself.
+        flow = auth.async_auth_flow(request)
+        outgoing = await flow.__anext__()
+        while True:
+            response = await self._send_one(outgoing, operation, mac, lease)
+            try:
+                outgoing = await flow.asend(response)
+            except StopAsyncIteration:
+                return response
+            await self._turn(account, lease)
+
+    async def _turn(self, account: str, lease: leases.Lease | None) -> None:
+        gate = self.gate(account)
+        while True:
+            now = self._monotonic()
+            when = gate.next_slot()
+            if lease is not None and when - now > lease.remaining():
+                raise self._deferred(gate, when - now)
+            when = gate.reserve()
+            if when > now:
+                await self._sleep(when - now)
+            if gate.paused_until <= self._monotonic():
+                return
+            # Paused while waiting for the slot: wait for the pause, then for a new slot.
+
+    def _deferred(self, gate: AccountGate, wait: float) -> ProviderError:
+        if gate.paused_until > self._monotonic():
+            why = "is paused after a throttling answer"
+        else:
+            why = f"has no free slot under rate_limit ({self.rate_limit:g}/s)"
+        return ProviderError(
+            f"Not sent: the {self.label} account {why} for {wait:.1f}s more",
+            Failure.TRANSIENT, retry_after=max(wait, 0.1), deferred=True,
+        )
+
+    async def _send_one(self, request: httpx.Request, operation: str, mac: str,
+                        lease: leases.Lease | None) -> httpx.Response:
+        timeout = self.timeout
+        if lease is not None:
+            timeout = min(timeout, lease.check())
+        request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
+        operation = str(request.extensions.get(OPERATION, operation))
+        log.info("Sending Request", component=self.label, mac=mac,
+                 url=loggable_url(request.url))
+        started, status = self._monotonic(), "error"
+        try:
+            response = await self.transport.handle_async_request(request)
+            response.request = request
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+            status = str(response.status_code)
+        except httpx.RequestError as exc:
+            status = "timeout" if isinstance(exc, httpx.TimeoutException) else "error"
+            raise transport_error(exc, timeout) from exc
+        finally:
+            if self.observe is not None:
+                self.observe(self.name, operation, status, self._monotonic() - started)
+        return response

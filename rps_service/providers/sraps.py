@@ -1,0 +1,308 @@
+"""The SRAPS family (Snom SRAPS REST v1; Gigaset GRAPE speaks the same protocol).
+
+Per set of API keys the provider needs the company the key belongs to and the uuids of the
+catalogue settings it writes (the provisioning URL, the phone's HTTP credentials and any
+extra settings, by ``param_name``). Both are looked up once per key and cached, so a warm
+registration is the endpoint's read and its ``PUT``, or the ``PUT`` alone with
+``keep_portal_settings = false``. Requests are signed with Hawk
+(:class:`~rps_service.providers.hawk.HawkAuth`), which also corrects our clock after a 401
+that shows it is off.
+
+``PUT`` replaces the whole endpoint, so a re-registration reads it first and keeps what an
+administrator set in the portal (other settings, ``provisioning_profile``, ``name``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+from urllib.parse import quote, urlsplit
+
+import httpx
+from pydantic import SecretStr
+
+from rps_service.providers import hawk
+from rps_service.providers.base import Device, Failure, ProviderError, VendorRecord
+from rps_service.providers.errors import owned_by_other
+from rps_service.providers.section import ProviderSettings
+from rps_service.providers.vendor import Account, ProviderContext, VendorProvider
+
+#: The catalogue has ~1180 entries (two pages at page_size=1000); the cap only stops a
+#: server whose Link headers go round in circles.
+MAX_PAGES = 50
+PAGE_SIZE = 1000
+NO_ROLE_HINT = ("SRAPS refuses to register devices with this key: the key has no Role; "
+                "choose a Role for the key in SRAPS (API keys)")
+TAKEN_HINT = "release it in the account that holds it or ask Snom support to move it"
+#: How a token object shows a missing Role is not public: all of these mean none.
+_NO_ROLE = ("", "none", "null")
+
+
+class SrapsSettings(ProviderSettings):
+    """``[snom]``-style section: Hawk API keys and the portal-settings switch."""
+
+    credential_keys: ClassVar[tuple[str, ...]] = ("access_key_id", "access_key_secret")
+
+    access_key_id: str = ""
+    access_key_secret: SecretStr = SecretStr("")
+    # Read the endpoint before each PUT and keep what the portal set there (SPEC §6);
+    # false saves that read for accounts that set nothing in the portal.
+    keep_portal_settings: bool = True
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """What a warm call needs: the key's company and the uuids of writable settings."""
+
+    company_id: str
+    uuids: Mapping[str, str]  # param_name → uuid, in the section our settings live in
+
+
+class SrapsProvider(VendorProvider):
+    """SRAPS REST v1; subclasses state the service's URL and setting names."""
+
+    credentials_noun = "API keys"
+    can_list = True
+    #: The catalogue settings the device's URL and credentials go in.
+    url_setting: ClassVar[str] = "setting_server"
+    user_setting: ClassVar[str | None] = "http_client_user"
+    pass_setting: ClassVar[str | None] = "http_client_pass"  # noqa: S105 - a setting's name
+    #: The catalogue section they are taken from (None: entries carry no section).
+    catalogue_section: ClassVar[str | None] = "phone-settings"
+
+    def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
+        super().__init__(settings, context)
+        self.vendor_clock = hawk.VendorClock(context.clock)
+        self._cache: dict[str, Catalogue] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # -- operations -----------------------------------------------------------------------
+
+    async def vendor_register(self, account: Account, device: Device) -> None:
+        catalogue = await self._catalogue(account, device.mac)
+        url = self._endpoint_url(catalogue, device.mac)
+        body: dict[str, Any] = {"mac": device.mac.lower(), "autoprovisioning_enabled": True,
+                                "settings_manager": self._our_settings(catalogue, device)}
+        if getattr(self.settings, "keep_portal_settings", True):
+            response = await self._send(account, "GET", url, "lookup", device.mac, ok=(404,),
+                                        secrets=(device.http_password,))
+            if response.status_code != 404:
+                body = _merged(self.json_object(response, "the endpoint lookup"), body)
+        await self._send(account, "PUT", url, "register", device.mac, body=body,
+                         secrets=(device.http_password,), stale_on=(401, 404))
+
+    async def vendor_deregister(self, account: Account, device: Device) -> None:
+        catalogue = await self._catalogue(account, device.mac)
+        await self._send(account, "DELETE", self._endpoint_url(catalogue, device.mac),
+                         "deregister", device.mac, ok=(404,))
+
+    async def vendor_lookup(self, account: Account, device: Device) -> VendorRecord | None:
+        catalogue = await self._catalogue(account, device.mac)
+        response = await self._send(account, "GET", self._endpoint_url(catalogue, device.mac),
+                                    "lookup", device.mac, ok=(404,))
+        if response.status_code == 404:
+            return None
+        return self._record(catalogue, self.json_object(response, "the endpoint lookup"))
+
+    async def vendor_list(self, account: Account) -> AsyncIterator[VendorRecord]:
+        catalogue = await self._catalogue(account, "-")
+        company = quote(catalogue.company_id, safe="")
+        url: str | None = (f"{self.settings.api_url}companies/{company}/endpoints/"
+                           f"?page_size={PAGE_SIZE}")
+        seen: set[str] = set()
+        while url and url not in seen and len(seen) < MAX_PAGES * 100:
+            seen.add(url)
+            response = await self._send(account, "GET", url, "list", "-")
+            page = self.json_value(response, "the endpoint list")
+            if not isinstance(page, list):
+                raise ProviderError(f"{self.service} answered the endpoint list with no list",
+                                    Failure.PERMANENT)
+            for entry in page:
+                if isinstance(entry, dict) and isinstance(entry.get("mac"), str):
+                    yield self._record(catalogue, entry)
+            url = _next_link(response)
+
+    async def vendor_check(self, account: Account) -> str:
+        token = await self._fetch_token(account)
+        key_id = account.text("access_key_id")
+        if _has_no_role(token):
+            raise ProviderError(
+                f"The key {key_id} has no Role: {self.service} refuses to register devices "
+                f"with it. Choose a Role for the key in {self.service}.", Failure.PERMANENT)
+        catalogue = await self._load(account, token, "-")
+        self._credential_uuids(catalogue)  # fails loudly when the phone would get no login
+        return f"{self.service} accepted the key {key_id} (company {catalogue.company_id})"
+
+    async def close(self) -> None:
+        await super().close()
+        self._cache.clear()
+        self._locks.clear()
+
+    # -- the catalogue --------------------------------------------------------------------
+
+    async def _catalogue(self, account: Account, mac: str) -> Catalogue:
+        # ``mac``: the device whose event needs the lookups, for the log lines (SPEC §5).
+        if hit := self._cache.get(account.key):
+            return hit
+        # One lookup per key even when a burst of events arrives on a cold cache.
+        async with self._locks.setdefault(account.key, asyncio.Lock()):
+            if hit := self._cache.get(account.key):
+                return hit
+            return await self._load(account, await self._fetch_token(account, mac), mac)
+
+    async def _load(self, account: Account, token: dict[str, Any], mac: str) -> Catalogue:
+        catalogue = Catalogue(self._company_id(token, account.text("access_key_id")),
+                              await self._fetch_uuids(account, mac))
+        # A changed secret for the same key id makes the old entry unreachable: drop it.
+        prefix = account.key.rsplit("|", 1)[0] + "|"
+        for old in [k for k in self._cache if k.startswith(prefix)]:
+            del self._cache[old]
+        self._cache[account.key] = catalogue
+        return catalogue
+
+    async def _fetch_token(self, account: Account, mac: str = "-") -> dict[str, Any]:
+        url = f"{self.settings.api_url}tokens/{quote(account.text('access_key_id'), safe='')}"
+        response = await self._send(account, "GET", url, "token", mac)
+        return self.json_object(response, "the token lookup")
+
+    async def _fetch_uuids(self, account: Account, mac: str) -> dict[str, str]:
+        uuids: dict[str, str] = {}
+        url: str | None = f"{self.settings.api_url}settings/?page_size={PAGE_SIZE}"
+        seen: set[str] = set()
+        while url and url not in seen and len(seen) < MAX_PAGES:
+            seen.add(url)
+            response = await self._send(account, "GET", url, "settings", mac)
+            page = self.json_value(response, "the settings lookup")
+            if not isinstance(page, list):
+                raise ProviderError(f"{self.service} answered the settings lookup with no list",
+                                    Failure.PERMANENT)
+            self._collect(page, uuids)
+            url = _next_link(response)
+        if self.url_setting not in uuids:
+            where = f" in section {self.catalogue_section}" if self.catalogue_section else ""
+            raise ProviderError(f"The {self.service} settings catalogue has no "
+                                f"{self.url_setting}{where}", Failure.PERMANENT)
+        return uuids
+
+    def _collect(self, page: list[Any], uuids: dict[str, str]) -> None:
+        for entry in page:
+            if not isinstance(entry, dict):
+                continue
+            if self.catalogue_section and entry.get("section") != self.catalogue_section:
+                continue
+            name, uuid = entry.get("param_name"), entry.get("uuid")
+            if isinstance(name, str) and isinstance(uuid, str) and uuid:
+                uuids.setdefault(name, uuid)
+
+    def _credential_uuids(self, catalogue: Catalogue) -> tuple[str, str] | None:
+        """The uuids the phone's credentials go in; an error when the catalogue lacks them
+        (a phone that gets only a URL would be refused at /ztprov/ forever)."""
+        if self.user_setting is None or self.pass_setting is None:
+            return None
+        missing = [name for name in (self.user_setting, self.pass_setting)
+                   if name not in catalogue.uuids]
+        if missing:
+            where = f" in section {self.catalogue_section}" if self.catalogue_section else ""
+            raise ProviderError(
+                f"The {self.service} settings catalogue has no {'/'.join(missing)}{where}: "
+                "the phone would get its URL but no credentials and could never fetch "
+                "its settings (401 at /ztprov/)", Failure.PERMANENT)
+        return catalogue.uuids[self.user_setting], catalogue.uuids[self.pass_setting]
+
+    def _our_settings(self, catalogue: Catalogue, device: Device) -> dict[str, Any]:
+        ours: dict[str, Any] = {}
+        for name, value in device.settings.items():
+            uuid = catalogue.uuids.get(name)
+            if uuid is None:
+                where = f" in section {self.catalogue_section}" if self.catalogue_section else ""
+                raise ProviderError(f"Unknown {self.service} setting {name!r} (no such "
+                                    f"param_name{where})", Failure.PERMANENT)
+            ours[uuid] = _rw(value)
+        ours[catalogue.uuids[self.url_setting]] = _rw(device.url)
+        credential_uuids = self._credential_uuids(catalogue)
+        if credential_uuids is not None:
+            ours[credential_uuids[0]] = _rw(device.http_username)
+            ours[credential_uuids[1]] = _rw(device.http_password)
+        return ours
+
+    def _record(self, catalogue: Catalogue, endpoint: dict[str, Any]) -> VendorRecord:
+        manager = endpoint.get("settings_manager")
+        uuid = catalogue.uuids[self.url_setting]
+        entry = manager.get(uuid) if isinstance(manager, dict) else None
+        url = entry.get("value") if isinstance(entry, dict) else None
+        mac = str(endpoint.get("mac", "")).replace(":", "").upper()
+        return VendorRecord(mac, url if isinstance(url, str) else None)
+
+    def _company_id(self, token: dict[str, Any], key_id: str) -> str:
+        links = token.get("links")
+        company = links.get("company") if isinstance(links, dict) else None
+        path = urlsplit(company).path if isinstance(company, str) else ""
+        segments = [s for s in path.split("/") if s]
+        if not segments:
+            raise ProviderError(f"{self.service} gave no links.company for the key {key_id}: "
+                                "cannot tell its company", Failure.PERMANENT)
+        return segments[-1]
+
+    def _endpoint_url(self, catalogue: Catalogue, mac: str) -> str:
+        company = quote(catalogue.company_id, safe="")
+        return f"{self.settings.api_url}companies/{company}/endpoints/{mac.lower()}"
+
+    # -- HTTP -----------------------------------------------------------------------------
+
+    async def _send(self, account: Account, method: str, url: str, operation: str, mac: str,
+                    *, body: dict[str, Any] | None = None, ok: tuple[int, ...] = (),
+                    secrets: tuple[str, ...] = (), stale_on: tuple[int, ...] = (401,)
+                    ) -> httpx.Response:
+        key = hawk.HawkKey(account.text("access_key_id"), account.text("access_key_secret"))
+        auth = hawk.HawkAuth(key, self.vendor_clock, label=self.label)
+        response = await self.request(account, method, url, operation=operation, mac=mac,
+                                      json_body=body, auth=auth)
+        if response.is_success or response.status_code in ok:
+            return response
+        if response.status_code in stale_on:
+            self._cache.pop(account.key, None)  # the cached company or key may be gone
+        raise self.error(response, account, secrets)
+
+    def classify(self, response: httpx.Response, text: str, account: Account
+                 ) -> ProviderError | None:
+        status = response.status_code
+        if status == 401 and hawk.CLOCK_SKEW in response.extensions:
+            skew = response.extensions[hawk.CLOCK_SKEW]
+            return ProviderError(
+                f"401: {text}", Failure.BAD_LOGIN, status=401,
+                hint=f"clock skew of {skew} s found and corrected, but the key was still "
+                     f"refused: {self.bad_login_hint()}")
+        if status != 403:
+            return None
+        body = response.text.lower()
+        if "taken_mac_or_forbidden" in body or "lacks permission" in body:
+            return owned_by_other(self.service, f"403: {text}", 403, TAKEN_HINT)
+        return ProviderError(f"403: {text}", Failure.PERMANENT, status=403, hint=NO_ROLE_HINT)
+
+
+def _has_no_role(token: dict[str, Any]) -> bool:
+    role = token.get("role")
+    return role is None or (isinstance(role, str) and role.strip().lower() in _NO_ROLE)
+
+
+def _merged(existing: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
+    """The PUT body that keeps the portal's settings, profile and name beside ours."""
+    body = dict(ours)
+    manager = existing.get("settings_manager")
+    if isinstance(manager, dict):
+        body["settings_manager"] = {**manager, **ours["settings_manager"]}
+    for name in ("provisioning_profile", "name"):
+        if existing.get(name) is not None:
+            body[name] = existing[name]
+    return body
+
+
+def _next_link(response: httpx.Response) -> str | None:
+    target = response.links.get("next", {}).get("url")
+    return str(response.url.join(target)) if target else None
+
+
+def _rw(value: str) -> dict[str, Any]:
+    return {"value": value, "attrs": {"perm": "RW"}}
