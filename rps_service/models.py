@@ -209,6 +209,13 @@ class Device:
     ztp_firmware: str | None = None
     ztp_ip: str | None = None
 
+    def shown_url(self) -> str | None:
+        """The URL as the API lists it: a URL key is a password, so only its selector shows
+        (``GET /devices/{provider}/{mac}/access`` gives it whole)."""
+        if self.url and self.url_key and self.url_key in self.url:
+            return self.url.replace(self.url_key, self.url_key[:12] + "***")
+        return self.url
+
     def to_json(self) -> dict[str, Any]:
         """The device for the API: access details never include the password."""
         return {
@@ -221,7 +228,7 @@ class Device:
             "name": self.name,
             "extension": self.extension,
             "registered_at": _iso(self.registered_at),
-            "url": self.url,
+            "url": self.shown_url(),
             "http_username": self.http_username,
             "http_password_set": bool(self.http_password),
             "url_key_set": bool(self.url_key),

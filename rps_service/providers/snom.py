@@ -25,3 +25,4 @@ class SnomProvider(SrapsProvider):
     label = "Snom"
     service = "SRAPS"
     settings_class = SnomSettings
+    phone_family = "snom"

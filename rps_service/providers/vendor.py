@@ -94,6 +94,9 @@ class VendorProvider(abc.ABC):
     credentials_noun: ClassVar[str] = "credentials"
     #: The API can list the account's devices (reconcile pages through them).
     can_list: ClassVar[bool] = False
+    #: The phones' family at ``/ztprov/`` (:mod:`rps_service.ztp.registry`); None: the
+    #: vendor sends its phones nowhere of ours (its portal points them at the PBX).
+    phone_family: ClassVar[str | None] = None
 
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         self.settings = settings

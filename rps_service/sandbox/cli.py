@@ -78,6 +78,10 @@ async def _serve(args: argparse.Namespace) -> None:
                 f"  key id={key.id} secret={key.secret} company={key.company_id} role={role}",
                 flush=True,
             )
+        for name, emulator in sandbox.state.emulators.items():
+            if name != "snom":
+                for line in emulator.describe(sandbox.base_url):
+                    print(f"  {line}", flush=True)
         await stop.wait()
     finally:
         await sandbox.close()

@@ -1,32 +1,50 @@
-"""The ZTP listener: what a factory-reset phone fetches from ``/ztprov/`` (SPEC §7).
+"""The ZTP listener: what a factory-reset phone fetches from ``/ztprov/`` (SPEC §7, §9).
 
-A phone sent here by SRAPS asks for ``snom<MODEL>-<MAC>.htm``, is challenged (401, Digest and
-Basic), answers with the credentials the daemon generated for its MAC, and receives a small
-settings file pointing it at the tenant's regular provisioning. The flow per request:
+A phone sent here by its vendor's redirection service asks for its settings file and
+receives a small file, in its family's format (:mod:`rps_service.ztp.family`), pointing it
+at the tenant's regular provisioning. How the phone proves who it is depends on what the
+vendor carried to it:
+
+* **credentials** (SRAPS, YMCS, ...): the phone is challenged (401, Digest and Basic) and
+  answers with the username and password the daemon generated for its MAC (or, for
+  Poly-like vendors, for its server);
+* **a URL key**: the URL itself holds a per-device key as a path segment; it is checked
+  like a password (constant time, revoked by a remove; a wrong key is 403).
+
+The flow per request:
 
 1. an IP with too many recent failed authentications gets 429 (``[ztp] fail_limit``);
 2. a path outside ``[ztp] path`` is 404; a MAC in the path that differs from the
    User-Agent's is 403 (logged);
-3. the device is looked up by the MAC of the file name (or of the User-Agent, for the model
-   file and other probes) and authenticated; any failure is the same 401;
+3. the device is found by its URL key, or by the MAC of the file name (or of the
+   User-Agent, for model files and other probes), and authenticated; any failure gives the
+   same answer whether the device exists or not;
 4. after authentication, anything but the device's settings file is 404; the settings file
    is 200, and the fetch is recorded on the device row (model, firmware, IP, time).
 
-Every request is logged like a web server's access log: ``GET /ztprov/… 401. Ip=…``.
+Every request is logged like a web server's access log: ``GET /ztprov/… 401. Ip=…`` (URL
+keys masked: they are secrets).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import ipaddress
+import re
 import time
 from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
+from rps_service.access import URL_KEY, AccessMode, new_url_key, url_key_selector
 from rps_service.config import ZtpSettings
 from rps_service.distributor import utcnow
 from rps_service.logs import get_logger
 from rps_service.models import Device
+from rps_service.providers.registry import PROVIDERS
 from rps_service.store import Store, StoreUnavailable
 from rps_service.ztp.auth import (
     WRONG_CREDENTIALS,
@@ -35,12 +53,15 @@ from rps_service.ztp.auth import (
     NonceBook,
     Secret,
 )
-from rps_service.ztp.files import RequestedFile, parse_file_name, render_settings
+from rps_service.ztp.family import PhoneFamily, mac_in
+from rps_service.ztp.registry import FAMILIES
 from rps_service.ztp.throttle import FailureThrottle
-from rps_service.ztp.useragent import UserAgent, parse_user_agent
+from rps_service.ztp.useragent import parse_user_agent
 
 log = get_logger()
-PROVIDER = "snom"  # the only vendor whose phones fetch this file today
+_LOGIN_MODES = (AccessMode.CREDENTIALS, AccessMode.SERVER)
+_KEY_IN_PATH = re.compile(r"(?<=/)([0-9a-f]{12})[A-Za-z0-9_-]{24}(?=/)")
+_DIGEST_USER = re.compile(r'username="([^"]*)"')
 _LOGGED_PATH_LENGTH = 300
 _SHUTDOWN_TIMEOUT = 5.0  # seconds a stop waits for requests in flight (phones are quick)
 _NO_CACHE = {"Cache-Control": "no-store"}
@@ -90,6 +111,42 @@ def _secret(device: Device | None) -> Secret | None:
     return Secret(device.http_username, device.http_password)
 
 
+def _family(device: Device) -> PhoneFamily | None:
+    provider = PROVIDERS.get(device.provider)
+    return FAMILIES.get(getattr(provider, "phone_family", "") or "")
+
+
+def _login_mode(provider: str) -> bool:
+    cls = PROVIDERS.get(provider)
+    return cls is not None and cls.access in _LOGIN_MODES
+
+
+def _offered_username(header: str | None) -> str | None:
+    """The username an Authorization header names (only to pick among a MAC's device rows;
+    the header is verified afterwards)."""
+    scheme, _, token = (header or "").strip().partition(" ")
+    if scheme.lower() == "digest":
+        match = _DIGEST_USER.search(token)
+        return match.group(1) if match else None
+    if scheme.lower() == "basic":
+        try:
+            return base64.b64decode(token.strip(), validate=True).partition(b":")[0].decode()
+        except (binascii.Error, ValueError):
+            return None
+    return None
+
+
+def _same(given: str, expected: str) -> bool:
+    # Hash first: compare_digest leaks the lengths of its arguments, hashes have one length.
+    return hmac.compare_digest(hashlib.sha256(given.encode()).digest(),
+                               hashlib.sha256(expected.encode()).digest())
+
+
+def loggable_path(path: str) -> str:
+    """A request path as rps.log shows it: URL keys cut to their selector (they are secrets)."""
+    return _KEY_IN_PATH.sub(r"\1***", path)
+
+
 def _failure_reason(mac: str | None, device: Device | None, result: AuthResult) -> str:
     # For the operator's log only: the phone gets the same 401 whatever the reason.
     if mac is None:
@@ -114,6 +171,7 @@ class ZtpListener:
         self.throttle = FailureThrottle(settings.fail_limit)
         self.address = ""
         self._runner: web.AppRunner | None = None
+        self._decoy_key = new_url_key()  # compared when no device has the key
 
     def create_app(self) -> web.Application:
         """One catch-all route: every path and method is answered (and logged) here."""
@@ -156,7 +214,7 @@ class ZtpListener:
         except Exception:
             log.exception("Request failed", component="ZTP", ip=ip)
             response = _plain(500)
-        path = request.raw_path[:_LOGGED_PATH_LENGTH]
+        path = loggable_path(request.raw_path)[:_LOGGED_PATH_LENGTH]
         log.info(f"{request.method[:16]} {path} {response.status}", component="ZTP", ip=ip)
         return response
 
@@ -167,36 +225,74 @@ class ZtpListener:
         retry_after = self.throttle.retry_after(ip, now)
         if retry_after is not None:
             return _plain(429, {"Retry-After": str(retry_after)})
-        name = self._file_name(request.path)
-        if name is None:
+        segments = self._segments(request.path)
+        if segments is None:
             return _plain(404)
-        wanted = parse_file_name(name)
+        name, folders = segments[-1], segments[:-1]
+        key = next((s for s in reversed(folders) if URL_KEY.fullmatch(s)), None)
+        if key is not None:
+            return await self._by_url_key(request, ip, key, name, now)
+        return await self._by_login(request, ip, name, now)
+
+    async def _by_login(self, request: web.Request, ip: str, name: str,
+                        now: float) -> web.Response:
+        """Vendors that carry credentials: the device of the MAC, as its phone logs in."""
+        wanted = mac_in(name)
         agent = parse_user_agent(request.headers.get("User-Agent"))
-        if wanted.mac and agent.mac and agent.mac != wanted.mac:
-            return self._mismatch(ip, wanted, agent, now)
-        mac = wanted.mac or agent.mac
+        if wanted and agent.mac and agent.mac != wanted:
+            return self._mismatch(ip, wanted, agent.mac, now)
+        mac = wanted or agent.mac
+        header = request.headers.get("Authorization")
         # The lookup runs for unknown MACs too, and verify() then checks decoy credentials:
         # known and unknown MACs cost the same and answer the same.
-        device = await self.store.get_device("snom", mac) if mac else None
-        result = self.auth.verify(request.headers.get("Authorization"), request.method,
-                                  request.raw_path, _secret(device), now)
+        device = await self._login_device(mac, header) if mac else None
+        result = self.auth.verify(header, request.method, request.raw_path, _secret(device),
+                                  now)
         if not result.ok or device is None:
             return self._refuse(ip, mac, device, result, now)
-        if wanted.mac is None:
-            return _plain(404)  # the model file, firmware, probes: nothing to serve
-        return await self._settings_file(request, ip, device, wanted, agent)
+        return await self._serve(request, ip, device, name)
 
-    def _file_name(self, path: str) -> str | None:
-        # Extra segments are allowed: provisioning_url may be /ztprov/{server}/.
+    async def _login_device(self, mac: str, header: str | None) -> Device | None:
+        rows = [d for d in await self.store.devices_with_mac(mac) if _login_mode(d.provider)]
+        offered = _offered_username(header)
+        # Normally one row; the same MAC under two providers is told apart by its username.
+        return next((d for d in rows if d.http_username == offered), rows[0] if rows else None)
+
+    async def _by_url_key(self, request: web.Request, ip: str, key: str, name: str,
+                          now: float) -> web.Response:
+        """Vendors that carry only a URL: its key is the device's password."""
+        selector = url_key_selector(key) or ""
+        device = await self.store.device_by_url_key(selector)
+        matches = _same(key, (device.url_key if device else None) or self._decoy_key)
+        if device is None or not matches:
+            log.warning("Authentication failed", component="ZTP", ip=ip,
+                        key=f"{selector}***", reason="unknown or revoked URL key")
+            self._count_failure(ip, now)
+            return _plain(403)
+        family = _family(device)
+        agent = (family.parse_user_agent if family else parse_user_agent)(
+            request.headers.get("User-Agent"))
+        if agent.mac and agent.mac != device.mac:
+            return self._mismatch(ip, device.mac, agent.mac, now)
+        return await self._serve(request, ip, device, name)
+
+    async def _serve(self, request: web.Request, ip: str, device: Device,
+                     name: str) -> web.Response:
+        family = _family(device)
+        if family is None or not family.serves(name, device.mac):
+            return _plain(404)  # the model file, firmware, probes: nothing to serve
+        return await self._settings_file(request, ip, device, family)
+
+    def _segments(self, path: str) -> list[str] | None:
+        # Extra segments are allowed: provisioning_url may be /ztprov/{server}/, a URL key...
         base = self.settings.path
         if not path.startswith(base):
             return None
-        return path[len(base):].rsplit("/", 1)[-1]
+        return path[len(base):].split("/")
 
-    def _mismatch(self, ip: str, wanted: RequestedFile, agent: UserAgent,
-                  now: float) -> web.Response:
+    def _mismatch(self, ip: str, mac: str, ua_mac: str, now: float) -> web.Response:
         log.warning("User-Agent MAC differs from the path", component="ZTP", ip=ip,
-                    mac=wanted.mac, ua_mac=agent.mac)
+                    mac=mac, ua_mac=ua_mac)
         self._count_failure(ip, now)
         return _plain(403)
 
@@ -217,7 +313,7 @@ class ZtpListener:
                         limit=self.throttle.limit, window=f"{self.throttle.window:g}s")
 
     async def _settings_file(self, request: web.Request, ip: str, device: Device,
-                             wanted: RequestedFile, agent: UserAgent) -> web.Response:
+                             family: PhoneFamily) -> web.Response:
         provisioning = await self.store.get_server_provisioning(device.server)
         if provisioning is None:
             # The phone retries later; the operator must PUT the tenant's details first.
@@ -225,11 +321,10 @@ class ZtpListener:
                         hint=f"set them with PUT /servers/{device.server}/provisioning",
                         mac=device.mac, server=device.server)
             return _plain(503, {"Retry-After": "300"})
-        body = render_settings(provisioning.prov_url, provisioning.http_user,
-                               provisioning.http_password)
+        body = family.render(provisioning, device)
         if request.method == "GET":
-            await self.store.record_ztp_fetch(PROVIDER, device.mac,
-                                              agent.model or wanted.model, agent.firmware,
-                                              ip, utcnow())
-        return web.Response(body=body, content_type="application/xml", charset="utf-8",
+            agent = family.parse_user_agent(request.headers.get("User-Agent"))
+            await self.store.record_ztp_fetch(device.provider, device.mac, agent.model,
+                                              agent.firmware, ip, utcnow())
+        return web.Response(body=body, content_type=family.content_type, charset="utf-8",
                             headers=_NO_CACHE)

@@ -245,7 +245,8 @@ async def test_phone_provisions_itself(daemon: Callable[..., Awaitable[Daemon]])
     # The reason is for the operator only: the phone saw the same 401 each time.
     for mac, reason in ((MAC, "wrong username or password"), (MAC, "nonce count replayed"),
                         ("000413000001", "unknown MAC"),
-                        (MAC, "device is unregistered (no access details: removed or never added)")):
+                        (MAC, "device is unregistered (no access details: removed or never "
+                              "added)")):
         assert f"WARNING (ZTP): Authentication failed. Ip=127.0.0.1 Mac={mac} " \
                f"Reason={reason}\n" in text
     assert (f"WARNING (ZTP): User-Agent MAC differs from the path. Ip=127.0.0.1 Mac={MAC} "

@@ -1,0 +1,51 @@
+"""XML-RPC over the shared vendor HTTP client, for the vendors whose redirection is XML-RPC.
+
+Marshalling is Python's own :mod:`xmlrpc.client` (``dumps``/``loads``); the bytes go
+through the provider's :class:`~rps_service.providers.http.VendorHttp` like every other
+vendor request (rate limit, pause, lease, log line, metrics), signed by an ``httpx.Auth``
+(usually Basic). A fault comes back as :class:`xmlrpc.client.Fault` for the vendor module
+to classify; an answer that is not XML-RPC at all is a permanent error naming the service.
+"""
+
+from __future__ import annotations
+
+import xmlrpc.client
+from typing import TYPE_CHECKING, Any
+from xml.parsers.expat import ExpatError
+
+import httpx
+
+from rps_service.providers.base import Failure, ProviderError
+
+if TYPE_CHECKING:
+    from rps_service.providers.vendor import Account, VendorProvider
+
+XML = "text/xml"
+MAX_ANSWER = 1_048_576  # an XML-RPC answer larger than this is not a redirection service's
+
+
+async def call(provider: VendorProvider, account: Account, method: str, *params: Any,
+               operation: str, mac: str = "-", auth: httpx.Auth | None = None,
+               url: str | None = None) -> Any:
+    """Call ``method(*params)`` at ``url`` (the provider's ``api_url``); its result.
+
+    Raises :class:`xmlrpc.client.Fault` for an XML-RPC fault, :class:`ProviderError` for an
+    HTTP error (classified by the provider) or an answer that does not parse.
+    """
+    body = xmlrpc.client.dumps(params, method, encoding="utf-8").encode("utf-8")
+    response = await provider.request(
+        account, "POST", url or provider.settings.api_url, operation=operation, mac=mac,
+        content=body, content_type=XML, auth=auth, accept=XML)
+    provider.expect(response, account)
+    if len(response.content) > MAX_ANSWER:
+        raise ProviderError(f"{provider.service} answered {method} with "
+                            f"{len(response.content)} bytes", Failure.PERMANENT)
+    try:
+        result, _ = xmlrpc.client.loads(response.content, use_builtin_types=True)
+    except xmlrpc.client.Fault:
+        raise
+    except (ExpatError, xmlrpc.client.ResponseError, ValueError, TypeError, IndexError):
+        raise ProviderError(f"{provider.service} answered {method} with no XML-RPC result "
+                            f"({response.status_code})", Failure.PERMANENT,
+                            status=response.status_code) from None
+    return result[0] if len(result) == 1 else list(result)
