@@ -113,7 +113,10 @@ class VendorProvider(abc.ABC):
 
     async def device_url(self, server: int, url_key: str | None = None) -> str:
         """The server's stored ``provisioning_url`` or the configured one, ``{server}``
-        replaced; for URL-key vendors the device's key is a path segment after it."""
+        replaced; for URL-key vendors the device's key is a path segment after it. Empty for
+        vendors that send nothing per device (their portal points phones at the PBX)."""
+        if self.access is AccessMode.NONE:
+            return ""
         stored = await self.context.credentials.get_credentials(self.name, server)
         override = stored.provisioning_url if stored else None
         template = override or self.settings.provisioning_url
