@@ -19,9 +19,11 @@ import sys
 import uuid
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from rps_service.access import AccessMode
 from rps_service.config import Settings
 from rps_service.distributor import Distributor, utcnow
 from rps_service.listener import Api, create_app
@@ -30,6 +32,8 @@ from rps_service.metrics import Metrics
 from rps_service.notify import Monitor, Notifier
 from rps_service.providers import build_providers
 from rps_service.providers.base import Provider
+from rps_service.providers.registry import PROVIDERS
+from rps_service.providers.section import PLACEHOLDER_HOST
 from rps_service.providers.transport import AiohttpTransport
 from rps_service.store import Store, create_store
 from rps_service.worker import Worker
@@ -95,6 +99,7 @@ class Service:
             self.providers = self._given_providers
         for provider in self.providers.values():
             self._stack.push_async_callback(provider.close)
+        self._warn_example_urls()
         self.workers = [
             Worker(i, self.distributor, self.store, self.providers, general)
             for i in range(general.queuenum)
@@ -108,6 +113,18 @@ class Service:
         await self._start_listener()
         await self._start_ztp()
         await self._notify_ready()
+
+    def _warn_example_urls(self) -> None:
+        """Phones sent to the shipped example host never arrive: say so at start (events
+        of servers without their own provisioning_url fail, naming the setting)."""
+        for name in self.providers:
+            cls = PROVIDERS.get(name)
+            url = self.settings.provider(name).provisioning_url if cls else ""
+            if cls is not None and cls.access is not AccessMode.NONE \
+                    and urlsplit(url).hostname == PLACEHOLDER_HOST:
+                log.warning("provisioning_url is the example host", component="MAIN",
+                            provider=name, url=url,
+                            hint=f"set [{name}] provisioning_url to the URL your phones reach")
 
     async def _start_listener(self) -> None:
         general = self.settings.general
