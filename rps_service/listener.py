@@ -112,8 +112,9 @@ async def _json_body(request: web.Request) -> Any:
     raw = await request.read()
     try:
         return orjson.loads(raw)  # strict RFC 8259: no NaN or Infinity
-    except orjson.JSONDecodeError:
-        raise web.HTTPUnsupportedMediaType(reason="body is not valid JSON") from None
+    except orjson.JSONDecodeError as exc:
+        # The media type was right, the content is not: a client error, not a media error.
+        raise web.HTTPBadRequest(reason=f"body is not valid JSON: {exc}") from None
 
 
 # -- events ---------------------------------------------------------------------------------
