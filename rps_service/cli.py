@@ -77,7 +77,7 @@ async def _init_db(settings: Settings) -> int:
 
 
 def _run(settings: Settings) -> int:
-    from rps_service.service import serve
+    from rps_service.service import StartError, serve
 
     general = settings.general
     try:
@@ -90,16 +90,18 @@ def _run(settings: Settings) -> int:
              database=general.database.display(), version=__version__)
     try:
         return loop.run(serve(settings, sink))
-    except StoreUnavailable as exc:
-        log.error("Database unavailable at start", component="DATABASE", err=str(exc))
-        print(f"rps-service: database unavailable: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except OSError as exc:
-        log.error("Cannot start", component="MAIN", err=str(exc))
-        print(f"rps-service: cannot start: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    except (StartError, StoreUnavailable, OSError) as exc:
+        return _cannot_start(settings, str(exc))
     finally:
         sink.close()
+
+
+def _cannot_start(settings: Settings, reason: str) -> int:
+    """One line in rps.log and one on stderr (the same one when the log is stderr)."""
+    get_logger().error("Cannot start", component="MAIN", err=reason)
+    if settings.general.log_file != "-":
+        print(f"rps-service: cannot start: {reason}", file=sys.stderr)
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -200,5 +200,10 @@ async def _rollback(conn: Any) -> None:
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, pymysql.err.MySQLError) and exc.args:
-        return f"MySQL error {exc.args[0]}: {exc.args[-1]}"
+        text = f"MySQL error {exc.args[0]}: {exc.args[-1]}"
+        # 2003 "Can't connect" hides why (refused, timed out, unknown host) in its cause.
+        cause = exc.__cause__
+        why = "timed out" if isinstance(cause, TimeoutError) else (
+            cause.strerror.lower() if isinstance(cause, OSError) and cause.strerror else "")
+        return f"{text} ({why})" if why and why not in text.lower() else text
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

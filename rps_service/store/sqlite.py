@@ -33,6 +33,19 @@ async def _rollback(conn: aiosqlite.Connection) -> None:
         await asyncio.shield(conn.execute("ROLLBACK"))
 
 
+def _make_folder(folder: Path) -> None:
+    """Create the database's folder; a missing permission or a file in the way, said so."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            reason = f"{blocker} is a file, not a folder"
+        else:
+            reason = (exc.strerror or str(exc)).lower()
+        raise StoreUnavailable(f"cannot create the folder {folder}: {reason}") from exc
+
+
 def _param(value: Any) -> Any:
     # Fixed-width text sorts like time, which the due/lease comparisons rely on.
     return value.strftime(_TIME_FORMAT) if isinstance(value, datetime) else value
@@ -77,16 +90,27 @@ class SqliteStore(Store):
 
     async def open(self) -> None:
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            _make_folder(Path(self.path).parent)
         try:
             conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=30)
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA synchronous=FULL")
-        await conn.execute("PRAGMA busy_timeout=30000")
+            raise StoreUnavailable(self._cannot_open(exc)) from exc
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA synchronous=FULL")
+            await conn.execute("PRAGMA busy_timeout=30000")
+        except sqlite3.Error as exc:  # e.g. a read-only file, or not a database
+            await conn.close()
+            raise StoreUnavailable(self._cannot_open(exc)) from exc
         await conn.create_function("mod_slot", 2, lambda a, b: a % b, deterministic=True)
         self._conn = conn
+
+    def _cannot_open(self, exc: sqlite3.Error) -> str:
+        text = f"cannot open {self.path}: {exc}"
+        if "unable to open" in str(exc) or "readonly" in str(exc):
+            # SQLite writes the file and its -wal/-shm files beside it: the folder too.
+            text += f" (the file and {Path(self.path).parent} must be writable by this user)"
+        return text
 
     async def close(self) -> None:
         if self._conn is not None:
