@@ -9,6 +9,7 @@ than returned, and every transaction committed or rolled back before release.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,7 +20,7 @@ import pymysql
 from rps_service.config import DatabaseUrl
 from rps_service.store.base import Store
 from rps_service.store.schema import MYSQL
-from rps_service.store.sql import DuplicateKey, StoreUnavailable, Tx
+from rps_service.store.sql import DatabaseMissing, DuplicateKey, StoreUnavailable, Tx
 
 _CONNECT_TIMEOUT = 5
 _RECYCLE_SECONDS = 600  # well below the usual wait_timeout (28800) and proxies' idle limits
@@ -60,6 +61,8 @@ class MysqlStore(Store):
     inserted_value = r"VALUES(\1)"
     inline_time = True
     on_clash = "ON DUPLICATE KEY UPDATE"
+    schema_table_sql = ("SELECT 1 FROM information_schema.TABLES"
+                        " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'rps_schema'")
 
     def __init__(self, url: DatabaseUrl, maxsize: int = 10) -> None:
         super().__init__()
@@ -177,7 +180,11 @@ class MysqlStore(Store):
                     "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
                     [self.url.name],
                 )
-                if not await cursor.fetchall():
+                missing = not await cursor.fetchall()
+                if missing and not self.create_missing:
+                    raise DatabaseMissing(f"{self._where()}: database {self.url.name} "
+                                          "does not exist yet")
+                if missing:
                     # IF NOT EXISTS: another instance may be creating it too (its note
                     # would become a Python warning: notes off on this connection).
                     await cursor.execute("SET SESSION sql_notes = 0")
@@ -203,7 +210,12 @@ def _describe(exc: BaseException) -> str:
         text = f"MySQL error {exc.args[0]}: {exc.args[-1]}"
         # 2003 "Can't connect" hides why (refused, timed out, unknown host) in its cause.
         cause = exc.__cause__
-        why = "timed out" if isinstance(cause, TimeoutError) else (
-            cause.strerror.lower() if isinstance(cause, OSError) and cause.strerror else "")
+        why = ""
+        if isinstance(cause, TimeoutError):
+            why = "timed out"
+        elif isinstance(cause, OSError) and cause.errno and cause.errno > 0:
+            why = os.strerror(cause.errno).lower()  # asyncio's text is "Connect call failed"
+        elif isinstance(cause, OSError) and cause.strerror:  # gaierror: negative errno
+            why = cause.strerror.lower()
         return f"{text} ({why})" if why and why not in text.lower() else text
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -20,7 +21,7 @@ import aiosqlite
 
 from rps_service.store.base import Store
 from rps_service.store.schema import SQLITE
-from rps_service.store.sql import DuplicateKey, StoreUnavailable, Tx
+from rps_service.store.sql import DatabaseMissing, DuplicateKey, StoreUnavailable, Tx
 
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
@@ -33,8 +34,21 @@ async def _rollback(conn: aiosqlite.Connection) -> None:
         await asyncio.shield(conn.execute("ROLLBACK"))
 
 
-def _make_folder(folder: Path) -> None:
-    """Create the database's folder; a missing permission or a file in the way, said so."""
+def _make_folder(folder: Path, path: str, create: bool) -> None:
+    """Create the database's folder; a missing permission or a file in the way, said so.
+
+    With ``create`` false, nothing is created: a database file that does not exist yet is
+    DatabaseMissing, unless the folder could not be made for it.
+    """
+    if not create and not Path(path).exists():
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        if not existing.is_dir():
+            raise StoreUnavailable(f"cannot create the folder {folder}: "
+                                   f"{existing} is a file, not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise StoreUnavailable(f"cannot create {path}: {existing} is not writable "
+                                   "by this user")
+        raise DatabaseMissing(f"{path} does not exist yet")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -44,6 +58,10 @@ def _make_folder(folder: Path) -> None:
         else:
             reason = (exc.strerror or str(exc)).lower()
         raise StoreUnavailable(f"cannot create the folder {folder}: {reason}") from exc
+
+
+def _try_open(path: str) -> None:
+    sqlite3.connect(path, timeout=30).close()
 
 
 def _param(value: Any) -> Any:
@@ -90,8 +108,12 @@ class SqliteStore(Store):
 
     async def open(self) -> None:
         if self.path != ":memory:":
-            _make_folder(Path(self.path).parent)
+            _make_folder(Path(self.path).parent, self.path, self.create_missing)
         try:
+            # Opened once on a thread of our own first: when aiosqlite's connect fails, its
+            # worker thread outlives the failure and, if the loop closes (a failed start
+            # exits), dumps "Event loop is closed" tracebacks on stderr.
+            await asyncio.to_thread(_try_open, self.path)
             conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=30)
         except sqlite3.Error as exc:
             raise StoreUnavailable(self._cannot_open(exc)) from exc
