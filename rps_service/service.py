@@ -28,7 +28,7 @@ from aiohttp import web
 from rps_service.config import DatabaseUrl, Settings
 from rps_service.distributor import Distributor, utcnow
 from rps_service.listener import Api, create_app
-from rps_service.logs import LogFile, get_logger
+from rps_service.logs import LogFile, get_logger, http_server_logger
 from rps_service.metrics import Metrics
 from rps_service.notify import Monitor, Notifier
 from rps_service.providers import build_providers
@@ -152,7 +152,8 @@ class Service:
     async def _start_listener(self) -> None:
         general = self.settings.general
         api = Api(self.settings, self.store, self.distributor, self.providers, self.metrics)
-        runner = web.AppRunner(create_app(api), access_log=None, handle_signals=False)
+        runner = web.AppRunner(create_app(api), access_log=None, handle_signals=False,
+                               logger=http_server_logger("LISTENER"))
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
         site = web.TCPSite(runner, general.listen, general.port, reuse_address=True)

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from rps_service.config import ZtpSettings
 from rps_service.distributor import utcnow
-from rps_service.logs import get_logger
+from rps_service.logs import get_logger, http_server_logger
 from rps_service.models import Device
 from rps_service.store import Store, StoreUnavailable
 from rps_service.ztp.auth import (
@@ -125,7 +125,8 @@ class ZtpListener:
     async def start(self) -> str:
         """Bind ``listen:port``; the address it listens on."""
         runner = web.AppRunner(self.create_app(), access_log=None, handle_signals=False,
-                               shutdown_timeout=_SHUTDOWN_TIMEOUT)
+                               shutdown_timeout=_SHUTDOWN_TIMEOUT,
+                               logger=http_server_logger("ZTP"))
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.settings.listen, self.settings.port,
