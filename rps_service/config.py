@@ -170,6 +170,8 @@ class GeneralSettings(_Section):
     #: Host header names the API answers besides loopback and ``listen`` when no api_token
     #: is set (DNS rebinding); comma-separated in rps.ini.
     allowed_hosts: tuple[str, ...] = ()
+    #: Finished events older than this many days are deleted (0: keep all).
+    retention_days: int = Field(30, ge=0, le=36_500)
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

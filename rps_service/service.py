@@ -22,6 +22,7 @@ import sys
 import uuid
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
+from datetime import datetime, timedelta
 
 from aiohttp import web
 
@@ -39,6 +40,23 @@ from rps_service.worker import Worker
 from rps_service.ztp import ZtpListener
 
 log = get_logger()
+
+RETENTION_BATCH = 500  # events deleted per transaction: short locks, whatever the backlog
+
+
+async def delete_old_events(store: Store, days: int, now: datetime) -> int:
+    """Delete the finished events of more than ``days`` days ago (not a device's newest),
+    a batch per transaction; how many went."""
+    before, total = now - timedelta(days=days), 0
+    while True:
+        count = await store.delete_finished_events(before, RETENTION_BATCH)
+        total += count
+        if count < RETENTION_BATCH:
+            break
+        await asyncio.sleep(0)  # the intake and the leases get the database in between
+    if total:
+        log.info("Old events deleted", component="DATABASE", count=total)
+    return total
 
 
 class StartError(Exception):
@@ -102,7 +120,8 @@ class Service:
         self.metrics = Metrics(self.distributor, self.store)
         self.notifier = notifier or Notifier(None)  # systemd: only when serve() passes one
         self.monitor: Monitor | None = None
-        self.ops_tasks: list[asyncio.Task[None]] = []  # sd_notify status and watchdog
+        self.ops_tasks: list[asyncio.Task[None]] = []  # sd_notify, watchdog, retention
+        self.retention_every = 3600.0  # seconds between two retention runs
 
     async def start(self) -> None:
         """Open everything; on a failure, close what was opened and raise."""
@@ -186,6 +205,18 @@ class Service:
         self.monitor = Monitor(self.notifier, self.store, self.distributor, self.workers,
                                wedge_after=wedge_after)
         self.ops_tasks = self.monitor.start()
+        if self.settings.general.retention_days:
+            self.ops_tasks.append(asyncio.create_task(self._retention(), name="retention"))
+
+    async def _retention(self) -> None:
+        """``[general] retention_days``: at start, then every ``retention_every`` seconds."""
+        while True:
+            try:
+                await delete_old_events(self.store, self.settings.general.retention_days,
+                                        utcnow())
+            except StoreUnavailable as exc:  # the next run catches up
+                log.error("Old events not deleted", component="DATABASE", err=str(exc))
+            await asyncio.sleep(self.retention_every)
 
     def request_stop(self) -> None:
         self._stop.set()
