@@ -294,6 +294,25 @@ async def get_device(request: web.Request) -> web.Response:
     return json_response(device.to_json())
 
 
+async def get_device_access(request: web.Request) -> web.Response:
+    """What the vendor was given for the phone (URL, HTTP username and password), for an
+    operator debugging it; the read is logged, the password never."""
+    provider = request.match_info["provider"]
+    try:
+        mac = normalize_mac(request.match_info["mac"])
+    except ValueError:
+        return error(404, "no such device")
+    device = await request.app[API].store.get_device(provider, mac)
+    if device is None:
+        return error(404, "no such device")
+    if not device.http_username or not device.http_password:
+        return error(404, f"no access details stored for this device (it is {device.status}:"
+                          " they are made by its first add and revoked by a remove)")
+    log.warning("Access details read", component="LISTENER", mac=mac, provider=provider)
+    return json_response({"url": device.url, "username": device.http_username,
+                          "password": device.http_password})
+
+
 # -- provider credentials and the Test button -----------------------------------------------
 
 
@@ -453,6 +472,7 @@ def create_app(api: Api) -> web.Application:
     app.router.add_post("/events/{id}/retry", retry_event)
     app.router.add_get("/devices", list_devices)
     app.router.add_get("/devices/{provider}/{mac}", get_device)
+    app.router.add_get("/devices/{provider}/{mac}/access", get_device_access)
     app.router.add_put("/providers/{provider}/credentials/{server}", put_credentials)
     app.router.add_get("/providers/{provider}/credentials/{server}", get_credentials)
     app.router.add_post("/providers/{provider}/test", test_provider)
