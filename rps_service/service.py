@@ -158,6 +158,8 @@ class Service:
             asyncio.create_task(w.run(), name=f"queue-{w.index}") for w in self.workers
         ]
         await self._notify_ready()
+        if general.retention_days:
+            self.ops_tasks.append(asyncio.create_task(self._retention(), name="retention"))
 
     async def _open_store(self) -> None:
         url = self.settings.general.database
@@ -205,8 +207,6 @@ class Service:
         self.monitor = Monitor(self.notifier, self.store, self.distributor, self.workers,
                                wedge_after=wedge_after)
         self.ops_tasks = self.monitor.start()
-        if self.settings.general.retention_days:
-            self.ops_tasks.append(asyncio.create_task(self._retention(), name="retention"))
 
     async def _retention(self) -> None:
         """``[general] retention_days``: at start, then every ``retention_every`` seconds."""
