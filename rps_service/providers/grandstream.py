@@ -50,6 +50,8 @@ log = get_logger()
 API_PATH = "oapi/v1.0.0/"
 TOKEN_PATH = "oapi/oauth/token"  # noqa: S105 - a path, not a password
 FORM = "application/x-www-form-urlencoded"
+#: Answers are read by their words: ask for English ones.
+LANGUAGE = {"Accept-Language": "en-US,en;q=0.9"}
 #: Tokens live about an hour; renew (refresh grant) this long before they expire.
 REFRESH_BEFORE = 300.0
 DEFAULT_EXPIRES_IN = 3600
@@ -70,7 +72,7 @@ CLOCK_HINT = ("check client_secret and this host's clock: GDMS refused the reque
 
 _MISSING = re.compile(r"not (?:be )?(?:exist|found)|n[o']t exist|no such|nonexist",
                       re.IGNORECASE)
-_EXISTS = re.compile(r"exist|already|added|duplicat", re.IGNORECASE)
+_EXISTS = re.compile(r"exist|already|duplicat", re.IGNORECASE)
 _OTHER_OWNER = re.compile(r"another|other (?:org|user|account|customer|compan)", re.IGNORECASE)
 _THROTTLED = re.compile(r"too (?:many|frequent)|frequen|rate.?limit|limit exceeded|throttl",
                         re.IGNORECASE)
@@ -305,13 +307,19 @@ class GrandstreamProvider(VendorProvider):
         try:
             response = await self.request(account, method, self._url(API_PATH + path),
                                           operation=operation, mac=mac, json_body=body,
-                                          auth=auth)
+                                          headers=LANGUAGE, auth=auth)
         finally:
             _MAC.reset(token)
         secrets = self._secrets(account, auth.used)
         if not response.is_success:
             raise self.error(response, account, secrets)
         data = self.json_value(response, path)
+        if isinstance(data, dict) and "retCode" not in data and data.get("error"):
+            # An OAuth2 refusal answered 200 (a fresh token refused: GdmsAuth retried).
+            text = clean_text(f"{data['error']}: {data.get('error_description', '')}",
+                              (*account.secrets, *secrets))
+            raise ProviderError(f"{self.service} refused {path} ({text})", Failure.BAD_LOGIN,
+                                status=response.status_code, hint=self.bad_login_hint())
         if not isinstance(data, dict) or "retCode" not in data:
             raise ProviderError(f"{self.service} answered {path} without a retCode",
                                 Failure.PERMANENT, status=response.status_code)
@@ -385,7 +393,7 @@ class GrandstreamProvider(VendorProvider):
                  "client_secret": account.text("client_secret")}
         return await self.request(account, "POST", self._url(TOKEN_PATH), operation="token",
                                   mac=_MAC.get(), content=urlencode(form).encode(),
-                                  content_type=FORM)
+                                  content_type=FORM, headers=LANGUAGE)
 
     def _token(self, response: httpx.Response, account: Account) -> Token:
         data = self.json_object(response, "the token request")

@@ -293,3 +293,23 @@ async def test_the_emulator_checks_what_gdms_checks(env: Callable[..., Awaitable
         assert "never sent" in leaked.json()["msg"]
         unknown = await client.get("oapi/v1.0.0/site/list", params={"access_token": "x"})
         assert unknown.status_code == 401 and unknown.json()["error"] == "invalid_token"
+
+
+async def test_the_emulators_control_routes(env: Callable[..., Awaitable[Env]]) -> None:
+    e = await env()
+    assert (await e.post("add", "000B82000001"))["state"] == "done"
+    async with httpx.AsyncClient(base_url=e.sandbox.control_url) as control:
+        r = await control.post("grandstream/switches", json={"token_ttl": 120})
+        assert r.json() == {"token_ttl": 120, "foreign_answer": "exists"}
+        assert (await control.post("grandstream/switches",
+                                   json={"foreign_answer": "maybe"})).status_code == 400
+        r = await control.post("grandstream/expire-tokens", json={"refresh": True})
+        assert r.status_code == 200
+        assert (await control.post("grandstream/expire-tokens",
+                                   json={"refresh": "yes"})).status_code == 400
+        state = (await control.get("state")).json()["vendors"]["grandstream"]
+    assert state["live_tokens"] == 0 and state["logins"] == 1
+    assert [d["mac"] for d in state["orgs"]["52001"]["devices"]] == ["00:0B:82:00:00:01"]
+    assert "gdms-demo-secret" not in str(state) and "gdms-demo-password" not in str(state)
+    assert (await e.post("add", "000B82000002"))["state"] == "done"  # a new login
+    assert e.gdms.logins == 2

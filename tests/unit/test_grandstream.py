@@ -203,7 +203,8 @@ def ini_keys(**changes: str) -> dict[str, str]:
 def make_provider(transport: httpx.AsyncBaseTransport, clock: Clock, *, mode: str = "master",
                   creds: FakeCredentials | None = None, **keys: str) -> GrandstreamProvider:
     settings = GrandstreamSettings.model_validate(
-        {"api_url": API, "timeout": 5, **(ini_keys(**keys) if mode == "master" else {})})
+        {"api_url": API, "timeout": 5, "rate_limit": 1000,
+         **(ini_keys(**keys) if mode == "master" else {})})
     context = ProviderContext(mode=mode, retry_cap=300, credentials=creds or FakeCredentials(),
                               transport=transport, clock=clock)
     return GrandstreamProvider(settings, context)
@@ -476,6 +477,31 @@ async def test_an_answer_without_envelope_is_permanent(fake: FakeGdms,
     fake.inject("device/add", lambda r: httpx.Response(200, json={"ok": True}))
     err = await failure(provider.register(DEVICE))
     assert err.failure is Failure.PERMANENT and "without a retCode" in err.message
+
+
+async def test_an_oauth_refusal_answered_200_is_a_bad_login(
+        fake: FakeGdms, provider: GrandstreamProvider) -> None:
+    def refusal(request: httpx.Request) -> httpx.Response:
+        token = dict(parse_qsl(request.url.query.decode()))["access_token"]
+        return httpx.Response(200, json={"error": "invalid_token",
+                                         "error_description": f"Invalid token: {token}"})
+
+    fake.inject("device/add", refusal)
+    fake.inject("device/add", refusal)
+    err = await failure(provider.register(DEVICE))
+    assert err.failure is Failure.BAD_LOGIN and "Invalid token: ***" in err.message
+    assert fake.grants == ["password", "refresh_token"]  # one retry with a new token
+
+
+async def test_requests_ask_for_english_answers(fake: FakeGdms, clock: Clock) -> None:
+    languages: list[str] = []
+
+    def recording(request: httpx.Request) -> httpx.Response:
+        languages.append(request.headers.get("accept-language", ""))
+        return fake(request)
+
+    await make_provider(httpx.MockTransport(recording), clock).register(DEVICE)
+    assert len(languages) == 2 and all(v.startswith("en") for v in languages)
 
 
 async def test_5xx_is_transient(fake: FakeGdms, provider: GrandstreamProvider) -> None:
