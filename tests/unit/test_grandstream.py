@@ -597,7 +597,7 @@ async def test_logged_urls_hide_token_and_signature(provider: GrandstreamProvide
         await provider.register(DEVICE)
     urls = [e["url"] for e in logs if e["event"] == "Sending Request"]
     assert urls[0] == f"{API}oapi/oauth/token"
-    assert "access_token=%2A%2A%2A" in urls[1] and "signature=%2A%2A%2A" in urls[1]
+    assert "access_token=***" in urls[1] and "signature=***" in urls[1]
     assert "acc-" not in urls[1]
     assert all(e["mac"] == MAC for e in logs if e["event"] == "Sending Request")
 
