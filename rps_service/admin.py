@@ -24,7 +24,8 @@ from rps_service.config import ConfigError, GeneralSettings, find_config, load_s
 from rps_service.models import DEVICE_STATUSES, EVENT_STATES, MAX_BATCH, normalize_mac
 
 COMMANDS = ("events", "retry", "devices", "send", "test",
-            "access", "credentials", "provisioning")  # the last three: admin_access.py
+            "access", "credentials", "provisioning",  # admin_access.py
+            "reconcile", "repoint", "job", "settings", "replace")  # admin_fleet.py
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 2
 CSV_COLUMNS = ("mac", "server", "model", "name", "extension")
 TIMEOUT = 30.0
@@ -408,9 +409,10 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("provider", help="e.g. snom")
     p.add_argument("--server", type=_positive, default=1, help="tenant server (default 1)")
 
-    from rps_service import admin_access  # it builds on this module
+    from rps_service import admin_access, admin_fleet  # they build on this module
 
     admin_access.add_commands(sub, parents, _positive)
+    admin_fleet.add_commands(sub, parents, _positive)
 
 
 def main(args: argparse.Namespace) -> int:

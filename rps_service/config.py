@@ -145,6 +145,8 @@ class GeneralSettings(Section):
     retry_base: float = Field(1.0, gt=0)
     retry_cap: float = Field(300.0, gt=0)
     poll_interval: float = Field(1.0, gt=0)
+    # Hours between automatic reconciles of each provider and server (0: never).
+    reconcile_interval: float = Field(0.0, ge=0, le=24 * 365)
     #: Host header names the API answers besides loopback and ``listen`` when no api_token
     #: is set (DNS rebinding); comma-separated in rps.ini.
     allowed_hosts: tuple[str, ...] = ()

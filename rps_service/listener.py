@@ -11,7 +11,7 @@ import ipaddress
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -36,6 +36,9 @@ from rps_service.providers.base import Provider
 from rps_service.providers.section import ProviderSettings, credentials_model
 from rps_service.store import Inserted, Store, StoreUnavailable
 
+if TYPE_CHECKING:
+    from rps_service.jobs import JobRunner
+
 log = get_logger()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -49,6 +52,7 @@ class Api:
     distributor: Distributor
     providers: Mapping[str, Provider]
     metrics: Metrics | None = None
+    jobs: JobRunner | None = None  # woken when the API creates a job
 
 
 API = web.AppKey("api", Api)
@@ -509,4 +513,7 @@ def create_app(api: Api) -> web.Application:
     app.router.add_get("/health", health)
     if api.metrics is not None:
         app.router.add_get("/metrics", api.metrics.handle)
+    from rps_service import fleet  # it builds on this module's helpers
+
+    fleet.add_routes(app)
     return app

@@ -95,6 +95,11 @@ class Metrics:
             "rps_vendor_request_seconds", "Time of each HTTP request to a vendor API.",
             ["provider", "operation", "status"], buckets=LATENCY_BUCKETS, registry=registry,
         )
+        self.differences = Counter(
+            "rps_reconcile_differences", "Differences reconcile found between the database "
+            "and a vendor: missing, drift, orphan.",
+            ["provider", "kind"], registry=registry,
+        )
         self._pipeline = _PipelineCollector(distributor)
         registry.register(self._pipeline)
         ProcessCollector(registry=registry)
@@ -112,6 +117,10 @@ class Metrics:
         self.processed.labels(event.action, event.provider, result).inc()
         if result == "retry":
             self.retries.labels(event.provider).inc()
+
+    def reconcile_found(self, provider: str, kind: str, count: int) -> None:
+        if count:
+            self.differences.labels(provider, kind).inc(count)
 
     def vendor_request(self, provider: str, operation: str, status: str, seconds: float) -> None:
         self.vendor_seconds.labels(provider, operation, status).observe(seconds)

@@ -299,3 +299,36 @@ class ServerProvisioning:
 def _iso(value: datetime | None) -> str | None:
     # The journal keeps naive UTC times; say so on the wire.
     return value.isoformat(timespec="seconds") + "Z" if value else None
+
+
+JOB_KINDS = ("reconcile", "repoint")
+JOB_STATES = ("pending", "running", "done", "failed")
+
+
+@dataclass
+class Job:
+    """A row of ``rps_jobs``: a fleet operation (SPEC §10), run by one instance at a time."""
+
+    id: int
+    kind: str  # reconcile | repoint
+    provider: str
+    server: int
+    params: dict[str, Any]
+    state: str
+    done: int = 0
+    total: int | None = None
+    phase: str | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    runs: int = 0
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "kind": self.kind, "provider": self.provider, "server": self.server,
+            "params": self.params, "state": self.state,
+            "progress": {"done": self.done, "total": self.total, "phase": self.phase},
+            "result": self.result, "error": self.error, "runs": self.runs,
+            "created_at": _iso(self.created_at), "updated_at": _iso(self.updated_at),
+        }

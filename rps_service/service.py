@@ -30,6 +30,7 @@ from aiohttp import web
 from rps_service.access import AccessMode
 from rps_service.config import DatabaseUrl, Settings
 from rps_service.distributor import Distributor, utcnow
+from rps_service.jobs import JobRunner
 from rps_service.listener import Api, create_app
 from rps_service.logs import LogFile, get_logger, http_server_logger
 from rps_service.metrics import Metrics
@@ -124,6 +125,7 @@ class Service:
         self.metrics = Metrics(self.distributor, self.store)
         self.notifier = notifier or Notifier(None)  # systemd: only when serve() passes one
         self.monitor: Monitor | None = None
+        self.jobs: JobRunner | None = None  # fleet operations (SPEC §10)
         self.ops_tasks: list[asyncio.Task[None]] = []  # sd_notify, watchdog, retention
         self.retention_every = 3600.0  # seconds between two retention runs
 
@@ -154,6 +156,8 @@ class Service:
         ]
         for worker in self.workers:
             worker.on_outcome = self.metrics.event_outcome
+        self.jobs = JobRunner(self.store, self.providers, general, self.owner, self.distributor,
+                              on_difference=self.metrics.reconcile_found)
         # Both ports first: nothing is leased (or sent) by a start that then fails.
         await self._start_listener()
         await self._start_ztp()
@@ -165,6 +169,8 @@ class Service:
         await self._notify_ready()
         if general.retention_days:
             self.ops_tasks.append(asyncio.create_task(self._retention(), name="retention"))
+        # Fleet jobs are idempotent: a stop may cancel one; it is run again later.
+        self.ops_tasks.append(asyncio.create_task(self.jobs.run(), name="jobs"))
 
     async def _open_store(self) -> None:
         url = self.settings.general.database
@@ -189,7 +195,8 @@ class Service:
 
     async def _start_listener(self) -> None:
         general = self.settings.general
-        api = Api(self.settings, self.store, self.distributor, self.providers, self.metrics)
+        api = Api(self.settings, self.store, self.distributor, self.providers, self.metrics,
+                  self.jobs)
         runner = web.AppRunner(create_app(api), access_log=None, handle_signals=False,
                                logger=http_server_logger("LISTENER"))
         await runner.setup()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from rps_service import lease as leases
@@ -154,7 +154,13 @@ class Worker:
             raise NotRegistered(NOT_REGISTERED, Failure.PERMANENT)
         access = await self._access(provider, event, stored)
         url = await provider.device_url(event.server, access.url_key)
-        await provider.register(self._device(event, stored, url, access))
+        device = self._device(event, stored, url, access)
+        if getattr(provider, "supports_settings", False):
+            # The server's extra settings, then the event's own (SPEC §10).
+            pushed = await self.store.get_server_settings(event.provider, event.server)
+            if pushed:
+                device = replace(device, settings={**pushed, **device.settings})
+        await provider.register(device)
         return DeviceOutcome("registered", registered=True, access=(url, access))
 
     async def _access(self, provider: Provider, event: Event, stored: DeviceRow | None

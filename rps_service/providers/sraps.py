@@ -65,6 +65,7 @@ class SrapsProvider(VendorProvider):
 
     credentials_noun = "API keys"
     can_list = True
+    supports_settings = True
     #: The catalogue settings the device's URL and credentials go in.
     url_setting: ClassVar[str] = "setting_server"
     user_setting: ClassVar[str | None] = "http_client_user"

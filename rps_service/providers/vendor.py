@@ -94,6 +94,10 @@ class VendorProvider(abc.ABC):
     credentials_noun: ClassVar[str] = "credentials"
     #: The API can list the account's devices (reconcile pages through them).
     can_list: ClassVar[bool] = False
+    #: The API can look one device up (reconcile checks devices one by one without a list).
+    can_lookup: ClassVar[bool] = True
+    #: Extra settings (SPEC §10) can be pushed with a registration (``Device.settings``).
+    supports_settings: ClassVar[bool] = False
     #: The phones' family at ``/ztprov/`` (:mod:`rps_service.ztp.registry`); None: the
     #: vendor sends its phones nowhere of ours (its portal points them at the PBX).
     phone_family: ClassVar[str | None] = None
@@ -136,7 +140,10 @@ class VendorProvider(abc.ABC):
 
     async def event_problem(self, action: str, server: int | None,
                             fields: Mapping[str, object]) -> tuple[str, str] | None:
-        """No requirement beyond the common event fields, unless a vendor adds one."""
+        """Extra settings only where the vendor takes them; vendors add their own needs
+        (call this first when overriding)."""
+        if fields.get("settings") and not self.supports_settings:
+            return "settings", f"{self.service} takes no extra settings"
         return None
 
     async def register(self, device: Device) -> None:

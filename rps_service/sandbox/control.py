@@ -7,6 +7,9 @@
 * ``PUT  /_sandbox/endpoints/{company}/{mac}`` -- set an endpoint as an administrator would
   in the SRAPS portal (any valid endpoint fields, ``provisioning_profile`` and other
   ``settings_manager`` entries included), behind the client's back.
+* ``DELETE /_sandbox/endpoints/{company}/{mac}`` -- delete one likewise.
+* ``POST /_sandbox/endpoints/{company}`` -- ``{"endpoints": [{"mac", "url"}, ...]}``: many
+  endpoints at once, each with that ``setting_server`` (fleets for reconcile tests).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from .api import STATE, ApiError, validate_endpoint
-from .state import SandboxState
+from .state import SETTING_SERVER_UUID, SandboxState
 
 _FRACTIONS = ("error_rate", "rate_limit_rate")
 
@@ -137,6 +140,40 @@ async def put_portal_endpoint(request: web.Request) -> web.Response:
     return web.json_response(endpoint)
 
 
+async def delete_portal_endpoint(request: web.Request) -> web.Response:
+    """Delete an endpoint the way the SRAPS portal would."""
+    state = request.app[STATE]
+    company, mac = request.match_info["company"], request.match_info["mac"].lower()
+    if state.companies.get(company) is None or \
+            state.endpoints(company).pop(mac, None) is None:
+        return web.json_response({"message": "no such endpoint"}, status=404)
+    return web.Response(status=204)
+
+
+async def post_portal_endpoints(request: web.Request) -> web.Response:
+    """Add many endpoints at once (``{"endpoints": [{"mac", "url"}]}``)."""
+    state = request.app[STATE]
+    company = request.match_info["company"]
+    try:
+        body = await _body(request)
+        items = body.get("endpoints")
+        if company not in state.companies or not isinstance(items, list):
+            raise ControlError('Expected {"endpoints": [{"mac", "url"}]} for a known company')
+        for item in items:
+            mac, url = str(item["mac"]).lower(), str(item["url"])
+            state.endpoints(company)[mac] = portal_endpoint(mac, url)
+    except (ControlError, KeyError, TypeError) as exc:
+        return web.json_response({"message": str(exc)}, status=400)
+    return web.json_response({"count": len(items)}, status=201)
+
+
+def portal_endpoint(mac: str, url: str) -> dict[str, Any]:
+    """An endpoint as the portal would hold it: autoprovisioning on, ``setting_server``."""
+    return {"mac": mac, "name": None, "description": None, "provisioning_profile": None,
+            "autoprovisioning_enabled": True,
+            "settings_manager": {SETTING_SERVER_UUID: {"value": url, "attrs": {"perm": "RW"}}}}
+
+
 def add_routes(app: web.Application) -> None:
     """Register the ``/_sandbox/`` routes."""
     app.router.add_get("/_sandbox/state", get_state, name="control-state")
@@ -145,3 +182,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/_sandbox/reset-counts", post_reset_counts, name="control-reset")
     app.router.add_put("/_sandbox/endpoints/{company}/{mac}", put_portal_endpoint,
                        name="control-endpoint")
+    app.router.add_delete("/_sandbox/endpoints/{company}/{mac}", delete_portal_endpoint,
+                          name="control-endpoint-delete")
+    app.router.add_post("/_sandbox/endpoints/{company}", post_portal_endpoints,
+                        name="control-endpoints")

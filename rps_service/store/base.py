@@ -17,6 +17,7 @@ import orjson
 from rps_service.models import Event, NewEvent
 from rps_service.store.devices import DeviceQueries
 from rps_service.store.group import GroupCommit
+from rps_service.store.jobs import JobQueries
 from rps_service.store.retention import RetentionQueries
 from rps_service.store.sql import (
     EVENT_COLUMNS,
@@ -39,7 +40,7 @@ MAX_OUTCOMES_PER_COMMIT = 500
 _Posted = tuple[Sequence[NewEvent], datetime]  # one request's events and its arrival
 
 
-class Store(DeviceQueries, RetentionQueries):
+class Store(DeviceQueries, RetentionQueries, JobQueries):
     """The event journal, device table and credentials, over one SQL backend."""
 
     #: SQL fragments that differ between dialects.
@@ -285,6 +286,9 @@ class Store(DeviceQueries, RetentionQueries):
             f"SELECT {EVENT_COLUMNS} FROM rps_events e WHERE {' AND '.join(where)}"
             " AND NOT EXISTS (SELECT 1 FROM rps_events p WHERE p.provider = e.provider"
             " AND p.mac = e.mac AND p.state IN ('pending', 'running') AND p.id < e.id)"
+            # An event that waits for another (a replaced phone's add waits for its remove).
+            " AND (e.after_id IS NULL OR NOT EXISTS (SELECT 1 FROM rps_events a"
+            " WHERE a.id = e.after_id AND a.state IN ('pending', 'running')))"
             f" ORDER BY e.id LIMIT ?{self.lock_clause}"
         )
         async with self._tx() as tx:

@@ -27,6 +27,7 @@ class DeviceQueries(SqlBackend):
     """Queries on ``rps_devices``, ``rps_credentials`` and ``rps_servers``."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._credentials: dict[tuple[str, int], tuple[float, Credentials | None]] = {}
         # Write-ahead access details of workers starting cold registrations together.
         self._access: GroupCommit[_AccessRequest, AccessDetails] = GroupCommit(

@@ -93,6 +93,38 @@ MYSQL: list[list[str]] = [
             PRIMARY KEY (provider, server)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
     ],
+    # 3: fleet operations (SPEC §10): durable jobs, each server's extra vendor settings,
+    # and an event that waits for another one (replacing a phone: remove, then add).
+    [
+        """CREATE TABLE IF NOT EXISTS rps_jobs (
+            id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+            kind VARCHAR(16) NOT NULL,
+            provider VARCHAR(32) NOT NULL,
+            server INT NOT NULL,
+            params TEXT NOT NULL,
+            state VARCHAR(16) NOT NULL,
+            done INT NOT NULL DEFAULT 0,
+            total INT NULL,
+            phase VARCHAR(16) NULL,
+            result MEDIUMTEXT NULL,
+            error TEXT NULL,
+            runs INT NOT NULL DEFAULT 0,
+            lease_owner VARCHAR(64) NULL,
+            lease_until DATETIME(6) NULL,
+            created_at DATETIME(6) NOT NULL,
+            updated_at DATETIME(6) NOT NULL,
+            KEY ix_jobs_state (state, id),
+            KEY ix_jobs_kind (kind, provider, server, created_at)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
+        """CREATE TABLE IF NOT EXISTS rps_server_settings (
+            provider VARCHAR(32) NOT NULL,
+            server INT NOT NULL,
+            settings TEXT NOT NULL,
+            updated_at DATETIME(6) NOT NULL,
+            PRIMARY KEY (provider, server)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
+        "ALTER TABLE rps_events ADD COLUMN after_id BIGINT NULL",
+    ],
 ]
 
 SQLITE: list[list[str]] = [
@@ -171,6 +203,36 @@ SQLITE: list[list[str]] = [
             http_password TEXT NOT NULL,
             updated_at TEXT NOT NULL,
             PRIMARY KEY (provider, server)
+                )""",
+    ],
+    [
+        """CREATE TABLE IF NOT EXISTS rps_jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            server INTEGER NOT NULL,
+            params TEXT NOT NULL,
+            state TEXT NOT NULL,
+            done INTEGER NOT NULL DEFAULT 0,
+            total INTEGER NULL,
+            phase TEXT NULL,
+            result TEXT NULL,
+            error TEXT NULL,
+            runs INTEGER NOT NULL DEFAULT 0,
+            lease_owner TEXT NULL,
+            lease_until TEXT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
         )""",
+        "CREATE INDEX IF NOT EXISTS ix_jobs_state ON rps_jobs (state, id)",
+        "CREATE INDEX IF NOT EXISTS ix_jobs_kind ON rps_jobs (kind, provider, server, created_at)",
+        """CREATE TABLE IF NOT EXISTS rps_server_settings (
+            provider TEXT NOT NULL,
+            server INTEGER NOT NULL,
+            settings TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (provider, server)
+        )""",
+        "ALTER TABLE rps_events ADD COLUMN after_id INTEGER NULL",
     ],
 ]

@@ -97,7 +97,7 @@ async def test_the_daemon_deletes_at_start_and_then_every_interval(
         more = await journal(store, [("fake", "000413000002", "failed", OLD)] * 2)
         await _wait_for(lambda: "Old events deleted. Count=1" in log_file.read_text())
         assert await remaining(store) == {ids[-1], more[-1]}
-        assert [t.get_name() for t in service.ops_tasks] == ["retention"]
+        assert "retention" in [t.get_name() for t in service.ops_tasks]
     finally:
         await service.stop()
         sink.close()
@@ -109,7 +109,7 @@ async def test_retention_days_0_keeps_everything(make_settings: Any, store: Stor
     service = Service(make_settings({"retention_days": 0}), providers={"fake": ScriptedProvider()})
     await service.start()
     try:
-        assert service.ops_tasks == []
+        assert "retention" not in [t.get_name() for t in service.ops_tasks]
     finally:
         await service.stop()
     assert await remaining(store) == set(ids)
