@@ -6,12 +6,18 @@ in documentation and of ``rps-service check-config``'s output.
 
 from __future__ import annotations
 
+from rps_service.providers.auerswald import AuerswaldProvider
+from rps_service.providers.panasonic import PanasonicProvider
 from rps_service.providers.snom import SnomProvider
+from rps_service.providers.snom_xmlrpc import SnomXmlRpcProvider
 from rps_service.providers.vendor import VendorProvider
 
 PROVIDERS: dict[str, type[VendorProvider]] = {
     cls.name: cls
     for cls in (
         SnomProvider,
+        SnomXmlRpcProvider,
+        PanasonicProvider,
+        AuerswaldProvider,
     )
 }

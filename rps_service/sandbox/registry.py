@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from .auerswald import AuerswaldEmulator
 from .emulator import Emulator
+from .panasonic import PanasonicEmulator
+from .snom_xmlrpc import SnomXmlRpcEmulator
 from .sraps import SrapsEmulator
 
 EMULATORS: tuple[type[Emulator], ...] = (
     SrapsEmulator,
+    SnomXmlRpcEmulator,
+    PanasonicEmulator,
+    AuerswaldEmulator,
 )
