@@ -55,7 +55,7 @@ class PanasonicFamily(PhoneFamily):
         user, password = provisioning.http_user, provisioning.http_password
         lines = [
             HEADER,
-            "# rps-service: where this phone provisions from from now on",
+            "# rps-service: where this phone provisions from now on",
             f'CFG_STANDARD_FILE_PATH="{_standard_path(provisioning.prov_url, user, password)}"',
             'CFG_PRODUCT_FILE_PATH=""',
             'CFG_MASTER_FILE_PATH=""',
