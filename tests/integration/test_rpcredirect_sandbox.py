@@ -16,7 +16,7 @@ from rps_service.sandbox import start_sandbox
 from rps_service.sandbox.rpcredirect import OTHER_USER, RpcRedirectEmulator
 from rps_service.sandbox.runner import RunningSandbox
 from rps_service.sandbox.state import SandboxState
-from tests.conftest import remember_secrets
+from tests.conftest import SECRETS, remember_secrets
 
 KEY = "0123456789ab" + "SandboxSecretOfTheKey-xy"
 #: Per emulator: register(mac, url), remove(mac), look up(mac), and a refused write's answer.
@@ -33,6 +33,9 @@ async def sandbox() -> AsyncIterator[RunningSandbox]:
     running = await start_sandbox(SandboxState())
     yield running
     remember_secrets(running.state)
+    for found in running.state.emulators.values():
+        if isinstance(found, RpcRedirectEmulator):
+            SECRETS.update(found.accounts.values())
     await running.close()
 
 
