@@ -55,7 +55,6 @@ class RpcRedirectProvider(VendorProvider):
     """An XML-RPC redirection service with Basic auth that carries only a URL."""
 
     access = AccessMode.URL_KEY
-    credentials_noun = "login"
     #: Appended to the device's URL (after its key segment): the file the phone asks for,
     #: written with the placeholder the vendor (or the phone) replaces by the MAC. Empty:
     #: the URL stays a folder and the phone names the file itself (Snom).

@@ -14,6 +14,7 @@ limit or how it refuses one, so that answer is a guess.
 from __future__ import annotations
 
 import abc
+import hmac
 import re
 import xmlrpc.client
 from collections.abc import Callable
@@ -87,7 +88,7 @@ class RpcRedirectEmulator(Emulator):
 
     def _login(self, user: str, password: str) -> bool:
         expected = self.accounts.get(user)
-        return expected is not None and expected == password
+        return expected is not None and hmac.compare_digest(expected.encode(), password.encode())
 
     # -- the contract tests' facts ----------------------------------------------------------
 
