@@ -6,8 +6,11 @@ in documentation and of ``rps-service check-config``'s output.
 
 from __future__ import annotations
 
+from rps_service.providers.auerswald import AuerswaldProvider
 from rps_service.providers.grandstream import GrandstreamProvider
+from rps_service.providers.panasonic import PanasonicProvider
 from rps_service.providers.snom import SnomProvider
+from rps_service.providers.snom_xmlrpc import SnomXmlRpcProvider
 from rps_service.providers.vendor import VendorProvider
 
 PROVIDERS: dict[str, type[VendorProvider]] = {
@@ -15,5 +18,8 @@ PROVIDERS: dict[str, type[VendorProvider]] = {
     for cls in (
         SnomProvider,
         GrandstreamProvider,
+        SnomXmlRpcProvider,
+        PanasonicProvider,
+        AuerswaldProvider,
     )
 }

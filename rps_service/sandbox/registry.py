@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from .auerswald import AuerswaldEmulator
 from .emulator import Emulator
 from .grandstream import GrandstreamEmulator
+from .panasonic import PanasonicEmulator
+from .snom_xmlrpc import SnomXmlRpcEmulator
 from .sraps import SrapsEmulator
 
 EMULATORS: tuple[type[Emulator], ...] = (
     SrapsEmulator,
     GrandstreamEmulator,
+    SnomXmlRpcEmulator,
+    PanasonicEmulator,
+    AuerswaldEmulator,
 )

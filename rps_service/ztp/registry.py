@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from rps_service.ztp.auerswald import AuerswaldFamily
 from rps_service.ztp.family import PhoneFamily
+from rps_service.ztp.panasonic import PanasonicFamily
 from rps_service.ztp.snom import SnomFamily
 
 FAMILIES: dict[str, PhoneFamily] = {
     family.name: family
     for family in (
         SnomFamily(),
+        PanasonicFamily(),
+        AuerswaldFamily(),
     )
 }

@@ -1,0 +1,132 @@
+"""What the small XML-RPC redirection services share (Snom legacy, Panasonic, Auerswald).
+
+Each takes HTTP Basic with an account's username and password, carries nothing to the phone
+but a URL (so the URL holds the device's key, :class:`~rps_service.access.AccessMode`
+``URL_KEY``) and answers in its own small dialect of XML-RPC. This module holds what they
+have in common: the ``[section]`` keys, the Basic login, the device URL (the key segment
+and, for vendors whose phones ask for a named file, the file name with the vendor's own MAC
+placeholder), and one call that turns a fault into a value the vendor module reads
+(:class:`RpcFault`), every vendor text cleaned of passwords and URL keys before it can reach
+a log.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+from xmlrpc.client import Fault
+
+import httpx
+from pydantic import SecretStr
+
+from rps_service.access import AccessMode
+from rps_service.providers.base import Failure, ProviderError
+from rps_service.providers.errors import clean_text, http_error
+from rps_service.providers.section import ProviderSettings
+from rps_service.providers.vendor import Account, VendorProvider
+from rps_service.providers.xmlrpc import call
+
+_URL_KEY = re.compile(r"[0-9a-f]{12}[A-Za-z0-9_-]{24}")
+
+
+class RpcRedirectSettings(ProviderSettings):
+    """A section with the account's ``username`` and ``password`` (HTTP Basic)."""
+
+    credential_keys: ClassVar[tuple[str, ...]] = ("username", "password")
+
+    username: str = ""
+    password: SecretStr = SecretStr("")
+
+
+@dataclass(frozen=True)
+class RpcFault:
+    """An XML-RPC fault the vendor answered (its text with every secret masked)."""
+
+    code: int
+    text: str
+
+    def __str__(self) -> str:
+        return f"fault {self.code}: {self.text}" if self.text else f"fault {self.code}"
+
+
+class RpcRedirectProvider(VendorProvider):
+    """An XML-RPC redirection service with Basic auth that carries only a URL."""
+
+    access = AccessMode.URL_KEY
+    #: Appended to the device's URL (after its key segment): the file the phone asks for,
+    #: written with the placeholder the vendor (or the phone) replaces by the MAC. Empty:
+    #: the URL stays a folder and the phone names the file itself (Snom).
+    file_name: ClassVar[str] = ""
+    #: How the vendor writes a MAC: 12 hex digits in this case.
+    upper_mac: ClassVar[bool] = True
+
+    async def device_url(self, server: int, url_key: str | None = None) -> str:
+        url = await super().device_url(server, url_key)
+        if not (url and url_key and self.file_name):
+            return url
+        parts = urlsplit(url)
+        return parts._replace(path=parts.path + self.file_name).geturl()
+
+    def vendor_mac(self, mac: str) -> str:
+        """The MAC as the vendor's calls take it."""
+        return mac.upper() if self.upper_mac else mac.lower()
+
+    async def rpc(self, account: Account, method: str, *params: str, operation: str,
+                  mac: str = "-") -> Any:
+        """``method(*params)``'s result, or an :class:`RpcFault` when the vendor answered
+        with a fault. HTTP errors (401, 429, 5xx) raise the shared classification."""
+        auth = httpx.BasicAuth(account.text("username"), account.text("password"))
+        try:
+            return await call(self, account, method, *params, operation=operation, mac=mac,
+                              auth=auth)
+        except Fault as fault:
+            code = fault.faultCode if isinstance(fault.faultCode, int) else -1
+            return RpcFault(code, self.vendor_text(str(fault.faultString), account))
+
+    def vendor_text(self, text: str, account: Account) -> str:
+        """A text the vendor sent, fit for rps.log: one short line, no password, no URL
+        key (a vendor may quote the URL it refused, and the URL holds the key)."""
+        # Keys first: clean_text cuts long texts, and half a key must not survive.
+        return clean_text(mask_keys(text), account.secrets)
+
+    def classify(self, response: httpx.Response, text: str, account: Account
+                 ) -> ProviderError | None:
+        """The shared HTTP rules, on a text without URL keys (an error page may quote
+        the request)."""
+        masked = mask_keys(text)
+        if masked == text:
+            return None
+        return http_error(response, text=masked, bad_login_hint=self.bad_login_hint(),
+                          now=self.clock())
+
+    def unexpected(self, method: str, answer: Any, account: Account) -> ProviderError:
+        """A permanent error for an answer the vendor's documented shapes do not allow."""
+        if isinstance(answer, RpcFault):
+            return ProviderError(f"{self.service} answered {method} with {answer}",
+                                 Failure.PERMANENT)
+        shown = self.vendor_text(repr(answer), account)
+        return ProviderError(f"{self.service} answered {method} with an unexpected "
+                             f"result: {shown}", Failure.PERMANENT)
+
+    def refused_login(self, method: str, answer: Any, account: Account) -> ProviderError:
+        """A Test call the vendor refused in XML-RPC terms (not with an HTTP 401)."""
+        shown = str(answer) if isinstance(answer, RpcFault) else self.vendor_text(
+            repr(answer), account)
+        return ProviderError(f"{method} refused: {shown}", Failure.BAD_LOGIN,
+                             hint=self.bad_login_hint())
+
+    def accepted(self, account: Account) -> str:
+        """The Test button's success text."""
+        return f"{self.service} accepted the login {account.text('username')}"
+
+
+def mask_keys(text: str) -> str:
+    """``text`` with every URL key cut to its selector (the part rps.log may show)."""
+    return _URL_KEY.sub(lambda m: m.group(0)[:12] + "***", text)
+
+
+def same_mac(value: Any, mac: str) -> bool:
+    """Whether a vendor's MAC field (any case, any separators) is ``mac``."""
+    return isinstance(value, str) and re.sub(r"[^0-9A-Fa-f]", "", value).upper() == mac
