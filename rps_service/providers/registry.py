@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from rps_service.providers.snom import SnomProvider
 from rps_service.providers.vendor import VendorProvider
+from rps_service.providers.yealink import YealinkProvider
 
 PROVIDERS: dict[str, type[VendorProvider]] = {
     cls.name: cls
     for cls in (
         SnomProvider,
+        YealinkProvider,
     )
 }
