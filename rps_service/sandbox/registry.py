@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from .emulator import Emulator
 from .sraps import SrapsEmulator
+from .yealink import YealinkEmulator
 
 EMULATORS: tuple[type[Emulator], ...] = (
     SrapsEmulator,
+    YealinkEmulator,
 )
