@@ -33,13 +33,14 @@ _MAX_LENGTH = 1024
 _AGENT = re.compile(
     r"\byealink[\s-]+(?:sip(?:\s+vp)?[\s-]+)?(?P<model>[A-Za-z0-9_]{1,32})"
     r"(?:\s+(?P<firmware>\d{1,6}(?:\.\d{1,6}){1,5}))?(?![\w.])", re.I)
-_LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x85\u2028\u2029]")
+# Line breaks of any kind, and the other control characters (tab is a space in a value).
+_LINE_BREAKS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 
 
 def cfg_value(value: str) -> str:
     """``value`` on one CFG line. The format has no escapes: a value is everything after
     the first ``=`` to the end of the line, so only a line break could hurt (the tenant API
-    refuses them; dropped here should one ever arrive)."""
+    refuses control characters; any that ever arrived would be dropped here)."""
     return _LINE_BREAKS.sub("", value)
 
 
