@@ -285,7 +285,7 @@ class YealinkProvider(VendorProvider):
                                 account.text("access_key_secret"), user_agent=USER_AGENT,
                                 clock=self.clock)
         response = await self.http.send(request, account=key, operation="token", mac=mac)
-        if response.status_code != 200:
+        if not response.is_success:
             raise self.error(response, account)
         data = self.json_object(response, "the token request")
         value, lifetime = data.get("access_token"), data.get("expires_in")
