@@ -356,7 +356,7 @@ PAUSED_GENERAL: dict[str, Any] = {"queuenum": 4, "queuecap": 100, "drain_timeout
 @contextlib.asynccontextmanager
 async def daemon_with_sandbox(
     folder: Path, db: Database, opts: Options, general: dict[str, Any], *,
-    latency_ms: float = 0.0, paused: bool = False,
+    latency_ms: float = 0.0, paused: bool = False, snom: dict[str, Any] | None = None,
 ) -> AsyncIterator[tuple[Daemon, Sandbox, aiohttp.ClientSession]]:
     """A ready daemon pointed at its own sandbox, both stopped when the block ends.
 
@@ -364,7 +364,8 @@ async def daemon_with_sandbox(
     completes (intake and memory are measured without workers competing for the CPU).
     """
     sandbox = Sandbox(folder, latency_ms=latency_ms)
-    daemon = Daemon(folder, db.dsn, opts, snom=sandbox.snom(), general=general)
+    daemon = Daemon(folder, db.dsn, opts, snom={**sandbox.snom(), **(snom or {})},
+                    general=general)
     async with http_session() as session:
         sandbox.start()
         async with running(sandbox):

@@ -1,4 +1,5 @@
-"""Admin commands: ``rps-service events|retry|devices|send|test`` against the running daemon.
+"""Admin commands: ``rps-service events|retry|devices|send|test`` (and ``access``,
+``credentials``, ``provisioning``: :mod:`rps_service.admin_access`) against the running daemon.
 
 They use the daemon's own HTTP API (so they work against any instance, and never touch the
 database behind its back): the URL comes from ``listen``/``port`` in rps.ini (``--url``
@@ -22,7 +23,8 @@ import httpx
 from rps_service.config import ConfigError, GeneralSettings, find_config, load_settings
 from rps_service.models import DEVICE_STATUSES, EVENT_STATES, MAX_BATCH, normalize_mac
 
-COMMANDS = ("events", "retry", "devices", "send", "test")
+COMMANDS = ("events", "retry", "devices", "send", "test",
+            "access", "credentials", "provisioning")  # the last three: admin_access.py
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 2
 CSV_COLUMNS = ("mac", "server", "model", "name", "extension")
 TIMEOUT = 30.0
@@ -406,6 +408,10 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("provider", help="e.g. snom")
     p.add_argument("--server", type=_positive, default=1, help="tenant server (default 1)")
 
+    from rps_service import admin_access  # it builds on this module
+
+    admin_access.add_commands(sub, parents, _positive)
+
 
 def main(args: argparse.Namespace) -> int:
     """Run one admin command; the exit code."""
@@ -422,7 +428,8 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         with DaemonClient(url, token) as client:
-            return HANDLERS[args.command](client, args)
+            handler = HANDLERS.get(args.command) or args.handler
+            return int(handler(client, args))
     except AdminError as exc:
         print(f"rps-service {args.command}: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -10,11 +10,12 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from rps_service import __version__, admin, loop
 from rps_service.config import ConfigError, Settings, find_config, load_settings
 from rps_service.logs import configure, get_logger
-from rps_service.store import StoreUnavailable, create_store
+from rps_service.store import DatabaseMissing, StoreUnavailable, create_store
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 2
 
@@ -29,7 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rps-service {__version__}")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run", parents=[common], help="run the daemon (default)")
-    sub.add_parser("check-config", parents=[common], help="validate rps.ini and exit")
+    check = sub.add_parser("check-config", parents=[common], help="validate rps.ini and exit")
+    check.add_argument("--connect", action="store_true",
+                       help="also open the database (creating and migrating nothing)")
     sub.add_parser("init-db", parents=[common], help="create or migrate the database schema")
     sub.add_parser("sandbox", add_help=False,
                    help="run a local SRAPS-compatible server (see 'sandbox --help')")
@@ -54,12 +57,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"rps-service: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    if command == "check-config":
-        print(f"{path}: OK (database {settings.general.database.display()})")
+    if command == "check-config" and not args.connect:
+        print(f"{path}: OK (configuration only; database not contacted: use --connect)")
         return EXIT_OK
+    if command == "check-config":
+        return asyncio.run(_check_database(path, settings))
     if command == "init-db":
         return asyncio.run(_init_db(settings))
     return _run(settings)
+
+
+async def _check_database(path: Path, settings: Settings) -> int:
+    """``check-config --connect``: open the database as a start would, change nothing."""
+    from rps_service.service import database_error
+
+    url = settings.general.database
+    store = create_store(url)
+    store.create_missing = False  # a check must not leave a root-owned file behind
+    try:
+        await store.open()
+        version = await store.schema_version()
+    except DatabaseMissing as exc:
+        print(f"{path}: OK (database {url.display()}: {exc}; the daemon creates it at start)")
+        return EXIT_OK
+    except (StoreUnavailable, OSError) as exc:
+        print(f"rps-service: check-config: {database_error(url, exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        await store.close()
+    schema = f"schema at version {version}" if version else "no tables yet (made at start)"
+    print(f"{path}: OK (database {url.display()}: connected, {schema})")
+    return EXIT_OK
 
 
 async def _init_db(settings: Settings) -> int:
@@ -77,7 +105,7 @@ async def _init_db(settings: Settings) -> int:
 
 
 def _run(settings: Settings) -> int:
-    from rps_service.service import serve
+    from rps_service.service import StartError, serve
 
     general = settings.general
     try:
@@ -90,16 +118,18 @@ def _run(settings: Settings) -> int:
              database=general.database.display(), version=__version__)
     try:
         return loop.run(serve(settings, sink))
-    except StoreUnavailable as exc:
-        log.error("Database unavailable at start", component="DATABASE", err=str(exc))
-        print(f"rps-service: database unavailable: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except OSError as exc:
-        log.error("Cannot start", component="MAIN", err=str(exc))
-        print(f"rps-service: cannot start: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    except (StartError, StoreUnavailable, OSError) as exc:
+        return _cannot_start(settings, str(exc))
     finally:
         sink.close()
+
+
+def _cannot_start(settings: Settings, reason: str) -> int:
+    """One line in rps.log and one on stderr (the same one when the log is stderr)."""
+    get_logger().error("Cannot start", component="MAIN", err=reason)
+    if settings.general.log_file != "-":
+        print(f"rps-service: cannot start: {reason}", file=sys.stderr)
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

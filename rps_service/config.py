@@ -98,6 +98,29 @@ def _listen_address(value: str) -> str:
     return value
 
 
+_HOST_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*")
+
+
+def _host_names(value: Any) -> Any:
+    """``a.example, 10.0.0.5, [fd00::1]`` → lower-case names without brackets."""
+    if not isinstance(value, str):
+        return value
+    names = []
+    for item in value.split(","):
+        name = item.strip().lower().rstrip(".")
+        if not name:
+            continue
+        bare = name[1:-1] if name.startswith("[") and name.endswith("]") else name
+        try:
+            ipaddress.ip_address(bare)
+        except ValueError:
+            if not _HOST_NAME.fullmatch(bare):
+                raise ValueError(f"{item.strip()!r} is not a host name or IP address "
+                                 "(no scheme, port or path)") from None
+        names.append(bare)
+    return tuple(names)
+
+
 ListenAddress = Annotated[str, AfterValidator(_listen_address)]
 
 
@@ -122,6 +145,16 @@ class GeneralSettings(Section):
     retry_base: float = Field(1.0, gt=0)
     retry_cap: float = Field(300.0, gt=0)
     poll_interval: float = Field(1.0, gt=0)
+    #: Host header names the API answers besides loopback and ``listen`` when no api_token
+    #: is set (DNS rebinding); comma-separated in rps.ini.
+    allowed_hosts: tuple[str, ...] = ()
+    #: Finished events older than this many days are deleted (0: keep all).
+    retention_days: int = Field(30, ge=0, le=36_500)
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _allowed_hosts(cls, value: Any) -> Any:
+        return _host_names(value)
 
     @field_validator("database", mode="before")
     @classmethod

@@ -7,6 +7,7 @@ work starts without waiting for a poll. Every refusal is JSON with the field and
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -104,6 +105,51 @@ def auth_middleware(token: str) -> Any:
     return middleware
 
 
+def host_name(header: str) -> str:
+    """The name in a ``Host`` header: lower case, without port, brackets or final dot."""
+    host = header.strip().lower()
+    if host.startswith("["):  # [::1]:15777
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host.rstrip(".")
+
+
+def host_allowed(name: str, listen: str, allowed: tuple[str, ...]) -> bool:
+    """Loopback names and addresses, the ``listen`` address, or one of ``allowed_hosts``."""
+    if name in ("localhost", listen.lower()) or name in allowed:
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def host_middleware(listen: str, allowed: tuple[str, ...]) -> Any:
+    """Without an api_token, answer only requests addressed to this host by a name we know.
+
+    A web page can make a browser on the PBX post to 127.0.0.1:15777 under a DNS name of
+    its own (DNS rebinding); the browser then sends that name as Host, which is refused.
+    """
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        header = request.headers.get("Host")
+        if header is not None and not host_allowed(host_name(header), listen, allowed):
+            shown = header[:100]
+            log.warning("Request refused: Host not allowed", component="LISTENER",
+                        host=shown, ip=request.remote or "-", path=request.path[:100])
+            return error(403, f"Host {shown!r} is not allowed: without api_token the API "
+                              "answers only loopback names, the listen address and "
+                              "[general] allowed_hosts")
+        return await handler(request)
+
+    return middleware
+
+
 async def _json_body(request: web.Request) -> Any:
     content_type = request.headers.get("Content-Type", "application/json")
     media = content_type.split(";")[0].strip().lower()
@@ -115,8 +161,9 @@ async def _json_body(request: web.Request) -> Any:
     raw = await request.read()
     try:
         return orjson.loads(raw)  # strict RFC 8259: no NaN or Infinity
-    except orjson.JSONDecodeError:
-        raise web.HTTPUnsupportedMediaType(reason="body is not valid JSON") from None
+    except orjson.JSONDecodeError as exc:
+        # The media type was right, the content is not: a client error, not a media error.
+        raise web.HTTPBadRequest(reason=f"body is not valid JSON: {exc}") from None
 
 
 # -- events ---------------------------------------------------------------------------------
@@ -265,6 +312,25 @@ async def get_device(request: web.Request) -> web.Response:
     if device is None:
         return error(404, "no such device")
     return json_response(device.to_json())
+
+
+async def get_device_access(request: web.Request) -> web.Response:
+    """What the vendor was given for the phone (URL, HTTP username and password), for an
+    operator debugging it; the read is logged, the password never."""
+    provider = request.match_info["provider"]
+    try:
+        mac = normalize_mac(request.match_info["mac"])
+    except ValueError:
+        return error(404, "no such device")
+    device = await request.app[API].store.get_device(provider, mac)
+    if device is None:
+        return error(404, "no such device")
+    if not device.http_username or not device.http_password:
+        return error(404, f"no access details stored for this device (it is {device.status}:"
+                          " they are made by its first add and revoked by a remove)")
+    log.warning("Access details read", component="LISTENER", mac=mac, provider=provider)
+    return json_response({"url": device.url, "username": device.http_username,
+                          "password": device.http_password})
 
 
 # -- provider credentials and the Test button -----------------------------------------------
@@ -418,10 +484,13 @@ async def health(request: web.Request) -> web.Response:
 
 def create_app(api: Api) -> web.Application:
     """The event API application (routes of SPEC §3)."""
+    general = api.settings.general
     middlewares = [errors_middleware]
-    token = api.settings.general.api_token.get_secret_value()
+    token = general.api_token.get_secret_value()
     if token:
         middlewares.append(auth_middleware(token))
+    else:  # a web page cannot send the token; without one, only the Host keeps it out
+        middlewares.append(host_middleware(general.listen, general.allowed_hosts))
     app = web.Application(middlewares=middlewares,
                           client_max_size=api.settings.general.max_body)
     app[API] = api
@@ -431,6 +500,7 @@ def create_app(api: Api) -> web.Application:
     app.router.add_post("/events/{id}/retry", retry_event)
     app.router.add_get("/devices", list_devices)
     app.router.add_get("/devices/{provider}/{mac}", get_device)
+    app.router.add_get("/devices/{provider}/{mac}/access", get_device_access)
     app.router.add_put("/providers/{provider}/credentials/{server}", put_credentials)
     app.router.add_get("/providers/{provider}/credentials/{server}", get_credentials)
     app.router.add_post("/providers/{provider}/test", test_provider)

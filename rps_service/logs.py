@@ -142,6 +142,55 @@ def render_json(_: Any, __: str, event_dict: EventDict) -> str:
     return json.dumps(event_dict, default=str, ensure_ascii=False)
 
 
+_CLIENT_BYTES = re.compile(r":?\s*(?:bytearray\(|b'|b\"|'|\")")
+
+
+class _HttpServerRecords(logging.Handler):
+    """aiohttp's request-handler records as rps.log lines, without tracebacks.
+
+    A request aiohttp cannot parse (a line or header too long, a bad byte) is answered 400
+    by aiohttp and logged by it as an exception with a traceback; here it is one WARNING,
+    which names the parser's complaint but never echoes the client's bytes (they may hold
+    an Authorization header). Anything else is one ERROR line.
+    """
+
+    def __init__(self, component: str) -> None:
+        super().__init__(logging.WARNING)
+        self.component = component
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        log = get_logger()
+        if isinstance(exc, HttpProcessingError):
+            args = record.args if isinstance(record.args, tuple) else ()
+            reason = _CLIENT_BYTES.split(str(exc.message).strip().split("\n")[0], 1)[0]
+            log.warning("Malformed request", component=self.component,
+                        err=f"{type(exc).__name__}: {reason.strip().rstrip(':')[:120]}",
+                        ip=str(args[0]) if args else "-")
+            return
+        log.error("HTTP server error", component=self.component,
+                  err=_exception_line(record.exc_info) or "-",
+                  message=_one_line(record.getMessage())[:200])
+
+
+def http_server_logger(component: str) -> logging.Logger:
+    """The ``logger`` for an aiohttp ``AppRunner`` of one listener (``LISTENER``, ``ZTP``).
+
+    aiohttp logs a malformed request with a traceback to ``aiohttp.server``, which, with
+    no handler configured, Python prints on stderr: once per request from anyone on the
+    Internet. This logger writes one rps.log line instead (:class:`_HttpServerRecords`)
+    and drops aiohttp's debug chatter (non-HTTP bytes on the port, early disconnects).
+    """
+    logger = logging.getLogger(f"{LOGGER_NAME}.http.{component.lower()}")
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    if not logger.handlers:
+        logger.addHandler(_HttpServerRecords(component))
+    return logger
+
+
 def configure(log_file: str = "-", level: str = "INFO", fmt: str = "text") -> LogFile:
     """Route all structlog output to ``log_file``; returns the sink (call ``reopen`` on SIGHUP)."""
     sink = LogFile(log_file)

@@ -1,7 +1,9 @@
 """Wiring and lifecycle: store, providers, distributor, workers and listener.
 
-Start: open the database and migrate, build the shared HTTP client and providers, start
-the distributor and one worker per queue, then bind the listener. Stop (first SIGTERM or
+Start: open the database and migrate, build the shared HTTP client and providers, bind the
+event listener and the phones' listener, and only then start the distributor and one worker
+per queue: a start that fails (a port in use) has leased nothing. A failure that names a
+setting is a :class:`StartError`. Stop (first SIGTERM or
 SIGINT): stop leasing, give back queued events, let in-flight ones finish for up to
 ``drain_timeout``, give back the rest, close everything; exit 0. A second signal exits at
 once. A background task that dies unexpectedly stops the daemon with exit code 1, so
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -19,23 +22,73 @@ import sys
 import uuid
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from rps_service.config import Settings
+from rps_service.access import AccessMode
+from rps_service.config import DatabaseUrl, Settings
 from rps_service.distributor import Distributor, utcnow
 from rps_service.listener import Api, create_app
-from rps_service.logs import LogFile, get_logger
+from rps_service.logs import LogFile, get_logger, http_server_logger
 from rps_service.metrics import Metrics
 from rps_service.notify import Monitor, Notifier
 from rps_service.providers import build_providers
 from rps_service.providers.base import Provider
+from rps_service.providers.registry import PROVIDERS
+from rps_service.providers.section import PLACEHOLDER_HOST
 from rps_service.providers.transport import AiohttpTransport
-from rps_service.store import Store, create_store
+from rps_service.store import Store, StoreUnavailable, create_store
 from rps_service.worker import Worker
 from rps_service.ztp import ZtpListener
 
 log = get_logger()
+
+RETENTION_BATCH = 500  # events deleted per transaction: short locks, whatever the backlog
+
+
+async def delete_old_events(store: Store, days: int, now: datetime) -> int:
+    """Delete the finished events of more than ``days`` days ago (not a device's newest),
+    a batch per transaction; how many went."""
+    before, total = now - timedelta(days=days), 0
+    while True:
+        count = await store.delete_finished_events(before, RETENTION_BATCH)
+        total += count
+        if count < RETENTION_BATCH:
+            break
+        await asyncio.sleep(0)  # the intake and the leases get the database in between
+    if total:
+        log.info("Old events deleted", component="DATABASE", count=total)
+    return total
+
+
+class StartError(Exception):
+    """The daemon cannot start; the message names the setting behind it, e.g.
+    ``[general] port 15777: address already in use``."""
+
+
+def database_error(url: DatabaseUrl, exc: BaseException) -> StartError:
+    """``[general] database <dsn>: <reason>`` (the password masked)."""
+    return StartError(f"[general] database {url.display()}: {_reason(exc)}")
+
+
+def bind_error(section: str, listen: str, port: int, exc: OSError) -> StartError:
+    """A listener that could not bind, named by the setting to change."""
+    reason = _reason(exc)
+    if exc.errno == errno.EADDRNOTAVAIL:  # the address is not one of this host's
+        return StartError(f"[{section}] listen {listen}: {reason}")
+    return StartError(f"[{section}] port {port}: {reason}")
+
+
+def _reason(exc: BaseException) -> str:
+    # "[Errno 98] error while attempting to bind on address (…): address already in use"
+    # says less than the errno's own text; OSError from a file names the path already.
+    if isinstance(exc, OSError) and exc.errno and not exc.filename:
+        return os.strerror(exc.errno).lower()
+    if isinstance(exc, OSError) and exc.errno and exc.strerror:
+        return f"{exc.strerror.lower()}: {exc.filename}"
+    return str(exc) or type(exc).__name__
 
 
 def instance_id() -> str:
@@ -71,7 +124,8 @@ class Service:
         self.metrics = Metrics(self.distributor, self.store)
         self.notifier = notifier or Notifier(None)  # systemd: only when serve() passes one
         self.monitor: Monitor | None = None
-        self.ops_tasks: list[asyncio.Task[None]] = []  # sd_notify status and watchdog
+        self.ops_tasks: list[asyncio.Task[None]] = []  # sd_notify, watchdog, retention
+        self.retention_every = 3600.0  # seconds between two retention runs
 
     async def start(self) -> None:
         """Open everything; on a failure, close what was opened and raise."""
@@ -83,9 +137,7 @@ class Service:
 
     async def _start(self) -> None:
         general = self.settings.general
-        await self.store.open()
-        self._stack.push_async_callback(self.store.close)
-        await self.store.migrate()
+        await self._open_store()
         if self._given_providers is None:
             transport = AiohttpTransport(limit=max(general.queuenum * 2, 10))
             self._stack.push_async_callback(transport.aclose)
@@ -95,28 +147,58 @@ class Service:
             self.providers = self._given_providers
         for provider in self.providers.values():
             self._stack.push_async_callback(provider.close)
+        self._warn_example_urls()
         self.workers = [
             Worker(i, self.distributor, self.store, self.providers, general)
             for i in range(general.queuenum)
         ]
         for worker in self.workers:
             worker.on_outcome = self.metrics.event_outcome
+        # Both ports first: nothing is leased (or sent) by a start that then fails.
+        await self._start_listener()
+        await self._start_ztp()
+        await self.store.ping()  # READY=1 (below) only once the database answers too
         self.tasks = [asyncio.create_task(self.distributor.run(), name="distributor")]
         self.tasks += [
             asyncio.create_task(w.run(), name=f"queue-{w.index}") for w in self.workers
         ]
-        await self._start_listener()
-        await self._start_ztp()
         await self._notify_ready()
+        if general.retention_days:
+            self.ops_tasks.append(asyncio.create_task(self._retention(), name="retention"))
+
+    async def _open_store(self) -> None:
+        url = self.settings.general.database
+        try:
+            await self.store.open()
+            self._stack.push_async_callback(self.store.close)
+            await self.store.migrate()
+        except (StoreUnavailable, OSError) as exc:
+            raise database_error(url, exc) from exc
+
+    def _warn_example_urls(self) -> None:
+        """Phones sent to the shipped example host never arrive: say so at start (events
+        of servers without their own provisioning_url fail, naming the setting)."""
+        for name in self.providers:
+            cls = PROVIDERS.get(name)
+            url = self.settings.provider(name).provisioning_url if cls else ""
+            if cls is not None and cls.access is not AccessMode.NONE \
+                    and urlsplit(url).hostname == PLACEHOLDER_HOST:
+                log.warning("provisioning_url is the example host", component="MAIN",
+                            provider=name, url=url,
+                            hint=f"set [{name}] provisioning_url to the URL your phones reach")
 
     async def _start_listener(self) -> None:
         general = self.settings.general
         api = Api(self.settings, self.store, self.distributor, self.providers, self.metrics)
-        runner = web.AppRunner(create_app(api), access_log=None, handle_signals=False)
+        runner = web.AppRunner(create_app(api), access_log=None, handle_signals=False,
+                               logger=http_server_logger("LISTENER"))
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
         site = web.TCPSite(runner, general.listen, general.port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise bind_error("general", general.listen, general.port, exc) from exc
         sockets = getattr(site._server, "sockets", None) or []
         port = sockets[0].getsockname()[1] if sockets else general.port
         self.address = f"{general.listen}:{port}"
@@ -125,14 +207,16 @@ class Service:
     async def _start_ztp(self) -> None:
         if not self.settings.ztp.enabled:
             return
-        ztp = ZtpListener(self.settings.ztp, self.store)
-        await ztp.start()
+        settings = self.settings.ztp
+        ztp = ZtpListener(settings, self.store)
+        try:
+            await ztp.start()
+        except OSError as exc:
+            raise bind_error("ztp", settings.listen, settings.port, exc) from exc
         self._stack.push_async_callback(ztp.close)
         self.ztp = ztp
 
     async def _notify_ready(self) -> None:
-        # READY=1 only once the port is bound and the database answers.
-        await self.store.ping()
         # A cold add makes up to five vendor requests (token, two settings pages, PUT, a
         # clock-skew retry), each bounded by the timeout, and may wait out a database outage
         # for a lease time to record its outcome: longer than that, the worker is wedged.
@@ -142,6 +226,16 @@ class Service:
         self.monitor = Monitor(self.notifier, self.store, self.distributor, self.workers,
                                wedge_after=wedge_after)
         self.ops_tasks = self.monitor.start()
+
+    async def _retention(self) -> None:
+        """``[general] retention_days``: at start, then every ``retention_every`` seconds."""
+        while True:
+            try:
+                await delete_old_events(self.store, self.settings.general.retention_days,
+                                        utcnow())
+            except StoreUnavailable as exc:  # the next run catches up
+                log.error("Old events not deleted", component="DATABASE", err=str(exc))
+            await asyncio.sleep(self.retention_every)
 
     def request_stop(self) -> None:
         self._stop.set()

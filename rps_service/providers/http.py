@@ -41,11 +41,14 @@ SECRET_QUERY = frozenset({"access_token", "token", "signature", "client_secret",
 
 
 def loggable_url(url: httpx.URL) -> str:
-    """The URL as rps.log shows it: secret query values masked."""
+    """The URL as rps.log shows it: secret query values masked (``access_token=***``)."""
     if not url.query:
         return str(url)
-    params = [(k, "***" if k.lower() in SECRET_QUERY else v) for k, v in url.params.multi_items()]
-    return str(url.copy_with(params=params))
+    parts = []
+    for part in url.query.decode("ascii", "replace").split("&"):
+        name, sep, _ = part.partition("=")
+        parts.append(f"{name}=***" if sep and name.lower() in SECRET_QUERY else part)
+    return str(url.copy_with(query=None)) + "?" + "&".join(parts)
 
 
 class VendorHttp:

@@ -52,6 +52,8 @@ async def _api_middleware(request: web.Request, handler: Handler) -> web.StreamR
     emulator = _emulator_for(state, request.path)
     if emulator is None:
         return await handler(request)
+    arrived = time.monotonic()
+    state.arrivals += 1
     mac = await emulator.write_mac(request)
     # Two writes for one MAC at once means a client broke per-device ordering.
     if mac is not None:
@@ -64,7 +66,7 @@ async def _api_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if mac is not None:
             state.in_flight.discard(mac)
     route = request.match_info.route.name or "unmatched"
-    state.record(request.method, request.path_qs, route, response.status)
+    state.record(request.method, request.path_qs, route, response.status, arrived)
     return response
 
 

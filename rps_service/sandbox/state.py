@@ -129,6 +129,7 @@ class RequestRecord:
     path: str
     status: int
     route: str
+    at: float = 0.0  # arrival, time.monotonic()
 
 
 #: Settings a real catalogue has and tests push as extra settings (SPEC §10).
@@ -203,6 +204,7 @@ class SandboxState:
         self.emulators: dict[str, Emulator] = {}
         self.counts: Counter[tuple[str, str]] = Counter()
         self.total = 0
+        self.arrivals = 0  # requests that reached the sandbox, answered or not yet
         self.records: deque[RequestRecord] = deque(maxlen=MAX_RECORDS)
         self.held = 0  # requests currently waiting on paused/hang
         # Per MAC, each accepted write in order: ("PUT", setting_server value) or
@@ -398,11 +400,11 @@ class SandboxState:
 
     # -- counters ---------------------------------------------------------------------
 
-    def record(self, method: str, path: str, route: str, status: int) -> None:
-        """Count one ``/api/v1/`` request and remember it (the last 10 000)."""
+    def record(self, method: str, path: str, route: str, status: int, at: float = 0.0) -> None:
+        """Count one vendor request and remember it (the last 10 000)."""
         self.counts[(method, route)] += 1
         self.total += 1
-        self.records.append(RequestRecord(method, path, status, route))
+        self.records.append(RequestRecord(method, path, status, route, at))
 
     def reset_counts(self) -> None:
         """Forget counts and request records."""

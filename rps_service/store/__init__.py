@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rps_service.config import DatabaseUrl
 from rps_service.store.base import DeviceOutcome, Inserted, Store, StoreUnavailable
+from rps_service.store.sql import DatabaseMissing
 
 
 def create_store(url: DatabaseUrl) -> Store:
@@ -17,4 +18,5 @@ def create_store(url: DatabaseUrl) -> Store:
     return MysqlStore(url)
 
 
-__all__ = ["DeviceOutcome", "Inserted", "Store", "StoreUnavailable", "create_store"]
+__all__ = ["DatabaseMissing", "DeviceOutcome", "Inserted", "Store", "StoreUnavailable",
+           "create_store"]

@@ -17,6 +17,7 @@ import orjson
 from rps_service.models import Event, NewEvent
 from rps_service.store.devices import DeviceQueries
 from rps_service.store.group import GroupCommit
+from rps_service.store.retention import RetentionQueries
 from rps_service.store.sql import (
     EVENT_COLUMNS,
     DeviceOutcome,
@@ -38,7 +39,7 @@ MAX_OUTCOMES_PER_COMMIT = 500
 _Posted = tuple[Sequence[NewEvent], datetime]  # one request's events and its arrival
 
 
-class Store(DeviceQueries):
+class Store(DeviceQueries, RetentionQueries):
     """The event journal, device table and credentials, over one SQL backend."""
 
     #: SQL fragments that differ between dialects.

@@ -9,6 +9,7 @@ than returned, and every transaction committed or rolled back before release.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,7 +20,7 @@ import pymysql
 from rps_service.config import DatabaseUrl
 from rps_service.store.base import Store
 from rps_service.store.schema import MYSQL
-from rps_service.store.sql import DuplicateKey, StoreUnavailable, Tx
+from rps_service.store.sql import DatabaseMissing, DuplicateKey, StoreUnavailable, Tx
 
 _CONNECT_TIMEOUT = 5
 _RECYCLE_SECONDS = 600  # well below the usual wait_timeout (28800) and proxies' idle limits
@@ -60,6 +61,8 @@ class MysqlStore(Store):
     inserted_value = r"VALUES(\1)"
     inline_time = True
     on_clash = "ON DUPLICATE KEY UPDATE"
+    schema_table_sql = ("SELECT 1 FROM information_schema.TABLES"
+                        " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'rps_schema'")
 
     def __init__(self, url: DatabaseUrl, maxsize: int = 10) -> None:
         super().__init__()
@@ -73,19 +76,30 @@ class MysqlStore(Store):
             "password": self.url.password, "charset": "utf8mb4",
             "connect_timeout": _CONNECT_TIMEOUT, "autocommit": False,
             # READ COMMITTED: no gap locks between instances leasing from the same index.
-            "init_command": "SET SESSION tx_isolation = 'READ-COMMITTED',"
-                            " time_zone = '+00:00', sql_notes = 0",
+            # This statement, not the tx_isolation variable, which MySQL 8 removed. The
+            # session time zone is left alone: every time column is DATETIME, written and
+            # read as naive UTC, and no query calls NOW() or converts zones.
+            "init_command": "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
         }
 
+    def _where(self) -> str:
+        return f"MySQL at {self.url.host}:{self.url.port}"
+
     async def open(self) -> None:
+        # The database first: a pool with db=<missing> fails with 1049 Unknown database.
+        await self._create_database()
         try:
             self._pool = await aiomysql.create_pool(
                 minsize=1, maxsize=self.maxsize, pool_recycle=_RECYCLE_SECONDS,
                 db=self.url.name, **self._connect_args(),
             )
-        except _DB_ERRORS as exc:
-            raise StoreUnavailable(_describe(exc)) from exc
-        await self._check_returning()
+        except (*_DB_ERRORS, pymysql.err.MySQLError) as exc:
+            raise StoreUnavailable(f"{self._where()}: {_describe(exc)}") from exc
+        try:
+            await self._check_returning()
+        except BaseException:
+            await self.close()  # a half-open store holds no connections
+            raise
 
     async def _check_returning(self) -> None:
         async with self.transaction() as tx:
@@ -108,7 +122,7 @@ class MysqlStore(Store):
         try:
             conn = await self._pool.acquire()
         except _DB_ERRORS as exc:
-            raise StoreUnavailable(_describe(exc)) from exc
+            raise StoreUnavailable(f"{self._where()}: {_describe(exc)}") from exc
         try:
             async with conn.cursor() as cursor:
                 yield _MysqlTx(cursor)
@@ -128,11 +142,13 @@ class MysqlStore(Store):
             self._pool.release(conn)
 
     async def migrate(self) -> int:
-        await self._create_database()
         # One instance migrates at a time. GET_LOCK belongs to the connection, and each
         # version is committed before the lock is released, so the next instance to get
         # the lock sees it (MySQL DDL commits implicitly, the version row does not).
         async with self.transaction() as tx:
+            # IF NOT EXISTS on an existing table leaves a note, which the driver turns into
+            # a Python warning: silence notes on this connection while migrating only.
+            await tx.execute("SET SESSION sql_notes = 0")
             await tx.fetchone("SELECT GET_LOCK('rps_migrate', 60)")
             try:
                 await tx.execute("CREATE TABLE IF NOT EXISTS rps_schema (version INT NOT NULL)")
@@ -145,20 +161,39 @@ class MysqlStore(Store):
                     await tx.execute("COMMIT")
             finally:
                 await tx.fetchone("SELECT RELEASE_LOCK('rps_migrate')")
+                await tx.execute("SET SESSION sql_notes = DEFAULT")
         return len(MYSQL)
 
     async def _create_database(self) -> None:
+        """Create the DSN's database when it does not exist yet (README: Configuration).
+
+        Only when it is missing: a user granted rights on an existing database alone may
+        not run CREATE DATABASE, even with IF NOT EXISTS.
+        """
         try:
             conn = await aiomysql.connect(**self._connect_args())
         except _DB_ERRORS as exc:
-            raise StoreUnavailable(_describe(exc)) from exc
+            raise StoreUnavailable(f"{self._where()}: {_describe(exc)}") from exc
         try:
             async with conn.cursor() as cursor:
-                name = self.url.name.replace("`", "``")
                 await cursor.execute(
-                    f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4"
+                    "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+                    [self.url.name],
                 )
+                missing = not await cursor.fetchall()
+                if missing and not self.create_missing:
+                    raise DatabaseMissing(f"{self._where()}: database {self.url.name} "
+                                          "does not exist yet")
+                if missing:
+                    # IF NOT EXISTS: another instance may be creating it too (its note
+                    # would become a Python warning: notes off on this connection).
+                    await cursor.execute("SET SESSION sql_notes = 0")
+                    name = self.url.name.replace("`", "``")
+                    await cursor.execute(
+                        f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4")
             await conn.commit()
+        except pymysql.err.MySQLError as exc:
+            raise StoreUnavailable(f"{self._where()}: {_describe(exc)}") from exc
         finally:
             conn.close()
 
@@ -184,5 +219,15 @@ async def _rollback(conn: Any) -> None:
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, pymysql.err.MySQLError) and exc.args:
-        return f"MySQL error {exc.args[0]}: {exc.args[-1]}"
+        text = f"MySQL error {exc.args[0]}: {exc.args[-1]}"
+        # 2003 "Can't connect" hides why (refused, timed out, unknown host) in its cause.
+        cause = exc.__cause__
+        why = ""
+        if isinstance(cause, TimeoutError):
+            why = "timed out"
+        elif isinstance(cause, OSError) and cause.errno and cause.errno > 0:
+            why = os.strerror(cause.errno).lower()  # asyncio's text is "Connect call failed"
+        elif isinstance(cause, OSError) and cause.strerror:  # gaierror: negative errno
+            why = cause.strerror.lower()
+        return f"{text} ({why})" if why and why not in text.lower() else text
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

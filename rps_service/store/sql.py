@@ -36,6 +36,10 @@ class StoreUnavailable(Exception):
     """The database cannot be reached or answered with a server error."""
 
 
+class DatabaseMissing(StoreUnavailable):
+    """The database does not exist yet, and the store was asked not to create it."""
+
+
 class DuplicateKey(Exception):
     """A unique key refused an insert."""
 
@@ -109,6 +113,12 @@ class SqlBackend(abc.ABC):
     async def migrate(self) -> int:
         """Create or upgrade the schema; return the version reached."""
 
+    #: open() creates a missing database (SQLite file and folder, MySQL database);
+    #: ``check-config --connect`` turns it off and gets :class:`DatabaseMissing` instead.
+    create_missing = True
+    #: A query answering a row when the ``rps_schema`` table exists.
+    schema_table_sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'rps_schema'"
+
     #: Upsert dialect: how to refer to the value being inserted, and the clash clause.
     inserted_value = r"excluded.\1"
     on_clash = "ON CONFLICT (provider, mac) DO UPDATE SET"
@@ -142,6 +152,14 @@ class SqlBackend(abc.ABC):
         """Raise :class:`StoreUnavailable` unless the database answers."""
         async with self._tx() as tx:
             await tx.fetchall("SELECT 1")
+
+    async def schema_version(self) -> int:
+        """The migration the database is at; 0 when it has no tables yet. Changes nothing."""
+        async with self._tx() as tx:
+            if not await tx.fetchall(self.schema_table_sql):
+                return 0
+            row = await tx.fetchone("SELECT MAX(version) FROM rps_schema")
+        return int(row[0]) if row and row[0] is not None else 0
 
     async def backlog(self) -> dict[str, int]:
         """How many events wait (``pending``) or are being handled (``running``)."""

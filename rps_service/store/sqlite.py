@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -20,7 +21,7 @@ import aiosqlite
 
 from rps_service.store.base import Store
 from rps_service.store.schema import SQLITE
-from rps_service.store.sql import DuplicateKey, StoreUnavailable, Tx
+from rps_service.store.sql import DatabaseMissing, DuplicateKey, StoreUnavailable, Tx
 
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
@@ -31,6 +32,36 @@ async def _rollback(conn: aiosqlite.Connection) -> None:
     # when the task is cancelled again while it waits (hence the shield).
     with contextlib.suppress(sqlite3.Error):  # no transaction left to roll back
         await asyncio.shield(conn.execute("ROLLBACK"))
+
+
+def _make_folder(folder: Path, path: str, create: bool) -> None:
+    """Create the database's folder; a missing permission or a file in the way, said so.
+
+    With ``create`` false, nothing is created: a database file that does not exist yet is
+    DatabaseMissing, unless the folder could not be made for it.
+    """
+    if not create and not Path(path).exists():
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        if not existing.is_dir():
+            raise StoreUnavailable(f"cannot create the folder {folder}: "
+                                   f"{existing} is a file, not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise StoreUnavailable(f"cannot create {path}: {existing} is not writable "
+                                   "by this user")
+        raise DatabaseMissing(f"{path} does not exist yet")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            reason = f"{blocker} is a file, not a folder"
+        else:
+            reason = (exc.strerror or str(exc)).lower()
+        raise StoreUnavailable(f"cannot create the folder {folder}: {reason}") from exc
+
+
+def _try_open(path: str) -> None:
+    sqlite3.connect(path, timeout=30).close()
 
 
 def _param(value: Any) -> Any:
@@ -77,16 +108,31 @@ class SqliteStore(Store):
 
     async def open(self) -> None:
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            _make_folder(Path(self.path).parent, self.path, self.create_missing)
         try:
+            # Opened once on a thread of our own first: when aiosqlite's connect fails, its
+            # worker thread outlives the failure and, if the loop closes (a failed start
+            # exits), dumps "Event loop is closed" tracebacks on stderr.
+            await asyncio.to_thread(_try_open, self.path)
             conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=30)
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA synchronous=FULL")
-        await conn.execute("PRAGMA busy_timeout=30000")
+            raise StoreUnavailable(self._cannot_open(exc)) from exc
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA synchronous=FULL")
+            await conn.execute("PRAGMA busy_timeout=30000")
+        except sqlite3.Error as exc:  # e.g. a read-only file, or not a database
+            await conn.close()
+            raise StoreUnavailable(self._cannot_open(exc)) from exc
         await conn.create_function("mod_slot", 2, lambda a, b: a % b, deterministic=True)
         self._conn = conn
+
+    def _cannot_open(self, exc: sqlite3.Error) -> str:
+        text = f"cannot open {self.path}: {exc}"
+        if "unable to open" in str(exc) or "readonly" in str(exc):
+            # SQLite writes the file and its -wal/-shm files beside it: the folder too.
+            text += f" (the file and {Path(self.path).parent} must be writable by this user)"
+        return text
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -42,7 +42,7 @@ from aiohttp import web
 from rps_service.access import URL_KEY, AccessMode, new_url_key, url_key_selector
 from rps_service.config import ZtpSettings
 from rps_service.distributor import utcnow
-from rps_service.logs import get_logger
+from rps_service.logs import get_logger, http_server_logger
 from rps_service.models import Device
 from rps_service.providers.registry import PROVIDERS
 from rps_service.store import Store, StoreUnavailable
@@ -182,7 +182,8 @@ class ZtpListener:
     async def start(self) -> str:
         """Bind ``listen:port``; the address it listens on."""
         runner = web.AppRunner(self.create_app(), access_log=None, handle_signals=False,
-                               shutdown_timeout=_SHUTDOWN_TIMEOUT)
+                               shutdown_timeout=_SHUTDOWN_TIMEOUT,
+                               logger=http_server_logger("ZTP"))
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.settings.listen, self.settings.port,

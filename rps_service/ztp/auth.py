@@ -23,12 +23,12 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import secrets
 import struct
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
-from urllib.request import parse_http_list, parse_keqv_list
 
 REALM = "rps-ztp"
 WRONG_CREDENTIALS = "wrong username or password"
@@ -36,6 +36,14 @@ _NONCE_BYTES = 32  # 8 issue time + 8 random + 16 HMAC
 _FUTURE_SKEW = 5.0  # seconds a nonce may claim to come from the future (clock steps)
 _DIGEST_FIELDS = ("username", "realm", "nonce", "uri", "response", "qop", "nc", "cnonce")
 NonceStatus = Literal["fresh", "stale", "invalid"]
+MALFORMED = "malformed Authorization header"
+# RFC 7235 auth-param: token BWS "=" BWS ( token / quoted-string ), then "," or the end.
+_TCHARS = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_AUTH_PARAM = re.compile(
+    rf'[ \t]*({_TCHARS})[ \t]*=[ \t]*(?:"((?:[^"\\]|\\.)*)"|({_TCHARS}))?[ \t]*(?:,|\Z)',
+    re.DOTALL,
+)
+_ESCAPED = re.compile(r"\\(.)", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -147,12 +155,17 @@ class Authenticator:
             return AuthResult(False)
         scheme, _, token = header.strip().partition(" ")
         secret = expected or self._decoy
-        if scheme.lower() == "basic":
-            result = self._basic(token.strip(), secret)
-        elif scheme.lower() == "digest":
-            result = self._digest(token, method, uri, secret, now)
-        else:
-            return AuthResult(False, f"unsupported authorization scheme {scheme[:20]!r}")
+        try:
+            if scheme.lower() == "basic":
+                result = self._basic(token.strip(), secret)
+            elif scheme.lower() == "digest":
+                result = self._digest(token, method, uri, secret, now)
+            else:
+                return AuthResult(False, f"unsupported authorization scheme {scheme[:20]!r}")
+        except (ValueError, LookupError, UnicodeError):
+            # Anything from the Internet that trips a parser is refused like a wrong
+            # password (401), never answered with a 500.
+            return AuthResult(False, MALFORMED)
         if result.ok and expected is None:  # cannot happen unless the decoy was guessed
             return AuthResult(False, WRONG_CREDENTIALS)
         return result
@@ -166,8 +179,8 @@ class Authenticator:
         if not sep:
             return AuthResult(False, "malformed Basic credentials")
         # Both comparisons always run: which of the two was wrong must not show in the time.
-        user_ok = _same(user, secret.username.encode())
-        password_ok = _same(password, secret.password.encode())
+        user_ok = _same(user, _utf8(secret.username))
+        password_ok = _same(password, _utf8(secret.password))
         if user_ok & password_ok:
             return AuthResult(True)
         return AuthResult(False, WRONG_CREDENTIALS)
@@ -185,8 +198,8 @@ class Authenticator:
         if status == "invalid":
             return AuthResult(False, "unknown or forged nonce")
         expected = _digest_response(secret, self.realm, method, fields)
-        user_ok = _same(username.encode(), secret.username.encode())
-        response_ok = _same(fields["response"].lower().encode(), expected.encode())
+        user_ok = _same(_utf8(username), _utf8(secret.username))
+        response_ok = _same(_utf8(fields["response"].lower()), _utf8(expected))
         if not user_ok & response_ok:
             return AuthResult(False, WRONG_CREDENTIALS)
         if status == "stale":
@@ -204,19 +217,47 @@ class Authenticator:
             return "unsupported algorithm (only MD5)"
         if len(fields["nc"]) != 8 or not _is_hex(fields["nc"]):
             return "malformed nonce count"
-        if urlsplit(fields["uri"]).path != urlsplit(uri).path:
+        if _path(fields["uri"]) != _path(uri):
             return "uri does not match the request"
         return ""
 
 
+def auth_params(text: str) -> dict[str, str] | None:
+    """``a=1, b="x, \\"y\\""`` → ``{"a": "1", "b": 'x, "y"'}``; None when malformed.
+
+    Names are lower-cased; an empty value (``realm=``) is kept as ``""``; a name given
+    twice is malformed (which one counts would be a guess). Never raises.
+    """
+    fields: dict[str, str] = {}
+    pos, end = 0, len(text)
+    while pos < end:
+        if text[pos] in ", \t":  # empty list elements are allowed
+            pos += 1
+            continue
+        match = _AUTH_PARAM.match(text, pos)
+        if match is None:
+            return None
+        name, quoted, bare = match.groups()
+        name = name.lower()
+        if name in fields:
+            return None
+        fields[name] = _ESCAPED.sub(r"\1", quoted) if quoted is not None else (bare or "")
+        pos = match.end()
+    return fields
+
+
 def _digest_fields(token: str) -> dict[str, str] | None:
-    try:
-        fields = {k.lower(): v for k, v in parse_keqv_list(parse_http_list(token)).items()}
-    except ValueError:
-        return None
-    if not all(fields.get(name) for name in _DIGEST_FIELDS):
+    fields = auth_params(token)
+    if fields is None or not all(fields.get(name) for name in _DIGEST_FIELDS):
         return None
     return fields
+
+
+def _path(uri: str) -> str:
+    try:
+        return urlsplit(uri).path
+    except ValueError:  # "http://[" and the like: a path that matches nothing
+        return "\x00invalid"
 
 
 def _digest_response(secret: Secret, realm: str, method: str, fields: dict[str, str]) -> str:
@@ -228,7 +269,12 @@ def _digest_response(secret: Secret, realm: str, method: str, fields: dict[str, 
 
 def _md5(text: str) -> str:
     # RFC 7616's MD5 is what phones implement; it is the protocol, not our choice of hash.
-    return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
+    return hashlib.md5(_utf8(text), usedforsecurity=False).hexdigest()
+
+
+def _utf8(text: str) -> bytes:
+    # Header bytes that are not UTF-8 reach us as lone surrogates: encode them, not raise.
+    return text.encode("utf-8", "surrogatepass")
 
 
 def _same(given: bytes, expected: bytes) -> bool:

@@ -236,12 +236,15 @@ async def test_http_refusals(start: Callable[..., Awaitable[Started]]) -> None:
     r = await client.post("/events", content=b"x" * 4096,
                           headers={"Content-Type": "application/json"})
     assert r.status_code == 413 and "max_body" in r.json()["error"]
-    r = await client.post("/events", content=b"{not json",
-                          headers={"Content-Type": "application/json"})
-    assert r.status_code == 415
+    for raw in (b"{not json", b"", b"\xff\xfe", b"[1,", b"NaN"):
+        r = await client.post("/events", content=raw,
+                              headers={"Content-Type": "application/json"})
+        assert r.status_code == 400, raw
+        assert r.json()["error"].startswith("body is not valid JSON: "), raw
     r = await client.post("/events", content=b"action=add",
                           headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code == 415
+    assert r.json()["error"] == "send Content-Type: application/json"
     r = await client.post("/events", json=[event(f"0004130001{i:02X}") for i in range(2)] * 0)
     assert r.status_code == 400
     r = await client.post("/events", json=[event("000413000007")] * 1001)

@@ -40,10 +40,10 @@ async def env(tmp_path: Path, mysql_database: str) -> AsyncIterator[Callable[...
     running: list[tuple[Service, RunningSandbox, httpx.AsyncClient, logs.LogFile]] = []
 
     async def _start(general: dict[str, Any] | None = None, snom: dict[str, Any] | None = None,
-                     settings_count: int = 1200) -> Env:
+                     settings_count: int = 1200, state: Any = None) -> Env:
         from rps_service.sandbox.state import SandboxState
 
-        sandbox = await start_sandbox(SandboxState(settings_count))
+        sandbox = await start_sandbox(state or SandboxState(settings_count))
         log_path = tmp_path / "rps.log"
         values = {"port": free_port(), "database": mysql_database, "log_file": str(log_path),
                   "poll_interval": 0.2, "retry_base": 0.01, "retry_cap": 0.05,
