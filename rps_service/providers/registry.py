@@ -12,11 +12,13 @@ from rps_service.providers.panasonic import PanasonicProvider
 from rps_service.providers.snom import SnomProvider
 from rps_service.providers.snom_xmlrpc import SnomXmlRpcProvider
 from rps_service.providers.vendor import VendorProvider
+from rps_service.providers.yealink import YealinkProvider
 
 PROVIDERS: dict[str, type[VendorProvider]] = {
     cls.name: cls
     for cls in (
         SnomProvider,
+        YealinkProvider,
         GrandstreamProvider,
         SnomXmlRpcProvider,
         PanasonicProvider,

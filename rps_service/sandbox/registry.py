@@ -8,9 +8,11 @@ from .grandstream import GrandstreamEmulator
 from .panasonic import PanasonicEmulator
 from .snom_xmlrpc import SnomXmlRpcEmulator
 from .sraps import SrapsEmulator
+from .yealink import YealinkEmulator
 
 EMULATORS: tuple[type[Emulator], ...] = (
     SrapsEmulator,
+    YealinkEmulator,
     GrandstreamEmulator,
     SnomXmlRpcEmulator,
     PanasonicEmulator,

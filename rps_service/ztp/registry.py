@@ -6,6 +6,7 @@ from rps_service.ztp.auerswald import AuerswaldFamily
 from rps_service.ztp.family import PhoneFamily
 from rps_service.ztp.panasonic import PanasonicFamily
 from rps_service.ztp.snom import SnomFamily
+from rps_service.ztp.yealink import YealinkFamily
 
 FAMILIES: dict[str, PhoneFamily] = {
     family.name: family
@@ -13,5 +14,6 @@ FAMILIES: dict[str, PhoneFamily] = {
         SnomFamily(),
         PanasonicFamily(),
         AuerswaldFamily(),
+        YealinkFamily(),
     )
 }

@@ -7,6 +7,11 @@ A D785 on firmware 10.1 sends, for example::
 
 Older firmware omits the MAC, DECT bases and new models vary the punctuation, and anything
 can arrive from the Internet, so every part is optional and the parser never raises.
+
+Other families write the MAC with separators (a Yealink sends ``Yealink SIP-T46U 108.86.0.20
+80:5e:c0:12:34:56``); such a MAC is taken too, so the listener can match the path against
+it and find the device of a file name that carries no MAC. Model and firmware are read by
+each family's own parser (:meth:`rps_service.ztp.family.PhoneFamily.parse_user_agent`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ _MAX_LENGTH = 1024  # a longer header is not a phone's; do not spend time on it
 _MODEL = re.compile(r"\bsnom[-_]?([A-Za-z0-9]{1,32})(?![A-Za-z0-9])", re.I)
 _FIRMWARE = re.compile(r"(?<![\w.])(\d{1,6}(?:\.\d{1,6}){1,5})\b")
 _HEX12 = re.compile(r"\b[0-9A-Fa-f]{12}\b")
+# Six octets joined by ':' or '-' (one separator throughout), not part of a longer run.
+_SEPARATED_MAC = re.compile(
+    r"(?<![0-9A-Fa-f:-])[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){4}(?![0-9A-Fa-f:-])")
 
 
 @dataclass(frozen=True)
@@ -33,9 +41,10 @@ class UserAgent:
 def parse_user_agent(header: str | None) -> UserAgent:
     """Model (after ``snom``), firmware (the dotted version after it) and MAC (a 12-hex token).
 
-    The MAC is the first 12-hex token with Snom's OUI ``000413``, else the first one that is
-    not all decimal digits (a build number must never be taken for a MAC: a wrong MAC makes
-    the phone's request refused).
+    The MAC is the first 12-hex token with Snom's OUI ``000413``, else the first MAC written
+    with separators (``80:5e:c0:12:34:56``), else the first 12-hex token that is not all
+    decimal digits (a build number must never be taken for a MAC: a wrong MAC makes the
+    phone's request refused; six separated octets are no build number).
     """
     if not header:
         return UserAgent()
@@ -58,6 +67,9 @@ def _mac(text: str) -> str | None:
     for token in tokens:
         if token.startswith(SNOM_OUI):
             return token
+    separated = _SEPARATED_MAC.search(text)
+    if separated is not None:
+        return re.sub(r"[:-]", "", separated.group(0)).upper()
     for token in tokens:
         if not token.isdigit():
             return token

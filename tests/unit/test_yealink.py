@@ -1,0 +1,549 @@
+"""YealinkProvider against an in-process fake of YMCS v2 (httpx.MockTransport).
+
+The fake checks what YMCS checks: Basic client credentials and the exact grant on the token
+call, a live bearer token on every other call, and a millisecond ``timestamp`` plus a fresh
+32-character ``nonce`` on every request. So a passing test means the wire rules were met,
+not merely that some call was made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import ValidationError
+from structlog.testing import capture_logs
+
+from rps_service.models import Credentials
+from rps_service.providers.base import Device, Failure, Provider, ProviderError, VendorRecord
+from rps_service.providers.vendor import ProviderContext
+from rps_service.providers.yealink import REGION_HOSTS, SN_REASON, YealinkProvider, YealinkSettings
+
+API = "https://ymcs.test"
+KEY_ID = "ymcs-key"
+SECRET = "ymcs-secret-0123456789"
+PASSWORD = "device-pass-ABCDEFGHIJKLMNOP"
+NOW = 1_700_000_000.0
+MAC = "001565ABCDEF"
+SN = "3012345678901234"
+URL = "https://pbx.test/ztprov/8/"
+DEVICE = Device(mac=MAC, server=8, url=URL, http_username="ztp-0123456789ab",
+                http_password=PASSWORD, sn=SN)
+Outcome = Callable[[httpx.Request], httpx.Response]
+
+
+def ymcs_error(status: int, code: str, message: str) -> httpx.Response:
+    return httpx.Response(status, json={"code": code, "message": message,
+                                        "requestId": "req-1", "details": []})
+
+
+@dataclass
+class Seen:
+    path: str
+    body: Any
+    headers: httpx.Headers
+
+
+@dataclass
+class FakeYmcs:
+    """Enough of YMCS: tokens, strict headers, RPS devices of one organisation."""
+
+    now: list[float]
+    lifetime: int = 3600
+    tokens: set[str] = field(default_factory=set)
+    issued: int = 0
+    devices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    foreign: set[str] = field(default_factory=set)
+    by_mac: bool = False
+    seen: list[Seen] = field(default_factory=list)
+    nonces: set[str] = field(default_factory=set)
+    injected: list[tuple[str, Outcome]] = field(default_factory=list)
+
+    def inject(self, path_part: str, outcome: Outcome) -> None:
+        """Answer the next request whose path contains ``path_part`` with ``outcome``."""
+        self.injected.append((path_part, outcome))
+
+    def paths(self) -> list[str]:
+        return [s.path for s in self.seen]
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content) if request.content else None
+        path = request.url.path
+        # A copy: a retry re-signs the same request object.
+        self.seen.append(Seen(path, body, httpx.Headers(request.headers)))
+        self._check_replay_headers(request)
+        for i, (part, outcome) in enumerate(self.injected):
+            if part in path:
+                del self.injected[i]
+                return outcome(request)
+        if path == "/v2/token":
+            return self._token(request, body)
+        bearer = request.headers.get("authorization", "")
+        if not bearer.startswith("Bearer ") or bearer[7:] not in self.tokens:
+            return ymcs_error(401, "900401", "Not logged in or session expired")
+        return self._route(path, body)
+
+    def _check_replay_headers(self, request: httpx.Request) -> None:
+        timestamp, nonce = request.headers["timestamp"], request.headers["nonce"]
+        assert timestamp == str(int(self.now[0] * 1000))
+        assert re.fullmatch(r"[0-9a-f]{32}", nonce) and nonce not in self.nonces
+        self.nonces.add(nonce)
+        assert request.headers["accept"] == "application/json"
+
+    def _token(self, request: httpx.Request, body: Any) -> httpx.Response:
+        basic = base64.b64encode(f"{KEY_ID}:{SECRET}".encode()).decode()
+        if request.headers.get("authorization") != f"Basic {basic}":
+            return httpx.Response(401, json={"error": "invalid_client",
+                                             "error_description": "Bad client credentials"})
+        assert body == {"grant_type": "client_credentials"}
+        assert request.headers["content-type"] == "application/json"
+        self.issued += 1
+        token = f"tok-{self.issued}-abcdef0123456789"
+        self.tokens.add(token)
+        return httpx.Response(200, json={"access_token": token, "token_type": "bearer",
+                                         "expires_in": self.lifetime})
+
+    def _route(self, path: str, body: Any) -> httpx.Response:
+        if path == "/v2/rps/devices":
+            assert set(body) == {"mac", "sn", "uniqueServerUrl", "authName", "password"}
+            return self._add(body, batch=False)
+        if path == "/v2/rps/addDevicesByMac":
+            if not self.by_mac:
+                return ymcs_error(403, "900403", "This request is forbidden")
+            assert isinstance(body, list) and len(body) == 1
+            return self._add(body[0], batch=True)
+        if path == "/v2/rps/delDevices":
+            assert body["deviceIdType"] == "mac"
+            errors = [{"field": m, "msg": "The resource does not exist or has been deleted"}
+                      for m in body["deviceIds"] if self.devices.pop(m, None) is None]
+            return httpx.Response(200, json={"total": 1, "successCount": 1 - len(errors),
+                                             "failureCount": len(errors), "errors": errors})
+        if path == "/v2/rps/listDevices":
+            wanted = body["filter"].get("mac", "")
+            rows = [d for m, d in sorted(self.devices.items()) if wanted in m]
+            page = rows[body["skip"]:body["skip"] + body["limit"]]
+            total = len(rows) if body["autoCount"] else 0
+            return httpx.Response(200, json={"skip": body["skip"], "limit": body["limit"],
+                                             "total": total, "data": page or None})
+        return ymcs_error(404, "900404", "Resource not found")
+
+    def _add(self, item: dict[str, Any], batch: bool) -> httpx.Response:
+        mac = item["mac"]
+        refusal = None
+        if mac in self.foreign:
+            refusal = ("800004", "Device already managed by another organization")
+        elif mac in self.devices:
+            refusal = ("800003", "Resource already exists")
+        if refusal and not batch:
+            return ymcs_error(400, *refusal)
+        if refusal:
+            return httpx.Response(200, json={"total": 1, "successCount": 0, "failureCount": 1,
+                                             "errors": [{"mac": mac, "sn": None,
+                                                         "errorInfo": refusal[1]}]})
+        self.devices[mac] = {**item, "id": f"id-{mac}"}
+        if not batch:
+            return httpx.Response(201, json={k: v for k, v in self.devices[mac].items()
+                                             if k != "password"})
+        return httpx.Response(200, json={"total": 1, "successCount": 1, "failureCount": 0,
+                                         "errors": []})
+
+
+class FakeCredentials:
+    def __init__(self, stored: dict[int, Credentials] | None = None) -> None:
+        self.stored = stored or {}
+
+    async def get_credentials(self, provider: str, server: int) -> Credentials | None:
+        return self.stored.get(server) if provider == "yealink" else None
+
+
+@pytest.fixture
+def clock() -> list[float]:
+    return [NOW]
+
+
+@pytest.fixture
+def fake(clock: list[float]) -> FakeYmcs:
+    return FakeYmcs(clock)
+
+
+def make_provider(fake: FakeYmcs, *, mode: str = "master", ini: bool = True,
+                  creds: FakeCredentials | None = None, **section: Any) -> YealinkProvider:
+    values: dict[str, Any] = {"api_url": API, "provisioning_url": URL, "timeout": 5, **section}
+    if ini:
+        values = {"access_key_id": KEY_ID, "access_key_secret": SECRET, **values}
+    context = ProviderContext(mode=mode, retry_cap=300, credentials=creds or FakeCredentials(),
+                              transport=httpx.MockTransport(fake),
+                              clock=lambda: fake.now[0])
+    return YealinkProvider(YealinkSettings.model_validate(values), context)
+
+
+@pytest.fixture
+def provider(fake: FakeYmcs) -> YealinkProvider:
+    return make_provider(fake)
+
+
+async def failure(call: Any) -> ProviderError:
+    with pytest.raises(ProviderError) as info:
+        await call
+    return info.value
+
+
+# -- the wire ---------------------------------------------------------------------------------
+
+
+async def test_satisfies_the_provider_protocol(provider: YealinkProvider) -> None:
+    checked: Provider = provider
+    assert checked.name == "yealink"
+
+
+async def test_register_with_serial(fake: FakeYmcs, provider: YealinkProvider) -> None:
+    await provider.register(DEVICE)
+
+    assert fake.paths() == ["/v2/token", "/v2/rps/devices"]
+    assert fake.seen[1].body == {"mac": "001565abcdef", "sn": SN, "uniqueServerUrl": URL,
+                                 "authName": "ztp-0123456789ab", "password": PASSWORD}
+    assert fake.seen[1].headers["authorization"] == "Bearer tok-1-abcdef0123456789"
+    assert fake.seen[1].headers["content-type"] == "application/json"
+    assert fake.devices["001565abcdef"]["uniqueServerUrl"] == URL
+
+
+async def test_the_token_is_reused_and_refreshed_a_minute_before_expiry(
+    fake: FakeYmcs, provider: YealinkProvider
+) -> None:
+    await provider.register(DEVICE)
+    fake.now[0] += 3600 - 61
+    await provider.deregister(DEVICE)
+    assert fake.paths().count("/v2/token") == 1
+    fake.now[0] += 2  # 59 s left: fetched again before the call, no 401 needed
+    await provider.register(DEVICE)
+    assert fake.paths()[-2:] == ["/v2/token", "/v2/rps/devices"]
+    assert fake.seen[-1].headers["authorization"] == "Bearer tok-2-abcdef0123456789"
+
+
+async def test_a_401_gets_a_fresh_token_and_one_retry(
+    fake: FakeYmcs, provider: YealinkProvider
+) -> None:
+    await provider.register(DEVICE)
+    fake.tokens.clear()  # YMCS forgot the token before its time
+    await provider.deregister(DEVICE)
+
+    assert fake.paths()[2:] == ["/v2/rps/delDevices", "/v2/token", "/v2/rps/delDevices"]
+    first, retry = fake.seen[2], fake.seen[4]
+    assert first.headers["nonce"] != retry.headers["nonce"]
+    assert retry.headers["authorization"] == "Bearer tok-2-abcdef0123456789"
+    assert "001565abcdef" not in fake.devices
+
+
+async def test_a_second_401_is_a_bad_login_and_not_retried_again(
+    fake: FakeYmcs, provider: YealinkProvider
+) -> None:
+    await provider.register(DEVICE)
+    fake.tokens.clear()
+    fake.inject("/v2/rps/delDevices", lambda r: ymcs_error(401, "900401", "Not logged in"))
+    fake.inject("/v2/rps/delDevices", lambda r: ymcs_error(401, "900401", "Not logged in"))
+    err = await failure(provider.deregister(DEVICE))
+
+    assert err.failure is Failure.BAD_LOGIN and err.status == 401
+    assert "900401" in err.text and "access_key_id" in err.text
+    assert fake.paths()[2:] == ["/v2/rps/delDevices", "/v2/token", "/v2/rps/delDevices"]
+
+
+async def test_concurrent_cold_calls_share_one_token(fake: FakeYmcs, clock: list[float]) -> None:
+    provider = make_provider(fake)
+    devices = [Device(mac=f"00156500{i:04X}", server=8, url=URL, http_username="u",
+                      http_password=PASSWORD, sn=SN) for i in range(5)]
+    await asyncio.gather(*(provider.register(d) for d in devices))
+    assert fake.paths().count("/v2/token") == 1 and len(fake.devices) == 5
+
+
+# -- registration outcomes ---------------------------------------------------------------------
+
+
+async def test_already_ours_is_deleted_and_added_again(
+    fake: FakeYmcs, provider: YealinkProvider
+) -> None:
+    fake.devices["001565abcdef"] = {"mac": "001565abcdef", "uniqueServerUrl": "https://old/"}
+    await provider.register(DEVICE)
+
+    assert fake.paths()[1:] == ["/v2/rps/devices", "/v2/rps/delDevices", "/v2/rps/devices"]
+    assert fake.devices["001565abcdef"]["uniqueServerUrl"] == URL
+
+
+async def test_another_organisations_mac(fake: FakeYmcs, provider: YealinkProvider) -> None:
+    fake.foreign.add("001565abcdef")
+    err = await failure(provider.register(DEVICE))
+    assert err.failure is Failure.OWNED
+    assert err.text.startswith("The MAC belongs to another YMCS account (400: Device already "
+                               "managed by another organization (800004))")
+    assert fake.paths()[1:] == ["/v2/rps/devices"]
+
+
+async def test_without_sn_nothing_is_sent(fake: FakeYmcs, provider: YealinkProvider) -> None:
+    err = await failure(provider.register(Device(mac=MAC, server=8, url=URL,
+                                                  http_username="u", http_password="p")))
+    assert err.failure is Failure.PERMANENT and "sn" in err.text and "add_by_mac" in err.text
+    assert fake.seen == []
+
+
+async def test_add_by_mac(fake: FakeYmcs) -> None:
+    fake.by_mac = True
+    provider = make_provider(fake, add_by_mac=True)
+    await provider.register(Device(mac=MAC, server=8, url=URL, http_username="u",
+                                   http_password=PASSWORD))
+    assert fake.paths()[1:] == ["/v2/rps/addDevicesByMac"]
+    assert fake.seen[1].body == [{"mac": "001565abcdef", "uniqueServerUrl": URL,
+                                  "authName": "u", "password": PASSWORD}]
+
+
+async def test_add_by_mac_without_the_permission(fake: FakeYmcs) -> None:
+    provider = make_provider(fake, add_by_mac=True)
+    err = await failure(provider.register(DEVICE))
+    assert err.failure is Failure.PERMANENT and err.status == 403
+    assert "900403" in err.text and "add-by-MAC permission" in err.text
+    assert "add_by_mac = false" in err.text and "(sn)" in err.text
+
+
+async def test_add_by_mac_already_ours_is_deleted_and_added(fake: FakeYmcs) -> None:
+    fake.by_mac = True
+    fake.devices["001565abcdef"] = {"mac": "001565abcdef"}
+    provider = make_provider(fake, add_by_mac=True)
+    await provider.register(DEVICE)
+    assert fake.paths()[1:] == ["/v2/rps/addDevicesByMac", "/v2/rps/delDevices",
+                                "/v2/rps/addDevicesByMac"]
+    assert fake.devices["001565abcdef"]["uniqueServerUrl"] == URL
+
+
+async def test_add_by_mac_of_another_organisation(fake: FakeYmcs) -> None:
+    fake.by_mac = True
+    fake.foreign.add("001565abcdef")
+    err = await failure(make_provider(fake, add_by_mac=True).register(DEVICE))
+    assert err.failure is Failure.OWNED and "another organization" in err.text
+
+
+@pytest.mark.parametrize(("item", "code"), [
+    ({"mac": "001565abcdef", "sn": None, "errorInfo": "Invalid MAC"}, ""),
+    ({"mac": "001565abcdef", "errorCode": 800007, "errorInfo": "Invalid parameters"}, "800007"),
+])
+async def test_a_failed_batch_item_is_a_failure(fake: FakeYmcs, item: dict[str, Any],
+                                                 code: str) -> None:
+    fake.by_mac = True
+    fake.inject("addDevicesByMac", lambda r: httpx.Response(200, json={
+        "total": 1, "successCount": 0, "failureCount": 1, "errors": [item]}))
+    err = await failure(make_provider(fake, add_by_mac=True).register(DEVICE))
+    assert err.failure is Failure.PERMANENT and item["errorInfo"] in err.text
+    assert code in err.text
+
+
+@pytest.mark.parametrize(("code", "message"), [
+    ("800001", "Invalid MAC"), ("800002", "Invalid SN"), ("800006", "Batch size exceeds limit"),
+    ("800007", "Invalid parameters"), ("900400", "Request parameters are incorrect"),
+])
+async def test_vendor_codes_are_permanent_with_the_vendors_message(
+    fake: FakeYmcs, provider: YealinkProvider, code: str, message: str
+) -> None:
+    fake.inject("/v2/rps/devices", lambda r: ymcs_error(400, code, message))
+    err = await failure(provider.register(DEVICE))
+    assert err.failure is Failure.PERMANENT and err.text.startswith(f"400: {message} ({code})")
+    assert fake.paths()[1:] == ["/v2/rps/devices"]  # never retried, never deleted
+
+
+@pytest.mark.parametrize(("answer", "pause"), [
+    (lambda r: ymcs_error(429, "900429", "Too many requests"), 2.0),  # the default pause
+    (lambda r: ymcs_error(400, "900429", "Too many requests"), 2.0),
+    (lambda r: httpx.Response(429, text="slow down", headers={"Retry-After": "7"}), 7.0),
+])
+async def test_throttling_pauses_the_account(fake: FakeYmcs, provider: YealinkProvider,
+                                             answer: Outcome, pause: float) -> None:
+    fake.inject("/v2/rps/devices", answer)
+    err = await failure(provider.register(DEVICE))
+    assert err.failure is Failure.THROTTLED and err.retry_after == pause
+    gate = provider.http.gate((await provider.account(8)).key)
+    assert gate.paused_until > gate.clock()
+
+
+async def test_throttled_token_request(fake: FakeYmcs, provider: YealinkProvider) -> None:
+    fake.inject("/v2/token", lambda r: ymcs_error(429, "900429", "Too many requests"))
+    err = await failure(provider.register(DEVICE))
+    assert err.failure is Failure.THROTTLED and fake.paths() == ["/v2/token"]
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+async def test_5xx_is_transient(fake: FakeYmcs, provider: YealinkProvider, status: int) -> None:
+    fake.inject("/v2/rps/devices", lambda r: ymcs_error(status, f"900{status}", "Server busy"))
+    err = await failure(provider.register(DEVICE))
+    assert err.failure is Failure.TRANSIENT
+
+
+async def test_a_replayed_nonce_is_transient(fake: FakeYmcs, provider: YealinkProvider) -> None:
+    fake.inject("/v2/rps/devices", lambda r: ymcs_error(403, "500403", "Request reply"))
+    assert (await failure(provider.register(DEVICE))).failure is Failure.TRANSIENT
+
+
+async def test_refused_headers_point_at_the_clock(fake: FakeYmcs,
+                                                  provider: YealinkProvider) -> None:
+    fake.inject("/v2/token", lambda r: ymcs_error(401, "500401", "Invalid request header"))
+    err = await failure(provider.register(DEVICE))
+    assert err.failure is Failure.PERMANENT and "clock" in err.text
+
+
+@pytest.mark.parametrize("status", [400, 401])
+async def test_wrong_secret_is_a_bad_login(fake: FakeYmcs, status: int) -> None:
+    fake.inject("/v2/token", lambda r: httpx.Response(status, json={
+        "error": "invalid_client", "error_description": "Bad client credentials"}))
+    err = await failure(make_provider(fake).register(DEVICE))
+    assert err.failure is Failure.BAD_LOGIN
+    assert err.text.startswith(f"{status}: Bad client credentials")
+    assert "check access_key_id and access_key_secret" in err.text
+
+
+async def test_a_token_answer_without_a_token(fake: FakeYmcs, provider: YealinkProvider) -> None:
+    fake.inject("/v2/token", lambda r: httpx.Response(200, json={"token_type": "bearer"}))
+    err = await failure(provider.register(DEVICE))
+    assert err.failure is Failure.PERMANENT and "access_token" in err.text
+    await provider.register(DEVICE)  # the failure was not cached
+
+
+async def test_errors_never_show_secrets(fake: FakeYmcs, provider: YealinkProvider) -> None:
+    fake.inject("/v2/rps/devices", lambda r: ymcs_error(
+        400, "800007", f"bad password {PASSWORD} for {SECRET}"))
+    err = await failure(provider.register(DEVICE))
+    assert PASSWORD not in err.text and SECRET not in err.text and "***" in err.text
+
+
+# -- remove, look-up, list ---------------------------------------------------------------------
+
+
+async def test_deregister_of_a_device_ymcs_does_not_hold(fake: FakeYmcs,
+                                                         provider: YealinkProvider) -> None:
+    await provider.deregister(Device(mac=MAC, server=8))
+    assert fake.paths()[1:] == ["/v2/rps/delDevices", "/v2/rps/listDevices"]
+
+
+async def test_a_delete_that_left_the_device_fails(fake: FakeYmcs,
+                                                   provider: YealinkProvider) -> None:
+    fake.devices["001565abcdef"] = {"mac": "001565abcdef"}
+    fake.inject("delDevices", lambda r: httpx.Response(200, json={
+        "total": 1, "successCount": 0, "failureCount": 1,
+        "errors": [{"field": "001565abcdef", "msg": "Device is locked"}]}))
+    err = await failure(provider.deregister(Device(mac=MAC, server=8)))
+    assert err.failure is Failure.PERMANENT and "Device is locked" in err.text
+
+
+async def test_lookup_takes_the_exact_mac_of_a_fuzzy_search(
+    fake: FakeYmcs, provider: YealinkProvider
+) -> None:
+    assert await provider.lookup(DEVICE) is None  # "data": null
+    fake.devices["001565abcdef01"] = {"mac": "001565abcdef01", "uniqueServerUrl": "x"}
+    fake.devices["001565abcdef"] = {"mac": "001565abcdef", "uniqueServerUrl": URL}
+    assert await provider.lookup(DEVICE) == VendorRecord(MAC, URL)
+    assert fake.seen[-1].body == {"skip": 0, "limit": 10, "autoCount": False,
+                                  "filter": {"mac": "001565abcdef"}}
+
+
+async def test_list_pages_until_the_total(fake: FakeYmcs, provider: YealinkProvider) -> None:
+    for i in range(230):
+        mac = f"00156500{i:04x}"
+        fake.devices[mac] = {"mac": mac, "uniqueServerUrl": f"{URL}{i}"}
+    listing = provider.list_devices(8)
+    assert listing is not None
+    records = [r async for r in listing]
+    assert len(records) == 230 and records[0] == VendorRecord("001565000000", f"{URL}0")
+    bodies = [s.body for s in fake.seen if s.path == "/v2/rps/listDevices"]
+    assert [(b["skip"], b["limit"], b["autoCount"]) for b in bodies] == [
+        (0, 100, True), (100, 100, True), (200, 100, True)]
+
+
+async def test_list_of_an_empty_account(fake: FakeYmcs, provider: YealinkProvider) -> None:
+    listing = provider.list_devices(8)
+    assert listing is not None and [r async for r in listing] == []
+
+
+# -- Test button, credentials, intake ------------------------------------------------------------
+
+
+async def test_check_fetches_a_token_now(fake: FakeYmcs, provider: YealinkProvider) -> None:
+    await provider.register(DEVICE)
+    result = await provider.check_credentials(8)
+    assert result.ok, result.message
+    assert result.message == ("YMCS accepted the AccessKey ymcs-key; the account holds 1 RPS "
+                              "devices; adding with serial numbers (add_by_mac = false)")
+    assert fake.paths()[-2:] == ["/v2/token", "/v2/rps/listDevices"]
+
+
+async def test_check_wrong_secret(fake: FakeYmcs) -> None:
+    provider = make_provider(fake, access_key_secret="wrong")
+    result = await provider.check_credentials(8)
+    assert not result.ok
+    assert result.message.startswith("YMCS rejected the API keys: 401: Bad client credentials")
+
+
+async def test_tenant_mode_uses_the_servers_keys_and_switch(fake: FakeYmcs) -> None:
+    creds = FakeCredentials({8: Credentials("yealink", 8, {
+        "access_key_id": KEY_ID, "access_key_secret": SECRET, "add_by_mac": True})})
+    provider = make_provider(fake, mode="tenant", ini=False, creds=creds)
+    assert await provider.event_problem("add", 8, {}) is None
+    assert await provider.event_problem("add", 9, {}) == ("sn", SN_REASON)
+    fake.by_mac = True
+    await provider.register(Device(mac=MAC, server=8, url=URL, http_username="u",
+                                   http_password=PASSWORD))
+    assert fake.paths()[-1] == "/v2/rps/addDevicesByMac"
+    err = await failure(provider.register(Device(mac=MAC, server=9, url=URL, sn=SN)))
+    assert "No YMCS API keys for server 9" in err.text
+
+
+async def test_event_problem(fake: FakeYmcs) -> None:
+    provider = make_provider(fake)
+    assert await provider.event_problem("add", 8, {}) == ("sn", SN_REASON)
+    assert await provider.event_problem("add", None, {"model": "T46U"}) == ("sn", SN_REASON)
+    assert await provider.event_problem("add", 8, {"sn": SN}) is None
+    assert await provider.event_problem("update", 8, {}) is None  # the stored sn is used
+    assert await provider.event_problem("remove", 8, {}) is None
+    by_mac = make_provider(fake, ini=False, add_by_mac=True)  # no keys yet: the ini switch
+    assert await by_mac.event_problem("add", 8, {}) is None
+    assert fake.seen == []
+
+
+async def test_every_request_is_logged_without_its_token(provider: YealinkProvider) -> None:
+    with capture_logs() as logs:
+        await provider.register(DEVICE)
+    lines = [(e["mac"], e["url"]) for e in logs if e["event"] == "Sending Request"]
+    assert lines == [(MAC, f"{API}/v2/token"), (MAC, f"{API}/v2/rps/devices")]
+    assert "tok-1" not in repr(logs) and PASSWORD not in repr(logs)
+
+
+# -- settings --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("values", "url"), [
+    ({}, REGION_HOSTS["us"]),
+    ({"region": "eu"}, "https://eu-api.ymcs.yealink.com"),
+    ({"region": "au", "api_url": ""}, "https://au-api.ymcs.yealink.com"),
+    ({"api_url": "https://eu-api.ymcs.yealink.com/"}, "https://eu-api.ymcs.yealink.com"),
+    ({"api_url": "http://127.0.0.1:8900/yealink"}, "http://127.0.0.1:8900/yealink"),
+])
+def test_region_picks_the_host(values: dict[str, str], url: str) -> None:
+    assert YealinkSettings.model_validate(values).api_url == url
+
+
+@pytest.mark.parametrize("values", [
+    {"region": "cn"},
+    {"api_url": "https://de-api.ymcs.yealink.com"},
+    {"region": "us", "api_url": "https://eu-api.ymcs.yealink.com"},
+    {"api_url": "ftp://ymcs.test"},
+])
+def test_bad_region_or_host_is_refused(values: dict[str, str]) -> None:
+    with pytest.raises(ValidationError):
+        YealinkSettings.model_validate(values)
+
+
+def test_add_by_mac_is_a_credential_switch() -> None:
+    assert YealinkSettings.switch_keys() == ("add_by_mac",)
+    assert YealinkSettings.secret_keys() == ("access_key_secret",)
+    assert YealinkSettings.model_validate({"add_by_mac": "true"}).add_by_mac is True
