@@ -51,7 +51,7 @@ CLAIMED_HINT = ("release it in the Poly ZTP account that holds it, or ask the ph
 _PROFILE_KEYS = ("profile", "profileid", "profileId")
 
 
-def profile_name(value: str) -> str:
+def _profile_name(value: str) -> str:
     """A profile name template: it must tell servers apart."""
     if "{server}" not in value:
         raise ValueError("must contain {server} (one profile per server)")
@@ -70,7 +70,7 @@ class PolySettings(ProviderSettings):
     api_key: SecretStr = SecretStr("")
     # The profile of server N is found by this name ({server} replaced): installations that
     # share one Poly account must use different names.
-    profile_name: Annotated[str, AfterValidator(profile_name)] = "rps-{server}"
+    profile_name: Annotated[str, AfterValidator(_profile_name)] = "rps-{server}"
 
 
 @dataclass(frozen=True)
