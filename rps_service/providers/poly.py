@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
@@ -218,12 +219,23 @@ class PolyProvider(VendorProvider):
             return known.id
 
     async def _find(self, account: Account, device: Device) -> Profile | None:
-        name = self._name(device.server)
-        mine = [p for p in await self._list_profiles(account, device.mac)
-                if p.body.get("name") == name]
-        if len(mine) > 1:
-            log.warning("Several profiles have our name, using the first", component=self.label,
-                        name=name, count=len(mine), id=mine[0].id)
+        """Our profile for the device's server, from the account's list. The list also
+        fills the cache for our other servers: a cold start lists once, not per server."""
+        pattern = re.compile(r"(\d+)".join(map(re.escape, self._template().split("{server}"))))
+        ours: dict[int, list[Profile]] = {}
+        for profile in await self._list_profiles(account, device.mac):
+            name = profile.body.get("name")
+            match = pattern.fullmatch(name) if isinstance(name, str) else None
+            if match and self._name(int(match.group(1))) == name:
+                ours.setdefault(int(match.group(1)), []).append(profile)
+        for server, profiles in ours.items():
+            if len(profiles) > 1:
+                log.warning("Several profiles have our name, using the first",
+                            component=self.label, name=self._name(server),
+                            count=len(profiles), id=profiles[0].id)
+            if server != device.server:
+                self._profiles.setdefault((account.key, server), profiles[0])
+        mine = ours.get(device.server)
         return mine[0] if mine else None
 
     async def _create(self, account: Account, device: Device) -> Profile:
@@ -279,9 +291,11 @@ class PolyProvider(VendorProvider):
                                      _address(self.json_object(response, "the profile")))
         return addresses[profile_id]
 
+    def _template(self) -> str:
+        return str(getattr(self.settings, "profile_name", "rps-{server}"))
+
     def _name(self, server: int) -> str:
-        template: str = getattr(self.settings, "profile_name", "rps-{server}")
-        return template.replace("{server}", str(server))
+        return self._template().replace("{server}", str(server))
 
     # -- HTTP -----------------------------------------------------------------------------
 

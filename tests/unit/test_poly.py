@@ -238,6 +238,35 @@ async def test_two_servers_get_two_profiles(fake: FakePoly) -> None:
     assert fake.devices["0004f2000009"] == fake.profile("pbx1-9")["id"]
 
 
+async def test_a_cold_start_lists_the_profiles_once_for_all_servers(fake: FakePoly) -> None:
+    provider = make_provider(fake, profile_name="pbx0-{server}")
+    await provider.register(device())
+    await provider.register(device(mac="0004F2000009", server=9,
+                                   url="https://pbx.test/ztprov/9/", user="ztp-s9"))
+    # Look-alike names are not ours: another installation's, an administrator's.
+    fake.profiles["x1"] = {**fake.profile("pbx0-8"), "id": "x1", "name": "pbx0-08"}
+    fake.profiles["x2"] = {**fake.profile("pbx0-8"), "id": "x2", "name": "pbx1-8"}
+    fake.seen.clear()
+    fresh = make_provider(fake, profile_name="pbx0-{server}")
+    await fresh.register(device(mac="0004F2000002"))
+    await fresh.register(device(mac="0004F2000003", server=9,
+                                url="https://pbx.test/ztprov/9/", user="ztp-s9"))
+    assert fake.calls() == ["GET profiles", "POST devices", "POST devices"]
+    assert fake.devices["0004f2000002"] == fake.profile("pbx0-8")["id"]
+    assert fake.devices["0004f2000003"] == fake.profile("pbx0-9")["id"]
+
+
+async def test_duplicate_names_use_the_first_and_say_so(fake: FakePoly) -> None:
+    await make_provider(fake).register(device())
+    first = fake.profile("rps-8")["id"]
+    fake.profiles["dup"] = {**fake.profiles[first], "id": "dup"}
+    with capture_logs() as logs:
+        await make_provider(fake).register(device(mac="0004F2000002"))
+    assert fake.devices["0004f2000002"] == first
+    assert any(e["event"] == "Several profiles have our name, using the first"
+               and e["count"] == 2 for e in logs)
+
+
 async def test_a_creation_answer_without_id_is_found_in_the_list(fake: FakePoly) -> None:
     fake.id_in_answer = False
     await make_provider(fake).register(device())
