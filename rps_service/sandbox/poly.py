@@ -233,6 +233,12 @@ class PolyEmulator(Emulator):
             return web.json_response(UNAUTHORIZED, status=401)
         return web.json_response({"message": exc.reason}, status=exc.status)
 
+    def describe(self, base: str) -> list[str]:
+        return [*super().describe(base),
+                f"poly: {FOREIGN_MAC} is claimed by another organization; "
+                f'PUT {base}/_sandbox/poly/devices/<mac> {{"profile", "address"}} puts a MAC '
+                "in a portal profile"]
+
     def snapshot(self) -> dict[str, Any]:
         organizations: dict[str, Any] = {}
         for org in self.organizations.values():
