@@ -6,17 +6,18 @@ configuration file* ``<mac>.cfg`` (lower-case MAC; ``000000000000.cfg`` only whe
 missing). A master file only names other files: the firmware (``APP_FILE_PATH``) and the
 configuration files (``CONFIG_FILES``). So the phone gets two files here:
 
-1. ``<mac>.cfg``: a master file whose only configuration file is ``<mac>-rps.cfg``
-   (``APP_FILE_PATH`` is the customary ``sip.ld``; it is answered 404, so the phone keeps
-   its firmware);
+1. ``<mac>.cfg``: a master file whose only configuration file is ``<mac>-rps.cfg``, with
+   an empty ``APP_FILE_PATH``: no firmware to fetch here (a firmware file name carries no
+   MAC, so ``/ztprov/`` could not tell which phone asks and would refuse its login);
 2. ``<mac>-rps.cfg``: the ``device.prov.*`` parameters that make the tenant's ``prov_url``
    the phone's provisioning server, with the tenant's login, plus
    ``device.dhcp.bootSrvUseOpt = Static`` so a DHCP boot-server option does not take it
    back. Changed ``device.*`` parameters make the phone restart and provision from there.
 
-Everything else it asks for (``sip.ld``, ``<mac>-phone.cfg``, ``<mac>-license.cfg``,
-``<mac>-directory.xml``, ``000000000000.cfg``) is 404 once it is authenticated; its log
-uploads (``PUT <mac>-app.log``, ``<mac>-boot.log``) are 405.
+Other files named after the phone (``<mac>-phone.cfg``, ``<mac>-license.cfg``,
+``<mac>-directory.xml``) are 404 once it is authenticated; files with no MAC in the name
+(``000000000000.cfg``, ``000000000000-directory.xml``) are 401, since no login can be
+checked without a device; log uploads (``PUT <mac>-app.log``, ``<mac>-boot.log``) are 405.
 
 The User-Agent reads ``FileTransport PolycomVVX-VVX_450-UA/6.4.6.2116 Type/Application``
 (``PolyEdge-Edge_E450``, ``PolyCCX-CCX_600``...), sometimes with ``(SN:<serial>)``, which on
@@ -93,7 +94,7 @@ def master_file(mac: str) -> bytes:
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>',
         "<!-- rps-service: the configuration file below sends this phone to its"
         " provisioning server -->",
-        f'<APPLICATION APP_FILE_PATH="sip.ld" CONFIG_FILES="{mac.lower()}{SETTINGS_SUFFIX}"'
+        f'<APPLICATION APP_FILE_PATH="" CONFIG_FILES="{mac.lower()}{SETTINGS_SUFFIX}"'
         ' MISC_FILES="" LOG_FILE_DIRECTORY="" OVERRIDES_DIRECTORY="" CONTACTS_DIRECTORY=""'
         ' LICENSE_DIRECTORY="" USER_PROFILES_DIRECTORY="" CALL_LISTS_DIRECTORY=""/>',
         "",

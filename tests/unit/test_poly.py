@@ -437,7 +437,7 @@ def test_master_file_names_only_the_settings_file() -> None:
     root = parsed(FAMILY.render_file("0004f2abcdef.cfg", PROVISIONING, ROW))
     assert root.tag == "APPLICATION"
     assert root.attrib["CONFIG_FILES"] == "0004f2abcdef-rps.cfg"
-    assert root.attrib["APP_FILE_PATH"] == "sip.ld"
+    assert root.attrib["APP_FILE_PATH"] == ""  # no firmware from /ztprov/
 
 
 def test_settings_file_points_at_the_tenant_escaped() -> None:
