@@ -170,14 +170,20 @@ class Worker:
         mode = provider.access
         have = None if stored is None else AccessDetails(
             stored.http_username, stored.http_password, stored.url_key)
+        if mode is AccessMode.SERVER:
+            # Always the server's own login (stable, so retries still send the same): a
+            # device that moved here from another server must not carry its old server's
+            # login into this server's profile. The outcome stores it on the device row.
+            shared = await self.store.ensure_server_access(
+                event.provider, event.server, new_credentials(), utcnow())
+            if needs_generation(mode, have):
+                await self.store.ensure_access(event.provider, event.mac, event.server,
+                                               shared, utcnow())
+            return shared
         if not needs_generation(mode, have):
             return have or AccessDetails()
-        generated = new_access(mode)
-        if mode is AccessMode.SERVER:
-            generated = await self.store.ensure_server_access(
-                event.provider, event.server, new_credentials(), utcnow())
         return await self.store.ensure_access(event.provider, event.mac, event.server,
-                                              generated, utcnow())
+                                              new_access(mode), utcnow())
 
     @staticmethod
     def _device(event: Event, stored: DeviceRow | None, url: str = "",

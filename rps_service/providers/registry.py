@@ -9,6 +9,7 @@ from __future__ import annotations
 from rps_service.providers.auerswald import AuerswaldProvider
 from rps_service.providers.grandstream import GrandstreamProvider
 from rps_service.providers.panasonic import PanasonicProvider
+from rps_service.providers.poly import PolyProvider
 from rps_service.providers.snom import SnomProvider
 from rps_service.providers.snom_xmlrpc import SnomXmlRpcProvider
 from rps_service.providers.vendor import VendorProvider
@@ -23,5 +24,6 @@ PROVIDERS: dict[str, type[VendorProvider]] = {
         SnomXmlRpcProvider,
         PanasonicProvider,
         AuerswaldProvider,
+        PolyProvider,
     )
 }

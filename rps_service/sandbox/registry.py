@@ -6,6 +6,7 @@ from .auerswald import AuerswaldEmulator
 from .emulator import Emulator
 from .grandstream import GrandstreamEmulator
 from .panasonic import PanasonicEmulator
+from .poly import PolyEmulator
 from .snom_xmlrpc import SnomXmlRpcEmulator
 from .sraps import SrapsEmulator
 from .yealink import YealinkEmulator
@@ -17,4 +18,5 @@ EMULATORS: tuple[type[Emulator], ...] = (
     SnomXmlRpcEmulator,
     PanasonicEmulator,
     AuerswaldEmulator,
+    PolyEmulator,
 )

@@ -282,7 +282,7 @@ class ZtpListener:
         family = _family(device)
         if family is None or not family.serves(name, device.mac):
             return _plain(404)  # the model file, firmware, probes: nothing to serve
-        return await self._settings_file(request, ip, device, family)
+        return await self._settings_file(request, ip, device, family, name)
 
     def _segments(self, path: str) -> list[str] | None:
         # Extra segments are allowed: provisioning_url may be /ztprov/{server}/, a URL key...
@@ -314,7 +314,7 @@ class ZtpListener:
                         limit=self.throttle.limit, window=f"{self.throttle.window:g}s")
 
     async def _settings_file(self, request: web.Request, ip: str, device: Device,
-                             family: PhoneFamily) -> web.Response:
+                             family: PhoneFamily, name: str) -> web.Response:
         provisioning = await self.store.get_server_provisioning(device.server)
         if provisioning is None:
             # The phone retries later; the operator must PUT the tenant's details first.
@@ -322,7 +322,7 @@ class ZtpListener:
                         hint=f"set them with PUT /servers/{device.server}/provisioning",
                         mac=device.mac, server=device.server)
             return _plain(503, {"Retry-After": "300"})
-        body = family.render(provisioning, device)
+        body = family.render_file(name, provisioning, device)
         if request.method == "GET":
             agent = family.parse_user_agent(request.headers.get("User-Agent"))
             await self.store.record_ztp_fetch(device.provider, device.mac, agent.model,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rps_service.ztp.auerswald import AuerswaldFamily
 from rps_service.ztp.family import PhoneFamily
 from rps_service.ztp.panasonic import PanasonicFamily
+from rps_service.ztp.poly import PolyFamily
 from rps_service.ztp.snom import SnomFamily
 from rps_service.ztp.yealink import YealinkFamily
 
@@ -15,5 +16,6 @@ FAMILIES: dict[str, PhoneFamily] = {
         PanasonicFamily(),
         AuerswaldFamily(),
         YealinkFamily(),
+        PolyFamily(),
     )
 }

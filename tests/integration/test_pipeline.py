@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from rps_service.access import AccessMode
 from rps_service.config import Settings
 from rps_service.service import Service
 from rps_service.store import create_store
@@ -104,6 +105,31 @@ async def test_readd_keeps_access_details_remove_revokes(
     device = (await client.get("/devices/fake/000413ABCDEF")).json()
     assert device["status"] == "unregistered" and device["http_username"] is None
     assert "000413ABCDEF" not in provider.registered
+
+
+async def test_server_mode_devices_carry_their_current_servers_login(
+    start: Callable[..., Awaitable[Started]],
+) -> None:
+    """AccessMode.SERVER (Poly profiles): a server's devices share one login; a device
+    moved to another server carries that server's, also when the move needed a retry."""
+    service, provider, client = await start()
+    provider.access = AccessMode.SERVER  # type: ignore[misc]
+    for mac, server in (("0004F2000001", 8), ("0004F2000002", 8), ("0004F2000003", 9)):
+        r = await client.post("/events", json=event(mac, server=server))
+        await wait_events(client, [r.json()["events"][0]["id"]])
+    one, two, nine = (provider.registered[f"0004F200000{i}"] for i in (1, 2, 3))
+    assert (one.http_username, one.http_password) == (two.http_username, two.http_password)
+    assert nine.http_username != one.http_username
+    provider.script["0004F2000001"] = [transient()]
+    r = await client.post("/events", json=event("0004F2000001", server=9))
+    [row] = await wait_events(client, [r.json()["events"][0]["id"]])
+    assert row["state"] == "done" and row["attempts"] == 2
+    moved = provider.registered["0004F2000001"]
+    assert (moved.server, moved.http_username, moved.http_password) == (
+        9, nine.http_username, nine.http_password)
+    stored = await service.store.get_device("fake", "0004F2000001")
+    assert stored is not None and (stored.http_username, stored.http_password) == (
+        nine.http_username, nine.http_password)
 
 
 async def test_per_device_order_many_devices_over_queues(
