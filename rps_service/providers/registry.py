@@ -7,6 +7,7 @@ in documentation and of ``rps-service check-config``'s output.
 from __future__ import annotations
 
 from rps_service.providers.grandstream import GrandstreamProvider
+from rps_service.providers.grape import GrapeProvider
 from rps_service.providers.snom import SnomProvider
 from rps_service.providers.vendor import VendorProvider
 
@@ -15,5 +16,6 @@ PROVIDERS: dict[str, type[VendorProvider]] = {
     for cls in (
         SnomProvider,
         GrandstreamProvider,
+        GrapeProvider,
     )
 }

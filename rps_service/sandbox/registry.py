@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from .emulator import Emulator
 from .grandstream import GrandstreamEmulator
+from .grape import GrapeEmulator
 from .sraps import SrapsEmulator
 
 EMULATORS: tuple[type[Emulator], ...] = (
     SrapsEmulator,
     GrandstreamEmulator,
+    GrapeEmulator,
 )
