@@ -6,6 +6,7 @@ in documentation and of ``rps-service check-config``'s output.
 
 from __future__ import annotations
 
+from rps_service.providers.gigaset import GigasetProvider
 from rps_service.providers.grandstream import GrandstreamProvider
 from rps_service.providers.grape import GrapeProvider
 from rps_service.providers.snom import SnomProvider
@@ -17,5 +18,6 @@ PROVIDERS: dict[str, type[VendorProvider]] = {
         SnomProvider,
         GrandstreamProvider,
         GrapeProvider,
+        GigasetProvider,
     )
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .emulator import Emulator
+from .gigaset import GigasetEmulator
 from .grandstream import GrandstreamEmulator
 from .grape import GrapeEmulator
 from .sraps import SrapsEmulator
@@ -11,4 +12,5 @@ EMULATORS: tuple[type[Emulator], ...] = (
     SrapsEmulator,
     GrandstreamEmulator,
     GrapeEmulator,
+    GigasetEmulator,
 )

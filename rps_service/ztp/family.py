@@ -52,6 +52,12 @@ class PhoneFamily(abc.ABC):
         """The settings file: the tenant's provisioning URL and credentials, in the family's
         own format, every value escaped for it."""
 
+    def render_for(self, provisioning: ServerProvisioning, device: Device,
+                   user_agent: str | None) -> bytes:
+        """The settings file for the phone asking (its User-Agent as sent): override when
+        the family's models read different formats; by default :meth:`render`."""
+        return self.render(provisioning, device)
+
     def parse_user_agent(self, header: str | None) -> UserAgent:
         """Model, firmware and MAC from the family's User-Agent (never raises)."""
         return parse_user_agent(header)
