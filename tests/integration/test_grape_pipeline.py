@@ -24,7 +24,7 @@ from tests.integration.test_pipeline import wait_events
 from tests.integration.test_vendor_contract import ini_text
 
 MAC = "7C2F80ABCDEF"
-TENANT_PASSWORD = "grape-tenant-pw"  # noqa: S105 - a test value
+TENANT_PASSWORD = "grape-tenant-pw"
 SECRETS.update({DEMO_SECRET, TENANT_PASSWORD})
 Env = tuple[Service, RunningSandbox, GrapeEmulator, httpx.AsyncClient]
 
