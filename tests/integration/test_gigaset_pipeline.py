@@ -4,68 +4,39 @@ not cover (mac_id at intake, re-pointing, the stored MAC-ID, the phone's two for
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import structlog
 
-from rps_service import logs
-from rps_service.config import load_settings
-from rps_service.sandbox import start_sandbox
 from rps_service.sandbox.gigaset import DEMO_PASSWORD, DEMO_USER, GigasetEmulator
 from rps_service.sandbox.runner import RunningSandbox
-from rps_service.sandbox.state import SandboxState
 from rps_service.service import Service
-from tests.conftest import SECRETS, free_port
+from tests.conftest import SECRETS
+from tests.integration import test_vendor_contract as contract
 from tests.integration.test_pipeline import wait_events, wait_for
-from tests.integration.test_vendor_contract import ini_text
+from tests.integration.test_vendor_contract import Env
 
 MAC = "7C2F80ABCDEF"
 CODE = GigasetEmulator.label_code(MAC)
 TENANT_PASSWORD = "gs-tenant-pw"
 SECRETS.update({DEMO_PASSWORD, TENANT_PASSWORD})
-Env = tuple[Service, RunningSandbox, GigasetEmulator, httpx.AsyncClient, Path]
 
 
 @pytest.fixture
-async def env(tmp_path: Path, mysql_database: str
-              ) -> AsyncIterator[Callable[..., Awaitable[Env]]]:
-    running: list[tuple[Service, RunningSandbox, httpx.AsyncClient, logs.LogFile]] = []
+def vendor() -> str:
+    return "gigaset"
 
-    async def _start(**section: Any) -> Env:
-        sandbox = await start_sandbox(SandboxState(settings_count=10))
-        emulator = sandbox.state.emulators["gigaset"]
-        assert isinstance(emulator, GigasetEmulator)
-        log_path = tmp_path / "rps.log"
-        ini = tmp_path / "rps.ini"
-        ini.write_text(ini_text({
-            "general": {"port": free_port(), "database": mysql_database,
-                        "log_file": str(log_path), "poll_interval": 0.2, "retry_base": 0.01,
-                        "retry_cap": 0.05, "queuenum": 2},
-            "ztp": {"enabled": True, "listen": "127.0.0.1", "port": free_port()},
-            "snom": {"enabled": False},
-            "gigaset": {"enabled": True, "api_url": emulator.api_url(sandbox.base_url),
-                        "username": DEMO_USER, "password": DEMO_PASSWORD,
-                        "provisioning_url": "https://pbx.test/ztprov/{server}/",
-                        "timeout": 5, "rate_limit": 1000, **section},
-        }), encoding="utf-8")
-        sink = logs.configure(str(log_path))
-        service = Service(load_settings(ini, env={}), log_sink=sink)
-        await service.start()
-        client = httpx.AsyncClient(base_url=f"http://{service.address}", timeout=10)
-        running.append((service, sandbox, client, sink))
-        return service, sandbox, emulator, client, log_path
 
-    yield _start
-    for service, sandbox, client, sink in running:
-        await client.aclose()
-        await service.stop()
-        await sandbox.close()
-        sink.close()
-    structlog.reset_defaults()
+env = contract.env  # the daemon with [gigaset] on MariaDB, pointed at the emulator
+
+
+def parts(e: Env) -> tuple[Service, RunningSandbox, GigasetEmulator, httpx.AsyncClient, Path]:
+    assert isinstance(e.emulator, GigasetEmulator)
+    return e.service, e.sandbox, e.emulator, e.api, e.log_path
 
 
 def event(action: str, mac: str = MAC, **extra: Any) -> dict[str, Any]:
@@ -88,7 +59,7 @@ async def post(client: httpx.AsyncClient, action: str, mac: str = MAC, **extra: 
 async def test_an_add_without_a_usable_mac_id_is_refused(
     env: Callable[..., Awaitable[Env]], extra: dict[str, Any], reason: str
 ) -> None:
-    _, sandbox, _, client, _ = await env()
+    _, sandbox, _, client, _ = parts(await env())
     # In a batch, one such event refuses the whole batch: nothing is stored.
     r = await client.post("/events", json=[event("add", "7C2F80000001", mac_id="AB12"),
                                            event("add", **extra)])
@@ -103,7 +74,7 @@ async def test_an_add_without_a_usable_mac_id_is_refused(
 async def test_register_repoint_and_remove_use_the_stored_mac_id(
     env: Callable[..., Awaitable[Env]]
 ) -> None:
-    _, sandbox, emulator, client, log_path = await env()
+    _, sandbox, emulator, client, log_path = parts(await env())
     row = await post(client, "add", mac_id=f"{MAC.lower()}-{CODE.lower()}")  # any case
     assert row["state"] == "done", row
     device = (await client.get(f"/devices/gigaset/{MAC}")).json()
@@ -126,7 +97,7 @@ async def test_register_repoint_and_remove_use_the_stored_mac_id(
 
 
 async def test_a_wrong_label_code_fails_at_once(env: Callable[..., Awaitable[Env]]) -> None:
-    _, sandbox, emulator, client, _ = await env()
+    _, sandbox, emulator, client, _ = parts(await env())
     wrong = "ZZZZ" if CODE != "ZZZZ" else "YYYY"
     row = await post(client, "add", mac_id=wrong)
     assert row["state"] == "failed" and row["attempts"] == 1
@@ -137,7 +108,7 @@ async def test_a_wrong_label_code_fails_at_once(env: Callable[..., Awaitable[Env
 
 
 async def test_the_test_button(env: Callable[..., Awaitable[Env]]) -> None:
-    _, _, _, client, _ = await env()
+    _, _, _, client, _ = parts(await env())
     r = await client.post("/providers/gigaset/test", json={"server": 8})
     assert r.json() == {"ok": True, "message": f"Gigaset redirect accepted the login {DEMO_USER}"}
 
@@ -149,7 +120,7 @@ async def test_the_test_button(env: Callable[..., Awaitable[Env]]) -> None:
 async def test_the_phone_fetches_its_file_in_its_format(
     env: Callable[..., Awaitable[Env]], agent: str, root: str, model: str
 ) -> None:
-    service, _, emulator, client, _ = await env()
+    service, _, emulator, client, _ = parts(await env())
     assert (await post(client, "add", mac_id=CODE))["state"] == "done"
     r = await client.put("/servers/8/provisioning", json={
         "prov_url": "https://pbx.test/prov/", "http_user": "t8",
@@ -159,7 +130,7 @@ async def test_the_phone_fetches_its_file_in_its_format(
     assert held is not None and held.url
     assert service.ztp is not None
     # What the service hands the phone: %MACD replaced by the MAC (lower case here).
-    path = held.url.removeprefix("https://pbx.test").replace("%MACD", MAC.lower())
+    path = urlsplit(held.url).path.replace("%MACD", MAC.lower())
     async with httpx.AsyncClient(headers={"User-Agent": agent}, timeout=10) as phone:
         r = await phone.get(f"http://{service.ztp.address}{path}")
         probe = await phone.get(f"http://{service.ztp.address}{path.rsplit('/', 1)[0]}/"

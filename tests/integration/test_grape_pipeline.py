@@ -3,67 +3,37 @@ cover (cold and warm call counts, the ProvisioningServer setting, the URL key at
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import structlog
 
-from rps_service import logs
-from rps_service.config import load_settings
-from rps_service.sandbox import start_sandbox
-from rps_service.sandbox.grape import DEMO_KEY_ID, DEMO_SECRET, URL_SETTING_UUID, GrapeEmulator
+from rps_service.sandbox.grape import DEMO_SECRET, URL_SETTING_UUID, GrapeEmulator
 from rps_service.sandbox.runner import RunningSandbox
-from rps_service.sandbox.state import SandboxState
 from rps_service.service import Service
-from tests.conftest import SECRETS, free_port
+from tests.conftest import SECRETS
+from tests.integration import test_vendor_contract as contract
 from tests.integration.test_pipeline import wait_events
-from tests.integration.test_vendor_contract import ini_text
+from tests.integration.test_vendor_contract import Env
 
 MAC = "7C2F80ABCDEF"
 TENANT_PASSWORD = "grape-tenant-pw"
 SECRETS.update({DEMO_SECRET, TENANT_PASSWORD})
-Env = tuple[Service, RunningSandbox, GrapeEmulator, httpx.AsyncClient]
 
 
 @pytest.fixture
-async def env(tmp_path: Path, mysql_database: str) -> AsyncIterator[Callable[[], Awaitable[Env]]]:
-    running: list[tuple[Service, RunningSandbox, httpx.AsyncClient, logs.LogFile]] = []
+def vendor() -> str:
+    return "gigaset-grape"
 
-    async def _start() -> Env:
-        sandbox = await start_sandbox(SandboxState(settings_count=10))
-        emulator = sandbox.state.emulators["gigaset-grape"]
-        assert isinstance(emulator, GrapeEmulator)
-        log_path = tmp_path / "rps.log"
-        ini = tmp_path / "rps.ini"
-        ini.write_text(ini_text({
-            "general": {"port": free_port(), "database": mysql_database,
-                        "log_file": str(log_path), "poll_interval": 0.2, "retry_base": 0.01,
-                        "retry_cap": 0.05, "queuenum": 2},
-            "ztp": {"enabled": True, "listen": "127.0.0.1", "port": free_port()},
-            "snom": {"enabled": False},
-            "gigaset-grape": {"enabled": True, "api_url": emulator.api_url(sandbox.base_url),
-                              "access_key_id": DEMO_KEY_ID, "access_key_secret": DEMO_SECRET,
-                              "provisioning_url": "https://pbx.test/ztprov/{server}/",
-                              "timeout": 5, "rate_limit": 1000},
-        }), encoding="utf-8")
-        sink = logs.configure(str(log_path))
-        service = Service(load_settings(ini, env={}), log_sink=sink)
-        await service.start()
-        client = httpx.AsyncClient(base_url=f"http://{service.address}", timeout=10)
-        running.append((service, sandbox, client, sink))
-        return service, sandbox, emulator, client
 
-    yield _start
-    for service, sandbox, client, sink in running:
-        await client.aclose()
-        await service.stop()
-        await sandbox.close()
-        sink.close()
-    structlog.reset_defaults()
+env = contract.env  # the daemon with [gigaset-grape] on MariaDB, pointed at the emulator
+
+
+def parts(e: Env) -> tuple[Service, RunningSandbox, GrapeEmulator, httpx.AsyncClient]:
+    assert isinstance(e.emulator, GrapeEmulator)
+    return e.service, e.sandbox, e.emulator, e.api
 
 
 async def post(client: httpx.AsyncClient, action: str, mac: str = MAC, **extra: Any
@@ -81,7 +51,7 @@ def grape_calls(sandbox: RunningSandbox) -> dict[str, int]:
 
 
 async def test_cold_then_warm_registration(env: Callable[[], Awaitable[Env]]) -> None:
-    _, sandbox, emulator, client = await env()
+    _, sandbox, emulator, client = parts(await env())
     assert (await post(client, "add"))["state"] == "done"
     # Cold: token, company (for links.endpoints), two catalogue pages, the read, the PUT.
     assert grape_calls(sandbox) == {"GET token": 1, "GET company": 1, "GET settings": 2,
@@ -99,12 +69,12 @@ async def test_cold_then_warm_registration(env: Callable[[], Awaitable[Env]]) ->
     manager = held.extra["endpoint"]["settings_manager"]
     assert list(manager) == [URL_SETTING_UUID]
     url = manager[URL_SETTING_UUID]["value"]
-    assert url.startswith("https://pbx.test/ztprov/8/") and url.endswith("/")
-    assert row["url"] == url[: len("https://pbx.test/ztprov/8/") + 12] + "***/"
+    assert url.startswith("https://ztp.test/ztprov/8/") and url.endswith("/")
+    assert row["url"] == url[: len("https://ztp.test/ztprov/8/") + 12] + "***/"
 
 
 async def test_the_phone_under_its_key(env: Callable[[], Awaitable[Env]]) -> None:
-    service, _, emulator, client = await env()
+    service, _, emulator, client = parts(await env())
     assert (await post(client, "add"))["state"] == "done"
     r = await client.put("/servers/8/provisioning", json={
         "prov_url": "https://pbx.test/prov/", "http_user": "t8",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import xml.etree.ElementTree as ET
 import xmlrpc.client
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +26,6 @@ from rps_service.providers.gigaset import (
 )
 from rps_service.providers.transport import AiohttpTransport
 from rps_service.providers.vendor import ProviderContext
-from rps_service.sandbox import start_sandbox
 from rps_service.sandbox.gigaset import (
     DEMO_PASSWORD,
     DEMO_USER,
@@ -35,9 +34,9 @@ from rps_service.sandbox.gigaset import (
     GigasetEmulator,
 )
 from rps_service.sandbox.runner import RunningSandbox
-from rps_service.sandbox.state import SandboxState
 from rps_service.ztp.gigaset import GigasetFamily, with_login
 from tests.conftest import SECRETS
+from tests.unit import test_grape as grape_tests
 
 SECRETS.update({DEMO_PASSWORD, OTHER_PASSWORD})
 MAC = "7C2F80ABCDEF"
@@ -96,18 +95,9 @@ def make_provider(transport: httpx.AsyncBaseTransport, api_url: str = "https://g
     return GigasetProvider(settings, context)
 
 
-@pytest.fixture
-async def sandbox() -> AsyncIterator[RunningSandbox]:
-    running = await start_sandbox(SandboxState(settings_count=10))
-    yield running
-    await running.close()
-
-
-@pytest.fixture
-async def transport() -> AsyncIterator[AiohttpTransport]:
-    sent = AiohttpTransport()
-    yield sent
-    await sent.aclose()
+# The sandbox on loopback and the daemon's own transport to it, as for GRAPE.
+sandbox = grape_tests.sandbox
+transport = grape_tests.transport
 
 
 def emulator(sandbox: RunningSandbox) -> GigasetEmulator:
