@@ -187,24 +187,26 @@ class GigasetEmulator(Emulator):
         return rpc.answer([True, "ok"])
 
     def _deregister(self, user: str, mac_id: str) -> web.Response:
-        mac, refusal = self._known(mac_id)
+        mac, refusal = self._ours(user, mac_id)
         if refusal is not None:
             return refusal
-        registration = self.devices.get(mac)
-        if registration is None or registration.owner != user:
-            return _false(f"mac_not_found:{mac}")
         del self.devices[mac]
         self.state.history[mac.lower()].append(("deregisterDevice", None))
         return rpc.answer([True, "ok"])
 
     def _check(self, user: str, mac_id: str) -> web.Response:
+        mac, refusal = self._ours(user, mac_id)
+        return refusal if refusal is not None else rpc.answer([True, mac])
+
+    def _ours(self, user: str, mac_id: str) -> tuple[str, web.Response | None]:
+        """The MAC of a MAC-ID this login holds, or the refusal (``mac_not_found`` when
+        another login holds it, or nobody)."""
         mac, refusal = self._known(mac_id)
-        if refusal is not None:
-            return refusal
-        registration = self.devices.get(mac)
-        if registration is None or registration.owner != user:
-            return _false(f"mac_not_found:{mac}")
-        return rpc.answer([True, mac])
+        if refusal is None:
+            registration = self.devices.get(mac)
+            if registration is None or registration.owner != user:
+                refusal = _false(f"mac_not_found:{mac}")
+        return mac, refusal
 
     def _known(self, mac_id: str) -> tuple[str, web.Response | None]:
         """The MAC of a well-formed MAC-ID whose code is the label's, or the refusal."""
