@@ -275,8 +275,8 @@ class SrapsProvider(VendorProvider):
     def _own_link(self, link: str) -> str | None:
         """``link`` (absolute or relative) when it is on ``api_url``'s host, else None: the
         signed requests go nowhere else (the built URL is used instead, logged)."""
-        url = httpx.URL(self.settings.api_url).join(link)
         base = httpx.URL(self.settings.api_url)
+        url = base.join(link)
         if (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port):
             return str(url)
         log.warning("Link to another host ignored", component=self.label, host=url.host)

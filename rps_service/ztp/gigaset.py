@@ -80,6 +80,7 @@ def render_provider_frame(server_url: str, mac: str, profile: str | None,
     """The ProviderFrame file: the Data server for the device ``mac``. A string setting's
     value is itself quoted (``"…"``); a quote inside the URL is percent-encoded."""
     schema = f' xmlns:xsi="{XSI}" xsi:noNamespaceSchemaLocation="{profile}.xsd"' if profile else ""
+    quoted = '"' + server_url.replace('"', "%22") + '"'
     lines = [
         '<?xml version="1.0" encoding="ISO-8859-1"?>',
         f"<ProviderFrame{schema}>",
@@ -93,7 +94,7 @@ def render_provider_frame(server_url: str, mac: str, profile: str | None,
     lines += [
         f'    <PROFILE_NAME class="string" value="{_attr(profile or "rps-service")}"/>',
         '    <SYMB_ITEM ID="BS_IP_Data1.aucS_DATA_SERVER[0]" class="symb_item" '
-        f'value="{_attr(chr(34) + server_url.replace(chr(34), "%22") + chr(34))}"/>',
+        f'value="{_attr(quoted)}"/>',
         '    <SYMB_ITEM ID="BS_IP_Data.ucB_AUTO_UPDATE_PROFILE" class="symb_item" value="0x1"/>',
         "  </Provider>",
         "</ProviderFrame>",
