@@ -269,3 +269,13 @@ async def test_a_catalogue_without_provisioning_server() -> None:
     assert err.text == "The GRAPE settings catalogue has no ProvisioningServer"
     check = await provider.check_credentials(8)
     assert not check.ok and "ProvisioningServer" in check.message
+
+
+async def test_a_skewed_clock_is_corrected_by_grapes_challenge(
+    sandbox: RunningSandbox, transport: AiohttpTransport
+) -> None:
+    sandbox.state.clock_offset = 600  # GRAPE's clock ten minutes ahead of ours
+    await grape(sandbox, transport).register(DEVICE)
+    statuses = [r.status for r in sandbox.state.records]
+    assert statuses[0] == 401 and statuses[-1] == 201  # one stale answer, then corrected
+    assert emulator(sandbox).holds(MAC) is not None
