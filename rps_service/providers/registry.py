@@ -7,7 +7,9 @@ in documentation and of ``rps-service check-config``'s output.
 from __future__ import annotations
 
 from rps_service.providers.auerswald import AuerswaldProvider
+from rps_service.providers.gigaset import GigasetProvider
 from rps_service.providers.grandstream import GrandstreamProvider
+from rps_service.providers.grape import GrapeProvider
 from rps_service.providers.panasonic import PanasonicProvider
 from rps_service.providers.poly import PolyProvider
 from rps_service.providers.snom import SnomProvider
@@ -25,5 +27,7 @@ PROVIDERS: dict[str, type[VendorProvider]] = {
         PanasonicProvider,
         AuerswaldProvider,
         PolyProvider,
+        GrapeProvider,
+        GigasetProvider,
     )
 }

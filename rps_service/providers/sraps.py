@@ -1,8 +1,9 @@
 """The SRAPS family (Snom SRAPS REST v1; Gigaset GRAPE speaks the same protocol).
 
-Per set of API keys the provider needs the company the key belongs to and the uuids of the
-catalogue settings it writes (the provisioning URL, the phone's HTTP credentials and any
-extra settings, by ``param_name``). Both are looked up once per key and cached, so a warm
+Per set of API keys the provider needs the company the key belongs to (and, for services
+that want it followed, the endpoint collection its ``links.endpoints`` names) and the uuids
+of the catalogue settings it writes (the provisioning URL, the phone's HTTP credentials and
+any extra settings, by ``param_name``). All are looked up once per key and cached, so a warm
 registration is the endpoint's read and its ``PUT``, or the ``PUT`` alone with
 ``keep_portal_settings = false``. Requests are signed with Hawk
 (:class:`~rps_service.providers.hawk.HawkAuth`), which also corrects our clock after a 401
@@ -23,19 +24,19 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import SecretStr
 
+from rps_service.logs import get_logger
 from rps_service.providers import hawk
 from rps_service.providers.base import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.errors import owned_by_other
 from rps_service.providers.section import ProviderSettings
 from rps_service.providers.vendor import Account, ProviderContext, VendorProvider
 
+log = get_logger()
+
 #: The catalogue has ~1180 entries (two pages at page_size=1000); the cap only stops a
 #: server whose Link headers go round in circles.
 MAX_PAGES = 50
 PAGE_SIZE = 1000
-NO_ROLE_HINT = ("SRAPS refuses to register devices with this key: the key has no Role; "
-                "choose a Role for the key in SRAPS (API keys)")
-TAKEN_HINT = "release it in the account that holds it or ask Snom support to move it"
 #: How a token object shows a missing Role is not public: all of these mean none.
 _NO_ROLE = ("", "none", "null")
 
@@ -58,6 +59,7 @@ class Catalogue:
 
     company_id: str
     uuids: Mapping[str, str]  # param_name → uuid, in the section our settings live in
+    endpoints: str  # the company's endpoint collection, ending in "/"
 
 
 class SrapsProvider(VendorProvider):
@@ -72,6 +74,14 @@ class SrapsProvider(VendorProvider):
     pass_setting: ClassVar[str | None] = "http_client_pass"  # noqa: S105 - a setting's name
     #: The catalogue section they are taken from (None: entries carry no section).
     catalogue_section: ClassVar[str | None] = "phone-settings"
+    #: Find the endpoint collection through the company's ``links.endpoints`` (one more
+    #: call per key, cached) rather than building ``companies/{id}/endpoints/``.
+    endpoints_from_links: ClassVar[bool] = False
+    #: A token object without a ``role`` field: True reads it as no Role (SRAPS's rule);
+    #: False as not shown (the Test does not refuse the key for it).
+    role_absent_means_none: ClassVar[bool] = True
+    #: Whose support can move a MAC another account holds.
+    vendor: ClassVar[str] = "Snom"
 
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
@@ -83,7 +93,7 @@ class SrapsProvider(VendorProvider):
 
     async def vendor_register(self, account: Account, device: Device) -> None:
         catalogue = await self._catalogue(account, device.mac)
-        url = self._endpoint_url(catalogue, device.mac)
+        url = _endpoint_url(catalogue, device.mac)
         body: dict[str, Any] = {"mac": device.mac.lower(), "autoprovisioning_enabled": True,
                                 "settings_manager": self._our_settings(catalogue, device)}
         if getattr(self.settings, "keep_portal_settings", True):
@@ -96,12 +106,12 @@ class SrapsProvider(VendorProvider):
 
     async def vendor_deregister(self, account: Account, device: Device) -> None:
         catalogue = await self._catalogue(account, device.mac)
-        await self._send(account, "DELETE", self._endpoint_url(catalogue, device.mac),
+        await self._send(account, "DELETE", _endpoint_url(catalogue, device.mac),
                          "deregister", device.mac, ok=(404,))
 
     async def vendor_lookup(self, account: Account, device: Device) -> VendorRecord | None:
         catalogue = await self._catalogue(account, device.mac)
-        response = await self._send(account, "GET", self._endpoint_url(catalogue, device.mac),
+        response = await self._send(account, "GET", _endpoint_url(catalogue, device.mac),
                                     "lookup", device.mac, ok=(404,))
         if response.status_code == 404:
             return None
@@ -109,9 +119,7 @@ class SrapsProvider(VendorProvider):
 
     async def vendor_list(self, account: Account) -> AsyncIterator[VendorRecord]:
         catalogue = await self._catalogue(account, "-")
-        company = quote(catalogue.company_id, safe="")
-        url: str | None = (f"{self.settings.api_url}companies/{company}/endpoints/"
-                           f"?page_size={PAGE_SIZE}")
+        url: str | None = f"{catalogue.endpoints}?page_size={PAGE_SIZE}"
         seen: set[str] = set()
         while url and url not in seen and len(seen) < MAX_PAGES * 100:
             seen.add(url)
@@ -128,7 +136,7 @@ class SrapsProvider(VendorProvider):
     async def vendor_check(self, account: Account) -> str:
         token = await self._fetch_token(account)
         key_id = account.text("access_key_id")
-        if _has_no_role(token):
+        if self._has_no_role(token):
             raise ProviderError(
                 f"The key {key_id} has no Role: {self.service} refuses to register devices "
                 f"with it. Choose a Role for the key in {self.service}.", Failure.PERMANENT)
@@ -154,8 +162,9 @@ class SrapsProvider(VendorProvider):
             return await self._load(account, await self._fetch_token(account, mac), mac)
 
     async def _load(self, account: Account, token: dict[str, Any], mac: str) -> Catalogue:
-        catalogue = Catalogue(self._company_id(token, account.text("access_key_id")),
-                              await self._fetch_uuids(account, mac))
+        company_id = self._company_id(token, account.text("access_key_id"))
+        endpoints = await self._endpoints(account, token, company_id, mac)
+        catalogue = Catalogue(company_id, await self._fetch_uuids(account, mac), endpoints)
         # A changed secret for the same key id makes the old entry unreachable: drop it.
         prefix = account.key.rsplit("|", 1)[0] + "|"
         for old in [k for k in self._cache if k.startswith(prefix)]:
@@ -246,9 +255,39 @@ class SrapsProvider(VendorProvider):
                                 "cannot tell its company", Failure.PERMANENT)
         return segments[-1]
 
-    def _endpoint_url(self, catalogue: Catalogue, mac: str) -> str:
-        company = quote(catalogue.company_id, safe="")
-        return f"{self.settings.api_url}companies/{company}/endpoints/{mac.lower()}"
+    async def _endpoints(self, account: Account, token: dict[str, Any], company_id: str,
+                         mac: str) -> str:
+        """The company's endpoint collection: built from the company id, or (with
+        ``endpoints_from_links``) the company's ``links.endpoints``."""
+        company = f"{self.settings.api_url}companies/{quote(company_id, safe='')}/"
+        if not self.endpoints_from_links:
+            return f"{company}endpoints/"
+        link = self._own_link(token["links"]["company"]) or company
+        response = await self._send(account, "GET", link, "company", mac)
+        links = self.json_object(response, "the company lookup").get("links")
+        endpoints = links.get("endpoints") if isinstance(links, dict) else None
+        if not isinstance(endpoints, str) or not endpoints:
+            raise ProviderError(f"{self.service} gave no links.endpoints for company "
+                                f"{company_id}: cannot tell where its devices are",
+                                Failure.PERMANENT)
+        url = self._own_link(endpoints) or f"{company}endpoints/"
+        return url if url.endswith("/") else url + "/"
+
+    def _own_link(self, link: str) -> str | None:
+        """``link`` (absolute or relative) when it is on ``api_url``'s host, else None: the
+        signed requests go nowhere else (the built URL is used instead, logged)."""
+        base = httpx.URL(self.settings.api_url)
+        url = base.join(link)
+        if (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port):
+            return str(url)
+        log.warning("Link to another host ignored", component=self.label, host=url.host)
+        return None
+
+    def _has_no_role(self, token: dict[str, Any]) -> bool:
+        if "role" not in token:
+            return self.role_absent_means_none
+        role = token["role"]
+        return role is None or (isinstance(role, str) and role.strip().lower() in _NO_ROLE)
 
     # -- HTTP -----------------------------------------------------------------------------
 
@@ -279,13 +318,16 @@ class SrapsProvider(VendorProvider):
             return None
         body = response.text.lower()
         if "taken_mac_or_forbidden" in body or "lacks permission" in body:
-            return owned_by_other(self.service, f"403: {text}", 403, TAKEN_HINT)
-        return ProviderError(f"403: {text}", Failure.PERMANENT, status=403, hint=NO_ROLE_HINT)
+            hint = (f"release it in the account that holds it or ask {self.vendor} support "
+                    "to move it")
+            return owned_by_other(self.service, f"403: {text}", 403, hint)
+        hint = (f"{self.service} refuses to register devices with this key: the key has no "
+                f"Role; choose a Role for the key in {self.service} (API keys)")
+        return ProviderError(f"403: {text}", Failure.PERMANENT, status=403, hint=hint)
 
 
-def _has_no_role(token: dict[str, Any]) -> bool:
-    role = token.get("role")
-    return role is None or (isinstance(role, str) and role.strip().lower() in _NO_ROLE)
+def _endpoint_url(catalogue: Catalogue, mac: str) -> str:
+    return f"{catalogue.endpoints}{mac.lower()}"
 
 
 def _merged(existing: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:

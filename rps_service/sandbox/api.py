@@ -1,7 +1,9 @@
 """The SRAPS REST API v1 handlers, as strict about paths and payloads as the real service.
 
-Handlers run after the Hawk middleware (``app.py``) has put the caller's key in
-``request[API_KEY]``. Refusals are raised as :class:`ApiError` and rendered by the middleware.
+Handlers run after the Hawk check (``sraps.authenticated``) has put the caller's key in
+``request[API_KEY]`` and the world it belongs to in ``request[WORLD]`` (SRAPS's own, or
+another service of the SRAPS family such as Gigaset GRAPE, with its own keys, companies,
+catalogue and paths). Refusals are raised as :class:`ApiError` and rendered by that check.
 """
 
 from __future__ import annotations
@@ -12,16 +14,11 @@ from typing import Any
 
 from aiohttp import web
 
-from .state import (
-    HTTP_CLIENT_PASS_UUID,
-    PHONE_SECTION,
-    SETTING_SERVER_UUID,
-    ApiKey,
-    SandboxState,
-)
+from .state import ApiKey, SandboxState, SrapsWorld
 
 STATE: web.AppKey[SandboxState] = web.AppKey("sandbox_state", SandboxState)
 API_KEY: web.RequestKey[ApiKey] = web.RequestKey("sandbox_api_key", ApiKey)
+WORLD: web.RequestKey[SrapsWorld] = web.RequestKey("sandbox_world", SrapsWorld)
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 1000
@@ -57,7 +54,8 @@ def _bad(message: str) -> ApiError:
 
 
 def _base(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}"
+    """Scheme, host and API path of the caller's service (``http://host/api/v1``)."""
+    return f"{request.scheme}://{request.host}{request[WORLD].api_path}"
 
 
 # -- tokens, companies ---------------------------------------------------------------------
@@ -72,11 +70,11 @@ async def get_token(request: web.Request) -> web.Response:
     token: dict[str, Any] = {
         "id": key.id,
         "links": {
-            "self": f"{base}/api/v1/tokens/{key.id}",
-            "company": f"{base}/api/v1/companies/{key.company_id}/",
+            "self": f"{base}/tokens/{key.id}",
+            "company": f"{base}/companies/{key.company_id}/",
         },
     }
-    if request.app[STATE].role_field:
+    if request[WORLD].role_field:
         token["role"] = key.role
     return web.json_response(token)
 
@@ -90,18 +88,18 @@ async def get_company(request: web.Request) -> web.Response:
             "id": cid,
             "name": state.companies[cid].name,
             "links": {
-                "self": f"{base}/api/v1/companies/{cid}/",
-                "endpoints": f"{base}/api/v1/companies/{cid}/endpoints/",
+                "self": f"{base}/companies/{cid}/",
+                "endpoints": f"{base}/companies/{cid}/endpoints/",
             },
         }
     )
 
 
-def _own_company(request: web.Request) -> tuple[SandboxState, str]:
+def _own_company(request: web.Request) -> tuple[SrapsWorld, str]:
     cid = request.match_info["cid"]
     if cid != request[API_KEY].company_id:
         raise ApiError(403, NO_PERMISSION)
-    return request.app[STATE], cid
+    return request[WORLD], cid
 
 
 # -- settings ------------------------------------------------------------------------------
@@ -109,7 +107,7 @@ def _own_company(request: web.Request) -> tuple[SandboxState, str]:
 
 async def list_settings(request: web.Request) -> web.Response:
     """``GET settings/?page_size=N&page=P``: one page, ``Link: <next>; rel="next"`` if more."""
-    state = request.app[STATE]
+    state = request[WORLD]
     page_size, page = _pagination(request)
     start = (page - 1) * page_size
     if start >= len(state.settings) and page != 1:
@@ -117,7 +115,7 @@ async def list_settings(request: web.Request) -> web.Response:
     end = start + page_size
     headers = {}
     if end < len(state.settings):
-        nxt = f"{_base(request)}/api/v1/settings/?page={page + 1}&page_size={page_size}"
+        nxt = f"{_base(request)}/settings/?page={page + 1}&page_size={page_size}"
         headers["Link"] = f'<{nxt}>; rel="next"'
     entries = [s.to_json() for s in state.settings[start:end]]
     return web.json_response(entries, headers=headers)
@@ -163,7 +161,7 @@ async def list_endpoints(request: web.Request) -> web.Response:
         raise ApiError(404, {"detail": "Invalid page."})
     headers = {}
     if start + page_size < len(macs):
-        nxt = (f"{_base(request)}/api/v1/companies/{cid}/endpoints/"
+        nxt = (f"{_base(request)}/companies/{cid}/endpoints/"
                f"?page={page + 1}&page_size={page_size}")
         headers["Link"] = f'<{nxt}>; rel="next"'
     return web.json_response([endpoints[m] for m in macs[start : start + page_size]],
@@ -201,13 +199,14 @@ async def put_endpoint(request: web.Request) -> web.Response:
     return web.json_response(endpoint, status=200 if owner == cid else 201)
 
 
-def store_endpoint(state: SandboxState, cid: str, mac: str, endpoint: dict[str, Any]) -> None:
+def store_endpoint(state: SrapsWorld, cid: str, mac: str, endpoint: dict[str, Any]) -> None:
     """Replace the endpoint (PUT replaces it whole) and record the write."""
     state.endpoints(cid)[mac] = endpoint
-    password = endpoint["settings_manager"].get(HTTP_CLIENT_PASS_UUID, {}).get("value")
+    manager = endpoint["settings_manager"]
+    password = manager.get(state.password_uuid, {}).get("value") if state.password_uuid else None
     if password:
         state.received_passwords.add(password)  # lets tests check no log ever shows one
-    server_setting = endpoint["settings_manager"].get(SETTING_SERVER_UUID, {})
+    server_setting = manager.get(state.url_uuid, {})
     state.history[mac].append(("PUT", server_setting.get("value")))
     state.writes[mac].append(endpoint)
 
@@ -217,7 +216,7 @@ def has_role(key: ApiKey) -> bool:
     return bool(key.role) and str(key.role).strip().lower() != "none"
 
 
-def _writable_company(request: web.Request) -> tuple[SandboxState, str]:
+def _writable_company(request: web.Request) -> tuple[SrapsWorld, str]:
     state, cid = _own_company(request)
     if not has_role(request[API_KEY]):
         # A key created without a Role can read but not change anything.
@@ -237,7 +236,7 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def validate_endpoint(state: SandboxState, mac: str, body: dict[str, Any]) -> dict[str, Any]:
+def validate_endpoint(state: SrapsWorld, mac: str, body: dict[str, Any]) -> dict[str, Any]:
     """Check a PUT body and return the endpoint to store (absent fields get defaults)."""
     for name in body:
         if name not in _ENDPOINT_FIELDS:
@@ -263,14 +262,14 @@ def validate_endpoint(state: SandboxState, mac: str, body: dict[str, Any]) -> di
     }
 
 
-def _validate_settings(state: SandboxState, manager: Any) -> dict[str, Any]:
+def _validate_settings(state: SrapsWorld, manager: Any) -> dict[str, Any]:
     if not isinstance(manager, dict):
         raise _bad("settings_manager must be an object")
     for uuid, entry in manager.items():
         setting = state.settings_by_uuid.get(uuid)
         if setting is None:
             raise _bad(f"Unknown setting: {uuid}")
-        if setting.section != PHONE_SECTION:
+        if state.phone_section is not None and setting.section != state.phone_section:
             raise _bad(
                 f"Setting {uuid} ({setting.param_name}, section {setting.section}) "
                 "is not a phone setting"

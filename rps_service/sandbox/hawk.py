@@ -2,7 +2,7 @@
 
 Strictness matches SPEC §6: a request with a body must carry a payload ``hash``, nonces are
 single-use (per key id, nonce and ts), and timestamps must be within ±60 s of the server
-clock (``SandboxState.clock_offset`` shifts that clock). Failures carry the ``error`` text
+clock (the world's ``clock_offset`` shifts that clock). Failures carry the ``error`` text
 that goes into ``WWW-Authenticate: Hawk error="..."``; the names follow ``@hapi/hawk``.
 """
 
@@ -21,7 +21,7 @@ from mohawk.exc import (
 from mohawk.util import calculate_ts_mac, parse_authorization_header
 
 from ..providers.hawk import silence_mohawk_debug
-from .state import ApiKey, SandboxState
+from .state import ApiKey, SrapsWorld
 
 silence_mohawk_debug()
 
@@ -39,7 +39,7 @@ class HawkError(Exception):
 
 
 def verify(
-    state: SandboxState,
+    state: SrapsWorld,
     *,
     authorization: str | None,
     url: str,
@@ -99,7 +99,7 @@ def _parse(authorization: str) -> dict[str, str]:
     return attributes
 
 
-def _stale(state: SandboxState, key_id: str, now: int) -> HawkError:
+def _stale(state: SrapsWorld, key_id: str, now: int) -> HawkError:
     # mohawk's TokenExpired.www_authenticate carries a verbose error text; rebuild the header
     # with the standard "Stale timestamp" and mohawk's tsm (HMAC of "hawk.1.ts\n<ts>\n").
     if not state.stale_challenge:  # the server's time is only in the Date header

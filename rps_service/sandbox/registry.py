@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from .auerswald import AuerswaldEmulator
 from .emulator import Emulator
+from .gigaset import GigasetEmulator
 from .grandstream import GrandstreamEmulator
+from .grape import GrapeEmulator
 from .panasonic import PanasonicEmulator
 from .poly import PolyEmulator
 from .snom_xmlrpc import SnomXmlRpcEmulator
@@ -19,4 +21,6 @@ EMULATORS: tuple[type[Emulator], ...] = (
     PanasonicEmulator,
     AuerswaldEmulator,
     PolyEmulator,
+    GrapeEmulator,
+    GigasetEmulator,
 )

@@ -1,7 +1,9 @@
 """The SRAPS emulator: Snom's REST API v1 at ``/api/v1/`` (the handlers are in ``api.py``).
 
-Hawk is checked by the handlers' wrapper (:func:`authenticated`); the world (companies,
-keys, settings catalogue, endpoints) lives in :class:`~rps_service.sandbox.state.SandboxState`.
+Hawk is checked by the handlers' wrapper (:meth:`SrapsEmulator.authenticated`); the world
+(companies, keys, settings catalogue, endpoints) lives in
+:class:`~rps_service.sandbox.state.SandboxState`. Other services of the SRAPS family
+(:mod:`rps_service.sandbox.grape`) subclass the emulator with a world of their own.
 """
 
 from __future__ import annotations
@@ -23,20 +25,20 @@ from .state import (
     SETTING_SERVER_UUID,
     TAKEN_MAC,
     ApiKey,
-    SandboxState,
+    SrapsWorld,
 )
 
 _MAC = "{mac:[0-9a-f]{12}}"  # strictly lower-case, no trailing slash: anything else is a 404
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def authenticated(handler: Handler) -> Handler:
+def authenticated(handler: Handler, world: SrapsWorld) -> Handler:
     """Hawk first (401 with the vendor's challenge), then the handler's own refusals."""
 
     async def checked(request: web.Request) -> web.StreamResponse:
-        state = request.app[api.STATE]
+        request[api.WORLD] = world
         try:
-            request[api.API_KEY] = await _authenticate(state, request)
+            request[api.API_KEY] = await _authenticate(world, request)
             return await handler(request)
         except HawkError as exc:
             return web.json_response({"detail": exc.error}, status=401,
@@ -48,7 +50,7 @@ def authenticated(handler: Handler) -> Handler:
     return checked
 
 
-async def _authenticate(state: SandboxState, request: web.Request) -> ApiKey:
+async def _authenticate(state: SrapsWorld, request: web.Request) -> ApiKey:
     # Hawk signs the URL as the client sent it: Host header plus raw path and query.
     url = f"http://{request.headers.get('Host', '')}{request.raw_path}"
     return verify(
@@ -68,22 +70,36 @@ class SrapsEmulator(Emulator):
     prefix = "/api/v1"
     foreign_mac = TAKEN_MAC.upper()
 
+    #: Prefix of the route names (SRAPS's are bare: ``token``, ``endpoint``...).
+    route_prefix = ""
+
+    @property
+    def world(self) -> SrapsWorld:
+        """The keys, companies and catalogue this service serves."""
+        return self.state
+
+    def authenticated(self, handler: Handler) -> Handler:
+        """``handler`` behind this service's Hawk check."""
+        return authenticated(handler, self.world)
+
     def add_routes(self, app: web.Application) -> None:
-        router = app.router
-        router.add_get("/api/v1/tokens/{key_id}", authenticated(api.get_token), name="token")
-        router.add_get("/api/v1/companies/{cid}/", authenticated(api.get_company),
-                       name="company")
-        router.add_get("/api/v1/settings/", authenticated(api.list_settings), name="settings")
-        router.add_get("/api/v1/companies/{cid}/endpoints/", authenticated(api.list_endpoints),
-                       name="endpoints")
-        endpoint = router.add_resource(f"/api/v1/companies/{{cid}}/endpoints/{_MAC}",
-                                       name="endpoint")
-        endpoint.add_route("GET", authenticated(api.get_endpoint))
-        endpoint.add_route("PUT", authenticated(api.put_endpoint))
-        endpoint.add_route("DELETE", authenticated(api.delete_endpoint))
+        router, path, name = app.router, self.world.api_path, self.route_prefix
+        router.add_get(f"{path}/tokens/{{key_id}}", self.authenticated(api.get_token),
+                       name=f"{name}token")
+        router.add_get(f"{path}/companies/{{cid}}/", self.authenticated(api.get_company),
+                       name=f"{name}company")
+        router.add_get(f"{path}/settings/", self.authenticated(api.list_settings),
+                       name=f"{name}settings")
+        router.add_get(f"{path}/companies/{{cid}}/endpoints/",
+                       self.authenticated(api.list_endpoints), name=f"{name}endpoints")
+        endpoint = router.add_resource(f"{path}/companies/{{cid}}/endpoints/{_MAC}",
+                                       name=f"{name}endpoint")
+        endpoint.add_route("GET", self.authenticated(api.get_endpoint))
+        endpoint.add_route("PUT", self.authenticated(api.put_endpoint))
+        endpoint.add_route("DELETE", self.authenticated(api.delete_endpoint))
 
     def api_url(self, base: str) -> str:
-        return f"{base}/api/v1/"
+        return f"{base}{self.world.api_path}/"
 
     def demo_credentials(self) -> dict[str, str | bool]:
         return {"access_key_id": DEMO_KEY_ID, "access_key_secret": DEMO_SECRET}
@@ -121,7 +137,7 @@ class SrapsEmulator(Emulator):
                 raise api.ApiError(405, {"detail": f'Method "{request.method}" not allowed.'})
             raise api.ApiError(404, api.NOT_FOUND)
 
-        return await authenticated(refuse)(request)
+        return await self.authenticated(refuse)(request)
 
     def fault(self, status: int) -> web.Response:
         return api.fault_response(status)

@@ -37,7 +37,7 @@ import time
 import uuid
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .emulator import Emulator
@@ -163,6 +163,79 @@ def build_catalogue(count: int, credential_settings: bool = True) -> list[Settin
     return catalogue
 
 
+class SrapsWorld(Protocol):
+    """One service of the SRAPS family as its handlers and the Hawk check see it: its
+    paths, keys, companies and catalogue (SRAPS's own world is :class:`SandboxState`)."""
+
+    @property
+    def api_path(self) -> str:
+        """Where the service's API lives on the sandbox (``/api/v1``)."""
+
+    @property
+    def phone_section(self) -> str | None:
+        """The catalogue section endpoints may use (None: entries carry no section)."""
+
+    @property
+    def url_uuid(self) -> str:
+        """The catalogue uuid of the setting that holds the phone's URL."""
+
+    @property
+    def password_uuid(self) -> str | None:
+        """The uuid of the phone's HTTP password setting, if the service carries one."""
+
+    @property
+    def role_field(self) -> bool:
+        """Whether token objects show the key's Role."""
+
+    @property
+    def clock_offset(self) -> float:
+        """Seconds added to the server clock for Hawk."""
+
+    @property
+    def stale_challenge(self) -> bool:
+        """Whether a stale Hawk timestamp is answered with ts/tsm."""
+
+    @property
+    def companies(self) -> dict[str, Company]:
+        """Companies by id."""
+
+    @property
+    def keys(self) -> dict[str, ApiKey]:
+        """API keys by id."""
+
+    @property
+    def settings(self) -> list[Setting]:
+        """The catalogue, in order."""
+
+    @property
+    def settings_by_uuid(self) -> dict[str, Setting]:
+        """The catalogue by uuid."""
+
+    @property
+    def history(self) -> defaultdict[str, list[tuple[str, str | None]]]:
+        """Per MAC, each accepted write in order (shared by every emulator)."""
+
+    @property
+    def received_passwords(self) -> set[str]:
+        """Every phone password received (the log-leak check reads them)."""
+
+    @property
+    def writes(self) -> defaultdict[str, list[dict[str, Any]]]:
+        """Per MAC, every accepted PUT body."""
+
+    def endpoints(self, company_id: str) -> dict[str, dict[str, Any]]:
+        """The endpoints of a company, MAC -> endpoint JSON."""
+
+    def owner_of(self, mac: str) -> str | None:
+        """The id of the company holding ``mac``, if any."""
+
+    def credentials(self, key_id: str) -> dict[str, str]:
+        """mohawk credentials for a key id; raises LookupError for unknown ids."""
+
+    def seen_nonce(self, key_id: str, nonce: str, ts: str) -> bool:
+        """Record a nonce; True when it was already used."""
+
+
 class SandboxState:
     """Everything the sandbox knows; tests running it in-process may read and change it.
 
@@ -172,6 +245,12 @@ class SandboxState:
     ``fail_next`` (statuses for the next requests, in order), ``paused`` and ``hang`` (hold
     requests until cleared), ``clock_offset`` (seconds added to the server clock for Hawk).
     """
+
+    # SRAPS's own place in the SRAPS family (:class:`SrapsWorld`).
+    api_path = "/api/v1"
+    phone_section: str | None = PHONE_SECTION
+    url_uuid = SETTING_SERVER_UUID
+    password_uuid: str | None = HTTP_CLIENT_PASS_UUID
 
     def __init__(
         self,

@@ -322,9 +322,10 @@ class ZtpListener:
                         hint=f"set them with PUT /servers/{device.server}/provisioning",
                         mac=device.mac, server=device.server)
             return _plain(503, {"Retry-After": "300"})
-        body = family.render_file(name, provisioning, device)
+        user_agent = request.headers.get("User-Agent")
+        body = family.render_file(name, provisioning, device, user_agent)
         if request.method == "GET":
-            agent = family.parse_user_agent(request.headers.get("User-Agent"))
+            agent = family.parse_user_agent(user_agent)
             await self.store.record_ztp_fetch(device.provider, device.mac, agent.model,
                                               agent.firmware, ip, utcnow())
         return web.Response(body=body, content_type=family.content_type, charset="utf-8",

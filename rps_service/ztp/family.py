@@ -52,10 +52,12 @@ class PhoneFamily(abc.ABC):
         """The settings file: the tenant's provisioning URL and credentials, in the family's
         own format, every value escaped for it."""
 
-    def render_file(self, name: str, provisioning: ServerProvisioning, device: Device) -> bytes:
-        """The body of ``name``, one of the device's files (``serves`` accepted it). One file
-        per phone is :meth:`render`; a family whose phones fetch several (Poly: a master
-        file naming a second one) overrides this."""
+    def render_file(self, name: str, provisioning: ServerProvisioning, device: Device,
+                    user_agent: str | None) -> bytes:
+        """The body of ``name``, one of the device's files (``serves`` accepted it), for the
+        phone asking (its User-Agent as sent). One file in one format is :meth:`render`;
+        a family whose phones fetch several files (Poly: a master file naming a second
+        one) or whose models read different formats (Gigaset) overrides this."""
         return self.render(provisioning, device)
 
     def parse_user_agent(self, header: str | None) -> UserAgent:

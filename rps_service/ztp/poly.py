@@ -62,7 +62,8 @@ class PolyFamily(PhoneFamily):
             return None
         return match.group("mac").upper()
 
-    def render_file(self, name: str, provisioning: ServerProvisioning, device: Device) -> bytes:
+    def render_file(self, name: str, provisioning: ServerProvisioning, device: Device,
+                    user_agent: str | None = None) -> bytes:
         if name.lower().endswith(SETTINGS_SUFFIX):
             return self.render(provisioning, device)
         return master_file(device.mac)
