@@ -6,6 +6,7 @@ in documentation and of ``rps-service check-config``'s output.
 
 from __future__ import annotations
 
+from rps_service.providers.fanvil import FanvilProvider
 from rps_service.providers.snom import SnomProvider
 from rps_service.providers.vendor import VendorProvider
 
@@ -13,5 +14,6 @@ PROVIDERS: dict[str, type[VendorProvider]] = {
     cls.name: cls
     for cls in (
         SnomProvider,
+        FanvilProvider,
     )
 }

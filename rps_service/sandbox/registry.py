@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from .emulator import Emulator
+from .fanvil import FanvilEmulator
 from .sraps import SrapsEmulator
 
 EMULATORS: tuple[type[Emulator], ...] = (
     SrapsEmulator,
+    FanvilEmulator,
 )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from rps_service.ztp.family import PhoneFamily
+from rps_service.ztp.fanvil import FanvilFamily
 from rps_service.ztp.snom import SnomFamily
 
 FAMILIES: dict[str, PhoneFamily] = {
     family.name: family
     for family in (
         SnomFamily(),
+        FanvilFamily(),
     )
 }
