@@ -34,7 +34,7 @@ from xmlrpc.client import Fault
 import httpx
 from pydantic import SecretStr
 
-from rps_service.access import AccessMode
+from rps_service.access import URL_KEY, AccessMode
 from rps_service.models import normalize_mac
 from rps_service.providers import xmlrpc as rpc
 from rps_service.providers.base import Device, Failure, ProviderError, VendorRecord
@@ -193,7 +193,8 @@ class FanvilProvider(VendorProvider):
                       start: int) -> None:
         """The four calls from step ``start`` on; a transient failure remembers how far
         they got, so that the retry (usually after a throttling pause) goes on from there."""
-        mac, secrets = device.mac, (device.url, server.path)
+        # The URL's key is a password: FDPS's answers never show it, but be sure.
+        mac, secrets = device.mac, (device.url, server.path, *URL_KEY.findall(device.url))
         steps = (
             lambda: self._call(account, "redirect.deRegisterDevice", mac, mac=mac,
                                operation="deregister", tolerate=DEVICE_GONE),

@@ -166,18 +166,25 @@ class FanvilEmulator(Emulator):
 
     async def handle(self, request: web.Request) -> web.Response:
         try:
-            method, params, user = await parse_call(request, self._login_ok, REALM)
-            run = self._methods.get(method)
-            if run is None:
-                return fault(1, "Unknown method")  # PHP XML-RPC servers' answer
-            ok, value = run(self.accounts[user], params)
+            method, params, user = await parse_call(request, self.login_ok, REALM)
+            ok, value = self.call(user, method, params)
         except XmlRpcRefused as refused:
             return refused.response
-        subject = params[0] if params and isinstance(params[0], str) else ""
-        self.calls.append((user, method, subject, value if isinstance(value, str) else OK))
         return answer([ok, value])
 
-    def _login_ok(self, user: str, password: str) -> bool:
+    def call(self, user: str, method: str, params: tuple[Any, ...]) -> Result:
+        """One authenticated call, without HTTP (in-process tests use it too); a refused
+        call raises XmlRpcRefused with the fault to answer."""
+        run = self._methods.get(method)
+        if run is None:
+            raise XmlRpcRefused(fault(1, "Unknown method"))  # PHP XML-RPC servers' answer
+        ok, value = run(self.accounts[user], params)
+        subject = params[0] if params and isinstance(params[0], str) else ""
+        self.calls.append((user, method, subject, value if isinstance(value, str) else OK))
+        return ok, value
+
+    def login_ok(self, user: str, password: str) -> bool:
+        """Whether Basic carried a known user and hex(MD5(hex(MD5(its password))))."""
         account = self.accounts.get(user)
         expected = fdps_password(account.password if account else "decoy")
         return hmac.compare_digest(password.encode(), expected.encode()) and account is not None
