@@ -137,13 +137,8 @@ class FanvilEmulator(Emulator):
             params, method = xmlrpc.client.loads(await request.read(), use_builtin_types=True)
         except Exception:  # any unparsable body writes nothing
             return None
-        if method not in _WRITES or not params:
-            return None
-        first = params[0]
-        if method == "redirect.addMaterialServer":
-            config = _configs(first) if isinstance(first, list) else None
-            first = (config or {}).get("cfgName", "")
-        return first.lower() if isinstance(first, str) and first else None
+        subject = _subject(params) if method in _WRITES else ""
+        return subject.lower() or None
 
     async def unmatched(self, request: web.Request, exc: web.HTTPException
                         ) -> web.StreamResponse:
@@ -179,8 +174,8 @@ class FanvilEmulator(Emulator):
         if run is None:
             raise XmlRpcRefused(fault(1, "Unknown method"))  # PHP XML-RPC servers' answer
         ok, value = run(self.accounts[user], params)
-        subject = params[0] if params and isinstance(params[0], str) else ""
-        self.calls.append((user, method, subject, value if isinstance(value, str) else OK))
+        self.calls.append((user, method, _subject(params),
+                           value if isinstance(value, str) else OK))
         return ok, value
 
     def login_ok(self, user: str, password: str) -> bool:
@@ -251,6 +246,14 @@ class FanvilEmulator(Emulator):
         del account.devices[mac]
         self.state.history[mac.lower()].append(("deRegisterDevice", None))
         return True, OK
+
+
+def _subject(params: tuple[Any, ...]) -> str:
+    """The MAC or server a call is about: its first string, or an array's ``cfgName``."""
+    first = params[0] if params else ""
+    if isinstance(first, list):
+        first = (_configs(first) or {}).get("cfgName", "")
+    return first if isinstance(first, str) else ""
 
 
 def _configs(items: list[Any]) -> dict[str, str] | None:
