@@ -52,7 +52,8 @@ SCHEMES = {code: scheme for scheme, code in PROTOCOLS.items()} | {"1": "ftp", "2
 DEVICE_GONE = frozenset({"device_not_exist", "device_not_existed"})
 SERVER_GONE = frozenset({"server_not_exist", "server_not_existed"})
 OWNED = "device_had_existed"
-_CODE = re.compile(r"^\s*error\s*:\s*(?P<code>[A-Za-z0-9_ ]+?)\s*$", re.I)
+#: The error name at the start of a refusal (``Error: device_had_existed`` and any detail).
+_CODE = re.compile(r"^\s*error\s*:\s*(?P<code>[A-Za-z0-9_]+)", re.I)
 #: Keys a listServers entry may name its parts by (its JSON shape is not public).
 _NAME_KEYS = ("cfgName", "name", "serverName", "groupName")
 #: How long an interrupted registration may be resumed (seconds), and how many are kept.
@@ -139,7 +140,7 @@ class Answer:
     @property
     def code(self) -> str:
         match = _CODE.match(self.text) if not self.ok else None
-        return match.group("code").strip().lower().replace(" ", "_") if match else ""
+        return match.group("code").lower() if match else ""
 
 
 class FanvilProvider(VendorProvider):

@@ -52,7 +52,7 @@ CONFIG_KEYS = frozenset({"cfgName", "cfgPfMode", "cfgDhcpOpt", "cfgPnpEnable", "
                          "cfgPfName", "cfgPfProt"})
 REQUIRED_KEYS = ("cfgName", "cfgPfSrv", "cfgPfName", "cfgPfProt")
 _MAC = re.compile(r"[0-9A-F]{12}")
-_HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?")
+_HOST = re.compile(r"([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(:[0-9]{1,5})?")
 _PATH = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@%/-]{0,1024}")
 _WRITES = ("redirect.registerDevice", "redirect.deRegisterDevice", "redirect.deleteServer",
            "redirect.addMaterialServer")

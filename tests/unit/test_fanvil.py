@@ -279,6 +279,8 @@ async def test_extra_settings_are_refused(fake: FakeFdps, provider: FanvilProvid
 
 
 @pytest.mark.parametrize(("method", "response", "failure_class", "words"), [
+    ("redirect.registerDevice", lambda: rpc(False, "Error:device_had_existed:0C383E0A0B0C"),
+     Failure.OWNED, "The MAC belongs to another FDPS account"),
     ("redirect.registerDevice", lambda: rpc(False, "Error: mac_format_error"),
      Failure.PERMANENT, "FDPS refused the MAC"),
     ("redirect.addMaterialServer", lambda: rpc(False, "Error: url_format_error"),
