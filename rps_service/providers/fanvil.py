@@ -20,6 +20,7 @@ never the password itself.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import html
@@ -56,6 +57,8 @@ OWNED = "device_had_existed"
 _CODE = re.compile(r"^\s*error\s*:\s*(?P<code>[A-Za-z0-9_]+)", re.I)
 #: Keys a listServers entry may name its parts by (its JSON shape is not public).
 _NAME_KEYS = ("cfgName", "name", "serverName", "groupName")
+#: After a throttling answer, the account's calls go one at a time for this long (seconds).
+GENTLE_SECONDS = 60.0
 #: How long an interrupted registration may be resumed (seconds), and how many are kept.
 RESUME_WINDOW = 600.0
 MAX_PROGRESS = 10_000
@@ -159,10 +162,15 @@ class FanvilProvider(VendorProvider):
         super().__init__(settings, context)
         # (account, MAC) → how far an interrupted registration got (see _recipe).
         self._progress: dict[tuple[str, str], Progress] = {}
+        # Account → when FDPS last throttled it, and the lock that then serialises its calls.
+        self._throttled_at: dict[str, float] = {}
+        self._one_at_a_time: dict[str, asyncio.Lock] = {}
 
     async def close(self) -> None:
         await super().close()
         self._progress.clear()
+        self._throttled_at.clear()
+        self._one_at_a_time.clear()
 
     async def device_url(self, server: int, url_key: str | None = None) -> str:
         """The base URL with the device's key as a path segment, then ``$mac.cfg``."""
@@ -255,16 +263,36 @@ class FanvilProvider(VendorProvider):
     async def _call(self, account: Account, method: str, *params: Any, mac: str,
                     operation: str, tolerate: frozenset[str] = frozenset(),
                     secrets: tuple[str, ...] = ()) -> Answer:
-        """One call; a refusal in ``tolerate`` (by its error name) counts as done."""
+        """One call; a refusal in ``tolerate`` (by its error name) counts as done.
+
+        For a while after a throttling answer the account's calls go one at a time: every
+        worker resuming together when the pause ends would be throttled together again,
+        and a registration is four calls, not one.
+        """
+        if self.clock() - self._throttled_at.get(account.key, -GENTLE_SECONDS) \
+                >= GENTLE_SECONDS:
+            return await self._call_now(account, method, params, mac, operation, tolerate,
+                                        secrets)
+        async with self._one_at_a_time.setdefault(account.key, asyncio.Lock()):
+            return await self._call_now(account, method, params, mac, operation, tolerate,
+                                        secrets)
+
+    async def _call_now(self, account: Account, method: str, params: tuple[Any, ...],
+                        mac: str, operation: str, tolerate: frozenset[str],
+                        secrets: tuple[str, ...]) -> Answer:
         auth = httpx.BasicAuth(account.text("username"),
                                fdps_password(account.text("password")))
         try:
             result = await rpc.call(self, account, method, *params, operation=operation,
-                                       mac=mac, auth=auth)
+                                    mac=mac, auth=auth)
         except Fault as fault:
             text = self._clean(f"{fault.faultCode}: {fault.faultString}", account, secrets)
             raise ProviderError(f"FDPS answered {method} with fault {text}",
                                 Failure.PERMANENT) from None
+        except ProviderError as err:
+            if err.failure is Failure.THROTTLED and not err.deferred:
+                self._throttled_at[account.key] = self.clock()
+            raise
         answer = self._answer(method, result)
         if answer.ok or answer.code in tolerate:
             return answer

@@ -8,6 +8,7 @@ passing here means FDPS's rules were met, not merely that some call was made.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import xmlrpc.client
 from collections.abc import Callable
@@ -122,12 +123,12 @@ class NoStoredCredentials:
 
 
 def make_provider(fake: FakeFdps, clock: Callable[[], float] = lambda: NOW,
-                  **settings: Any) -> FanvilProvider:
+                  handler: Any = None, **settings: Any) -> FanvilProvider:
     values = {"api_url": API, "username": DEMO_USER, "password": DEMO_PASSWORD,
               "provisioning_url": "https://pbx.test:8443/ztprov/{server}/", "timeout": 5,
               "rate_limit": 1000, **settings}
     context = ProviderContext(mode="master", retry_cap=300, credentials=NoStoredCredentials(),
-                              transport=httpx.MockTransport(fake), clock=clock)
+                              transport=httpx.MockTransport(handler or fake), clock=clock)
     return FanvilProvider(FanvilSettings.model_validate(values), context)
 
 
@@ -384,6 +385,38 @@ async def test_a_resume_is_forgotten_after_its_window(fake: FakeFdps) -> None:
     fake.seen.clear()
     await provider.register(DEVICE)
     assert fake.methods() == REGISTER
+
+
+async def test_after_a_throttle_the_account_calls_one_at_a_time(fake: FakeFdps) -> None:
+    now = [NOW]
+    in_flight, peak = 0, 0
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.005)
+        in_flight -= 1
+        return fake(request)
+
+    provider = make_provider(fake, clock=lambda: now[0], handler=slow)
+
+    async def register_four(first: int) -> None:
+        await asyncio.gather(*(provider.register(Device(mac=f"0C383E0000{first + i:02X}",
+                                                        server=8, url=URL))
+                               for i in range(4)))
+
+    await register_four(0)
+    assert peak > 1  # unthrottled: the workers' calls run side by side
+    fake.inject("redirect.deRegisterDevice", throttled)
+    await failure(provider.register(DEVICE))
+    peak = 0
+    await register_four(4)
+    assert peak == 1
+    now[0] += 61  # a quiet minute later: side by side again
+    peak = 0
+    await register_four(8)
+    assert peak > 1
 
 
 # -- look-up, list, Test ------------------------------------------------------------------
