@@ -123,6 +123,10 @@ class MaterialServer:
                 f"cfgPfProt={self.protocol}"]
 
 
+class Refusal(ProviderError):
+    """FDPS answered ``[false, text]``: it got the call and refused it."""
+
+
 @dataclass(frozen=True)
 class Progress:
     """An interrupted registration: the URL it was for, steps done, when (``clock``)."""
@@ -192,16 +196,18 @@ class FanvilProvider(VendorProvider):
                 await self._recipe(account, device, server, resumed.done)
                 return
             except ProviderError as err:
-                if err.transient:
+                if err.transient and not isinstance(err, Refusal):
                     raise
-                # Something changed at FDPS since (another instance went on with this
-                # phone?): the whole recipe again decides, not a half-known state.
+                # FDPS's state is not what the resumed step expected (another instance
+                # went on with this phone?): the whole recipe again decides.
         await self._recipe(account, device, server, 0)
 
     async def _recipe(self, account: Account, device: Device, server: MaterialServer,
                       start: int) -> None:
-        """The four calls from step ``start`` on; a transient failure remembers how far
-        they got, so that the retry (usually after a throttling pause) goes on from there."""
+        """The four calls from step ``start`` on; a throttling answer, a timeout or another
+        failure on the way to FDPS remembers how far they got, so that the retry goes on
+        from there. FDPS's own refusals are never resumed: they say its state is not what
+        the recipe expected."""
         # The URL's key is a password: FDPS's answers never show it, but be sure.
         mac, secrets = device.mac, (device.url, server.path, *URL_KEY.findall(device.url))
         steps = (
@@ -218,7 +224,7 @@ class FanvilProvider(VendorProvider):
             try:
                 await steps[step]()
             except ProviderError as err:
-                if err.transient and step:
+                if err.transient and step and not isinstance(err, Refusal):
                     self._remember(account, device, step)
                 elif step == len(steps) - 1 and not err.transient:
                     await self._cleanup(account, mac)  # no server left for a MAC not taken
@@ -307,20 +313,21 @@ class FanvilProvider(VendorProvider):
                             Failure.PERMANENT)
 
     def _refusal(self, method: str, answer: Answer, account: Account,
-                 secrets: tuple[str, ...]) -> ProviderError:
+                 secrets: tuple[str, ...]) -> Refusal:
         text = self._clean(answer.text or "no reason", account, secrets)
         code = answer.code
         if code == OWNED:
-            return owned_by_other(self.service, text, hint=TAKEN_HINT)
+            owned = owned_by_other(self.service, text, hint=TAKEN_HINT)
+            return Refusal(owned.message, owned.failure, hint=owned.hint)
         if code in ("server_had_existed", *SERVER_GONE):
             # Another instance is re-pointing the same phone: the next attempt starts over.
-            return ProviderError(f"FDPS answered {method}: {text}", Failure.TRANSIENT)
+            return Refusal(f"FDPS answered {method}: {text}", Failure.TRANSIENT)
         hint = ""
         if code == "url_format_error":
             hint = "FDPS refused the provisioning URL: check provisioning_url"
         elif code == "mac_format_error":
             hint = "FDPS refused the MAC"
-        return ProviderError(f"FDPS answered {method}: {text}", Failure.PERMANENT, hint=hint)
+        return Refusal(f"FDPS answered {method}: {text}", Failure.PERMANENT, hint=hint)
 
     def _clean(self, text: str, account: Account, secrets: tuple[str, ...]) -> str:
         hashed = fdps_password(account.text("password"))

@@ -376,6 +376,25 @@ async def test_a_stale_resume_falls_back_to_the_whole_recipe(
     assert fake.demo.devices == {MAC: MAC}
 
 
+async def test_fdps_refusals_are_not_resumed(fake: FakeFdps,
+                                             provider: FanvilProvider) -> None:
+    # A race answer is retried, but from the start: FDPS's state was not as expected.
+    fake.inject("redirect.addMaterialServer", lambda: rpc(False, "Error:server_had_existed"))
+    assert (await failure(provider.register(DEVICE))).failure is Failure.TRANSIENT
+    fake.seen.clear()
+    await provider.register(DEVICE)
+    assert fake.methods() == REGISTER
+
+    # A resumed step that hears "no such server" (deleted meanwhile) runs all four at once.
+    fake.inject("redirect.registerDevice", throttled)
+    await failure(provider.register(Device(mac="0C383E0000AA", server=8, url=URL)))
+    fake.emulator.call(DEMO_USER, "redirect.deleteServer", ("0C383E0000AA",))
+    fake.seen.clear()
+    await provider.register(Device(mac="0C383E0000AA", server=8, url=URL))
+    assert fake.methods() == ["redirect.registerDevice", *REGISTER]
+    assert fake.demo.devices["0C383E0000AA"] == "0C383E0000AA"
+
+
 async def test_a_resume_is_forgotten_after_its_window(fake: FakeFdps) -> None:
     now = [NOW]
     provider = make_provider(fake, clock=lambda: now[0])
