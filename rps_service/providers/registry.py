@@ -7,6 +7,7 @@ in documentation and of ``rps-service check-config``'s output.
 from __future__ import annotations
 
 from rps_service.providers.auerswald import AuerswaldProvider
+from rps_service.providers.fanvil import FanvilProvider
 from rps_service.providers.gigaset import GigasetProvider
 from rps_service.providers.grandstream import GrandstreamProvider
 from rps_service.providers.grape import GrapeProvider
@@ -29,5 +30,6 @@ PROVIDERS: dict[str, type[VendorProvider]] = {
         PolyProvider,
         GrapeProvider,
         GigasetProvider,
+        FanvilProvider,
     )
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .auerswald import AuerswaldEmulator
 from .emulator import Emulator
+from .fanvil import FanvilEmulator
 from .gigaset import GigasetEmulator
 from .grandstream import GrandstreamEmulator
 from .grape import GrapeEmulator
@@ -23,4 +24,5 @@ EMULATORS: tuple[type[Emulator], ...] = (
     PolyEmulator,
     GrapeEmulator,
     GigasetEmulator,
+    FanvilEmulator,
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rps_service.ztp.auerswald import AuerswaldFamily
 from rps_service.ztp.family import PhoneFamily
+from rps_service.ztp.fanvil import FanvilFamily
 from rps_service.ztp.gigaset import GigasetFamily
 from rps_service.ztp.panasonic import PanasonicFamily
 from rps_service.ztp.poly import PolyFamily
@@ -19,5 +20,6 @@ FAMILIES: dict[str, PhoneFamily] = {
         YealinkFamily(),
         PolyFamily(),
         GigasetFamily(),
+        FanvilFamily(),
     )
 }
