@@ -9,11 +9,15 @@ from __future__ import annotations
 from rps_service.providers.grandstream import GrandstreamProvider
 from rps_service.providers.snom import SnomProvider
 from rps_service.providers.vendor import VendorProvider
+from rps_service.providers.yealink_rps import YealinkRpsProvider
+from rps_service.providers.yealink_xmlrpc import YealinkXmlrpcProvider
 
 PROVIDERS: dict[str, type[VendorProvider]] = {
     cls.name: cls
     for cls in (
         SnomProvider,
         GrandstreamProvider,
+        YealinkXmlrpcProvider,
+        YealinkRpsProvider,
     )
 }
