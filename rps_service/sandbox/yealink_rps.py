@@ -40,6 +40,7 @@ import hmac
 import json
 import re
 import uuid
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,6 +130,7 @@ class YealinkRpsEmulator(Emulator):
         self.enterprises = {e.key_id: e for e in (demo, other)}
         self.nonces: dict[tuple[str, str], float] = {}  # (key id, nonce) → seen at
         self.foreign_answer = "added.by.other"
+        self.deletions: Counter[str] = Counter()  # device/delete calls by "ids" / "macs"
         server = self._add_server(other, "other-pbx", "https://other.example/prov/")
         self._add_device(other, FOREIGN_MAC.lower(), server["id"], None, None, None)
 
@@ -205,6 +207,7 @@ class YealinkRpsEmulator(Emulator):
                      "devices": [{k: v for k, v in d.items() if k != "password"}
                                  for d in e.devices.values()]}
             for e in self.enterprises.values()},
+            "deletions": dict(self.deletions),
             "switches": {"foreign_answer": self.foreign_answer}}
 
     # -- HTTP -----------------------------------------------------------------------------
@@ -384,6 +387,7 @@ class YealinkRpsEmulator(Emulator):
                     raise Refused("device.operate.forbidden", code=403)
                 raise Refused("device.not.found", code=404)
             devices.append(device)
+        self.deletions[name] += 1
         for device in devices:
             del enterprise.devices[device["id"]]
             self.state.history[device["mac"]].append(("device/delete", None))

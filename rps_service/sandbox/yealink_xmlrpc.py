@@ -37,6 +37,7 @@ import hmac
 import json
 import re
 import xmlrpc.client
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape
@@ -121,6 +122,7 @@ class YealinkXmlrpcEmulator(Emulator):
         self.devices: dict[str, Registration] = {  # 12 upper-case hex → registration
             FOREIGN_MAC: Registration(OTHER_USER, OTHER_SERVER, "https://other.example/prov/")}
         self.foreign_answer = "prompt"
+        self.calls: Counter[str] = Counter()  # authenticated calls by method
         self._methods = {
             "redirect.addServer": self._add_server,
             "redirect.registerDeviceWithUniqueUrl": self._register,
@@ -187,6 +189,7 @@ class YealinkXmlrpcEmulator(Emulator):
         return {"servers": {n: {"owner": o, "url": u} for n, (o, u) in self.servers.items()},
                 "devices": {m: {"owner": r.owner, "server": r.server}
                             for m, r in self.devices.items()},
+                "calls": dict(self.calls),
                 "switches": {"foreign_answer": self.foreign_answer}}
 
     # -- the XML-RPC endpoint -------------------------------------------------------------
@@ -205,6 +208,7 @@ class YealinkXmlrpcEmulator(Emulator):
         run = self._methods.get(method)
         if run is None:
             raise XmlRpcRefused(fault(-32601, f"method not found: {method}"))
+        self.calls[method] += 1
         return run(user, params)
 
     def login_ok(self, user: str, password: str) -> bool:
