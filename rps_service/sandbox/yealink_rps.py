@@ -131,8 +131,8 @@ class YealinkRpsEmulator(Emulator):
         self.nonces: dict[tuple[str, str], float] = {}  # (key id, nonce) → seen at
         self.foreign_answer = "added.by.other"
         self.deletions: Counter[str] = Counter()  # device/delete calls by "ids" / "macs"
-        server = self._add_server(other, "other-pbx", "https://other.example/prov/")
-        self._add_device(other, FOREIGN_MAC.lower(), server["id"], None, None, None)
+        server = self.add_server(other, "other-pbx", "https://other.example/prov/")
+        self.add_device(other, FOREIGN_MAC.lower(), server["id"], None, None, None)
 
     @property
     def demo(self) -> Enterprise:
@@ -318,7 +318,7 @@ class YealinkRpsEmulator(Emulator):
         if any(s["serverName"] == name for e in self.enterprises.values()
                for s in e.servers.values()):
             raise Refused("server.name.existed", code=409)
-        server = self._add_server(enterprise, name, str(url), body.get("authName"),
+        server = self.add_server(enterprise, name, str(url), body.get("authName"),
                                   body.get("password"))
         return _ok(_public(server))
 
@@ -346,7 +346,7 @@ class YealinkRpsEmulator(Emulator):
             if holder is not None:
                 raise Refused("device.operate.forbidden" if self.foreign_answer
                               == "forbidden" else "device.mac.added.by.other", code=409)
-        added = [self._add_device(enterprise, mac, server_id, body.get("uniqueServerUrl"),
+        added = [self.add_device(enterprise, mac, server_id, body.get("uniqueServerUrl"),
                                   body.get("authName"), body.get("password"),
                                   body.get("remark")) for mac in macs]
         return _ok([_view(enterprise, d) for d in added])
@@ -420,16 +420,18 @@ class YealinkRpsEmulator(Emulator):
             raise Refused("request.param.invalid", detail="serverId or uniqueServerUrl")
         return server_id if isinstance(server_id, str) else None
 
-    def _add_server(self, enterprise: Enterprise, name: str, url: str,
-                    auth_name: Any = None, password: Any = None) -> dict[str, Any]:
+    def add_server(self, enterprise: Enterprise, name: str, url: str,
+                   auth_name: Any = None, password: Any = None) -> dict[str, Any]:
+        """Add a server to ``enterprise`` (as ``server/add`` or the portal would)."""
         server = {"id": uuid.uuid4().hex, "serverName": name, "url": url,
                   "authName": auth_name, "password": password}
         enterprise.servers[server["id"]] = server
         return server
 
-    def _add_device(self, enterprise: Enterprise, mac: str, server_id: str | None,
-                    url: Any, auth_name: Any, password: Any, remark: Any = None
-                    ) -> dict[str, Any]:
+    def add_device(self, enterprise: Enterprise, mac: str, server_id: str | None,
+                   url: Any, auth_name: Any, password: Any, remark: Any = None
+                   ) -> dict[str, Any]:
+        """Add a device (lower-case MAC) to ``enterprise``, as ``device/add`` would."""
         device = {"id": uuid.uuid4().hex, "mac": mac, "serverId": server_id,
                   "uniqueServerUrl": url, "authName": auth_name, "password": password,
                   "remark": remark}
