@@ -148,7 +148,7 @@ class YealinkXmlrpcProvider(VendorProvider):
             await self._repoint(account, device.mac, name, url, secrets)
             return
         if self._owned(text):
-            await self._take(account, device.mac, name, url, text, secrets)
+            await self._take(account, device, name, url, text, secrets)
             return
         raise self._refusal("registerDeviceWithUniqueUrl", text)
 
@@ -163,15 +163,15 @@ class YealinkXmlrpcProvider(VendorProvider):
         if not ok:
             raise self._refusal("registerDeviceWithUniqueUrl", text)
 
-    async def _take(self, account: Account, mac: str, name: str, url: str, text: str,
+    async def _take(self, account: Account, device: Device, name: str, url: str, text: str,
                     secrets: tuple[str, ...]) -> None:
         """Another customer holds the MAC: a failure, unless ``override = true``."""
         detail = f"registerDeviceWithUniqueUrl answered {text}"
         if not self.override:
             raise owned_by_other(self.service, detail, hint=OWNED_HINT)
         log.warning("Taking the MAC from another Yealink RPS account (override = true)",
-                    component=self.label, mac=mac, server=account.server)
-        ok, text = await self._register(account, mac, name, url, "1", secrets)
+                    component=self.label, mac=device.mac, server=device.server)
+        ok, text = await self._register(account, device.mac, name, url, "1", secrets)
         if not ok:
             if self._owned(text):
                 raise owned_by_other(self.service, f"even with the override flag: {text}",

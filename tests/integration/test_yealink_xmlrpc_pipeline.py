@@ -141,7 +141,7 @@ async def test_override_true_takes_the_mac_and_says_so(env: Callable[..., Awaita
     assert held is not None and stored is not None and held.url == stored.url
     assert e.rps.devices[FOREIGN_MAC].owner == DEMO_USER
     assert ("WARNING (Yealink): Taking the MAC from another Yealink RPS account "
-            f"(override = true). Mac={FOREIGN_MAC}") in e.log()
+            f"(override = true). Mac={FOREIGN_MAC} Server=8") in e.log()
 
 
 # -- servers ----------------------------------------------------------------------------------
