@@ -64,6 +64,7 @@ _ADD = frozenset({"macs", "serverId", "uniqueServerUrl", "remark", "authName", "
 _EDIT = frozenset({"id", "serverId", "uniqueServerUrl", "remark", "authName", "password"})
 _LIST = frozenset({"key", "status", "skip", "limit", "autoCount"})
 _SERVER_ADD = frozenset({"serverName", "url", "authName", "password"})
+Reply = tuple[int, dict[str, Any]]  # HTTP status, JSON answer
 _ROUTES = (  # (method, call, route name)
     ("POST", "server/add", "server-add"), ("POST", "server/list", "server-list"),
     ("GET", "device/serverList", "device-server-list"), ("POST", "device/add", "device-add"),
@@ -97,7 +98,7 @@ class Refused(Exception):
                                "fieldErrors": [{"msg": detail}] if detail else []}}
 
 
-def _ok(data: Any = None, ret: int = 1) -> tuple[int, dict[str, Any]]:
+def _ok(data: Any = None, ret: int = 1) -> Reply:
     return 200, {"ret": ret, "data": data, "error": None}
 
 
@@ -218,7 +219,7 @@ class YealinkRpsEmulator(Emulator):
         return web.json_response(body, status=status)
 
     def serve(self, method: str, path: str, query: list[tuple[str, str]],
-              headers: Mapping[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+              headers: Mapping[str, str], body: bytes) -> Reply:
         """One request without HTTP (unit tests call it): ``(status, JSON answer)``."""
         try:
             enterprise = self.verify(method, path, query, headers, body)
@@ -287,8 +288,7 @@ class YealinkRpsEmulator(Emulator):
 
     # -- calls ----------------------------------------------------------------------------
 
-    def _get(self, enterprise: Enterprise, call: str, query: dict[str, str]
-             ) -> tuple[int, dict[str, Any]]:
+    def _get(self, enterprise: Enterprise, call: str, query: dict[str, str]) -> Reply:
         if call == "device/serverList":
             _fields(query, frozenset())
             return _ok([_public(s) for s in enterprise.servers.values()])
@@ -299,16 +299,14 @@ class YealinkRpsEmulator(Emulator):
         holder = self._holder(mac)
         return _ok({"existed": holder is not None, "self": holder is enterprise})
 
-    def _post(self, enterprise: Enterprise, call: str, body: dict[str, Any]
-              ) -> tuple[int, dict[str, Any]]:
+    def _post(self, enterprise: Enterprise, call: str, body: dict[str, Any]) -> Reply:
         handler = {"server/add": self._server_add, "server/list": self._server_list,
                    "device/add": self._device_add, "device/edit": self._device_edit,
                    "device/delete": self._device_delete, "device/list": self._device_list,
                    }[call]
         return handler(enterprise, body)
 
-    def _server_add(self, enterprise: Enterprise, body: dict[str, Any]
-                    ) -> tuple[int, dict[str, Any]]:
+    def _server_add(self, enterprise: Enterprise, body: dict[str, Any]) -> Reply:
         _fields(body, _SERVER_ADD)
         name, url = body.get("serverName"), body.get("url")
         if not isinstance(name, str) or not 1 <= len(name) <= NAME_LIMIT:
@@ -319,18 +317,16 @@ class YealinkRpsEmulator(Emulator):
                for s in e.servers.values()):
             raise Refused("server.name.existed", code=409)
         server = self.add_server(enterprise, name, str(url), body.get("authName"),
-                                  body.get("password"))
+                                 body.get("password"))
         return _ok(_public(server))
 
-    def _server_list(self, enterprise: Enterprise, body: dict[str, Any]
-                     ) -> tuple[int, dict[str, Any]]:
+    def _server_list(self, enterprise: Enterprise, body: dict[str, Any]) -> Reply:
         key, skip, limit = _page_request(body)
         servers = [_public(s) for s in enterprise.servers.values()
                    if key.lower() in s["serverName"].lower()]
         return _ok(_page(servers, skip, limit))
 
-    def _device_add(self, enterprise: Enterprise, body: dict[str, Any]
-                    ) -> tuple[int, dict[str, Any]]:
+    def _device_add(self, enterprise: Enterprise, body: dict[str, Any]) -> Reply:
         _fields(body, _ADD)
         macs = body.get("macs")
         if not isinstance(macs, list) or not 1 <= len(macs) <= MAX_BATCH \
@@ -351,8 +347,7 @@ class YealinkRpsEmulator(Emulator):
                                   body.get("remark")) for mac in macs]
         return _ok([_view(enterprise, d) for d in added])
 
-    def _device_edit(self, enterprise: Enterprise, body: dict[str, Any]
-                     ) -> tuple[int, dict[str, Any]]:
+    def _device_edit(self, enterprise: Enterprise, body: dict[str, Any]) -> Reply:
         _fields(body, _EDIT)
         wanted = body.get("id")
         device = enterprise.devices.get(wanted if isinstance(wanted, str) else "")
@@ -366,8 +361,7 @@ class YealinkRpsEmulator(Emulator):
         self._record_write("device/edit", device)
         return _ok(_view(enterprise, device))
 
-    def _device_delete(self, enterprise: Enterprise, body: dict[str, Any]
-                       ) -> tuple[int, dict[str, Any]]:
+    def _device_delete(self, enterprise: Enterprise, body: dict[str, Any]) -> Reply:
         _fields(body, frozenset({"ids", "macs"}))
         if len(body) != 1:
             raise Refused("request.param.invalid", detail="give either ids or macs")
@@ -393,8 +387,7 @@ class YealinkRpsEmulator(Emulator):
             self.state.history[device["mac"]].append(("device/delete", None))
         return _ok(None, ret=0)
 
-    def _device_list(self, enterprise: Enterprise, body: dict[str, Any]
-                     ) -> tuple[int, dict[str, Any]]:
+    def _device_list(self, enterprise: Enterprise, body: dict[str, Any]) -> Reply:
         key, skip, limit = _page_request(body)
         devices = [_view(enterprise, d) for d in sorted(enterprise.devices.values(),
                                                         key=lambda d: str(d["mac"]))
