@@ -347,7 +347,8 @@ class YealinkRpsProvider(VendorProvider):
         if status == 429 or _THROTTLED.search(key):
             return None  # the shared rule: throttled, with Retry-After
         if status in (401, 403) or (key and _SIGNING.search(key)):
-            return ProviderError(f"{status}: {text}", Failure.BAD_LOGIN, status=status,
+            said = clean_text(key, account.secrets) or text
+            return ProviderError(f"{status}: {said}", Failure.BAD_LOGIN, status=status,
                                  hint=CLOCK_HINT)
         return None
 
