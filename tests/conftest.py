@@ -24,7 +24,9 @@ MYSQL_PASSWORD = os.environ.get("RPS_TEST_MYSQL_PASSWORD", "")
 #: Secrets used anywhere in the suite; none may appear in any log file it leaves behind.
 SECRETS: set[str] = {"demo-secret", "norole-secret", "other-secret", "very-secret",
                      "tok-123456", "s3cret-token", "hostile-test-token", "not-the-secret",
-                     "gdms-demo-password", "gdms-demo-secret", "not-the-password"}
+                     "gdms-demo-password", "gdms-demo-secret", "not-the-password",
+                     "yealink-demo-password", "yealink-other-password",
+                     "yealink-rps-demo-secret", "yealink-rps-other-secret"}
 
 
 def remember_secrets(state: Any) -> None:

@@ -17,19 +17,23 @@ from rps_service.providers.snom import SnomProvider
 from rps_service.providers.snom_xmlrpc import SnomXmlRpcProvider
 from rps_service.providers.vendor import VendorProvider
 from rps_service.providers.yealink import YealinkProvider
+from rps_service.providers.yealink_rps import YealinkRpsProvider
+from rps_service.providers.yealink_xmlrpc import YealinkXmlrpcProvider
 
 PROVIDERS: dict[str, type[VendorProvider]] = {
     cls.name: cls
     for cls in (
         SnomProvider,
         YealinkProvider,
-        GrandstreamProvider,
-        SnomXmlRpcProvider,
-        PanasonicProvider,
-        AuerswaldProvider,
         PolyProvider,
-        GrapeProvider,
-        GigasetProvider,
+        GrandstreamProvider,
         FanvilProvider,
+        SnomXmlRpcProvider,
+        GigasetProvider,
+        GrapeProvider,
+        YealinkRpsProvider,
+        PanasonicProvider,
+        YealinkXmlrpcProvider,
+        AuerswaldProvider,
     )
 }

@@ -13,16 +13,20 @@ from .poly import PolyEmulator
 from .snom_xmlrpc import SnomXmlRpcEmulator
 from .sraps import SrapsEmulator
 from .yealink import YealinkEmulator
+from .yealink_rps import YealinkRpsEmulator
+from .yealink_xmlrpc import YealinkXmlrpcEmulator
 
 EMULATORS: tuple[type[Emulator], ...] = (
     SrapsEmulator,
     YealinkEmulator,
-    GrandstreamEmulator,
-    SnomXmlRpcEmulator,
-    PanasonicEmulator,
-    AuerswaldEmulator,
     PolyEmulator,
-    GrapeEmulator,
-    GigasetEmulator,
+    GrandstreamEmulator,
     FanvilEmulator,
+    SnomXmlRpcEmulator,
+    GigasetEmulator,
+    GrapeEmulator,
+    YealinkRpsEmulator,
+    PanasonicEmulator,
+    YealinkXmlrpcEmulator,
+    AuerswaldEmulator,
 )

@@ -207,13 +207,17 @@ async def test_rate_limit_keeps_under_the_vendors_rate(
     env: Callable[..., Awaitable[Env]]
 ) -> None:
     e = await env(rate_limit=4)
-    # Headroom for a loaded machine's bunched sends; without the limiter all 12 events'
-    # requests would go out at once and a third of them be throttled.
     e.sandbox.state.throttle_rate = 6
     macs = [e.emulator.sample_mac(10 + i) for i in range(12)]
     rows = await asyncio.gather(*(e.post("add", mac) for mac in macs))
     assert all(r["state"] == "done" for r in rows), rows
-    assert e.sandbox.state.throttled == 0
+    # No sliding second held more than 4 arrivals. The sandbox runs in the daemon's event
+    # loop here: on a loaded machine a stall delays sends and arrivals alike and can bunch
+    # them by a little, hence 0.9 s and up to two throttled answers of slack.
+    arrivals = sorted(record.at for record in e.sandbox.state.records)
+    assert all(later - first >= 0.9
+               for first, later in zip(arrivals, arrivals[4:], strict=False)), arrivals
+    assert e.sandbox.state.throttled <= 2
 
 
 async def test_throttling_pauses_the_whole_account(
