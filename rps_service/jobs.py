@@ -179,7 +179,7 @@ class JobRunner:
         else:
             await progress.phase("looking up", len(ours))
             for device in ours:
-                diff.compare(device, await provider.lookup(Device(device.mac, device.server)))
+                diff.compare(device, await provider.lookup(_as_sent(device)))
                 await progress.step()
             diff.orphans_checked = False
         job.result = diff.result(len(ours))
@@ -288,6 +288,13 @@ def _shown(url: str | None, device: DeviceRow) -> str | None:
     if url and device.url_key and device.url_key in url:
         return url.replace(device.url_key, device.url_key[:12] + "***")
     return url
+
+
+def _as_sent(device: DeviceRow) -> Device:
+    """A device row as the provider was given it (a look-up may need its serial number or
+    MAC-ID)."""
+    return Device(device.mac, device.server, device.url or "", model=device.model,
+                  name=device.name, sn=device.sn, mac_id=device.mac_id)
 
 
 def _readd(job: Job, device: DeviceRow) -> NewEvent:

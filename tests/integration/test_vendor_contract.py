@@ -272,3 +272,30 @@ async def test_phone_fetches_its_file(env: Callable[..., Awaitable[Env]]) -> Non
     async with httpx.AsyncClient(headers={"User-Agent": agent}, timeout=10) as phone:
         r = await phone.get(url + name, auth=auth)
     assert r.status_code in (401, 403)
+
+
+async def test_reconcile_agrees_with_what_was_registered(
+    env: Callable[..., Awaitable[Env]]
+) -> None:
+    e = await env()
+    if not (e.provider.can_list or e.provider.can_lookup):
+        pytest.skip(f"{e.name} can neither list nor look up (documented)")
+    macs = [e.emulator.sample_mac(50 + i) for i in range(2)]
+    for mac in macs:
+        assert (await e.post("add", mac))["state"] == "done"
+    r = await e.api.post(f"/providers/{e.name}/reconcile", json={"server": 8})
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job"]
+
+    async def finished() -> bool:
+        job = (await e.api.get(f"/jobs/{job_id}")).json()
+        return job["state"] in ("done", "failed")
+
+    await wait_for(finished)
+    job = (await e.api.get(f"/jobs/{job_id}")).json()
+    assert job["state"] == "done", job
+    counts = job["result"]["counts"]
+    # What the vendor answers reads back as exactly what was sent: no false differences.
+    assert (counts["database"], counts["missing"], counts["drift"]) == (2, 0, 0), job
+    if e.provider.can_list:
+        assert counts["vendor"] >= 2 and counts["orphan"] == 0, job
