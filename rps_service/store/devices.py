@@ -114,6 +114,15 @@ class DeviceQueries(SqlBackend):
                 [mac])
         return [self._device(r) for r in rows]
 
+    async def device_by_username(self, username: str) -> Device | None:
+        """A device whose phone logs in as ``username`` (one of a server's, for vendors with
+        one login per server)."""
+        async with self._tx() as tx:
+            row = await tx.fetchone(
+                f"SELECT {DEVICE_COLUMNS} FROM rps_devices WHERE http_username = ? LIMIT 1",
+                [username])
+        return self._device(row) if row else None
+
     async def device_by_url_key(self, selector: str) -> Device | None:
         """The device whose URL key starts with ``selector`` (compare the rest yourself)."""
         async with self._tx() as tx:

@@ -124,6 +124,8 @@ MYSQL: list[list[str]] = [
             PRIMARY KEY (provider, server)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
         "ALTER TABLE rps_events ADD COLUMN after_id BIGINT NULL",
+        # /ztprov/ finds a phone by its login when the file it asks for names no MAC.
+        "CREATE INDEX ix_devices_user ON rps_devices (http_username)",
     ],
 ]
 
@@ -234,5 +236,6 @@ SQLITE: list[list[str]] = [
             PRIMARY KEY (provider, server)
         )""",
         "ALTER TABLE rps_events ADD COLUMN after_id INTEGER NULL",
+        "CREATE INDEX IF NOT EXISTS ix_devices_user ON rps_devices (http_username)",
     ],
 ]

@@ -242,22 +242,33 @@ class ZtpListener:
         agent = parse_user_agent(request.headers.get("User-Agent"))
         if wanted and agent.mac and agent.mac != wanted:
             return self._mismatch(ip, wanted, agent.mac, now)
-        mac = wanted or agent.mac
+        mac = wanted or agent.mac or mac_in(name, digits=True)
         header = request.headers.get("Authorization")
+        offered = _offered_username(header)
         # The lookup runs for unknown MACs too, and verify() then checks decoy credentials:
-        # known and unknown MACs cost the same and answer the same.
-        device = await self._login_device(mac, header) if mac else None
+        # known and unknown MACs cost the same and answer the same. A file that names no
+        # phone (a directory, a licence) is the login's own device: it is answered 404 after
+        # authentication rather than counted as a failed login.
+        if mac:
+            device = await self._login_device(mac, offered)
+        else:
+            device = await self._device_of_login(offered)
         result = self.auth.verify(header, request.method, request.raw_path, _secret(device),
                                   now)
         if not result.ok or device is None:
             return self._refuse(ip, mac, device, result, now)
         return await self._serve(request, ip, device, name)
 
-    async def _login_device(self, mac: str, header: str | None) -> Device | None:
+    async def _login_device(self, mac: str, offered: str | None) -> Device | None:
         rows = [d for d in await self.store.devices_with_mac(mac) if _login_mode(d.provider)]
-        offered = _offered_username(header)
         # Normally one row; the same MAC under two providers is told apart by its username.
         return next((d for d in rows if d.http_username == offered), rows[0] if rows else None)
+
+    async def _device_of_login(self, offered: str | None) -> Device | None:
+        if not offered:
+            return None
+        device = await self.store.device_by_username(offered)
+        return device if device is not None and _login_mode(device.provider) else None
 
     async def _by_url_key(self, request: web.Request, ip: str, key: str, name: str,
                           now: float) -> web.Response:

@@ -20,10 +20,12 @@ from rps_service.ztp.useragent import UserAgent, parse_user_agent
 _HEX12 = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{12}(?![0-9A-Fa-f])")
 
 
-def mac_in(name: str) -> str | None:
-    """The first MAC-like token (12 hex digits, not all decimal) of a file name, upper case."""
+def mac_in(name: str, digits: bool = False) -> str | None:
+    """The first MAC-like token of a file name, upper case: 12 hex digits, not all decimal
+    (a build number is not a MAC) unless ``digits`` (a phone whose MAC happens to be all
+    decimal, e.g. Yealink's ``001565000042``)."""
     for token in _HEX12.findall(name):
-        if not token.isdigit():
+        if digits or not token.isdigit():
             return str(token).upper()
     return None
 
