@@ -26,6 +26,7 @@ from rps_service.models import (
     FieldError,
     NewEvent,
     ServerProvisioning,
+    batch_size_error,
     normalize_mac,
     validate_events,
 )
@@ -125,6 +126,8 @@ async def post_events(request: web.Request) -> web.Response:
     if not isinstance(body, dict | list):
         return error(400, "body must be an event object or an array of events",
                      [FieldError(0, "", "expected a JSON object or array")])
+    if isinstance(body, list) and (refused := batch_size_error(body)):
+        return error(400, refused[0], [refused[1]])
     events, problems = validate_events(body, frozenset(api.providers))
     if problems:
         return error(400, "invalid event" if len(problems) == 1 else "invalid events", problems)
