@@ -221,7 +221,7 @@ async def retry_event(request: web.Request) -> web.Response:
 
 async def list_devices(request: web.Request) -> web.Response:
     query = request.query
-    unknown = set(query) - {"server", "provider", "status", "mac", "limit"}
+    unknown = set(query) - {"server", "provider", "status", "mac", "limit", "after", "count"}
     if unknown:
         return error(400, f"unknown query parameter: {sorted(unknown)[0]}")
     status = query.get("status")
@@ -233,10 +233,32 @@ async def list_devices(request: web.Request) -> web.Response:
         return error(400, f"mac: {exc}")
     server = _int_param(request, "server", query["server"]) if "server" in query else None
     limit = _int_param(request, "limit", query.get("limit", "1000"), 1, 100_000)
-    devices = await request.app[API].store.list_devices(
-        server, query.get("provider"), status, mac, limit
-    )
-    return json_response({"devices": [d.to_json() for d in devices]})
+    after = _device_cursor(query["after"]) if "after" in query else None
+    if query.get("count", "false") not in ("true", "false"):
+        return error(400, "count: must be true or false")
+    store, provider = request.app[API].store, query.get("provider")
+    # One row more than asked says whether a next page exists without a count.
+    devices = await store.list_devices(server, provider, status, mac, limit + 1, after)
+    page = devices[:limit]
+    body: dict[str, Any] = {
+        "devices": [d.to_json() for d in page],
+        "next": f"{page[-1].server}:{page[-1].provider}:{page[-1].mac}"
+        if len(devices) > limit else None,
+    }
+    if query.get("count") == "true":
+        body["total"] = await store.count_devices(server, provider, status, mac)
+    return json_response(body)
+
+
+def _device_cursor(value: str) -> tuple[int, str, str]:
+    """``after``: a previous answer's ``next``, ``<server>:<provider>:<mac>``."""
+    server, _, rest = value.partition(":")
+    provider, _, mac = rest.rpartition(":")
+    if not (server.isascii() and server.isdigit() and provider and len(mac) == 12
+            and int(server) < 2**31 and all(c in "0123456789ABCDEF" for c in mac)):
+        raise web.HTTPBadRequest(reason="after: must be a previous answer's next "
+                                        "(<server>:<provider>:<MAC>)")
+    return int(server), provider, mac
 
 
 async def get_device(request: web.Request) -> web.Response:
@@ -269,6 +291,12 @@ class TestIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     server: int = Field(1, ge=1, le=2**31 - 1)
+
+
+async def list_providers(request: web.Request) -> web.Response:
+    """The enabled providers, so a console or script knows what it can test and filter."""
+    names = sorted(request.app[API].providers)
+    return json_response({"providers": [{"name": name} for name in names]})
 
 
 def _provider(request: web.Request) -> Provider:
@@ -406,6 +434,7 @@ def create_app(api: Api) -> web.Application:
     app.router.add_post("/events/{id}/retry", retry_event)
     app.router.add_get("/devices", list_devices)
     app.router.add_get("/devices/{provider}/{mac}", get_device)
+    app.router.add_get("/providers", list_providers)
     app.router.add_put("/providers/{provider}/credentials/{server}", put_credentials)
     app.router.add_get("/providers/{provider}/credentials/{server}", get_credentials)
     app.router.add_post("/providers/{provider}/test", test_provider)

@@ -73,6 +73,13 @@ MYSQL: list[list[str]] = [
             updated_at DATETIME(6) NOT NULL
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
     ],
+    # 2: GET /devices pages in (server, provider, mac) order (keyset paging for the web
+    # console); the index serves that order, and replaces the one on server alone (its
+    # prefix). One ALTER, so it is applied whole or not at all.
+    [
+        """ALTER TABLE rps_devices DROP INDEX ix_devices_server,
+            ADD INDEX ix_devices_order (server, provider, mac)""",
+    ],
 ]
 
 SQLITE: list[list[str]] = [
@@ -136,5 +143,9 @@ SQLITE: list[list[str]] = [
             http_password TEXT NOT NULL,
             updated_at TEXT NOT NULL
         )""",
+    ],
+    [  # 2: see MYSQL
+        "CREATE INDEX IF NOT EXISTS ix_devices_order ON rps_devices (server, provider, mac)",
+        "DROP INDEX IF EXISTS ix_devices_server",
     ],
 ]
