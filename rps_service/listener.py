@@ -77,7 +77,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error(exc.status, exc.reason)
+        response = error(exc.status, exc.reason)
+        if "Allow" in exc.headers:  # a 405 must say which methods the path has
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except StoreUnavailable as exc:
         return error(503, f"database unavailable: {exc}")
     except Exception:
@@ -177,9 +180,12 @@ def _int_param(request: web.Request, name: str, value: str, low: int = 1,
 
 def _event_id(request: web.Request) -> int:
     try:
-        return int(request.match_info["id"])
+        event_id = int(request.match_info["id"])
     except ValueError:
-        raise web.HTTPNotFound(reason="no such event") from None
+        event_id = 0
+    if not 1 <= event_id < 2**63:  # beyond a BIGINT, the database refuses the number itself
+        raise web.HTTPNotFound(reason="no such event")
+    return event_id
 
 
 async def get_event(request: web.Request) -> web.Response:
