@@ -16,6 +16,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rps_service import console
 from rps_service.config import Settings
 from rps_service.distributor import Distributor, utcnow
 from rps_service.logs import get_logger
@@ -89,12 +90,15 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 def auth_middleware(token: str) -> Any:
-    """Bearer token on every route but /health, compared in constant time."""
+    """Bearer token on every route but /health and the console's static files, compared in
+    constant time."""
     expected = f"Bearer {token}".encode()
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path != "/health":
+        # By matched route, not path prefix: only the static-file handler is let through.
+        public = request.match_info.route.name in console.PUBLIC_ROUTES
+        if request.path != "/health" and not public:
             given = request.headers.get("Authorization", "").encode()
             if not hmac.compare_digest(given, expected):
                 response = error(401, "missing or wrong API token")
@@ -449,4 +453,5 @@ def create_app(api: Api) -> web.Application:
     app.router.add_get("/health", health)
     if api.metrics is not None:
         app.router.add_get("/metrics", api.metrics.handle)
+    console.add_routes(app)  # /ui/ and /openapi.json
     return app
