@@ -22,7 +22,11 @@ export class Devices {
     this.total = null;
     this.request = 0; // answers to an older request are dropped
     this.form.addEventListener('submit', (event) => { event.preventDefault(); this.apply(); });
-    this.form.addEventListener('reset', () => setTimeout(() => this.apply()));
+    this.form.addEventListener('reset', (event) => {
+      event.preventDefault(); // cleared here, so the list follows at once
+      for (const name of FILTERS) this.form.elements[name].value = '';
+      this.apply();
+    });
     this.prev.addEventListener('click', () => this.turn(-1));
     this.next.addEventListener('click', () => this.turn(1));
     window.addEventListener('hashchange', () => this.fromHash() && this.reload());
