@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.common import Options, Row, busy_elsewhere, error_row, machine, table
 
-BENCHMARKS = ("intake", "pipeline", "memory", "latency", "startstop")
+BENCHMARKS = ("intake", "pipeline", "memory", "latency", "startstop", "ui")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,39 +1,37 @@
-// The console's entry point: the devices' first page is asked for first (it is what the
-// operator waits for); then the providers, failed events, health, and what the daemon's
-// /openapi.json says it can do beyond that (jobs).
+// The console's entry point. The devices' first page comes first: it is what the operator
+// waits for. The other panels (failed events, health, providers, what the daemon's
+// /openapi.json says it can do beyond that) start once its rows are painted, so they
+// compete with it neither in the daemon nor on the page's main thread.
 
-import { api } from './api.js';
 import { Devices } from './devices.js';
-import { FailedEvents } from './events.js';
-import { Health } from './health.js';
-import { Jobs } from './jobs.js';
-import { Providers } from './providers.js';
 
 const devices = new Devices();
 devices.fromHash();
-devices.reload();
+await devices.reload();
+await new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve)));
+
+const [{ api }, { FailedEvents }, { Health }, { Jobs }, { Providers }] = await Promise.all([
+  import('./api.js'), import('./events.js'), import('./health.js'), import('./jobs.js'),
+  import('./providers.js')]);
 
 const providers = new Providers();
 const jobs = new Jobs();
 new FailedEvents().load();
 new Health().start();
 
-providers.load().then((names) => {
-  const select = document.querySelector('#device-filters select[name=provider]');
-  const chosen = select.value;
-  for (const name of names) {
-    if (![...select.options].some((o) => o.value === name)) {
-      select.append(new Option(name, name));
-    }
+const names = await providers.load();
+const select = document.querySelector('#device-filters select[name=provider]');
+const chosen = select.value;
+for (const name of names) {
+  if (![...select.options].some((o) => o.value === name)) select.append(new Option(name, name));
+}
+select.value = chosen;
+
+const spec = await api('GET', '/openapi.json').catch(() => null);
+const paths = (spec && spec.paths) || {};
+if (paths['/jobs/{id}'] && paths['/jobs/{id}'].get) {
+  jobs.enable();
+  if (paths['/providers/{provider}/reconcile']) {
+    providers.enableReconcile((id) => jobs.watch(id));
   }
-  select.value = chosen;
-  return api('GET', '/openapi.json').catch(() => null);
-}).then((spec) => {
-  const paths = (spec && spec.paths) || {};
-  if (paths['/jobs/{id}'] && paths['/jobs/{id}'].get) {
-    jobs.enable();
-    if (paths['/providers/{provider}/reconcile']) {
-      providers.enableReconcile((id) => jobs.watch(id));
-    }
-  }
-});
+}

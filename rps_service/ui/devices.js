@@ -74,7 +74,7 @@ export class Devices {
   reload() {
     this.cursors = [null];
     this.total = null;
-    this.load(true);
+    return this.load(true);
   }
 
   turn(step) {
@@ -84,17 +84,13 @@ export class Devices {
     this.load(false);
   }
 
+  /** Show the page ``cursors`` points at; resolves once its rows are in the page. */
   async load(counting) {
     const request = ++this.request;
     const params = { ...this.filters, limit: this.limit, after: this.cursors.at(-1) };
     this.prev.disabled = this.next.disabled = true;
-    // The page first (it is what the operator waits for); the total on its own request.
-    const page = api('GET', '/devices', { params });
-    const total = counting
-      ? api('GET', '/devices', { params: { ...this.filters, limit: 1, count: 'true' } })
-      : null;
     try {
-      const answer = await page;
+      const answer = await api('GET', '/devices', { params });
       if (request !== this.request) return;
       showError(this.error, null);
       this.nextCursor = answer.next;
@@ -103,19 +99,25 @@ export class Devices {
       if (request !== this.request) return;
       showError(this.error, error);
       fill(this.body);
+      this.shown = 0;
       this.nextCursor = null;
     }
     this.showRange();
-    if (total) {
-      try {
-        const answer = await total;
-        if (request === this.request) {
-          this.total = answer.total;
-          this.showRange();
-        }
-      } catch {
-        // the page's own answer has shown the error
+    // The total on a request of its own, once the rows are there: counting 100,000 rows
+    // takes longer than a page, and the operator waits for the page.
+    if (counting) this.count(request);
+  }
+
+  async count(request) {
+    try {
+      const answer = await api('GET', '/devices',
+        { params: { ...this.filters, limit: 1, count: 'true' } });
+      if (request === this.request) {
+        this.total = answer.total;
+        this.showRange();
       }
+    } catch {
+      // the page's own answer has shown what is wrong
     }
   }
 
