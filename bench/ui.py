@@ -5,9 +5,10 @@ as installed), then the daemon is started and headless Chromium (Debian's
 ``/usr/bin/chromium``, driven by Playwright; never a downloaded browser) opens ``/ui/``,
 each time in a fresh browser context (empty cache), like an operator opening the console:
 
-* nav start → rows painted: from the navigation's start to the first frame after the
-  first page's rows are in the page (the console's ``rps:devices-painted`` mark, set in a
-  task queued from the next animation frame). Target ≤ 300 ms (issue 16).
+* nav start → rows painted: from the navigation's start to the paint of the first page's
+  first row, as Chromium's Element Timing records it (the console marks that cell with
+  ``elementtiming``; its own ``rps:devices-painted`` mark, set in a task queued from the
+  next animation frame, is the fallback). Target ≤ 300 ms (issue 16).
 * nav start → rows in the DOM (``rps:devices-rendered``), and the first page's
   ``GET /devices`` and the total's ``count=true`` as the browser timed them.
 * the first load after the daemon started is reported on its own (cold caches); the
@@ -16,8 +17,8 @@ each time in a fresh browser context (empty cache), like an operator opening the
   same anywhere in the list.
 
 Baseline: the same page (the console's DOM showing the first page, scripts removed) as
-static HTML from a bare aiohttp server; its first contentful paint is what Chromium needs
-for the table alone on this machine.
+static HTML from a bare aiohttp server, measured the same way (its first row's Element
+Timing): what Chromium itself needs for this table on this machine.
 """
 
 from __future__ import annotations
@@ -52,17 +53,26 @@ CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update"]
 TENANTS = 50
-MEASURE_JS = """() => {
+MEASURE_JS = """() => new Promise((resolve) => {
   const mark = (name) => performance.getEntriesByName(name)[0]?.startTime ?? null;
   const api = performance.getEntriesByType('resource')
     .filter((e) => e.name.includes('/devices?'));
   const page = api.find((e) => !e.name.includes('count='));
   const count = api.find((e) => e.name.includes('count='));
-  return {painted: mark('rps:devices-painted'), rendered: mark('rps:devices-rendered'),
-          page: page ? page.responseEnd - page.startTime : null,
-          count: count ? count.responseEnd - count.startTime : null,
-          rows: document.querySelectorAll('#devices-table tbody tr').length};
-}"""
+  const figures = (painted) => ({
+    painted, mark: mark('rps:devices-painted'), rendered: mark('rps:devices-rendered'),
+    page: page ? page.responseEnd - page.startTime : null,
+    count: count ? count.responseEnd - count.startTime : null,
+    rows: document.querySelectorAll('#devices-table tbody tr').length});
+  // Element Timing: when the first row's text was painted (Chromium records it for the
+  // element the console marks with elementtiming); else the console's own mark.
+  new PerformanceObserver((list) => {
+    const hit = list.getEntries().find((e) => e.identifier === 'devices-first-row');
+    if (hit) resolve(figures(hit.renderTime || hit.startTime));
+  }).observe({type: 'element', buffered: true});
+  setTimeout(() => resolve(figures(mark('rps:devices-painted'))), 2000);
+})"""
+
 
 
 def _missing() -> str | None:
@@ -74,6 +84,16 @@ def _missing() -> str | None:
     if not CHROMIUM.exists():
         return "needs /usr/bin/chromium (apt-get install chromium)"
     return None
+
+# The snapshot keeps the first row's elementtiming attribute: the same measure.
+STATIC_JS = """() => new Promise((resolve) => {
+  new PerformanceObserver((list) => {
+    const hit = list.getEntries().find((e) => e.identifier === 'devices-first-row');
+    if (hit) resolve(hit.renderTime || hit.startTime);
+  }).observe({type: 'element', buffered: true});
+  setTimeout(() => resolve(performance.getEntriesByName('first-contentful-paint')[0]
+    ?.startTime ?? NaN), 2000);
+})"""
 
 
 async def run(opts: Options) -> list[Row]:
@@ -189,9 +209,9 @@ async def _load(browser: Any, url: str, count: int) -> dict[str, float]:
 
 
 async def _static_baseline(browser: Any, session: Any, url: str, loads: int) -> float:
-    """Median first contentful paint of the same page as plain HTML: the console's DOM
-    once it shows the first page, scripts taken out, served with its stylesheet by a bare
-    aiohttp server. What Chromium itself needs for this table on this machine."""
+    """Median time to the first row painted of the same page as plain HTML: the console's
+    DOM once it shows the first page, scripts taken out, served with its stylesheet by a
+    bare aiohttp server. What Chromium itself needs for this table on this machine."""
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     try:
         page = await context.new_page()
@@ -220,10 +240,7 @@ async def _static_baseline(browser: Any, session: Any, url: str, loads: int) -> 
             try:
                 page = await context.new_page()
                 await page.goto(f"http://127.0.0.1:{port}/")
-                await page.wait_for_function(
-                    "() => performance.getEntriesByName('first-contentful-paint').length")
-                paints.append(float(await page.evaluate(
-                    "performance.getEntriesByName('first-contentful-paint')[0].startTime")))
+                paints.append(float(await page.evaluate(STATIC_JS)))
             finally:
                 await context.close()
     finally:
@@ -267,7 +284,7 @@ def _rows(kind: str, count: int, runs: list[dict[str, float]], static: float, de
         Row(BENCH, kind, f"first page of {label}: nav start → rows painted, median of "
             f"{len(warm)}", painted, "ms", baseline=static, ratio=painted / static,
             target=f"≤ {TARGET_MS:g} ms", ok=painted <= TARGET_MS),
-        Row(BENCH, kind, "  baseline: the same page as static HTML, first contentful paint",
+        Row(BENCH, kind, "  baseline: the same page as static HTML, nav start → row painted",
             static, "ms"),
         Row(BENCH, kind, "  the same, first load after the daemon started (cold)",
             cold["painted"], "ms"),
