@@ -1,14 +1,15 @@
 // The console's entry point. The devices' first page comes first: it is what the operator
 // waits for. The other panels (failed events, health, providers, what the daemon's
-// /openapi.json says it can do beyond that) start once its rows are painted, so they
-// compete with it neither in the daemon nor on the page's main thread.
+// /openapi.json says it can do beyond that) are loaded and started once its rows are on
+// screen, so they compete with it neither in the daemon nor for the page's CPU.
 
 import { Devices } from './devices.js';
 
 const devices = new Devices();
 devices.fromHash();
 await devices.reload();
-await new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve)));
+// Once the browser is idle, i.e. the rows' frame is done (at the latest after a second).
+await new Promise((resolve) => requestIdleCallback(resolve, { timeout: 1000 }));
 
 const [{ api }, { FailedEvents }, { Health }, { Jobs }, { Providers }] = await Promise.all([
   import('./api.js'), import('./events.js'), import('./health.js'), import('./jobs.js'),
