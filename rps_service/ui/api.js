@@ -87,7 +87,7 @@ function prompt(refused) {
       dialog.close();
       resolve();
     }, { once: true });
-    dialog.addEventListener('cancel', (event) => event.preventDefault()); // no way around it
+    dialog.oncancel = (event) => event.preventDefault(); // Escape: there is no way around it
     dialog.showModal();
     input.focus();
   });
