@@ -103,9 +103,9 @@ export class Devices {
       this.nextCursor = null;
     }
     this.showRange();
-    // The total on a request of its own, once the rows are there: counting 100,000 rows
-    // takes longer than a page, and the operator waits for the page.
-    if (counting) this.count(request);
+    // The total on a request of its own, once the rows are on screen (the browser idle):
+    // counting 100,000 rows takes longer than a page, and the operator waits for the page.
+    if (counting) requestIdleCallback(() => this.count(request), { timeout: 500 });
   }
 
   async count(request) {
