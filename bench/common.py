@@ -336,6 +336,17 @@ def workdir(opts: Options, label: str) -> Iterator[Path]:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+async def init_db(daemon: Daemon) -> None:
+    """Create the schema with the daemon's rps.ini (``rps-service init-db``), as an
+    installed system has it before the daemon's first start."""
+    cmd = [PYTHON, "-m", "rps_service", "init-db", "-c", str(daemon.ini)]
+    result = await asyncio.to_thread(subprocess.run, cmd, cwd=daemon.folder,
+                                     env=child_env(), capture_output=True, text=True,
+                                     timeout=60, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"init-db failed: {result.stderr or result.stdout}")
+
+
 @contextlib.asynccontextmanager
 async def running(*procs: Proc) -> Any:
     """Stop ``procs`` (last first) however the block ends."""

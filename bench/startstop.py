@@ -19,18 +19,16 @@ from __future__ import annotations
 import asyncio
 import socket
 import statistics
-import subprocess
 import time
 
 from bench.common import (
-    PYTHON,
     Daemon,
     Options,
     Row,
-    child_env,
     database,
     for_each_db,
     http_session,
+    init_db,
     running,
     workdir,
 )
@@ -66,7 +64,7 @@ async def _startstop(kind: str, opts: Options) -> list[Row]:
     health: list[float] = []
     stops: list[float | None] = []
     with workdir(opts, f"startstop-{kind}") as folder, database(kind, folder, opts) as db:
-        await _init_db(Daemon(folder, db.dsn, opts, name="init"))
+        await init_db(Daemon(folder, db.dsn, opts, name="init"))
         async with http_session() as session:
             for i in range(runs):
                 path = folder / f"notify-{i}.sock"
@@ -103,16 +101,6 @@ async def _startstop(kind: str, opts: Options) -> list[Row]:
         Row(BENCH, kind, f"SIGTERM → exit, idle, median of {runs}", stop_median, "s",
             target=f"≤ {TARGET:g} s", ok=stop_median <= TARGET),
     ]
-
-
-async def _init_db(daemon: Daemon) -> None:
-    """Create the schema with the same rps.ini, so every timed start finds it there."""
-    cmd = [PYTHON, "-m", "rps_service", "init-db", "-c", str(daemon.ini)]
-    result = await asyncio.to_thread(subprocess.run, cmd, cwd=daemon.folder,
-                                     env=child_env(), capture_output=True, text=True,
-                                     timeout=60, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"init-db failed: {result.stderr or result.stdout}")
 
 
 def _list(values: list[float]) -> str:

@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
                                      description="Zero-touch provisioning daemon.")
     parser.add_argument("--version", action="version", version=f"rps-service {__version__}")
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("run", parents=[common], help="run the daemon (default)")
+    sub.add_parser("run", parents=[common], help="run the daemon")
     check = sub.add_parser("check-config", parents=[common], help="validate rps.ini and exit")
     check.add_argument("--connect", action="store_true",
                        help="also open the database (creating and migrating nothing)")
@@ -47,8 +47,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rps_service.sandbox.cli import main as sandbox_main
 
         return sandbox_main(args_list[1:])
-    args = _parser().parse_args(args_list)
-    command = args.command or "run"
+    parser = _parser()
+    args = parser.parse_args(args_list)
+    if args.command is None:
+        # Help, not a daemon: a bare command typed to see what it does must not start one
+        # (systemd's unit says "run"). Exit 0 like --help: help was what was asked for.
+        parser.print_help()
+        return EXIT_OK
+    command = args.command
     if command in admin.COMMANDS:
         return admin.main(args)
     path = find_config(getattr(args, "config", None))

@@ -116,6 +116,8 @@ async def get_job(request: web.Request) -> web.Response:
     try:
         job_id = int(request.match_info["id"])
     except ValueError:
+        job_id = 0
+    if not 1 <= job_id < 2**63:  # beyond a BIGINT, the database refuses the number itself
         return error(404, "no such job")
     job = await store.get_job(job_id)
     if job is None:

@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rps_service import console
 from rps_service.config import Settings
 from rps_service.distributor import Distributor, utcnow
 from rps_service.logs import get_logger
@@ -29,6 +30,7 @@ from rps_service.models import (
     FieldError,
     NewEvent,
     ServerProvisioning,
+    batch_size_error,
     normalize_mac,
     validate_events,
 )
@@ -84,7 +86,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error(exc.status, exc.reason)
+        response = error(exc.status, exc.reason)
+        if "Allow" in exc.headers:  # a 405 must say which methods the path has
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except StoreUnavailable as exc:
         return error(503, f"database unavailable: {exc}")
     except Exception:
@@ -93,12 +98,15 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 def auth_middleware(token: str) -> Any:
-    """Bearer token on every route but /health, compared in constant time."""
+    """Bearer token on every route but /health and the console's static files, compared in
+    constant time."""
     expected = f"Bearer {token}".encode()
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path != "/health":
+        # By matched route, not path prefix: only the static-file handler is let through.
+        public = request.match_info.route.name in console.PUBLIC_ROUTES
+        if request.path != "/health" and not public:
             given = request.headers.get("Authorization", "").encode()
             if not hmac.compare_digest(given, expected):
                 response = error(401, "missing or wrong API token")
@@ -179,6 +187,8 @@ async def post_events(request: web.Request) -> web.Response:
     if not isinstance(body, dict | list):
         return error(400, "body must be an event object or an array of events",
                      [FieldError(0, "", "expected a JSON object or array")])
+    if isinstance(body, list) and (refused := batch_size_error(body)):
+        return error(400, refused[0], [refused[1]])
     events, problems = validate_events(body, frozenset(api.providers))
     if not problems:
         problems = await _provider_problems(api.providers, events)
@@ -242,9 +252,12 @@ def _int_param(request: web.Request, name: str, value: str, low: int = 1,
 
 def _event_id(request: web.Request) -> int:
     try:
-        return int(request.match_info["id"])
+        event_id = int(request.match_info["id"])
     except ValueError:
-        raise web.HTTPNotFound(reason="no such event") from None
+        event_id = 0
+    if not 1 <= event_id < 2**63:  # beyond a BIGINT, the database refuses the number itself
+        raise web.HTTPNotFound(reason="no such event")
+    return event_id
 
 
 async def get_event(request: web.Request) -> web.Response:
@@ -289,7 +302,7 @@ async def retry_event(request: web.Request) -> web.Response:
 
 async def list_devices(request: web.Request) -> web.Response:
     query = request.query
-    unknown = set(query) - {"server", "provider", "status", "mac", "limit"}
+    unknown = set(query) - {"server", "provider", "status", "mac", "limit", "after", "count"}
     if unknown:
         return error(400, f"unknown query parameter: {sorted(unknown)[0]}")
     status = query.get("status")
@@ -301,10 +314,32 @@ async def list_devices(request: web.Request) -> web.Response:
         return error(400, f"mac: {exc}")
     server = _int_param(request, "server", query["server"]) if "server" in query else None
     limit = _int_param(request, "limit", query.get("limit", "1000"), 1, 100_000)
-    devices = await request.app[API].store.list_devices(
-        server, query.get("provider"), status, mac, limit
-    )
-    return json_response({"devices": [d.to_json() for d in devices]})
+    after = _device_cursor(query["after"]) if "after" in query else None
+    if query.get("count", "false") not in ("true", "false"):
+        return error(400, "count: must be true or false")
+    store, provider = request.app[API].store, query.get("provider")
+    # One row more than asked says whether a next page exists without a count.
+    devices = await store.list_devices(server, provider, status, mac, limit + 1, after)
+    page = devices[:limit]
+    body: dict[str, Any] = {
+        "devices": [d.to_json() for d in page],
+        "next": f"{page[-1].server}:{page[-1].provider}:{page[-1].mac}"
+        if len(devices) > limit else None,
+    }
+    if query.get("count") == "true":
+        body["total"] = await store.count_devices(server, provider, status, mac)
+    return json_response(body)
+
+
+def _device_cursor(value: str) -> tuple[int, str, str]:
+    """``after``: a previous answer's ``next``, ``<server>:<provider>:<mac>``."""
+    server, _, rest = value.partition(":")
+    provider, _, mac = rest.rpartition(":")
+    if not (server.isascii() and server.isdigit() and provider and len(mac) == 12
+            and int(server) < 2**31 and all(c in "0123456789ABCDEF" for c in mac)):
+        raise web.HTTPBadRequest(reason="after: must be a previous answer's next "
+                                        "(<server>:<provider>:<MAC>)")
+    return int(server), provider, mac
 
 
 async def get_device(request: web.Request) -> web.Response:
@@ -346,6 +381,12 @@ class TestIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     server: int = Field(1, ge=1, le=2**31 - 1)
+
+
+async def list_providers(request: web.Request) -> web.Response:
+    """The enabled providers, so a console or script knows what it can test and filter."""
+    names = sorted(request.app[API].providers)
+    return json_response({"providers": [{"name": name} for name in names]})
 
 
 def _provider(request: web.Request) -> Provider:
@@ -505,6 +546,7 @@ def create_app(api: Api) -> web.Application:
     app.router.add_get("/devices", list_devices)
     app.router.add_get("/devices/{provider}/{mac}", get_device)
     app.router.add_get("/devices/{provider}/{mac}/access", get_device_access)
+    app.router.add_get("/providers", list_providers)
     app.router.add_put("/providers/{provider}/credentials/{server}", put_credentials)
     app.router.add_get("/providers/{provider}/credentials/{server}", get_credentials)
     app.router.add_post("/providers/{provider}/test", test_provider)
@@ -516,4 +558,5 @@ def create_app(api: Api) -> web.Application:
     from rps_service import fleet  # it builds on this module's helpers
 
     fleet.add_routes(app)
+    console.add_routes(app)  # /ui/ and /openapi.json
     return app

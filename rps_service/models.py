@@ -79,15 +79,28 @@ class FieldError:
     message: str
 
 
+def batch_size_error(body: list[Any]) -> tuple[str, FieldError] | None:
+    """An array with no events or more than ``MAX_BATCH``: the 400's ``error`` and detail.
+
+    Refused as a whole before any event is read, so the limit is the answer's ``error``
+    (a client must split the batch), and the detail points at the first event over it.
+    """
+    if not body:
+        return "the array holds no events", FieldError(0, "", "the array holds no events")
+    if len(body) > MAX_BATCH:
+        return (f"at most {MAX_BATCH} events per request (got {len(body)})",
+                FieldError(MAX_BATCH, "", f"event {MAX_BATCH} and after are over the limit "
+                                          f"of {MAX_BATCH} events per request"))
+    return None
+
+
 def validate_events(
     body: Any, providers: frozenset[str]
 ) -> tuple[list[EventIn], list[FieldError]]:
     """Validate a POST /events body: one object or an array of up to 1000 objects."""
     items = body if isinstance(body, list) else [body]
-    if isinstance(body, list) and not body:
-        return [], [FieldError(0, "", "the array holds no events")]
-    if len(items) > MAX_BATCH:
-        return [], [FieldError(0, "", f"at most {MAX_BATCH} events per request")]
+    if isinstance(body, list) and (refused := batch_size_error(body)):
+        return [], [refused[1]]
     try:  # the common case, a valid batch, in one call
         events = _EVENTS.validate_python(items)
     except ValidationError:

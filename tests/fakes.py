@@ -28,6 +28,8 @@ class ScriptedProvider:
     name = "fake"
     access = AccessMode.CREDENTIALS
     settings_class = FakeSettings
+    can_lookup = True  # reconcile looks devices up one by one
+    supports_settings = True
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay

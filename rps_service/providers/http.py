@@ -119,6 +119,7 @@ class VendorHttp:
             if when > now:
                 await self._sleep(when - now)
             if gate.paused_until <= self._monotonic():
+                gate.sent(when, self._monotonic())
                 return
             # Paused while waiting for the slot: wait for the pause, then for a new slot.
 

@@ -41,16 +41,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rps-service sandbox", description="A local SRAPS-compatible server."
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8900)
-    parser.add_argument("--latency-ms", type=_non_negative, default=0.0)
-    parser.add_argument("--error-rate", type=_fraction, default=0.0, help="fraction answered 503")
-    parser.add_argument(
-        "--rate-limit-rate", type=_fraction, default=0.0, help="fraction answered 429"
-    )
-    parser.add_argument("--retry-after", type=int, default=1, help="Retry-After of 429s, seconds")
-    parser.add_argument("--settings-count", type=_catalogue_size, default=DEFAULT_SETTINGS_COUNT)
-    parser.add_argument("--seed", type=int, default=0, help="seed for the fault rates")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8900,
+                        help="port to listen on (default: %(default)s)")
+    parser.add_argument("--latency-ms", type=_non_negative, default=0.0,
+                        help="each answer leaves this long after its request arrived "
+                             "(on average), in milliseconds (default: %(default)s)")
+    parser.add_argument("--error-rate", type=_fraction, default=0.0,
+                        help="fraction of requests answered 503, 0 to 1 (default: %(default)s)")
+    parser.add_argument("--rate-limit-rate", type=_fraction, default=0.0,
+                        help="fraction of requests answered 429, 0 to 1 (default: %(default)s)")
+    parser.add_argument("--retry-after", type=int, default=1,
+                        help="Retry-After of the 429s, in seconds (default: %(default)s)")
+    parser.add_argument("--settings-count", type=_catalogue_size, default=DEFAULT_SETTINGS_COUNT,
+                        help="entries in the settings catalogue, at least 4 "
+                             "(default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the random fault rates (default: %(default)s)")
     return parser
 
 

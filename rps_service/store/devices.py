@@ -23,6 +23,22 @@ _AccessRequest = tuple[str, str, int, AccessDetails, datetime]
 CREDENTIALS_TTL = 5.0
 
 
+#: A device's place in the listing order: (server, provider, mac).
+DeviceKey = tuple[int, str, str]
+
+
+def _device_filter(server: int | None, provider: str | None, status: str | None,
+                   mac: str | None) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (("server", server), ("provider", provider), ("status", status),
+                          ("mac", mac)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    return where, params
+
+
 class DeviceQueries(SqlBackend):
     """Queries on ``rps_devices``, ``rps_credentials`` and ``rps_servers``."""
 
@@ -188,14 +204,17 @@ class DeviceQueries(SqlBackend):
         status: str | None = None,
         mac: str | None = None,
         limit: int = 1000,
+        after: DeviceKey | None = None,
     ) -> list[Device]:
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("server", server), ("provider", provider), ("status", status),
-                              ("mac", mac)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
+        """Devices in (server, provider, mac) order; ``after`` pages on from a key (keyset
+        paging: a page deep in 100,000 rows costs what the first one does)."""
+        where, params = _device_filter(server, provider, status, mac)
+        if after is not None:
+            # Spelled out rather than a row-value comparison, which MySQL does not turn
+            # into an index range; ix_devices_order serves both the range and the order.
+            where.append("(server > ? OR (server = ? AND (provider > ?"
+                         " OR (provider = ? AND mac > ?))))")
+            params += [after[0], after[0], after[1], after[1], after[2]]
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         async with self._tx() as tx:
             rows = await tx.fetchall(
@@ -204,6 +223,20 @@ class DeviceQueries(SqlBackend):
                 [*params, limit],
             )
         return [self._device(r) for r in rows]
+
+    async def count_devices(
+        self,
+        server: int | None = None,
+        provider: str | None = None,
+        status: str | None = None,
+        mac: str | None = None,
+    ) -> int:
+        """How many devices match the filters (for a console's "1-100 of N")."""
+        where, params = _device_filter(server, provider, status, mac)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        async with self._tx() as tx:
+            row = await tx.fetchone(f"SELECT COUNT(*) FROM rps_devices{clause}", params)
+        return int(row[0]) if row else 0
 
     # -- credentials ---------------------------------------------------------------------
 

@@ -198,7 +198,7 @@ class MysqlStore(Store):
             conn.close()
 
 
-_ALREADY_THERE = (1060, 1061)  # duplicate column name, duplicate key name
+_ALREADY_THERE = (1060, 1061, 1091)  # duplicate column, duplicate key, no such key to drop
 
 
 async def _run_ddl(tx: Tx, statement: str) -> None:

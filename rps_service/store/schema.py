@@ -127,6 +127,13 @@ MYSQL: list[list[str]] = [
         # /ztprov/ finds a phone by its login when the file it asks for names no MAC.
         "CREATE INDEX ix_devices_user ON rps_devices (http_username)",
     ],
+    # 4: GET /devices pages in (server, provider, mac) order (keyset paging for the web
+    # console); the index serves that order, and replaces the one on server alone (its
+    # prefix). One ALTER, so it is applied whole or not at all.
+    [
+        """ALTER TABLE rps_devices DROP INDEX ix_devices_server,
+            ADD INDEX ix_devices_order (server, provider, mac)""",
+    ],
 ]
 
 SQLITE: list[list[str]] = [
@@ -237,5 +244,9 @@ SQLITE: list[list[str]] = [
         )""",
         "ALTER TABLE rps_events ADD COLUMN after_id INTEGER NULL",
         "CREATE INDEX IF NOT EXISTS ix_devices_user ON rps_devices (http_username)",
+    ],
+    [  # 4: see MYSQL
+        "CREATE INDEX IF NOT EXISTS ix_devices_order ON rps_devices (server, provider, mac)",
+        "DROP INDEX IF EXISTS ix_devices_server",
     ],
 ]

@@ -1,0 +1,257 @@
+"""The shapes of the event API's answers, for its OpenAPI description (SPEC §3).
+
+The handlers build their JSON by hand (``Event.to_json``, ``Device.to_json``, …); these
+models only describe it. Tests validate real answers against them, and ``extra="forbid"``
+makes a field added to an answer without being added here fail those tests.
+A field with a default is one the answer may leave out (``duplicate``, ``total``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EventState = Literal["pending", "running", "done", "failed", "superseded"]
+DeviceStatus = Literal["pending", "registered", "unregistered", "error"]
+Action = Literal["add", "remove", "update"]
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FieldError(_Answer):
+    """One reason for a refusal."""
+
+    index: int = Field(description="the event's index in the array (0 for one object)")
+    field: str = Field(description="the field, empty when the whole event is meant")
+    message: str
+
+
+class Error(_Answer):
+    """Every refusal."""
+
+    error: str
+    details: list[FieldError] | None = None
+
+
+class AcceptedEvent(_Answer):
+    """One stored event, as POST /events acknowledges it."""
+
+    id: int
+    action: Action
+    provider: str
+    mac: str
+    server: int
+    duplicate: bool | None = Field(None, description="present (true) when the idempotency "
+                                                     "key was seen before: nothing stored")
+
+
+class Accepted(_Answer):
+    """POST /events: 202."""
+
+    accepted: int
+    events: list[AcceptedEvent]
+
+
+class Event(_Answer):
+    """A row of the journal."""
+
+    id: int
+    action: Action
+    provider: str
+    mac: str
+    server: int
+    state: EventState
+    attempts: int
+    last_error: str | None
+    key: str | None = Field(description="the idempotency key it was posted with")
+    payload: dict[str, Any] = Field(description="the optional details it was posted with")
+    created_at: datetime
+    updated_at: datetime
+    next_attempt_at: datetime | None
+
+
+class EventList(_Answer):
+    """GET /events."""
+
+    events: list[Event]
+
+
+class Retried(_Answer):
+    """POST /events/{id}/retry: 202."""
+
+    id: int
+    state: Literal["pending"]
+
+
+class Device(_Answer):
+    """A row of ``rps_devices`` (never the device's password)."""
+
+    provider: str
+    mac: str
+    server: int
+    status: DeviceStatus
+    last_message: str = Field(description="`-` when all is well, else the last error")
+    model: str | None
+    name: str | None
+    extension: str | None
+    registered_at: datetime | None
+    url: str | None = Field(description="the provisioning URL given to the vendor (a URL "
+                                        "key shows only its first 12 characters)")
+    http_username: str | None
+    http_password_set: bool
+    url_key_set: bool = Field(description="the device has a URL key (vendors that carry "
+                                          "only a URL to the phone)")
+    sn: str | None
+    mac_id: str | None
+    updated_at: datetime | None
+    ztp_fetched_at: datetime | None = Field(description="when the phone fetched its "
+                                                        "/ztprov/ file")
+    ztp_model: str | None
+    ztp_firmware: str | None
+    ztp_ip: str | None
+
+
+class DeviceList(_Answer):
+    """GET /devices."""
+
+    devices: list[Device]
+    next: str | None = Field(description="`after` for the next page; null on the last one")
+    total: int | None = Field(None, description="matching devices, with `count=true`")
+
+
+class Provider(_Answer):
+    """An enabled provider."""
+
+    name: str
+
+
+class ProviderList(_Answer):
+    """GET /providers."""
+
+    providers: list[Provider]
+
+
+class Credentials(_Answer):
+    """GET /providers/{provider}/credentials/{server}: the provider's own keys, the
+    non-secret ones with their values, each secret as ``<key>_set`` (true or false)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    provider: str
+    server: int
+    provisioning_url: str | None
+
+
+class Access(_Answer):
+    """GET /devices/{provider}/{mac}/access: what the vendor was given for the phone."""
+
+    url: str | None
+    username: str | None
+    password: str | None
+
+
+class JobCreated(_Answer):
+    """POST /providers/{provider}/reconcile, POST /servers/{server}/repoint: 202."""
+
+    job: int
+
+
+class Progress(_Answer):
+    """How far a job has got."""
+
+    done: int
+    total: int | None
+    phase: str | None = Field(description="listing, looking up, comparing, repairing, "
+                                          "queueing")
+
+
+class Job(_Answer):
+    """A fleet job."""
+
+    id: int
+    kind: Literal["reconcile", "repoint"]
+    provider: str
+    server: int
+    params: dict[str, Any]
+    state: Literal["pending", "running", "done", "failed"]
+    progress: Progress
+    result: dict[str, Any] = Field(description="reconcile: `counts`, `missing`, `drift`, "
+                                               "`orphan` (the first 1000 each), "
+                                               "`orphans_checked`, `truncated`; repoint: "
+                                               "`counts`")
+    error: str | None
+    runs: int
+    created_at: datetime | None
+    updated_at: datetime | None
+    events: dict[str, int] | None = Field(None, description="the events the job queued, "
+                                                            "by state")
+
+
+class JobList(_Answer):
+    """GET /jobs."""
+
+    jobs: list[Job]
+
+
+class ServerSettings(_Answer):
+    """GET /servers/{server}/settings/{provider}."""
+
+    provider: str
+    server: int
+    settings: dict[str, str]
+
+
+class TestResult(_Answer):
+    """POST /providers/{provider}/test."""
+
+    ok: bool
+    message: str
+
+
+class ServerProvisioning(_Answer):
+    """GET /servers/{server}/provisioning."""
+
+    server: int
+    prov_url: str
+    http_user: str
+    http_password_set: bool
+
+
+class Health(_Answer):
+    """GET /health: 200."""
+
+    status: Literal["ok"]
+    database: Literal["ok"]
+    backlog: dict[str, int] = Field(description="`pending` and `running` events")
+    queues: list[int] = Field(description="events waiting in each in-memory queue")
+
+
+class HealthDown(_Answer):
+    """GET /health: 503."""
+
+    status: Literal["unavailable"]
+    database: str
+    queues: list[int]
+
+
+NAMES = frozenset(m.__name__ for m in (
+    FieldError, Error, AcceptedEvent, Accepted, Event, EventList, Retried, Device,
+    DeviceList, Provider, ProviderList, Credentials, TestResult, ServerProvisioning, Health,
+    HealthDown, Access, JobCreated, Progress, Job, JobList, ServerSettings))
+
+
+def absent_not_null(schema: dict[str, Any]) -> None:
+    """A field with a None default is left out of the answer, never sent as null: say so."""
+    required = set(schema.get("required", ()))
+    for name, prop in schema.get("properties", {}).items():
+        if name in required or "default" not in prop or prop["default"] is not None:
+            continue
+        del prop["default"]
+        options = [o for o in prop.get("anyOf", ()) if o != {"type": "null"}]
+        if len(options) == 1:
+            del prop["anyOf"]
+            prop.update(options[0])

@@ -1,0 +1,88 @@
+// Failed events, newest first, each with a Retry button (POST /events/{id}/retry); a
+// retried event is followed until it is done or has failed again.
+
+import { api } from './api.js';
+import { fill, h, showError, time } from './dom.js';
+
+const PAGE = 50;
+const FINISHED = new Set(['done', 'failed', 'superseded']);
+
+export class FailedEvents {
+  constructor() {
+    this.body = document.querySelector('#failed-table tbody');
+    this.error = document.getElementById('failed-error');
+    this.older = document.getElementById('failed-older');
+    this.before = null;
+    document.getElementById('failed-refresh').addEventListener('click', () => this.load());
+    this.older.addEventListener('click', () => this.load(this.before));
+  }
+
+  async load(before = null) {
+    this.older.disabled = true;
+    try {
+      const answer = await api('GET', '/events', { params: { state: 'failed', limit: PAGE, before } });
+      showError(this.error, null);
+      const rows = answer.events.map((event) => this.row(event));
+      fill(this.body, rows.length ? rows
+        : h('tr', {}, h('td', { colspan: 10, class: 'none' }, 'No failed events.')));
+      this.before = answer.events.length === PAGE ? answer.events.at(-1).id : null;
+      this.older.disabled = this.before === null;
+    } catch (error) {
+      showError(this.error, error);
+    }
+  }
+
+  row(event) {
+    const state = h('td', { class: 'state' }, h('span', { class: `status status-${event.state}` }, event.state));
+    const lastError = h('td', { class: 'message', title: event.last_error ?? '' }, event.last_error ?? '');
+    const attempts = h('td', { class: 'num' }, event.attempts);
+    const button = h('button', { type: 'button' }, 'Retry');
+    const tr = h('tr', { 'data-event': event.id },
+      h('td', { class: 'num' }, event.id),
+      h('td', {}, event.action),
+      h('td', {}, event.provider),
+      h('td', { class: 'mac' }, event.mac),
+      h('td', { class: 'num' }, event.server),
+      attempts,
+      h('td', { class: 'time' }, time(event.updated_at)),
+      state,
+      lastError,
+      h('td', {}, button));
+    button.addEventListener('click', () => retry(event.id, { button, state, lastError, attempts }));
+    return tr;
+  }
+}
+
+async function retry(id, cells) {
+  cells.button.disabled = true;
+  try {
+    const answer = await api('POST', `/events/${encodeURIComponent(id)}/retry`);
+    showState(cells, answer.state);
+  } catch (error) {
+    cells.lastError.textContent = error.message;
+    cells.button.disabled = false;
+    return;
+  }
+  for (;;) { // follow it until it is finished
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    let event;
+    try {
+      event = await api('GET', `/events/${encodeURIComponent(id)}`);
+    } catch (error) {
+      cells.lastError.textContent = error.message;
+      return;
+    }
+    showState(cells, event.state);
+    cells.attempts.textContent = String(event.attempts);
+    cells.lastError.textContent = event.last_error ?? '';
+    if (FINISHED.has(event.state)) {
+      cells.button.disabled = event.state !== 'failed';
+      document.dispatchEvent(new CustomEvent('rps:device-changed')); // its row is stale
+      return;
+    }
+  }
+}
+
+function showState(cells, state) {
+  fill(cells.state, h('span', { class: `status status-${state}` }, state));
+}

@@ -1,0 +1,205 @@
+"""The web console in a real headless browser (Debian's chromium, driven by Playwright)
+against a real daemon on MariaDB with the test providers: the token, filters, paging,
+Retry, Test, health, and that device data is shown as text, never run as markup.
+
+Needs ``/usr/bin/chromium`` (``apt-get install chromium``; .ci/run installs it). Outside
+CI the test is skipped without it; in CI (``CI`` set) it fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from rps_service.config import load_settings
+from rps_service.service import Service
+from tests.conftest import free_port, write_ini
+from tests.console import add_devices, running
+from tests.fakes import permanent
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update"]
+TOKEN = "tok-123456"
+HOSTILE = '<img src=x onerror="document.title=1">Lobby'
+FAILING_MAC = "000413000004"  # fake provider, server 2: its add fails once
+
+if not CHROMIUM.exists():
+    if os.environ.get("CI"):
+        raise RuntimeError("CI needs /usr/bin/chromium for the console test (apt-get install "
+                           "chromium); .ci/run installs it")
+    pytest.skip("needs /usr/bin/chromium (apt-get install chromium)", allow_module_level=True)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    # Debian's chromium only: never a browser download (no `playwright install`).
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path, mysql_database: str) -> AsyncIterator[tuple[Service, str]]:
+    """A daemon on MariaDB with a token: 250 devices on servers 1-3 of two providers, one
+    of them failed (its event too), one with a hostile name, one arrived through /ztprov/."""
+    general = {"port": free_port(), "database": mysql_database, "log_file": "-",
+               "api_token": TOKEN, "poll_interval": 0.2, "retry_base": 0.01,
+               "retry_cap": 0.05}
+    settings = load_settings(write_ini(tmp_path / "rps.ini", general), env={})
+    async with running(settings, token=TOKEN) as (service, client):
+        service.providers["fake"].script[FAILING_MAC] = [permanent("403: Forbidden <b>x</b>")]
+        events = [{"action": "add", "provider": ("fake", "other")[i % 2],
+                   "mac": f"0004130{i:05X}", "server": 1 + i % 3, "name": f"Phone {i}",
+                   "model": "D717", "extension": str(100 + i)} for i in range(250)]
+        events[6]["name"] = HOSTILE
+        await add_devices(client, events)
+        await service.store.record_ztp_fetch("fake", "000413000000", "D785", "10.1.33.33",
+                                             "10.0.0.5", datetime.now(UTC).replace(tzinfo=None))
+        yield service, f"http://{service.address}/ui/"
+
+
+async def _open(browser: Browser, url: str) -> tuple[Page, list[str]]:
+    page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    # Errors in the page's console (a script error, a CSP refusal), but not the network
+    # log of answers the page expects and handles (401 before the token, a 400's message).
+    page.on("console", lambda msg: problems.append(f"console: {msg.text}")
+            if msg.type == "error" and "Failed to load resource" not in msg.text else None)
+    await page.goto(url)
+    return page, problems
+
+
+async def _enter_token(page: Page, token: str) -> None:
+    dialog = page.locator("#token-dialog")
+    await expect(dialog).to_be_visible()
+    await page.fill("#token-input", token)
+    await page.click("#token-form button[type=submit]")
+
+
+def _range(first: int, last: int, total: int) -> str:
+    return f"Devices {first}\N{EN DASH}{last} of {total}"
+
+
+def _rows(page: Page) -> Any:
+    return page.locator("#devices-table tbody tr")
+
+
+async def test_console_end_to_end(browser: Browser, daemon: tuple[Service, str]) -> None:
+    service, url = daemon
+    page, problems = await _open(browser, url)
+
+    # The token: asked once, a wrong one asked again, kept across a reload.
+    await _enter_token(page, "wrong-token")
+    await expect(page.locator("#token-note")).to_contain_text("refused")
+    await _enter_token(page, TOKEN)
+    await expect(page.locator("#devices-range")).to_have_text(_range(1, 100, 250))
+    await expect(_rows(page)).to_have_count(100)
+    await page.reload()
+    await expect(page.locator("#devices-range")).to_have_text(_range(1, 100, 250))
+    await expect(page.locator("#token-dialog")).to_be_hidden()
+
+    # Device data is text: the hostile name shows as typed and runs nothing.
+    hostile = page.locator("#devices-table tr[data-mac='000413000006'] td").nth(4)
+    await expect(hostile).to_have_text(HOSTILE)
+    assert await page.locator("#devices-table img").count() == 0
+    assert await page.title() == "rps-service console"
+
+    # Paging: the same rows, in the same order, as the API's own pages.
+    await page.click("#devices-next")
+    await expect(page.locator("#devices-range")).to_have_text(_range(101, 200, 250))
+    api = {"Authorization": f"Bearer {TOKEN}"}
+    first = await page.request.get(url.replace("/ui/", "/devices?limit=100"), headers=api)
+    second = await page.request.get(url.replace("/ui/", "/devices"), headers=api, params={
+        "limit": 100, "after": (await first.json())["next"]})
+    macs = [d["mac"] for d in (await second.json())["devices"]]
+    assert await page.locator("#devices-table td.mac").all_inner_texts() == macs
+    await page.click("#devices-next")
+    await expect(page.locator("#devices-range")).to_have_text(_range(201, 250, 250))
+    await expect(page.locator("#devices-next")).to_be_disabled()
+    await page.click("#devices-prev")
+    await expect(page.locator("#devices-range")).to_have_text(_range(101, 200, 250))
+
+    # Filters: server and provider; kept in the address.
+    await page.fill("#device-filters input[name=server]", "2")
+    await page.select_option("#device-filters select[name=provider]", "other")
+    await page.click("#device-filters button[type=submit]")
+    await expect(page.locator("#devices-range")).to_have_text(_range(1, 42, 42))
+    servers = await page.locator("#devices-table tbody tr td:nth-child(3)").all_inner_texts()
+    providers = await page.locator("#devices-table tbody tr td:nth-child(1)").all_inner_texts()
+    assert set(servers) == {"2"} and set(providers) == {"other"}
+    assert "server=2" in page.url and "provider=other" in page.url
+    await page.click("#device-filters button[type=reset]")
+    await expect(page.locator("#devices-range")).to_have_text(_range(1, 100, 250))
+
+    # Status and MAC: the failed device; the device that fetched its /ztprov/ file.
+    await page.select_option("#device-filters select[name=status]", "error")
+    await page.click("#device-filters button[type=submit]")
+    await expect(page.locator("#devices-range")).to_have_text(_range(1, 1, 1))
+    await expect(_rows(page).first).to_contain_text("403: Forbidden <b>x</b>")
+    await page.click("#device-filters button[type=reset]")
+    await page.fill("#device-filters input[name=mac]", "00:04:13:00:00:00")
+    await page.click("#device-filters button[type=submit]")
+    await expect(page.locator("#devices-range")).to_have_text(_range(1, 1, 1))
+    await expect(_rows(page).first.locator("td").last).to_contain_text("D785 · 10.1.33.33")
+    await page.fill("#device-filters input[name=mac]", "nonsense")
+    await page.click("#device-filters button[type=submit]")
+    await expect(page.locator("#devices-error")).to_contain_text("mac: must be 12 hex digits")
+
+    # The failed event: Retry, then the console follows it to done.
+    failed = page.locator("#failed-table tbody tr")
+    await expect(failed).to_have_count(1)
+    await expect(failed.first).to_contain_text(FAILING_MAC)
+    await expect(failed.first.locator("td.state")).to_have_text("failed")
+    await failed.first.locator("button").click()
+    await expect(failed.first.locator("td.state")).to_have_text(re.compile("pending|running|done"))
+    await expect(failed.first.locator("td.state")).to_have_text("done")
+    await expect(failed.first.locator("button")).to_be_disabled()
+    device = await service.store.get_device("fake", FAILING_MAC)
+    assert device is not None and device.status == "registered"
+
+    # A provider's Test, for the server typed in.
+    other = page.locator("#providers-table tbody[data-provider=other]")
+    await other.locator("input.server").fill("8")
+    await other.locator("button", has_text="Test").click()
+    await expect(other.locator(".result")).to_have_text("OK: fake provider accepts server 8")
+
+    # Backlog and queues; the jobs panel (this daemon has /jobs).
+    await expect(page.locator("#backlog-pending")).to_have_text("0")
+    await expect(page.locator("#queues tbody tr")).to_have_count(4)
+    await expect(page.locator("#health-summary")).to_have_text("0 pending, 0 running")
+    await expect(page.locator("#jobs")).to_be_visible()
+    assert problems == [], problems
+
+
+async def test_jobs_panel_follows_a_reconcile(
+    browser: Browser, daemon: tuple[Service, str],
+) -> None:
+    """A reconcile started from a provider's row is followed to its end: its phase, its
+    progress and what it found (the test provider looks devices up one by one)."""
+    service, url = daemon
+    service.providers["other"].registered.pop("000413000001")  # gone at the vendor
+    page = await browser.new_page()
+    await page.goto(url)
+    await _enter_token(page, TOKEN)
+    await expect(page.locator("#jobs")).to_be_visible()
+    other = page.locator("#providers-table tbody[data-provider=other]")
+    await other.locator("input.server").fill("2")
+    await other.locator("button", has_text="Reconcile").click()
+    job = page.locator("#job-list li").first
+    await expect(job).to_contain_text("done", timeout=20_000)
+    await expect(job).to_contain_text("reconcile other server 2")
+    await expect(job).to_contain_text("missing 1, drift 0, orphan 0")
+    total = await job.locator(".job-progress").text_content()
+    assert total is not None and total.endswith(" / 42"), total
