@@ -100,6 +100,8 @@ class GigasetProvider(VendorProvider):
     async def event_problem(self, action: str, server: int | None,
                             fields: Mapping[str, object]) -> tuple[str, str] | None:
         """An ``add`` needs the MAC-ID code; a ``mac_id`` given must read as one."""
+        if problem := await super().event_problem(action, server, fields):
+            return problem
         given = fields.get("mac_id")
         if given is None:
             if action == "add":

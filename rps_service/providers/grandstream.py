@@ -146,6 +146,8 @@ class GrandstreamProvider(VendorProvider):
 
     async def event_problem(self, action: str, server: int | None,
                             fields: Mapping[str, object]) -> tuple[str, str] | None:
+        if problem := await super().event_problem(action, server, fields):
+            return problem
         if action == "add" and not fields.get("sn"):
             return ("sn", "required by Grandstream GDMS: a phone is added with the serial "
                           "number on its label")

@@ -144,6 +144,8 @@ class YealinkProvider(VendorProvider):
     async def event_problem(self, action: str, server: int | None,
                             fields: Mapping[str, object]) -> tuple[str, str] | None:
         """An add needs ``sn`` unless the account adds by MAC."""
+        if problem := await super().event_problem(action, server, fields):
+            return problem
         if action != "add" or fields.get("sn"):
             return None
         if server is None and self.context.mode == "tenant":

@@ -189,6 +189,23 @@ async def test_mac_owned_by_another_account(env: Callable[..., Awaitable[Env]]) 
     assert device["status"] == "error"
 
 
+async def test_extra_settings_only_where_the_vendor_takes_them(
+        env: Callable[..., Awaitable[Env]]) -> None:
+    e = await env()
+    mac = e.emulator.sample_mac(3)
+    event = {"action": "add", "provider": e.name, "mac": mac, "server": 8,
+             **e.emulator.event_fields(mac), "settings": {"update_policy": "auto_update"}}
+    r = await e.api.post("/events", json=event)
+    if e.provider.supports_settings:
+        assert r.status_code == 202, r.text
+        return
+    assert r.status_code == 400, r.text
+    [detail] = r.json()["details"]
+    assert detail["field"] == "settings"
+    assert detail["message"] == f"{e.provider.service} takes no extra settings"
+    assert (await e.api.get(f"/devices/{e.name}/{mac}")).status_code == 404  # nothing stored
+
+
 async def test_bad_login(env: Callable[..., Awaitable[Env]]) -> None:
     e = await env(credentials=None)
     r = await e.api.post(f"/providers/{e.name}/test", json={"server": 8})
