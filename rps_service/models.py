@@ -32,7 +32,7 @@ def normalize_mac(value: str) -> str:
 
 
 class EventIn(BaseModel):
-    """One event as the GUI posts it (SPEC §3)."""
+    """One event as the GUI posts it."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 

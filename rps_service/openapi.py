@@ -305,7 +305,7 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "rps-service event API",
             "version": __version__,
-            "description": "The PBX GUI's and operators' API of rps-service (SPEC §3). JSON "
+            "description": "The PBX GUI's and operators' API of rps-service. JSON "
                            "both ways. When `api_token` is set, every route but `/health` "
                            "(and the console's static files under `/ui/`) needs "
                            "`Authorization: Bearer <token>`.",
