@@ -108,36 +108,37 @@ def cmd_access(client: DaemonClient, args: argparse.Namespace) -> int:
 def cmd_credentials(client: DaemonClient, args: argparse.Namespace) -> int:
     path = f"/providers/{args.provider}/credentials/{args.server}"
     if args.verb == "show":
-        shown = client.call("GET", path)
-        if args.json:
-            _print_json(shown)
-        else:
-            print(_pairs(shown))
-        return EXIT_OK
+        return _show(client, path, args.json)
     _put(client, path, credentials_body(args.pairs, args.provisioning_url))
-    if args.json:
-        _print_json({"provider": args.provider, "server": args.server, "stored": True})
-    else:
-        print(f"Credentials stored for {args.provider} server {args.server}.")
-    return EXIT_OK
+    return _stored(args.json, {"provider": args.provider, "server": args.server},
+                   f"Credentials stored for {args.provider} server {args.server}.")
 
 
 def cmd_provisioning(client: DaemonClient, args: argparse.Namespace) -> int:
     path = f"/servers/{args.server}/provisioning"
     if args.verb == "show":
-        shown = client.call("GET", path)
-        if args.json:
-            _print_json(shown)
-        else:
-            print(_pairs(shown))
-        return EXIT_OK
+        return _show(client, path, args.json)
     password = read_secret("http_password")
     _put(client, path, {"prov_url": args.prov_url, "http_user": args.user,
                         "http_password": password})
-    if args.json:
-        _print_json({"server": args.server, "stored": True})
+    return _stored(args.json, {"server": args.server},
+                   f"Provisioning details stored for server {args.server}.")
+
+
+def _show(client: DaemonClient, path: str, as_json: bool) -> int:
+    shown = client.call("GET", path)
+    if as_json:
+        _print_json(shown)
     else:
-        print(f"Provisioning details stored for server {args.server}.")
+        print(_pairs(shown))
+    return EXIT_OK
+
+
+def _stored(as_json: bool, what: dict[str, Any], text: str) -> int:
+    if as_json:
+        _print_json({**what, "stored": True})
+    else:
+        print(text)
     return EXIT_OK
 
 

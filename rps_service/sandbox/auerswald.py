@@ -27,7 +27,7 @@ class AuerswaldEmulator(RpcRedirectEmulator):
     prefix = "/auerswald"
     path = "/auerswald/xmlrpc/"
     realm = "Auerswald Provisioning"
-    writes = frozenset({"DeviceRegister", "DeviceDeregister"})
+    write_methods = frozenset({"DeviceRegister", "DeviceDeregister"})
     oui = "000952"
     foreign_mac = "000952999999"
 

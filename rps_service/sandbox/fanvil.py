@@ -25,7 +25,6 @@ from __future__ import annotations
 import hmac
 import json
 import re
-import xmlrpc.client
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,9 +33,16 @@ from typing import Any
 from aiohttp import web
 
 from ..providers.fanvil import SCHEMES, fdps_password
-from .emulator import Emulator, Held
+from .emulator import Held
 from .state import SandboxState
-from .xmlrpc import XmlRpcRefused, answer, basic_login, fault, parse_call, string_params
+from .xmlrpc import (
+    XmlRpcEmulator,
+    XmlRpcRefused,
+    answer,
+    fault,
+    parse_call,
+    string_params,
+)
 
 PATH = "/fanvil/xmlrpc.php"
 REALM = "FDPS"
@@ -54,8 +60,8 @@ REQUIRED_KEYS = ("cfgName", "cfgPfSrv", "cfgPfName", "cfgPfProt")
 _MAC = re.compile(r"[0-9A-F]{12}")
 _HOST = re.compile(r"([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(:[0-9]{1,5})?")
 _PATH = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@%/-]{0,1024}")
-_WRITES = ("redirect.registerDevice", "redirect.deRegisterDevice", "redirect.deleteServer",
-           "redirect.addMaterialServer")
+_WRITES = frozenset({"redirect.registerDevice", "redirect.deRegisterDevice",
+                     "redirect.deleteServer", "redirect.addMaterialServer"})
 Result = tuple[bool, Any]
 
 
@@ -75,7 +81,7 @@ def server_url(config: dict[str, str]) -> str:
     return f"{scheme}://{config.get('cfgPfSrv', '')}/{config.get('cfgPfName', '')}"
 
 
-class FanvilEmulator(Emulator):
+class FanvilEmulator(XmlRpcEmulator):
     """Fanvil FDPS XML-RPC."""
 
     name = "fanvil"
@@ -126,30 +132,10 @@ class FanvilEmulator(Emulator):
         config = account.servers[server]
         return Held(server_url(config), None, None, {"server": server, "config": config})
 
-    def account_of(self, request: web.Request) -> str:
-        login = basic_login(request)
-        return login[0] if login else request.remote or "-"
+    write_methods = _WRITES
 
-    async def write_mac(self, request: web.Request) -> str | None:
-        if request.method != "POST":
-            return None
-        try:
-            params, method = xmlrpc.client.loads(await request.read(), use_builtin_types=True)
-        except Exception:  # any unparsable body writes nothing
-            return None
-        subject = _subject(params) if method in _WRITES else ""
-        return subject.lower() or None
-
-    async def unmatched(self, request: web.Request, exc: web.HTTPException
-                        ) -> web.StreamResponse:
-        return web.Response(status=exc.status, text=exc.reason)
-
-    def throttled(self, retry_after: int) -> web.Response:
-        return web.Response(status=429, text="Too Many Requests",
-                            headers={"Retry-After": str(retry_after)})
-
-    def fault(self, status: int) -> web.Response:
-        return web.Response(status=status, text=f"injected {status}")
+    def written_mac(self, params: tuple[Any, ...]) -> str | None:
+        return _subject(params).lower() or None
 
     def snapshot(self) -> dict[str, Any]:
         return {"accounts": {

@@ -29,16 +29,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import xmlrpc.client
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-from xml.parsers.expat import ExpatError
 
 from aiohttp import web
 
 from . import xmlrpc as rpc
-from .emulator import Emulator, Held
+from .emulator import Held
 
 if TYPE_CHECKING:
     from .state import SandboxState
@@ -64,7 +62,7 @@ class Registration:
     provider_name: str
 
 
-class GigasetEmulator(Emulator):
+class GigasetEmulator(rpc.XmlRpcEmulator):
     """Gigaset's legacy XML-RPC redirect service."""
 
     name = "gigaset"
@@ -111,32 +109,11 @@ class GigasetEmulator(Emulator):
             return None
         return Held(registration.url, extra={"provider_name": registration.provider_name})
 
-    def account_of(self, request: web.Request) -> str:
-        login = rpc.basic_login(request)
-        return login[0] if login else "-"
+    write_methods = frozenset({"autoprov.registerDevice", "autoprov.deregisterDevice"})
 
-    async def write_mac(self, request: web.Request) -> str | None:
-        if request.method != "POST":
-            return None
-        try:
-            params, method = xmlrpc.client.loads(await request.read(), use_builtin_types=True)
-        except (ExpatError, xmlrpc.client.ResponseError, ValueError, TypeError, IndexError):
-            return None
-        if method not in ("autoprov.registerDevice", "autoprov.deregisterDevice"):
-            return None
-        first = params[0] if params else None
-        return first[:12].lower() if isinstance(first, str) and first else None
-
-    async def unmatched(self, request: web.Request, exc: web.HTTPException
-                        ) -> web.StreamResponse:
-        return web.Response(status=exc.status, text=exc.reason)
-
-    def throttled(self, retry_after: int) -> web.Response:
-        return web.Response(status=429, text="Too Many Requests",
-                            headers={"Retry-After": str(retry_after)})
-
-    def fault(self, status: int) -> web.Response:
-        return web.Response(status=status, text=f"injected {status}")
+    def written_mac(self, params: tuple[Any, ...]) -> str | None:
+        mac = super().written_mac(params)
+        return mac[:12] if mac else None
 
     def snapshot(self) -> dict[str, Any]:
         return {"devices": {mac: {"owner": r.owner, "url": r.url,

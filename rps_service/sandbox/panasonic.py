@@ -28,7 +28,7 @@ class PanasonicEmulator(RpcRedirectEmulator):
     prefix = "/panasonic"
     path = "/panasonic/redirect/xmlrpc"
     realm = "Please Enter Your Password"
-    writes = frozenset({"ipredirect.registerPhone", "ipredirect.unregisterPhone"})
+    write_methods = frozenset({"ipredirect.registerPhone", "ipredirect.unregisterPhone"})
     oui = "0080F0"
     foreign_mac = "0080F0999999"
 

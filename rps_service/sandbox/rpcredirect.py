@@ -16,18 +16,16 @@ from __future__ import annotations
 import abc
 import hmac
 import re
-import xmlrpc.client
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
-from xml.parsers.expat import ExpatError
 
 from aiohttp import web
 
-from .emulator import Emulator, Held
+from .emulator import Held
 from .state import SandboxState
-from .xmlrpc import XmlRpcRefused, basic_login, fault, parse_call
+from .xmlrpc import XmlRpcEmulator, XmlRpcRefused, fault, parse_call
 
 DEMO_USER = "demo-user"
 OTHER_USER = "other-user"
@@ -44,15 +42,13 @@ class Registration:
     url: str
 
 
-class RpcRedirectEmulator(Emulator):
+class RpcRedirectEmulator(XmlRpcEmulator):
     """An XML-RPC redirection service on one path under ``prefix``."""
 
     #: The vendor's endpoint path, exactly (a missing or extra slash is a 404).
     path: ClassVar[str]
     #: The Basic realm of the 401.
     realm: ClassVar[str]
-    #: The methods that write a MAC (their first parameter), for the ordering checks.
-    writes: ClassVar[frozenset[str]]
     #: The vendor's OUI, for sample MACs.
     oui: ClassVar[str]
 
@@ -108,32 +104,6 @@ class RpcRedirectEmulator(Emulator):
     def snapshot(self) -> dict[str, Any]:
         return {"devices": {mac: {"account": r.account, "url": _masked(r.url)}
                             for mac, r in sorted(self.devices.items())}}
-
-    # -- shared answers ---------------------------------------------------------------------
-
-    def account_of(self, request: web.Request) -> str:
-        login = basic_login(request)
-        return login[0] if login else request.remote or "-"
-
-    async def write_mac(self, request: web.Request) -> str | None:
-        try:
-            params, method = xmlrpc.client.loads(await request.read())
-        except (ExpatError, xmlrpc.client.ResponseError, ValueError, TypeError, IndexError):
-            return None
-        if method in self.writes and params and isinstance(params[0], str):
-            return params[0].lower()
-        return None
-
-    async def unmatched(self, request: web.Request, exc: web.HTTPException
-                        ) -> web.StreamResponse:
-        return web.Response(status=exc.status, text=exc.reason)
-
-    def throttled(self, retry_after: int) -> web.Response:
-        return web.Response(status=429, text="Too Many Requests",
-                            headers={"Retry-After": str(retry_after)})
-
-    def fault(self, status: int) -> web.Response:
-        return web.Response(status=status, text=f"injected {status}")
 
     # -- helpers for the vendor modules -------------------------------------------------------
 

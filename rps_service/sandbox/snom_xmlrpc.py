@@ -33,7 +33,7 @@ class SnomXmlRpcEmulator(RpcRedirectEmulator):
     prefix = "/snom-xmlrpc"
     path = "/snom-xmlrpc/xmlrpc/"
     realm = "snom redirection"
-    writes = frozenset({"redirect.registerPhone", "redirect.deregisterPhone"})
+    write_methods = frozenset({"redirect.registerPhone", "redirect.deregisterPhone"})
     oui = "000413"
     foreign_mac = "000413999998"
 

@@ -12,10 +12,12 @@ import base64
 import binascii
 import xmlrpc.client
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 from xml.parsers.expat import ExpatError
 
 from aiohttp import web
+
+from .emulator import Emulator
 
 XML = "text/xml"
 
@@ -83,3 +85,40 @@ def string_params(method: str, params: tuple[Any, ...], count: int) -> tuple[str
     if len(params) != count or not all(isinstance(p, str) for p in params):
         raise XmlRpcRefused(fault(-32602, f"{method}: expected {count} string parameters"))
     return params
+
+
+class XmlRpcEmulator(Emulator):
+    """An XML-RPC vendor: Basic login, one ``POST`` endpoint, and plain-text HTTP errors
+    (these services answer a wrong path, a throttle or an outage as a web server does)."""
+
+    #: The methods that write a MAC, for the sandbox's ordering checks.
+    write_methods: ClassVar[frozenset[str]]
+
+    def account_of(self, request: web.Request) -> str:
+        login = basic_login(request)
+        return login[0] if login else request.remote or "-"
+
+    async def write_mac(self, request: web.Request) -> str | None:
+        if request.method != "POST":
+            return None
+        try:
+            params, method = xmlrpc.client.loads(await request.read(), use_builtin_types=True)
+        except (ExpatError, xmlrpc.client.ResponseError, ValueError, TypeError, IndexError):
+            return None  # an unparsable body writes nothing
+        return self.written_mac(params) if method in self.write_methods else None
+
+    def written_mac(self, params: tuple[Any, ...]) -> str | None:
+        """The MAC (lower-case hex) a write's parameters name: by default its first one."""
+        first = params[0] if params else None
+        return first.lower() if isinstance(first, str) and first else None
+
+    async def unmatched(self, request: web.Request, exc: web.HTTPException
+                        ) -> web.StreamResponse:
+        return web.Response(status=exc.status, text=exc.reason)
+
+    def throttled(self, retry_after: int) -> web.Response:
+        return web.Response(status=429, text="Too Many Requests",
+                            headers={"Retry-After": str(retry_after)})
+
+    def fault(self, status: int) -> web.Response:
+        return web.Response(status=status, text=f"injected {status}")

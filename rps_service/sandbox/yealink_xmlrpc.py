@@ -36,7 +36,6 @@ from __future__ import annotations
 import hmac
 import json
 import re
-import xmlrpc.client
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,9 +44,9 @@ from xml.sax.saxutils import escape
 from aiohttp import web
 
 from ..access import URL_KEY
-from .emulator import Emulator, Held
+from .emulator import Held
 from .state import SandboxState
-from .xmlrpc import XmlRpcRefused, basic_login, fault, parse_call, string_params
+from .xmlrpc import XmlRpcEmulator, XmlRpcRefused, fault, parse_call, string_params
 
 PATHS = ("/yealink-xmlrpc/xmlrpc", "/yealink-xmlrpc/xmlrpc/")
 REALM = "RPS"
@@ -106,7 +105,7 @@ def untyped_answer(ok: bool, text: str) -> web.Response:
     return web.Response(body=body.encode("utf-8"), content_type="text/xml", charset="utf-8")
 
 
-class YealinkXmlrpcEmulator(Emulator):
+class YealinkXmlrpcEmulator(XmlRpcEmulator):
     """Yealink legacy RPS, XML-RPC."""
 
     name = "yealink-xmlrpc"
@@ -158,32 +157,11 @@ class YealinkXmlrpcEmulator(Emulator):
         return Held(entry.url, extra={"server": entry.server,
                                       "server_url": self.servers[entry.server][1]})
 
-    def account_of(self, request: web.Request) -> str:
-        login = basic_login(request)
-        return login[0] if login else request.remote or "-"
+    write_methods = _WRITES
 
-    async def write_mac(self, request: web.Request) -> str | None:
-        if request.method != "POST":
-            return None
-        try:
-            params, method = xmlrpc.client.loads(await request.read(), use_builtin_types=True)
-        except Exception:  # an unparsable body writes nothing
-            return None
-        if method not in _WRITES or not params or not isinstance(params[0], str):
-            return None
-        mac = plain_mac(params[0])
+    def written_mac(self, params: tuple[Any, ...]) -> str | None:
+        mac = plain_mac(params[0]) if params and isinstance(params[0], str) else None
         return mac.lower() if mac else None
-
-    async def unmatched(self, request: web.Request, exc: web.HTTPException
-                        ) -> web.StreamResponse:
-        return web.Response(status=exc.status, text=exc.reason)
-
-    def throttled(self, retry_after: int) -> web.Response:
-        return web.Response(status=429, text="Too Many Requests",
-                            headers={"Retry-After": str(retry_after)})
-
-    def fault(self, status: int) -> web.Response:
-        return web.Response(status=status, text=f"injected {status}")
 
     def snapshot(self) -> dict[str, Any]:
         return {"servers": {n: {"owner": o, "url": u} for n, (o, u) in self.servers.items()},
