@@ -5,7 +5,8 @@ registered devices; the sandbox throttles the account at the daemon's ``rate_lim
 (100 requests/s), so a single request over the rate would show as a 429. Two vendors:
 
 * ``snom`` (SRAPS can list an account's endpoints: pages of 1000);
-* ``snom-xmlrpc`` (no list: one ``checkPhone`` per device, 10,000 requests at the rate).
+* ``snom-xmlrpc`` (no list: per device ``checkPhone``, then ``getPhoneRedirection`` for
+  the URL it points at: 20,000 requests at the rate).
 
 Reported: the job's time, the vendor requests, the most requests that arrived within any
 0.99 s (target ≤ ``rate_limit``; 10 ms for the jitter between send and arrival), throttled
