@@ -16,7 +16,7 @@ import secrets
 from rps_service.models import AccessDetails
 
 SELECTOR_LENGTH = 12  # hex digits: 48 bits, only to find the row
-_SECRET_BYTES = 18  # 144 bits (SPEC §9 asks for at least 128), 24 URL-safe characters
+_SECRET_BYTES = 18  # 144 bits (a URL key needs at least 128), 24 URL-safe characters
 URL_KEY = re.compile(r"[0-9a-f]{12}[A-Za-z0-9_-]{24}")
 
 

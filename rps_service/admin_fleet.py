@@ -1,4 +1,4 @@
-"""Admin commands for fleet operations (SPEC §10), through the daemon's API.
+"""Admin commands for fleet operations (docs/fleet.md), through the daemon's API.
 
 ``rps-service reconcile PROVIDER``, ``repoint SERVER``, ``job ID``, ``settings set|show``,
 ``replace PROVIDER MAC NEW_MAC``. A job command prints the job's id and, with ``--wait``,

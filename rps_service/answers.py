@@ -1,4 +1,4 @@
-"""The shapes of the event API's answers, for its OpenAPI description (SPEC §3).
+"""The shapes of the event API's answers, for its OpenAPI description (docs/api.md).
 
 The handlers build their JSON by hand (``Event.to_json``, ``Device.to_json``, …); these
 models only describe it. Tests validate real answers against them, and ``extra="forbid"``

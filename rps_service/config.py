@@ -185,7 +185,7 @@ _URL_PATH = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@%/-]+")
 
 
 class ZtpSettings(Section):
-    """``[ztp]``: the phone-facing listener serving the settings file of SPEC §7.
+    """``[ztp]``: the phone-facing listener serving the settings file of docs/phone-side.md.
 
     Off by default: it is meant to face the Internet (behind nginx/TLS), so it is opened on
     purpose. Phones authenticate per device, so a public ``listen`` needs no api_token.
@@ -195,7 +195,7 @@ class ZtpSettings(Section):
     listen: ListenAddress = "0.0.0.0"  # noqa: S104
     port: int = Field(15780, ge=1, le=65535)
     path: Annotated[str, AfterValidator(_url_path)] = "/ztprov/"
-    # Not in SPEC §7; documented in the README.
+    # Limits of our own (docs/configuration.md).
     nonce_lifetime: int = Field(300, ge=10, le=86_400)
     fail_limit: int = Field(10, ge=1, le=100_000)
 

@@ -1,4 +1,5 @@
-"""The web console's files under ``/ui/`` (SPEC §11) and ``/openapi.json``, on the listener.
+"""The web console's files under ``/ui/`` (README, "Web console") and ``/openapi.json``,
+on the listener.
 
 The console is static HTML, CSS and ES modules shipped in the package (``rps_service/ui``;
 no build step, nothing from the internet). The files are read once when the application is

@@ -1,4 +1,4 @@
-"""The fleet operations' HTTP API (SPEC §10): reconcile, re-point, jobs, extra settings and
+"""The fleet operations' HTTP API (docs/fleet.md): reconcile, re-point, jobs, extra settings and
 replacing a phone. Jobs are run by :mod:`rps_service.jobs`; everything they change goes
 through the journal like any event."""
 
@@ -193,7 +193,7 @@ async def post_replace(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    """The routes of SPEC §10."""
+    """The routes of docs/fleet.md."""
     app.router.add_post("/providers/{provider}/reconcile", post_reconcile)
     app.router.add_post("/servers/{server}/repoint", post_repoint)
     app.router.add_get("/jobs", list_jobs)

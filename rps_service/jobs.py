@@ -1,4 +1,4 @@
-"""Fleet jobs (SPEC §10): reconcile a server's devices with the vendor, re-point a server.
+"""Fleet jobs (docs/fleet.md): reconcile a server's devices with the vendor, re-point a server.
 
 A job is a row of ``rps_jobs``, created by the API (or every ``reconcile_interval`` hours)
 and run by one instance's :class:`JobRunner`, which leases it like an event: progress and

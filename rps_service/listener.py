@@ -1,4 +1,4 @@
-"""The LISTENER: the HTTP API of SPEC §3 on ``listen:port``.
+"""The LISTENER: the HTTP API of docs/api.md on ``listen:port``.
 
 An event is answered 202 only after its row is committed; the distributor is then woken so
 work starts without waiting for a poll. Every refusal is JSON with the field and reason.
@@ -467,7 +467,7 @@ async def test_provider(request: web.Request) -> web.Response:
     return json_response({"ok": result.ok, "message": result.message})
 
 
-# -- the tenant's provisioning details (/ztprov/ hands them to phones, SPEC §7) ------------
+# -- the tenant's provisioning details (/ztprov/ hands them to phones) ----------------
 
 _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # control characters cannot be written in XML 1.0
 
@@ -528,7 +528,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 def create_app(api: Api) -> web.Application:
-    """The event API application (routes of SPEC §3)."""
+    """The event API application (routes of docs/api.md)."""
     general = api.settings.general
     middlewares = [errors_middleware]
     token = general.api_token.get_secret_value()

@@ -1,4 +1,4 @@
-"""rps.log: structlog configured to write the line shapes of SPEC §5.
+"""rps.log: structlog configured to write the line shapes of docs/logs.md.
 
 Code logs events, not prose: ``log.info("Device updated", component="DATABASE", mac=...,
 status=...)``. The text renderer turns that into

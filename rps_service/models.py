@@ -216,7 +216,7 @@ class Device:
     mac_id: str | None = None
     # The per-device key in the URL of vendors that carry no credentials to the phone.
     url_key: str | None = field(default=None, repr=False)
-    # When the phone fetched its /ztprov/ settings file, and what it said it was (SPEC §7).
+    # When the phone fetched its /ztprov/ settings file, and what it said it was.
     ztp_fetched_at: datetime | None = None
     ztp_model: str | None = None
     ztp_firmware: str | None = None
@@ -257,7 +257,7 @@ class Device:
 
 @dataclass(frozen=True)
 class AccessDetails:
-    """What a phone presents at ``/ztprov/``, stored before the vendor hears of it (SPEC §4).
+    """What a phone presents at ``/ztprov/``, stored before the vendor hears of it.
 
     ``username``/``password`` for vendors that carry credentials to the phone; ``url_key``
     (a selector and a secret, see :func:`rps_service.access.split_url_key`) for vendors
@@ -300,7 +300,7 @@ class Credentials:
 
 @dataclass(frozen=True)
 class ServerProvisioning:
-    """A row of ``rps_servers``: where a tenant's phones go after /ztprov/ (SPEC §7)."""
+    """A row of ``rps_servers``: where a tenant's phones go after /ztprov/ (docs/phone-side.md)."""
 
     server: int
     prov_url: str
@@ -320,7 +320,7 @@ JOB_STATES = ("pending", "running", "done", "failed")
 
 @dataclass
 class Job:
-    """A row of ``rps_jobs``: a fleet operation (SPEC §10), run by one instance at a time."""
+    """A row of ``rps_jobs``: a fleet operation (docs/fleet.md), run by one instance at a time."""
 
     id: int
     kind: str  # reconcile | repoint

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 description of the event API (SPEC §3), built from code.
+"""The OpenAPI 3.1 description of the event API (docs/api.md), built from code.
 
 Request bodies are the pydantic models the handlers validate with; answers are described
 by the small models in :mod:`rps_service.answers`, which tests hold against what the
@@ -29,7 +29,7 @@ from rps_service.models import DEVICE_STATUSES, EVENT_STATES, MAX_BATCH, EventIn
 from rps_service.providers.registry import PROVIDERS
 from rps_service.providers.section import credentials_model
 
-#: Routes that are not the API: the console's static files (SPEC §11).
+#: Routes that are not the API: the console's static files (README, Web console).
 UNDESCRIBED_PREFIXES = ("/ui",)
 
 MAC_PATTERN = r"^\s*(?:[:.-]*[0-9A-Fa-f]){12}[:.-]*\s*$"

@@ -125,7 +125,7 @@ class Service:
         self.metrics = Metrics(self.distributor, self.store)
         self.notifier = notifier or Notifier(None)  # systemd: only when serve() passes one
         self.monitor: Monitor | None = None
-        self.jobs: JobRunner | None = None  # fleet operations (SPEC §10)
+        self.jobs: JobRunner | None = None  # fleet operations (docs/fleet.md)
         self.ops_tasks: list[asyncio.Task[None]] = []  # sd_notify, watchdog, retention
         self.retention_every = 3600.0  # seconds between two retention runs
 

@@ -156,7 +156,7 @@ class Worker:
         url = await provider.device_url(event.server, access.url_key)
         device = self._device(event, stored, url, access)
         if getattr(provider, "supports_settings", False):
-            # The server's extra settings, then the event's own (SPEC §10).
+            # The server's extra settings, then the event's own (docs/fleet.md).
             pushed = await self.store.get_server_settings(event.provider, event.server)
             if pushed:
                 device = replace(device, settings={**pushed, **device.settings})
@@ -166,7 +166,7 @@ class Worker:
     async def _access(self, provider: Provider, event: Event, stored: DeviceRow | None
                       ) -> AccessDetails:
         """The device's access details, stored *before* the vendor hears of them, so every
-        retry (and a call that timed out but landed) sends the same ones (SPEC §4)."""
+        retry (and a call that timed out but landed) sends the same ones (docs/database.md)."""
         mode = provider.access
         have = None if stored is None else AccessDetails(
             stored.http_username, stored.http_password, stored.url_key)

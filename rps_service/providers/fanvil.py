@@ -151,7 +151,7 @@ class Answer:
 
 
 class FanvilProvider(VendorProvider):
-    """Fanvil FDPS XML-RPC (SPEC §9 ``fanvil``)."""
+    """Fanvil FDPS XML-RPC (docs/vendors/fanvil.md)."""
 
     name = "fanvil"
     label = "Fanvil"

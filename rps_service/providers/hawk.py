@@ -52,7 +52,7 @@ def silence_mohawk_debug() -> None:
 
 silence_mohawk_debug()
 
-# The attribute order @hapi/hawk emits (and SPEC §6 shows); servers accept any order, but
+# The attribute order @hapi/hawk emits; servers accept any order, but
 # operators comparing captures with the reference client should see the familiar shape.
 _HEADER_ORDER = ("id", "ts", "nonce", "hash", "ext", "mac")
 

@@ -41,7 +41,7 @@ class Section(BaseModel):
 
 
 class ProviderSettings(Section):
-    """``[<provider>]``: what every vendor section has (SPEC §9).
+    """``[<provider>]``: what every vendor section has (docs/vendors/).
 
     Subclasses set the vendor's ``api_url`` default, add their credential keys (``SecretStr``
     for secrets) and name them in ``credential_keys``, and may add switches of their own.

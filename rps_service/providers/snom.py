@@ -19,7 +19,7 @@ class SnomSettings(SrapsSettings):
 
 
 class SnomProvider(SrapsProvider):
-    """Snom SRAPS (SPEC §6)."""
+    """Snom SRAPS (docs/vendors/snom.md)."""
 
     name = "snom"
     label = "Snom"

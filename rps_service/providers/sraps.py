@@ -48,7 +48,7 @@ class SrapsSettings(ProviderSettings):
 
     access_key_id: str = ""
     access_key_secret: SecretStr = SecretStr("")
-    # Read the endpoint before each PUT and keep what the portal set there (SPEC §6);
+    # Read the endpoint before each PUT and keep what the portal set there (docs/vendors/snom.md);
     # false saves that read for accounts that set nothing in the portal.
     keep_portal_settings: bool = True
 
@@ -152,7 +152,7 @@ class SrapsProvider(VendorProvider):
     # -- the catalogue --------------------------------------------------------------------
 
     async def _catalogue(self, account: Account, mac: str) -> Catalogue:
-        # ``mac``: the device whose event needs the lookups, for the log lines (SPEC §5).
+        # ``mac``: the device whose event needs the lookups, for the log lines (docs/logs.md).
         if hit := self._cache.get(account.key):
             return hit
         # One lookup per key even when a burst of events arrives on a cold cache.

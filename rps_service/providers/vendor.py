@@ -96,7 +96,7 @@ class VendorProvider(abc.ABC):
     can_list: ClassVar[bool] = False
     #: The API can look one device up (reconcile checks devices one by one without a list).
     can_lookup: ClassVar[bool] = True
-    #: Extra settings (SPEC §10) can be pushed with a registration (``Device.settings``).
+    #: Extra settings (docs/fleet.md) can be pushed with a registration (``Device.settings``).
     supports_settings: ClassVar[bool] = False
     #: The phones' family at ``/ztprov/`` (:mod:`rps_service.ztp.registry`); None: the
     #: vendor sends its phones nowhere of ours (its portal points them at the PBX).
@@ -221,7 +221,7 @@ class VendorProvider(abc.ABC):
     # -- what vendor modules call ---------------------------------------------------------
 
     async def account(self, server: int) -> Account:
-        """The credentials an operation for ``server`` uses (SPEC §9, ``mode``)."""
+        """The credentials an operation for ``server`` uses (docs/vendors/, ``mode``)."""
         if self.context.mode == "tenant":
             stored = await self.context.credentials.get_credentials(self.name, server)
             if self._usable(stored):

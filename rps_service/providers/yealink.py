@@ -124,7 +124,7 @@ _CALLER: contextvars.ContextVar[tuple[Account, str]] = contextvars.ContextVar("y
 
 
 class YealinkProvider(VendorProvider):
-    """Yealink YMCS v2 (SPEC §9 ``yealink``)."""
+    """Yealink YMCS v2 (docs/vendors/yealink.md)."""
 
     name = "yealink"
     label = "Yealink"

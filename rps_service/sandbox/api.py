@@ -251,7 +251,7 @@ def validate_endpoint(state: SrapsWorld, mac: str, body: dict[str, Any]) -> dict
     for name in ("name", "description", "provisioning_profile"):
         if not isinstance(body.get(name), str | None):
             raise _bad(f"{name} must be a string")
-    # PUT replaces the whole endpoint: what the body leaves out is gone (SPEC §6).
+    # PUT replaces the whole endpoint: what the body leaves out is gone (docs/vendors/snom.md).
     return {
         "mac": mac,
         "name": body.get("name"),

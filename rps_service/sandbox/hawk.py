@@ -1,8 +1,8 @@
 """Strict Hawk 1.0 (sha256) verification of sandbox requests, done by mohawk's ``Receiver``.
 
-Strictness matches SPEC §6: a request with a body must carry a payload ``hash``, nonces are
-single-use (per key id, nonce and ts), and timestamps must be within ±60 s of the server
-clock (the world's ``clock_offset`` shifts that clock). Failures carry the ``error`` text
+Strictness matches the public facts: a request with a body must carry a payload ``hash``,
+nonces are single-use (per key id, nonce and ts), and timestamps must be within ±60 s of the
+server clock (the world's ``clock_offset`` shifts that clock). Failures carry the ``error`` text
 that goes into ``WWW-Authenticate: Hawk error="..."``; the names follow ``@hapi/hawk``.
 """
 

@@ -132,7 +132,7 @@ class RequestRecord:
     at: float = 0.0  # arrival, time.monotonic()
 
 
-#: Settings a real catalogue has and tests push as extra settings (SPEC §10).
+#: Settings a real catalogue has and tests push as extra settings (docs/fleet.md).
 EXTRA_SETTINGS = ("firmware_status", "update_policy", "language")
 
 

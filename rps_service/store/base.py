@@ -116,7 +116,7 @@ class Store(DeviceQueries, RetentionQueries, JobQueries):
         return out
 
     async def _resolve_servers(self, tx: Tx, events: list[NewEvent]) -> None:
-        """Give each event the server it acts on (SPEC §3): ``update`` and ``remove`` always
+        """Give each event the server it acts on (docs/api.md): ``update`` and ``remove`` always
         the device's current one, an ``add`` without ``server`` the device's, else 1.
 
         "Current" is where the device's newest unfinished event puts it, else its row:

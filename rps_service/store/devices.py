@@ -1,4 +1,4 @@
-"""Device rows, API credentials and the tenants' provisioning details (SPEC §4, §7)."""
+"""Device rows, API credentials and the tenants' provisioning details (docs/database.md)."""
 
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ class DeviceQueries(SqlBackend):
                 f"SELECT {DEVICE_COLUMNS} FROM rps_devices WHERE url_key_id = ?", [selector])
         return self._device(row) if row else None
 
-    # -- access details, written before the vendor call (SPEC §4) -----------------------
+    # -- access details, written before the vendor call (docs/database.md) -----------------------
 
     async def ensure_access(self, provider: str, mac: str, server: int,
                             generated: AccessDetails, now: datetime) -> AccessDetails:
@@ -283,7 +283,7 @@ class DeviceQueries(SqlBackend):
         self._credentials[key] = (time.monotonic() + CREDENTIALS_TTL, creds)
         return creds
 
-    # -- the phone's side (/ztprov/, SPEC §7) ------------------------------------------
+    # -- the phone's side (/ztprov/, docs/phone-side.md) ------------------------------------------
 
     async def put_server_provisioning(self, prov: ServerProvisioning, now: datetime) -> None:
         """Store (or replace) a tenant's regular provisioning URL and credentials."""

@@ -1,4 +1,4 @@
-"""Fleet operations' queries (SPEC §10): durable jobs, servers' extra settings, replacements.
+"""Fleet operations' queries (docs/fleet.md): durable jobs, servers' extra settings, replacements.
 
 A job is leased like an event (``lease_owner``, ``lease_until``), so one instance runs it
 and another resumes it when the first dies. Its progress and result are written as it goes.

@@ -1,4 +1,4 @@
-"""The tables the GUI reads (SPEC §4), per dialect, as numbered migrations.
+"""The tables the GUI reads (docs/database.md), per dialect, as numbered migrations.
 
 Each migration is a list of statements; ``rps_schema`` records the version reached so a
 start only runs what is new. Column names are the contract; types differ per dialect.
@@ -64,7 +64,7 @@ MYSQL: list[list[str]] = [
             updated_at DATETIME(6) NOT NULL,
             PRIMARY KEY (provider, server)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
-        # The phone's side (SPEC §7): each tenant's regular provisioning details.
+        # The phone's side (docs/phone-side.md): each tenant's regular provisioning details.
         """CREATE TABLE IF NOT EXISTS rps_servers (
             server INT NOT NULL PRIMARY KEY,
             prov_url VARCHAR(1024) NOT NULL,
@@ -73,7 +73,7 @@ MYSQL: list[list[str]] = [
             updated_at DATETIME(6) NOT NULL
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
     ],
-    # 2: every vendor (SPEC §9): credentials with each provider's own keys; a device's
+    # 2: every vendor (docs/vendors/): credentials with each provider's own keys; a device's
     # serial number, Gigaset MAC-ID and URL key; per-server access of Poly-like vendors.
     [
         # MySQL 8 has no ADD COLUMN/CREATE INDEX IF NOT EXISTS: the migration skips a
@@ -93,7 +93,7 @@ MYSQL: list[list[str]] = [
             PRIMARY KEY (provider, server)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
     ],
-    # 3: fleet operations (SPEC §10): durable jobs, each server's extra vendor settings,
+    # 3: fleet operations (docs/fleet.md): durable jobs, each server's extra vendor settings,
     # and an event that waits for another one (replacing a phone: remove, then add).
     [
         """CREATE TABLE IF NOT EXISTS rps_jobs (

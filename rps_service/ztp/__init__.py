@@ -1,4 +1,4 @@
-"""The phone's side of zero-touch provisioning: ``/ztprov/`` (SPEC §7)."""
+"""The phone's side of zero-touch provisioning: ``/ztprov/`` (docs/phone-side.md)."""
 
 from __future__ import annotations
 

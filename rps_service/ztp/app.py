@@ -1,4 +1,4 @@
-"""The ZTP listener: what a factory-reset phone fetches from ``/ztprov/`` (SPEC §7, §9).
+"""The ZTP listener: what a factory-reset phone fetches from ``/ztprov/`` (docs/phone-side.md).
 
 A phone sent here by its vendor's redirection service asks for its settings file and
 receives a small file, in its family's format (:mod:`rps_service.ztp.family`), pointing it

@@ -1,4 +1,4 @@
-"""The files a phone asks for under ``/ztprov/`` and the one settings file it gets (SPEC §7).
+"""The files a phone asks for under ``/ztprov/`` and the one settings file it gets.
 
 A Snom phone requests ``snom<MODEL>.htm`` and then ``snom<MODEL>-<MAC>.htm``; a provisioning
 URL written with ``{mac}`` makes it ask for the bare MAC (``000413ABCDEF``, optionally with
@@ -35,7 +35,7 @@ def parse_file_name(name: str) -> RequestedFile:
 
 
 def render_settings(prov_url: str, http_user: str, http_password: str) -> bytes:
-    """The settings file of SPEC §7: the tenant's provisioning URL and credentials, escaped."""
+    """The Snom settings file: the tenant's provisioning URL and credentials, escaped."""
     lines = [
         '<?xml version="1.0" encoding="utf-8"?>',
         "<settings><phone-settings>",

@@ -1,5 +1,5 @@
 """Snom phones (and Gigaset IP PRO, Snom hardware): ``snom<MODEL>-<MAC>.htm`` and the XML
-settings file of SPEC §7 (:mod:`rps_service.ztp.files`)."""
+settings file of docs/phone-side.md (:mod:`rps_service.ztp.files`)."""
 
 from __future__ import annotations
 

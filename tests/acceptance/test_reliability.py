@@ -126,7 +126,7 @@ def is_subsequence(sub: Sequence[Op], seq: Sequence[Op]) -> bool:
 
 
 def expected_ops(events: list[dict[str, Any]]) -> tuple[list[Op], int | None, bool]:
-    """What the vendor should see for one device's events (SPEC §3): ``update`` and
+    """What the vendor should see for one device's events (docs/api.md): ``update`` and
     ``remove`` act on the device's current server; an ``update`` of a device that is not
     registered is refused and sends nothing. The writes, the final server, registered?"""
     ops: list[Op] = []
@@ -157,7 +157,7 @@ def check_outcome(dsn: str, sandbox: RunningSandbox,
     assert states <= {"done", "failed", "superseded"}, states
     failed = [(i, rows[i][1]) for i, _ in accepted if rows[i][0] == "failed"]
     assert all(reason for _, reason in failed)
-    # Updates of a device that is not registered are refused by contract (SPEC §3).
+    # Updates of a device that is not registered are refused by contract (docs/api.md).
     refused = [i for i, reason in failed if reason == "Device is not registered"]
     failed = [(i, reason) for i, reason in failed if i not in refused]
     per_mac: dict[str, list[dict[str, Any]]] = {}

@@ -1,4 +1,4 @@
-"""Fleet operations (SPEC §10) through the daemon, the SRAPS sandbox and real MariaDB:
+"""Fleet operations (docs/fleet.md) through the daemon, the SRAPS sandbox and real MariaDB:
 reconcile (report, repair, adopt, paging, a restart in the middle), re-point, extra
 settings, replacing a phone, the periodic reconcile."""
 

@@ -1,4 +1,4 @@
-"""Where the real vendor and real operators differ from a friendly sandbox (SPEC §3, §4, §6):
+"""Where the real vendor and real operators differ from a friendly sandbox:
 daemon + SRAPS sandbox + real MariaDB."""
 
 from __future__ import annotations

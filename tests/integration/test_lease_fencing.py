@@ -1,4 +1,4 @@
-"""A lost lease never sends (SPEC §1): two instances share MariaDB and a slow vendor; one
+"""A lost lease never sends: two instances share MariaDB and a slow vendor; one
 loses its database (so its leases run out and the other takes its events). The one that
 lost them must not send another request for them: no device ever has two calls in flight
 or out of order, as the sandbox's per-MAC history shows."""

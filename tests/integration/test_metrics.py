@@ -67,7 +67,7 @@ async def test_metrics_count_events_outcomes_and_retries(
         'rps_events_processed_total{action="add",provider="fake",result="retry"}': 1,
         'rps_events_processed_total{action="add",provider="fake",result="failed"}': 1,
         'rps_events_processed_total{action="remove",provider="fake",result="done"}': 1,
-        # An update of a device never registered is refused (SPEC §3).
+        # An update of a device never registered is refused (docs/api.md).
         'rps_events_processed_total{action="update",provider="fake",result="failed"}': 1,
     }
     assert samples['rps_retries_total{provider="fake"}'] == 1

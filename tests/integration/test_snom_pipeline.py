@@ -1,4 +1,4 @@
-"""Daemon + Snom provider + SRAPS sandbox + real MariaDB: SPEC §6 end to end."""
+"""Daemon + Snom provider + SRAPS sandbox + real MariaDB: docs/vendors/snom.md end to end."""
 
 from __future__ import annotations
 

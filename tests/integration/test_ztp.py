@@ -1,4 +1,4 @@
-"""The phone's side end to end (SPEC §7): daemon + SRAPS sandbox + real MariaDB, then a
+"""The phone's side end to end (docs/phone-side.md): daemon + SRAPS sandbox + real MariaDB, then a
 client playing the factory-reset phone against /ztprov/ with what SRAPS handed it."""
 
 from __future__ import annotations

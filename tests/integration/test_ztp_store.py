@@ -1,4 +1,4 @@
-"""The store's part of the phone's side (SPEC §4, §7), on SQLite and on MariaDB: the tenants'
+"""The store's part of the phone's side, on SQLite and on MariaDB: the tenants'
 provisioning details, the ztprov fetch on the device row, and migration 2 over old data."""
 
 from __future__ import annotations

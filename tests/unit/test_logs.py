@@ -1,4 +1,5 @@
-"""rps.log (SPEC §5): line shapes, levels, one line per event, secrets masked, json, logrotate."""
+"""rps.log (docs/logs.md): line shapes, levels, one line per event, secrets masked,
+json, logrotate."""
 
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def _body(line: str) -> str:
     return line.split("] ", 1)[1]
 
 
-SPEC_EXAMPLES: list[tuple[str, str, dict[str, Any], str]] = [
+LOG_EXAMPLES: list[tuple[str, str, dict[str, Any], str]] = [
     ("info", "Listening", {"component": "LISTENER", "address": "127.0.0.1:15777"},
      "INFO (LISTENER): Listening. Address=127.0.0.1:15777"),
     ("info", "Distributing events", {"component": "DISTRIBUTOR", "num": 3},
@@ -83,7 +84,7 @@ SPEC_EXAMPLES: list[tuple[str, str, dict[str, Any], str]] = [
 ]
 
 
-@pytest.mark.parametrize(("method", "event", "kw", "expected"), SPEC_EXAMPLES)
+@pytest.mark.parametrize(("method", "event", "kw", "expected"), LOG_EXAMPLES)
 def test_spec_examples(
     configured: Configure, log_path: Path, method: str, event: str, kw: dict[str, Any],
     expected: str,
@@ -99,9 +100,9 @@ def test_spec_examples(
 def test_all_spec_examples_in_one_file_in_order(configured: Configure, log_path: Path) -> None:
     configured()
     log = get_logger()
-    for method, event, kw, _ in SPEC_EXAMPLES:
+    for method, event, kw, _ in LOG_EXAMPLES:
         getattr(log, method)(event, **kw)
-    assert [_body(line) for line in _lines(log_path)] == [e[3] for e in SPEC_EXAMPLES]
+    assert [_body(line) for line in _lines(log_path)] == [e[3] for e in LOG_EXAMPLES]
 
 
 def test_timestamp_is_local_now(configured: Configure, log_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Event validation (SPEC §3): MAC normalization and the rules that guard the journal."""
+"""Event validation (docs/api.md): MAC normalization and the rules that guard the journal."""
 
 from __future__ import annotations
 

@@ -769,7 +769,7 @@ async def test_every_request_is_logged(provider: SnomProvider) -> None:
     with capture_logs() as logs:
         await provider.register(DEVICE)
     sent = [e for e in logs if e["event"] == "Sending Request"]
-    # The lookups a registration triggers carry its MAC too (SPEC §5's example line).
+    # The lookups a registration triggers carry its MAC too (docs/logs.md's example line).
     assert [(e["component"], e["mac"], e["log_level"]) for e in sent] == [
         ("Snom", MAC, "info"),
     ] * 4

@@ -1,4 +1,4 @@
-"""The phone's side (SPEC §7) without a network: User-Agent, file names, the settings file,
+"""The phone's side without a network: User-Agent, file names, the settings file,
 Basic and Digest (with httpx's DigestAuth as the real client), nonces, the 429 brake."""
 
 from __future__ import annotations
