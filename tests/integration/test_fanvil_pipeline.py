@@ -5,7 +5,7 @@ URL key in Fanvil's own format."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,12 +13,8 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
-import structlog
 
-from rps_service import logs
-from rps_service.config import load_settings
 from rps_service.providers.fanvil import fdps_password
-from rps_service.sandbox import start_sandbox
 from rps_service.sandbox.fanvil import (
     DEMO_PASSWORD,
     DEMO_USER,
@@ -28,11 +24,10 @@ from rps_service.sandbox.fanvil import (
     FanvilEmulator,
 )
 from rps_service.sandbox.runner import RunningSandbox
-from rps_service.sandbox.state import SandboxState
 from rps_service.service import Service
-from tests.conftest import SECRETS, free_port
+from tests.conftest import SECRETS
+from tests.integration.daemons import Daemons
 from tests.integration.test_pipeline import wait_events, wait_for
-from tests.integration.test_vendor_contract import ini_text
 
 MAC = "0C383E0A0B0C"
 PROV_URL = "https://pbx.test/prov/fanvil/"
@@ -83,40 +78,12 @@ class Env:
 
 
 @pytest.fixture
-async def env(tmp_path: Path, mysql_database: str) -> AsyncIterator[Callable[..., Awaitable[Env]]]:
-    running: list[tuple[Env, logs.LogFile]] = []
-
+def env(daemons: Daemons) -> Callable[..., Awaitable[Env]]:
     async def _start(**fanvil: Any) -> Env:
-        sandbox = await start_sandbox(SandboxState())
-        log_path = tmp_path / "rps.log"
-        sections = {
-            "general": {"port": free_port(), "database": mysql_database,
-                        "log_file": str(log_path), "poll_interval": 0.2, "retry_base": 0.01,
-                        "retry_cap": 0.05, "queuenum": 2},
-            "snom": {"enabled": False},
-            "fanvil": {"enabled": True, "api_url": f"{sandbox.base_url}/fanvil/xmlrpc.php",
-                       "username": DEMO_USER, "password": DEMO_PASSWORD,
-                       "provisioning_url": "https://ztp.test/ztprov/{server}/", "timeout": 5,
-                       "rate_limit": 1000, **fanvil},
-            "ztp": {"enabled": True, "listen": "127.0.0.1", "port": free_port()},
-        }
-        (tmp_path / "rps.ini").write_text(ini_text(sections), encoding="utf-8")
-        settings = load_settings(tmp_path / "rps.ini", env={})
-        sink = logs.configure(str(log_path))
-        service = Service(settings, log_sink=sink)
-        await service.start()
-        api = httpx.AsyncClient(base_url=f"http://{service.address}", timeout=10)
-        started = Env(service, sandbox, api, log_path)
-        running.append((started, sink))
-        return started
+        d = await daemons.start("fanvil", general={"retry_cap": 0.05}, **fanvil)
+        return Env(d.service, d.sandbox, d.api, d.log_path)
 
-    yield _start
-    for started, sink in running:
-        await started.api.aclose()
-        await started.service.stop()
-        await started.sandbox.close()
-        sink.close()
-    structlog.reset_defaults()
+    return _start
 
 
 async def put_tenant(e: Env) -> None:

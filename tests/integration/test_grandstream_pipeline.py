@@ -9,26 +9,20 @@ emulator's own strictness (signature, timestamp, secrets never sent).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import structlog
 
-from rps_service import logs
-from rps_service.config import load_settings
 from rps_service.providers.auth_gdms import password_hash, signature
-from rps_service.sandbox import start_sandbox
 from rps_service.sandbox.grandstream import FOREIGN_MAC, GrandstreamEmulator, serial_for
 from rps_service.sandbox.runner import RunningSandbox
-from rps_service.sandbox.state import SandboxState
 from rps_service.service import Service
-from tests.conftest import free_port
+from tests.integration.daemons import Daemons
 from tests.integration.test_pipeline import wait_events
-from tests.integration.test_vendor_contract import ini_text
 
 MAC = "000B82000101"
 
@@ -63,39 +57,15 @@ class Env:
 
 
 @pytest.fixture
-async def env(tmp_path: Path, mysql_database: str) -> AsyncIterator[Callable[..., Awaitable[Env]]]:
-    running: list[tuple[Env, logs.LogFile]] = []
-
+def env(daemons: Daemons) -> Callable[..., Awaitable[Env]]:
     async def _start(mode: str = "master", **section: Any) -> Env:
-        sandbox = await start_sandbox(SandboxState())
-        gdms = sandbox.state.emulators["grandstream"]
+        d = await daemons.start("grandstream", credentials=None if mode == "master" else {},
+                                general={"mode": mode}, ztp=False, **section)
+        gdms = d.sandbox.state.emulators["grandstream"]
         assert isinstance(gdms, GrandstreamEmulator)
-        log_path = tmp_path / f"rps-{len(running)}.log"
-        credentials = gdms.demo_credentials() if mode == "master" else {}
-        ini = tmp_path / "rps.ini"
-        ini.write_text(ini_text({
-            "general": {"port": free_port(), "database": mysql_database, "mode": mode,
-                        "log_file": str(log_path), "poll_interval": 0.2, "retry_base": 0.01,
-                        "retry_cap": 0.5, "queuenum": 2},
-            "snom": {"enabled": False},
-            "grandstream": {"enabled": True, "api_url": gdms.api_url(sandbox.base_url),
-                            "timeout": 5, "rate_limit": 1000, **credentials, **section},
-        }), encoding="utf-8")
-        sink = logs.configure(str(log_path))
-        service = Service(load_settings(ini, env={}), log_sink=sink)
-        await service.start()
-        api = httpx.AsyncClient(base_url=f"http://{service.address}", timeout=15)
-        started = Env(service, sandbox, gdms, api, log_path)
-        running.append((started, sink))
-        return started
+        return Env(d.service, d.sandbox, gdms, d.api, d.log_path)
 
-    yield _start
-    for started, sink in running:
-        await started.api.aclose()
-        await started.service.stop()
-        await started.sandbox.close()
-        sink.close()
-    structlog.reset_defaults()
+    return _start
 
 
 # -- tokens -----------------------------------------------------------------------------------

@@ -16,18 +16,15 @@ from xml.etree import ElementTree
 
 import httpx
 import pytest
-import structlog
 
-from rps_service import logs
-from rps_service.config import load_settings
 from rps_service.sandbox import start_sandbox
 from rps_service.sandbox.poly import DEMO_API_KEY, FOREIGN_MAC, OTHER_API_KEY, PolyEmulator
 from rps_service.sandbox.runner import RunningSandbox
 from rps_service.sandbox.state import SandboxState
 from rps_service.service import Service
-from tests.conftest import SECRETS, free_port, remember_secrets
+from tests.conftest import SECRETS
+from tests.integration.daemons import Daemons
 from tests.integration.test_pipeline import wait_events, wait_for
-from tests.integration.test_vendor_contract import ini_text
 
 SECRETS.update({DEMO_API_KEY, OTHER_API_KEY})
 TENANT_PASSWORD = "poly-tenant-secret-1"
@@ -41,7 +38,6 @@ class Daemon:
     service: Service
     api: httpx.AsyncClient
     log_path: Path
-    sink: logs.LogFile
 
     async def post(self, action: str, mac: str, server: int = 8) -> dict[str, Any]:
         r = await self.api.post("/events", json={"action": action, "provider": "poly",
@@ -56,9 +52,7 @@ class Daemon:
         return row.url, row.http_username, row.http_password
 
     async def stop(self) -> None:
-        await self.api.aclose()
         await self.service.stop()
-        self.sink.close()
 
 
 @dataclass
@@ -80,40 +74,17 @@ class World:
 
 
 @pytest.fixture
-async def world(tmp_path: Path, mysql_database: str) -> AsyncIterator[World]:
+async def world(daemons: Daemons) -> World:
     sandbox = await start_sandbox(SandboxState())
+    daemons.sandboxes.append(sandbox)  # closed with the daemons
     emulator = sandbox.state.emulators["poly"]
     assert isinstance(emulator, PolyEmulator)
-    ini = tmp_path / "rps.ini"
-    ini.write_text(ini_text({
-        "general": {"port": free_port(), "database": mysql_database,
-                    "log_file": str(tmp_path / "rps.log"), "poll_interval": 0.2,
-                    "retry_base": 0.01, "retry_cap": 2, "queuenum": 4},
-        "ztp": {"enabled": True, "listen": "127.0.0.1", "port": free_port()},
-        "snom": {"enabled": False},
-        "poly": {"enabled": True, "api_url": emulator.api_url(sandbox.base_url),
-                 "api_key": DEMO_API_KEY, "rate_limit": 1000, "timeout": 5,
-                 "provisioning_url": "https://ztp.test/ztprov/{server}/"},
-    }), encoding="utf-8")
-    running: list[Daemon] = []
 
     async def start() -> Daemon:
-        settings = load_settings(ini, env={})
-        sink = logs.configure(str(tmp_path / "rps.log"))
-        service = Service(settings, log_sink=sink)
-        await service.start()
-        daemon = Daemon(service, httpx.AsyncClient(base_url=f"http://{service.address}",
-                                                   timeout=15), tmp_path / "rps.log", sink)
-        running.append(daemon)
-        return daemon
+        d = await daemons.start("poly", sandbox=sandbox, general={"retry_cap": 2, "queuenum": 4})
+        return Daemon(d.service, d.api, d.log_path)
 
-    yield World(sandbox, emulator, start)
-    for daemon in running:
-        if not daemon.api.is_closed:
-            await daemon.stop()
-    remember_secrets(sandbox.state)
-    await sandbox.close()
-    structlog.reset_defaults()
+    return World(sandbox, emulator, start)
 
 
 async def test_one_profile_per_server_found_again_after_a_restart(world: World) -> None:

@@ -9,7 +9,7 @@ throttling (the rate limit and the account pause), and the phone fetching its fi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,21 +17,17 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import structlog
 
-from rps_service import logs
 from rps_service.access import AccessMode
-from rps_service.config import load_settings
 from rps_service.providers.registry import PROVIDERS
 from rps_service.providers.vendor import VendorProvider
-from rps_service.sandbox import start_sandbox
 from rps_service.sandbox.emulator import Emulator, Held
 from rps_service.sandbox.registry import EMULATORS
 from rps_service.sandbox.runner import RunningSandbox
-from rps_service.sandbox.state import SandboxState
 from rps_service.service import Service
 from rps_service.ztp.registry import FAMILIES
-from tests.conftest import SECRETS, free_port, remember_secrets
+from tests.conftest import SECRETS
+from tests.integration.daemons import Daemons
 from tests.integration.test_pipeline import wait_events, wait_for
 
 PROV_URL = "https://pbx.test/prov/?tenant=8&a=<b>"
@@ -76,65 +72,20 @@ class Env:
         return {"url": row.url, "username": row.http_username, "password": row.http_password}
 
 
-def ini_text(sections: dict[str, dict[str, Any]]) -> str:
-    lines = []
-    for name, values in sections.items():
-        lines.append(f"[{name}]")
-        lines += [f"{k} = {str(v).lower() if isinstance(v, bool) else v}"
-                  for k, v in values.items()]
-        lines.append("")
-    return "\n".join(lines)
-
-
 @pytest.fixture(params=[cls.name for cls in EMULATORS])
 def vendor(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture
-async def env(tmp_path: Path, mysql_database: str, vendor: str
-              ) -> AsyncIterator[Callable[..., Awaitable[Env]]]:
-    running: list[tuple[Env, logs.LogFile]] = []
-
+def env(daemons: Daemons, vendor: str) -> Callable[..., Awaitable[Env]]:
     async def _start(credentials: dict[str, Any] | None = None, **section: Any) -> Env:
-        state = SandboxState()
-        sandbox = await start_sandbox(state)
-        emulator = state.emulators[vendor]
-        log_path = tmp_path / f"rps-{len(running)}.log"
-        values: dict[str, Any] = {
-            "enabled": True, "api_url": emulator.api_url(sandbox.base_url),
-            "provisioning_url": "https://ztp.test/ztprov/{server}/", "timeout": 5,
-            "rate_limit": 1000, **(credentials or emulator.demo_credentials()), **section}
-        sections = {
-            "general": {"port": free_port(), "database": mysql_database,
-                        "log_file": str(log_path), "poll_interval": 0.2, "retry_base": 0.01,
-                        "retry_cap": 2, "queuenum": 4},
-            "ztp": {"enabled": True, "listen": "127.0.0.1", "port": free_port()},
-            vendor: values,
-        }
-        if vendor != "snom":
-            sections["snom"] = {"enabled": False}
-        ini = tmp_path / "rps.ini"
-        ini.write_text(ini_text(sections), encoding="utf-8")
-        settings = load_settings(ini, env={})
-        sink = logs.configure(str(log_path))
-        service = Service(settings, log_sink=sink)
-        await service.start()
-        api = httpx.AsyncClient(base_url=f"http://{service.address}", timeout=15)
-        started = Env(service, sandbox, emulator, PROVIDERS[vendor], api, log_path)
-        running.append((started, sink))
-        return started
+        d = await daemons.start(vendor, credentials=credentials,
+                                general={"retry_cap": 2, "queuenum": 4}, **section)
+        return Env(d.service, d.sandbox, d.sandbox.state.emulators[vendor], PROVIDERS[vendor],
+                   d.api, d.log_path)
 
-    yield _start
-    for started, sink in running:
-        await started.api.aclose()
-        await started.service.stop()
-        remember_secrets(started.sandbox.state)
-        SECRETS.update(str(v) for k, v in started.emulator.demo_credentials().items()
-                       if "secret" in k or "password" in k or k == "api_key")
-        await started.sandbox.close()
-        sink.close()
-    structlog.reset_defaults()
+    return _start
 
 
 def assert_sent(env: Env, held: Held | None, device: dict[str, Any], access: dict[str, Any]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,19 +14,14 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import structlog
 
-from rps_service import logs
-from rps_service.config import load_settings
-from rps_service.sandbox import start_sandbox
 from rps_service.sandbox.runner import RunningSandbox
-from rps_service.sandbox.state import SandboxState
 from rps_service.sandbox.yealink import YealinkEmulator
 from rps_service.sandbox.ymcs import DEMO_ORG, DEMO_SECRET, new_device
 from rps_service.service import Service
-from tests.conftest import SECRETS, free_port, remember_secrets
+from tests.conftest import SECRETS
+from tests.integration.daemons import Daemons
 from tests.integration.test_pipeline import wait_events, wait_for
-from tests.integration.test_vendor_contract import ini_text
 
 SN = "3012345678901234"
 MAC = "001565ABC001"
@@ -71,43 +66,18 @@ class Env:
 
 
 @pytest.fixture
-async def env(tmp_path: Path, mysql_database: str) -> AsyncIterator[Callable[..., Awaitable[Env]]]:
-    running: list[tuple[Env, logs.LogFile]] = []
-
+def env(daemons: Daemons) -> Iterator[Callable[..., Awaitable[Env]]]:
     async def _start(**section: Any) -> Env:
-        sandbox = await start_sandbox(SandboxState())
-        emulator = sandbox.state.emulators["yealink"]
+        d = await daemons.start("yealink", general={"retry_cap": 2}, **section)
+        emulator = d.sandbox.state.emulators["yealink"]
         assert isinstance(emulator, YealinkEmulator)
-        log_path = tmp_path / f"rps-{len(running)}.log"
-        ini = tmp_path / "rps.ini"
-        ini.write_text(ini_text({
-            "general": {"port": free_port(), "database": mysql_database,
-                        "log_file": str(log_path), "poll_interval": 0.2, "retry_base": 0.01,
-                        "retry_cap": 2, "queuenum": 2},
-            "ztp": {"enabled": True, "listen": "127.0.0.1", "port": free_port()},
-            "snom": {"enabled": False},
-            "yealink": {"enabled": True, "api_url": emulator.api_url(sandbox.base_url),
-                        "provisioning_url": "https://ztp.test/ztprov/{server}/",
-                        "timeout": 5, "rate_limit": 1000, **emulator.demo_credentials(),
-                        **section},
-        }), encoding="utf-8")
-        sink = logs.configure(str(log_path))
-        service = Service(load_settings(ini, env={}), log_sink=sink)
-        await service.start()
-        api = httpx.AsyncClient(base_url=f"http://{service.address}", timeout=15)
-        started = Env(service, sandbox, emulator, api, log_path)
-        running.append((started, sink))
-        return started
+        return Env(d.service, d.sandbox, emulator, d.api, d.log_path)
 
     yield _start
-    for started, sink in running:
-        await started.api.aclose()
-        await started.service.stop()
-        remember_secrets(started.sandbox.state)
-        SECRETS.update(started.emulator.ymcs.issued)
-        await started.sandbox.close()
-        sink.close()
-    structlog.reset_defaults()
+    for d in daemons.running:  # the access tokens YMCS issued
+        emulator = d.sandbox.state.emulators["yealink"]
+        assert isinstance(emulator, YealinkEmulator)
+        SECRETS.update(emulator.ymcs.issued)
 
 
 # -- tokens -------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import xmlrpc.client
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,14 +19,9 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import structlog
 
-from rps_service import logs
-from rps_service.config import load_settings
 from rps_service.providers.yealink_xmlrpc import SERVER_NAME, server_name
-from rps_service.sandbox import start_sandbox
 from rps_service.sandbox.runner import RunningSandbox
-from rps_service.sandbox.state import SandboxState
 from rps_service.sandbox.yealink_xmlrpc import (
     DEMO_PASSWORD,
     DEMO_USER,
@@ -36,9 +31,9 @@ from rps_service.sandbox.yealink_xmlrpc import (
     YealinkXmlrpcEmulator,
 )
 from rps_service.service import Service
-from tests.conftest import SECRETS, free_port
+from tests.conftest import SECRETS
+from tests.integration.daemons import Daemons
 from tests.integration.test_pipeline import wait_events
-from tests.integration.test_vendor_contract import ini_text
 
 MAC = "805EC0000101"
 ZTP_URL = "https://ztp.test/ztprov/{server}/"
@@ -69,46 +64,16 @@ class Env:
 
 
 @pytest.fixture
-async def env(tmp_path: Path, mysql_database: str
-              ) -> AsyncIterator[Callable[..., Awaitable[Env]]]:
-    running: list[tuple[Env, logs.LogFile]] = []
+def env(daemons: Daemons) -> Callable[..., Awaitable[Env]]:
     SECRETS.update({DEMO_PASSWORD, "yealink-other-password"})
 
     async def _start(sandbox: RunningSandbox | None = None, **section: Any) -> Env:
-        sandbox = sandbox or await start_sandbox(SandboxState())
-        rps = sandbox.state.emulators["yealink-xmlrpc"]
+        d = await daemons.start("yealink-xmlrpc", sandbox=sandbox, **section)
+        rps = d.sandbox.state.emulators["yealink-xmlrpc"]
         assert isinstance(rps, YealinkXmlrpcEmulator)
-        log_path = tmp_path / f"rps-{len(running)}.log"
-        ini = tmp_path / "rps.ini"
-        ini.write_text(ini_text({
-            "general": {"port": free_port(), "database": mysql_database,
-                        "log_file": str(log_path), "poll_interval": 0.2, "retry_base": 0.01,
-                        "retry_cap": 0.5, "queuenum": 2},
-            "ztp": {"enabled": True, "listen": "127.0.0.1", "port": free_port()},
-            "snom": {"enabled": False},
-            "yealink-xmlrpc": {"enabled": True, "api_url": rps.api_url(sandbox.base_url),
-                               "provisioning_url": ZTP_URL, "timeout": 5,
-                               "rate_limit": 1000, **rps.demo_credentials(), **section},
-        }), encoding="utf-8")
-        sink = logs.configure(str(log_path))
-        service = Service(load_settings(ini, env={}), log_sink=sink)
-        await service.start()
-        api = httpx.AsyncClient(base_url=f"http://{service.address}", timeout=15)
-        started = Env(service, sandbox, rps, api, log_path)
-        running.append((started, sink))
-        return started
+        return Env(d.service, d.sandbox, rps, d.api, d.log_path)
 
-    yield _start
-    closed: set[int] = set()
-    for started, sink in running:
-        await started.api.aclose()
-        await started.service.stop()
-        SECRETS.update(started.sandbox.state.received_passwords)  # the URL keys
-        if id(started.sandbox) not in closed:
-            closed.add(id(started.sandbox))
-            await started.sandbox.close()
-        sink.close()
-    structlog.reset_defaults()
+    return _start
 
 
 # -- another customer's MAC -------------------------------------------------------------------
