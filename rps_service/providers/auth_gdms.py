@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncGenerator, Callable, Generator, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import Any
 
 import httpx
 
-from rps_service.providers.tokens import Token, TokenCache
+from rps_service.providers.tokens import Token, TokenAuth, TokenCache
 
 #: Query parameters the signing step sets itself.
 SIGNED_BY_US = ("access_token", "timestamp", "signature")
@@ -69,7 +69,7 @@ def token_refused(response: httpx.Response) -> bool:
             and bool(_TOKEN_WORDS.search(message)) and bool(_REFUSED_WORDS.search(message)))
 
 
-class GdmsAuth(httpx.Auth):
+class GdmsAuth(TokenAuth):
     """Signs one GDMS API call; a refused token is dropped and the call retried once.
 
     ``used`` collects the token values signed with, so error texts that echo a token can
@@ -80,29 +80,24 @@ class GdmsAuth(httpx.Auth):
 
     def __init__(self, tokens: TokenCache, account_key: str, client_id: str,
                  client_secret: str, timestamp: Callable[[], str]) -> None:
-        self.tokens = tokens
-        self.account_key = account_key
+        super().__init__(tokens, account_key)
         self.client_id = client_id
         self.client_secret = client_secret
         self.timestamp = timestamp
         self.used: list[str] = []
 
-    def sync_auth_flow(self, request: httpx.Request
-                       ) -> Generator[httpx.Request, httpx.Response, None]:
-        raise RuntimeError("GdmsAuth fetches tokens asynchronously: use an async client")
-
     async def async_auth_flow(self, request: httpx.Request
                               ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         await request.aread()
-        token = await self.tokens.get(self.account_key)
+        token = await self.token()
         self.sign(request, token)
         response = yield request
         if not token_refused(response):
             return
         # Refused before its time (revoked, or a login elsewhere replaced it): one retry
         # with a new token; a second refusal is the answer.
-        self.tokens.drop(self.account_key, token)
-        token = await self.tokens.get(self.account_key)
+        self.tokens.drop(self.key, token)
+        token = await self.token()
         self.sign(request, token)
         yield request
 

@@ -18,12 +18,12 @@ import base64
 import json
 import secrets
 import time
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, Callable
 
 import httpx
 
 from rps_service.providers.http import OPERATION
-from rps_service.providers.tokens import TokenCache
+from rps_service.providers.tokens import TokenAuth, TokenCache
 
 TOKEN_PATH = "/v2/token"  # noqa: S105 - a path, not a secret
 #: Peers send 32 random hex characters; a sibling Yealink API documents 32 as the maximum.
@@ -55,33 +55,24 @@ def token_request(api_url: str, key_id: str, key_secret: str, *, user_agent: str
     return request
 
 
-class YmcsAuth(httpx.Auth):
-    """Bearer token, timestamp and nonce on an API request; one retry after a 401.
-
-    ``tokens.get(key)`` may fetch a token (through the provider, as a request of its own);
-    the provider warms the cache before sending, so a fetch here happens only for the retry.
-    """
+class YmcsAuth(TokenAuth):
+    """Bearer token, timestamp and nonce on an API request; one retry after a 401."""
 
     def __init__(self, tokens: TokenCache, key: str,
                  clock: Callable[[], float] = time.time) -> None:
-        self.tokens = tokens
-        self.key = key
+        super().__init__(tokens, key)
         self.clock = clock
-
-    def sync_auth_flow(self, request: httpx.Request
-                       ) -> Generator[httpx.Request, httpx.Response, None]:
-        raise RuntimeError("YmcsAuth fetches tokens asynchronously: use an async client")
 
     async def async_auth_flow(self, request: httpx.Request
                               ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        token = await self.tokens.get(self.key)
+        token = await self.token()
         self._sign(request, token.value)
         response = yield request
         if response.status_code != 401:
             return
         # The token expired early or was revoked: a new one, and a new nonce, once.
         self.tokens.drop(self.key, token)
-        token = await self.tokens.get(self.key)
+        token = await self.token()
         self._sign(request, token.value)
         yield request
 

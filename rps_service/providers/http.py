@@ -29,6 +29,7 @@ from rps_service.logs import get_logger
 from rps_service.providers.base import Failure, ProviderError, RequestObserver
 from rps_service.providers.errors import transport_error
 from rps_service.providers.ratelimit import AccountGate
+from rps_service.providers.tokens import TokenAuth
 
 log = get_logger()
 
@@ -94,6 +95,8 @@ class VendorHttp:
         deferred, :class:`~rps_service.lease.LeaseLost` when the lease no longer holds.
         """
         lease = leases.CURRENT.get()
+        if isinstance(auth, TokenAuth):
+            await auth.prepare()  # the token request first, with a turn of its own
         await self._turn(account, lease)
         if auth is None:
             return await self._send_one(request, operation, mac, lease)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
+
+import httpx
 
 
 @dataclass(frozen=True)
@@ -63,3 +65,32 @@ class TokenCache:
     def clear(self) -> None:
         self._tokens.clear()
         self._locks.clear()
+
+
+class TokenAuth(httpx.Auth):
+    """Signing with an account's token from a :class:`TokenCache` (YMCS, GDMS).
+
+    Fetching a token is a request of its own, with its own turn under the account's rate
+    limit. :class:`~rps_service.providers.http.VendorHttp` calls :meth:`prepare` before the
+    signed request takes its turn, so that turn is never spent waiting for the token (and
+    the two requests never go out together).
+    """
+
+    def __init__(self, tokens: TokenCache, key: str) -> None:
+        self.tokens = tokens
+        self.key = key
+        self._prepared: Token | None = None
+
+    async def prepare(self) -> None:
+        """Get the token to sign with (fetched if need be)."""
+        self._prepared = await self.tokens.get(self.key)
+
+    async def token(self) -> Token:
+        """The token to sign with: the one :meth:`prepare` got (once), else the cache's."""
+        token, self._prepared = self._prepared, None
+        return token or await self.tokens.get(self.key)
+
+    def sync_auth_flow(self, request: httpx.Request
+                       ) -> Generator[httpx.Request, httpx.Response, None]:
+        raise RuntimeError(f"{type(self).__name__} fetches tokens asynchronously: "
+                           "use an async client")

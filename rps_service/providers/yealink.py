@@ -271,10 +271,9 @@ class YealinkProvider(VendorProvider):
 
     async def _call(self, account: Account, operation: str, path: str, body: object,
                     mac: str) -> httpx.Response:
-        """One API call, signed; a token is fetched first when the cache has none."""
+        """One API call, signed (a token is fetched first when the cache has none)."""
         caller = _CALLER.set((account, mac))
         try:
-            await self.tokens.get(account.key)
             return await self.request(
                 account, "POST", self._url(path), operation=operation, mac=mac,
                 json_body=body, auth=YmcsAuth(self.tokens, account.key, self.clock))

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
+
+import httpx
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rps_service.providers.http import VendorHttp
 from rps_service.providers.ratelimit import DEFAULT_PAUSE, AccountGate
+from rps_service.providers.tokens import Token, TokenAuth, TokenCache
 
 
 class Clock:
@@ -52,3 +57,38 @@ def test_a_pause_holds_every_slot_and_is_capped() -> None:
     # Without a Retry-After: the default, doubled while throttling answers repeat.
     assert gate.pause(None) == DEFAULT_PAUSE
     assert gate.pause(None) == DEFAULT_PAUSE * 2
+
+
+async def test_a_token_fetched_for_a_request_never_shares_its_turn() -> None:
+    """One request a second: a call on a cold token cache sends the token request, then
+    itself a second later (not both at once after its own turn went by unused)."""
+    clock = Clock()
+
+    async def sleep(seconds: float) -> None:
+        clock.now += seconds
+
+    sent: list[tuple[str, float]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append((request.url.path, clock.now))
+        return httpx.Response(200, json={})
+
+    http = VendorHttp(name="v", label="V", transport=httpx.MockTransport(handler), timeout=5,
+                      rate_limit=1, retry_cap=30, monotonic=clock, sleep=sleep)
+
+    async def fetch(key: str, previous: Token | None) -> Token:
+        await http.send(httpx.Request("POST", "https://v.test/token"), account=key,
+                        operation="token")
+        return Token("t0ken", expires=clock.now + 3600)
+
+    class Signed(TokenAuth):
+        async def async_auth_flow(self, request: httpx.Request
+                                  ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+            token = await self.token()
+            request.headers["Authorization"] = f"Bearer {token.value}"
+            yield request
+
+    tokens = TokenCache(fetch, clock=clock)
+    await http.send(httpx.Request("POST", "https://v.test/api"), account="a", operation="x",
+                    auth=Signed(tokens, "a"))
+    assert sent == [("/token", 100.0), ("/api", 101.0)]
