@@ -39,7 +39,7 @@ async def run(opts: Options) -> list[Row]:
 
 
 async def _reconcile(name: str, count: int, opts: Options) -> list[Row]:
-    from rps_service.distributor import utcnow
+    from rps_service.clock import utcnow
 
     async with _daemon(name, {"rate_limit": RATE}) as (client, state, emulator, service):
         url = "https://pbx.bench.test/ztprov/1/"

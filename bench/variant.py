@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 TRACED_MODULES = (
-    "rps_service.listener", "rps_service.distributor", "rps_service.worker",
+    "rps_service.api.app", "rps_service.pipeline.distributor", "rps_service.pipeline.worker",
     "rps_service.providers.snom", "rps_service.providers.transport", "rps_service.store.base",
     "rps_service.store.sql", "rps_service.store.devices", "rps_service.store.group",
     "rps_service.store.mysql", "rps_service.store.sqlite",

@@ -28,20 +28,21 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from rps_service.access import AccessMode
+from rps_service.api.app import Api, create_app
+from rps_service.clock import utcnow
 from rps_service.config import DatabaseUrl, Settings
-from rps_service.distributor import Distributor, utcnow
-from rps_service.jobs import JobRunner
-from rps_service.listener import Api, create_app
 from rps_service.logs import LogFile, get_logger, http_server_logger
 from rps_service.metrics import Metrics
 from rps_service.notify import Monitor, Notifier
+from rps_service.pipeline.distributor import Distributor
+from rps_service.pipeline.jobs import JobRunner
+from rps_service.pipeline.worker import Worker
 from rps_service.providers import build_providers
-from rps_service.providers.base import Provider
+from rps_service.providers.protocol import Provider
 from rps_service.providers.registry import PROVIDERS
 from rps_service.providers.section import PLACEHOLDER_HOST
 from rps_service.providers.transport import AiohttpTransport
 from rps_service.store import Store, StoreUnavailable, create_store
-from rps_service.worker import Worker
 from rps_service.ztp import ZtpListener
 
 log = get_logger()

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Mapping
 from pydantic import SecretStr
 
 from rps_service.access import AccessMode
-from rps_service.providers.base import CheckResult, Device, Failure, ProviderError, VendorRecord
+from rps_service.providers.protocol import CheckResult, Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import ProviderSettings
 
 

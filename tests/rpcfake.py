@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from rps_service.models import Credentials
-from rps_service.providers.base import CredentialSource
+from rps_service.providers.protocol import CredentialSource
 from rps_service.providers.section import ProviderSettings
 from rps_service.providers.vendor import ProviderContext, VendorProvider
 

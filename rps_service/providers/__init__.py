@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from rps_service.providers.base import CredentialSource, Provider, RequestObserver
+from rps_service.providers.protocol import CredentialSource, Provider, RequestObserver
 from rps_service.providers.registry import PROVIDERS
 from rps_service.providers.vendor import ProviderContext
 

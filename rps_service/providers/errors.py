@@ -18,7 +18,7 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
-from rps_service.providers.base import Failure, ProviderError
+from rps_service.providers.protocol import Failure, ProviderError
 
 TEXT_LIMIT = 200
 _TEXT_FIELDS = ("message", "error_description", "error", "detail", "msg", "errorInfo")

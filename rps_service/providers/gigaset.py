@@ -34,8 +34,8 @@ from pydantic import Field, SecretStr
 
 from rps_service.access import AccessMode
 from rps_service.providers import xmlrpc
-from rps_service.providers.base import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.errors import clean_text, owned_by_other
+from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import HttpUrl, ProviderSettings
 from rps_service.providers.vendor import Account, VendorProvider
 

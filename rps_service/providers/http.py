@@ -9,8 +9,8 @@ checks:
 1. the account's turn: :class:`~rps_service.providers.ratelimit.AccountGate` (rate limit,
    throttle pause); a turn that would come after the lease ends is not waited for: the
    call is *deferred* (nothing sent, the event comes back when the turn comes);
-2. the lease (:mod:`rps_service.lease`): lost or run out → :class:`LeaseLost`, nothing sent;
-   the request's timeout never outlasts it;
+2. the lease (:mod:`rps_service.pipeline.lease`): lost or run out → :class:`LeaseLost`,
+   nothing sent; the request's timeout never outlasts it;
 3. the ``INFO (<Vendor>): Sending Request. Mac=… Url=…`` line, with secrets in the query
    masked;
 4. the metrics observer, told of every request's operation, status and duration.
@@ -24,10 +24,10 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from rps_service import lease as leases
 from rps_service.logs import get_logger
-from rps_service.providers.base import Failure, ProviderError, RequestObserver
+from rps_service.pipeline import lease as leases
 from rps_service.providers.errors import transport_error
+from rps_service.providers.protocol import Failure, ProviderError, RequestObserver
 from rps_service.providers.ratelimit import AccountGate
 from rps_service.providers.tokens import TokenAuth
 
@@ -92,7 +92,7 @@ class VendorHttp:
         """Send ``request`` (and whatever its auth step adds); the last response, read.
 
         Raises :class:`ProviderError` when no answer came (transient) or the call was
-        deferred, :class:`~rps_service.lease.LeaseLost` when the lease no longer holds.
+        deferred, :class:`~rps_service.pipeline.lease.LeaseLost` when the lease no longer holds.
         """
         lease = leases.CURRENT.get()
         if isinstance(auth, TokenAuth):

@@ -34,8 +34,8 @@ from pydantic import AfterValidator, SecretStr
 
 from rps_service.access import AccessMode
 from rps_service.logs import get_logger
-from rps_service.providers.base import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.errors import error_text, owned_by_other
+from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import BaseUrl, ProviderSettings
 from rps_service.providers.vendor import Account, ProviderContext, VendorProvider
 

@@ -22,8 +22,8 @@ import httpx
 from pydantic import SecretStr
 
 from rps_service.access import AccessMode
-from rps_service.providers.base import Failure, ProviderError
 from rps_service.providers.errors import clean_text, http_error
+from rps_service.providers.protocol import Failure, ProviderError
 from rps_service.providers.section import ProviderSettings
 from rps_service.providers.vendor import Account, VendorProvider
 from rps_service.providers.xmlrpc import call

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rps_service.providers.base import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.errors import owned_by_other
+from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.rpcredirect import RpcFault, RpcRedirectProvider, RpcRedirectSettings
 from rps_service.providers.section import BaseUrl
 from rps_service.providers.vendor import Account

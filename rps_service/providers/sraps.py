@@ -26,8 +26,8 @@ from pydantic import SecretStr
 
 from rps_service.logs import get_logger
 from rps_service.providers import hawk
-from rps_service.providers.base import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.errors import owned_by_other
+from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import ProviderSettings
 from rps_service.providers.vendor import Account, ProviderContext, VendorProvider
 

@@ -26,7 +26,9 @@ from rps_service import __version__
 from rps_service.access import AccessMode
 from rps_service.logs import get_logger
 from rps_service.models import Credentials
-from rps_service.providers.base import (
+from rps_service.providers.errors import error_text, http_error
+from rps_service.providers.http import VendorHttp
+from rps_service.providers.protocol import (
     CheckResult,
     CredentialSource,
     Device,
@@ -35,8 +37,6 @@ from rps_service.providers.base import (
     RequestObserver,
     VendorRecord,
 )
-from rps_service.providers.errors import error_text, http_error
-from rps_service.providers.http import VendorHttp
 from rps_service.providers.section import PLACEHOLDER_HOST, ProviderSettings
 
 log = get_logger()
@@ -80,7 +80,7 @@ class ProviderContext:
 
 
 class VendorProvider(abc.ABC):
-    """A :class:`~rps_service.providers.base.Provider` on the shared skeleton."""
+    """A :class:`~rps_service.providers.protocol.Provider` on the shared skeleton."""
 
     #: The provider's name in events, rps.ini (``[name]``) and the API.
     name: ClassVar[str]

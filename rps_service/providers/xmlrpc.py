@@ -15,7 +15,7 @@ from xml.parsers.expat import ExpatError
 
 import httpx
 
-from rps_service.providers.base import Failure, ProviderError
+from rps_service.providers.protocol import Failure, ProviderError
 
 if TYPE_CHECKING:
     from rps_service.providers.vendor import Account, VendorProvider

@@ -30,13 +30,13 @@ from pydantic import AfterValidator, SecretStr, model_validator
 
 from rps_service.access import AccessMode
 from rps_service.providers.auth_ymcs import YmcsAuth, token_request
-from rps_service.providers.base import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.errors import (
     clean_text,
     error_text,
     owned_by_other,
     parse_retry_after,
 )
+from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import ProviderSettings, http_url
 from rps_service.providers.tokens import Token, TokenCache
 from rps_service.providers.vendor import USER_AGENT, Account, ProviderContext, VendorProvider

@@ -43,8 +43,8 @@ from pydantic import SecretStr
 from rps_service.access import AccessMode
 from rps_service.logs import get_logger
 from rps_service.providers.auth_xca import XcaAuth
-from rps_service.providers.base import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.errors import clean_text, owned_by_other
+from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import BaseUrl, ProviderSettings
 from rps_service.providers.vendor import Account, ProviderContext, VendorProvider
 

@@ -18,7 +18,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from . import api, control
+from . import control
+from . import sraps_api as api
 from .emulator import Emulator
 from .registry import EMULATORS
 from .state import SandboxState

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .api import STATE, ApiError, validate_endpoint
+from .sraps_api import STATE, ApiError, validate_endpoint
 from .state import SETTING_SERVER_UUID, SandboxState
 
 _FRACTIONS = ("error_rate", "rate_limit_rate")

@@ -1,4 +1,4 @@
-"""The SRAPS emulator: Snom's REST API v1 at ``/api/v1/`` (the handlers are in ``api.py``).
+"""The SRAPS emulator: Snom's REST API v1 at ``/api/v1/`` (the handlers are in ``sraps_api.py``).
 
 Hawk is checked by the handlers' wrapper (:meth:`SrapsEmulator.authenticated`); the world
 (companies, keys, settings catalogue, endpoints) lives in
@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import api
+from . import sraps_api as api
 from .emulator import Emulator, Held
 from .hawk import HawkError, verify
 from .state import (

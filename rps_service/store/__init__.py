@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from rps_service.config import DatabaseUrl
+from typing import TYPE_CHECKING
+
 from rps_service.store.base import DeviceOutcome, Inserted, Store, StoreUnavailable
 from rps_service.store.sql import DatabaseMissing
+
+if TYPE_CHECKING:  # config imports every vendor module: not at run time
+    from rps_service.config import DatabaseUrl
 
 
 def create_store(url: DatabaseUrl) -> Store:

@@ -1,7 +1,7 @@
 """The store: the event journal's queries over one SQL backend.
 
 Queries are named by what they do. Policy (what state follows what, when to retry) is not
-here: it is in ``worker.py``; the device queries are in ``devices.py``, the shared seam in
+here: it is in ``pipeline/worker.py``; the device queries are in ``devices.py``, the shared seam in
 ``sql.py``.
 """
 

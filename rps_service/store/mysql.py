@@ -12,15 +12,17 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiomysql
 import pymysql
 
-from rps_service.config import DatabaseUrl
 from rps_service.store.base import Store
 from rps_service.store.schema import MYSQL
 from rps_service.store.sql import DatabaseMissing, DuplicateKey, StoreUnavailable, Tx
+
+if TYPE_CHECKING:  # config imports every vendor module: not at run time
+    from rps_service.config import DatabaseUrl
 
 _CONNECT_TIMEOUT = 5
 _RECYCLE_SECONDS = 600  # well below the usual wait_timeout (28800) and proxies' idle limits

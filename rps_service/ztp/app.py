@@ -40,8 +40,8 @@ from collections.abc import Callable, Mapping
 from aiohttp import web
 
 from rps_service.access import URL_KEY, AccessMode, new_url_key, url_key_selector
+from rps_service.clock import utcnow
 from rps_service.config import ZtpSettings
-from rps_service.distributor import utcnow
 from rps_service.logs import get_logger, http_server_logger
 from rps_service.models import Device
 from rps_service.providers.registry import PROVIDERS

@@ -1,11 +1,11 @@
 """Snom phones (and Gigaset IP PRO, Snom hardware): ``snom<MODEL>-<MAC>.htm`` and the XML
-settings file of docs/phone-side.md (:mod:`rps_service.ztp.files`)."""
+settings file of docs/phone-side.md (:mod:`rps_service.ztp.snom_file`)."""
 
 from __future__ import annotations
 
 from rps_service.models import Device, ServerProvisioning
 from rps_service.ztp.family import PhoneFamily
-from rps_service.ztp.files import parse_file_name, render_settings
+from rps_service.ztp.snom_file import parse_file_name, render_settings
 
 
 class SnomFamily(PhoneFamily):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from rps_service.clock import utcnow
 from rps_service.config import parse_database_url
-from rps_service.distributor import utcnow
 from rps_service.models import NewEvent
 from rps_service.store import create_store
 from tests.conftest import free_port, write_ini

@@ -18,7 +18,7 @@ import structlog
 from rps_service import logs
 from rps_service.cli import main
 from rps_service.config import load_settings
-from rps_service.providers.base import CheckResult
+from rps_service.providers.protocol import CheckResult
 from rps_service.service import Service
 from tests.conftest import free_port, write_ini
 from tests.fakes import ScriptedProvider, permanent

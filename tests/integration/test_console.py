@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rps_service.api.openapi import render
 from rps_service.config import load_settings
-from rps_service.openapi import render
 from tests.conftest import free_port, write_ini
 from tests.console import running
 

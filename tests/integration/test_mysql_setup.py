@@ -11,8 +11,8 @@ from typing import Any
 import pymysql
 import pytest
 
+from rps_service.clock import utcnow
 from rps_service.config import parse_database_url
-from rps_service.distributor import utcnow
 from rps_service.models import NewEvent
 from rps_service.store import StoreUnavailable, create_store
 from rps_service.store.sql import Tx

@@ -15,8 +15,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from rps_service.api.openapi import document
 from rps_service.config import load_settings
-from rps_service.openapi import document
 from tests.conftest import free_port, write_ini
 from tests.console import in_thread
 

@@ -343,8 +343,8 @@ async def test_poison_event_cannot_loop_forever(
     is given up once its lease attempts pass max_attempts."""
     from datetime import timedelta
 
+    from rps_service.clock import utcnow
     from rps_service.config import parse_database_url
-    from rps_service.distributor import utcnow
     from rps_service.models import NewEvent
     from rps_service.store import create_store
 

@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 
 from rps_service import logs
-from rps_service.distributor import utcnow
+from rps_service.clock import utcnow
 from rps_service.models import NewEvent
 from rps_service.service import Service, delete_old_events
 from rps_service.store import Store

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from rps_service.distributor import utcnow
+from rps_service.clock import utcnow
 from rps_service.models import AccessDetails, Credentials, NewEvent
 from rps_service.store import DeviceOutcome, Store
 from rps_service.store.base import device_slot

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from rps_service.distributor import utcnow
+from rps_service.clock import utcnow
 from rps_service.models import AccessDetails, NewEvent, ServerProvisioning
 from rps_service.store import DeviceOutcome, Store
 

@@ -7,9 +7,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from rps_service.clock import utcnow
 from rps_service.config import GeneralSettings
-from rps_service.distributor import Distributor, utcnow
 from rps_service.models import Event
+from rps_service.pipeline.distributor import Distributor
 from rps_service.store.base import Leased
 
 

@@ -22,13 +22,13 @@ from hypothesis import strategies as st
 
 from rps_service.models import Device as DeviceRow
 from rps_service.models import ServerProvisioning
-from rps_service.providers.base import Device, Failure, Provider, ProviderError, VendorRecord
 from rps_service.providers.fanvil import (
     FanvilProvider,
     FanvilSettings,
     MaterialServer,
     fdps_password,
 )
+from rps_service.providers.protocol import Device, Failure, Provider, ProviderError, VendorRecord
 from rps_service.providers.vendor import ProviderContext
 from rps_service.sandbox.fanvil import (
     DEMO_PASSWORD,

@@ -17,13 +17,13 @@ from hypothesis import strategies as st
 
 from rps_service.models import Credentials, ServerProvisioning
 from rps_service.models import Device as DeviceRow
-from rps_service.providers.base import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.gigaset import (
     DEFAULT_PROVIDER_NAME,
     GigasetProvider,
     GigasetSettings,
     normalize_mac_id,
 )
+from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.transport import AiohttpTransport
 from rps_service.providers.vendor import ProviderContext
 from rps_service.sandbox.gigaset import (

@@ -22,13 +22,13 @@ from structlog.testing import capture_logs
 
 from rps_service.models import Credentials
 from rps_service.providers.auth_gdms import password_hash, signature
-from rps_service.providers.base import Device, Failure, Provider, ProviderError, VendorRecord
 from rps_service.providers.grandstream import (
     EXPERIMENTAL_HINT,
     LIST_TTL,
     GrandstreamProvider,
     GrandstreamSettings,
 )
+from rps_service.providers.protocol import Device, Failure, Provider, ProviderError, VendorRecord
 from rps_service.providers.vendor import ProviderContext
 
 API = "https://gdms.test/"

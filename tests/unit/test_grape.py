@@ -12,8 +12,8 @@ from structlog.testing import capture_logs
 
 from rps_service.access import AccessMode
 from rps_service.models import Credentials
-from rps_service.providers.base import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.grape import GrapeProvider, GrapeSettings
+from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.transport import AiohttpTransport
 from rps_service.providers.vendor import ProviderContext
 from rps_service.sandbox import start_sandbox

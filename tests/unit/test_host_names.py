@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rps_service.api.app import host_allowed, host_name
 from rps_service.config import ConfigError, load_settings
-from rps_service.listener import host_allowed, host_name
 
 
 def _load(tmp_path: Path, value: str) -> tuple[str, ...]:

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from rps_service.metrics import Metrics
-from rps_service.providers.base import Device, ProviderError
+from rps_service.providers.protocol import Device, ProviderError
 from rps_service.providers.snom import SnomProvider
 from rps_service.providers.vendor import ProviderContext
 from tests.ops import scrape

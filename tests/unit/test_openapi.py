@@ -11,11 +11,11 @@ import pytest
 import schemathesis
 from pydantic import ValidationError
 
-from rps_service import answers
+from rps_service.api import answers
+from rps_service.api.app import Api, create_app
+from rps_service.api.openapi import ROUTES, UNDESCRIBED_PREFIXES, document, render
 from rps_service.config import load_settings
-from rps_service.listener import Api, create_app
 from rps_service.models import Device, Event
-from rps_service.openapi import ROUTES, UNDESCRIBED_PREFIXES, document, render
 from rps_service.service import Service
 from tests.conftest import write_ini
 from tests.fakes import ScriptedProvider
@@ -48,7 +48,7 @@ def test_every_route_of_the_listener_is_described(tmp_path: Path) -> None:
 def test_committed_copy_is_current() -> None:
     committed = (ROOT / "docs" / "openapi.json").read_text(encoding="utf-8")
     assert committed == render(), ("docs/openapi.json is stale: run "
-                                   "python -m rps_service.openapi > docs/openapi.json")
+                                   "python -m rps_service.api.openapi > docs/openapi.json")
 
 
 def test_document_is_valid_openapi_3_1() -> None:

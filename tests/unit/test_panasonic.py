@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from rps_service.models import Device as DeviceRow
 from rps_service.models import ServerProvisioning
-from rps_service.providers.base import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.panasonic import PanasonicProvider
+from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.ztp.panasonic import HEADER, PanasonicFamily
 from rps_service.ztp.useragent import UserAgent
 from tests.rpcfake import KEY, FakeRpc, make

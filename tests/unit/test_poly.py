@@ -21,8 +21,8 @@ from structlog.testing import capture_logs
 
 from rps_service.models import Device as DeviceRow
 from rps_service.models import ServerProvisioning
-from rps_service.providers.base import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.poly import PolyProvider, PolySettings
+from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.vendor import ProviderContext
 from rps_service.ztp.poly import PolyFamily
 from tests.conftest import SECRETS

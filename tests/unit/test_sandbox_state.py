@@ -26,9 +26,9 @@ from rps_service.sandbox import (
     setting_uuid,
     verify,
 )
-from rps_service.sandbox.api import ApiError, validate_endpoint
 from rps_service.sandbox.cli import main
 from rps_service.sandbox.control import ControlError, apply_switches
+from rps_service.sandbox.sraps_api import ApiError, validate_endpoint
 
 URL = "http://127.0.0.1:8900/api/v1/tokens/demo-key"
 CREDS = {"id": DEMO_KEY_ID, "key": DEMO_SECRET, "algorithm": "sha256"}

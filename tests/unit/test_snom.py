@@ -25,7 +25,7 @@ from mohawk.exc import HawkFail, TokenExpired
 from structlog.testing import capture_logs
 
 from rps_service.models import Credentials
-from rps_service.providers.base import Device, Failure, Provider, ProviderError, VendorRecord
+from rps_service.providers.protocol import Device, Failure, Provider, ProviderError, VendorRecord
 from rps_service.providers.snom import SnomProvider, SnomSettings
 from rps_service.providers.vendor import ProviderContext
 

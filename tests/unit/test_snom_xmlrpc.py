@@ -14,7 +14,7 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from rps_service.providers.base import Device, Failure, ProviderError, VendorRecord
+from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.snom_xmlrpc import SnomXmlRpcProvider, SnomXmlRpcSettings
 from tests.rpcfake import KEY, PASSWORD, FakeRpc, make
 

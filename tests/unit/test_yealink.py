@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from structlog.testing import capture_logs
 
 from rps_service.models import Credentials
-from rps_service.providers.base import Device, Failure, Provider, ProviderError, VendorRecord
+from rps_service.providers.protocol import Device, Failure, Provider, ProviderError, VendorRecord
 from rps_service.providers.vendor import ProviderContext
 from rps_service.providers.yealink import REGION_HOSTS, SN_REASON, YealinkProvider, YealinkSettings
 

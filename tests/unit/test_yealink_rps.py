@@ -25,7 +25,7 @@ from structlog.testing import capture_logs
 
 from rps_service.models import Credentials
 from rps_service.providers.auth_xca import XcaAuth, string_to_sign
-from rps_service.providers.base import Device, Failure, ProviderError
+from rps_service.providers.protocol import Device, Failure, ProviderError
 from rps_service.providers.vendor import ProviderContext
 from rps_service.providers.yealink_rps import (
     YealinkRpsProvider,

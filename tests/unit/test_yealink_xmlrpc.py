@@ -22,7 +22,7 @@ from structlog.testing import capture_logs
 
 from rps_service.access import new_url_key
 from rps_service.models import Credentials
-from rps_service.providers.base import Device, Failure, ProviderError
+from rps_service.providers.protocol import Device, Failure, ProviderError
 from rps_service.providers.vendor import ProviderContext
 from rps_service.providers.yealink_xmlrpc import (
     NAME_LIMIT,

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from rps_service.config import ConfigError, load_settings
 from rps_service.ztp.app import client_ip
 from rps_service.ztp.auth import REALM, Authenticator, NonceBook, Secret
-from rps_service.ztp.files import parse_file_name, render_settings
+from rps_service.ztp.snom_file import parse_file_name, render_settings
 from rps_service.ztp.throttle import FailureThrottle
 from rps_service.ztp.useragent import UserAgent, parse_user_agent
 from tests.conftest import write_ini

@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from rps_service.clock import utcnow
 from rps_service.config import GeneralSettings
-from rps_service.distributor import Distributor, utcnow
 from rps_service.logs import get_logger
 from rps_service.models import Device as DeviceRow
 from rps_service.models import Job, NewEvent
-from rps_service.providers.base import Device, Provider, ProviderError, VendorRecord
+from rps_service.pipeline.distributor import Distributor
+from rps_service.providers.protocol import Device, Provider, ProviderError, VendorRecord
 from rps_service.store import Store, StoreUnavailable
 
 log = get_logger()

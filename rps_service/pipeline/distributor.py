@@ -15,22 +15,18 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
+from rps_service.clock import utcnow
 from rps_service.config import GeneralSettings
-from rps_service.lease import Lease
 from rps_service.logs import get_logger
 from rps_service.models import Event
+from rps_service.pipeline.lease import Lease
 from rps_service.store import Store, StoreUnavailable
 
 log = get_logger()
 
 LEASE_ROUND = 100  # events leased per journal round trip
-
-
-def utcnow() -> datetime:
-    """Naive UTC now: the journal's clock."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class Distributor:

@@ -1,30 +1,34 @@
 """The OpenAPI 3.1 description of the event API (docs/api.md), built from code.
 
 Request bodies are the pydantic models the handlers validate with; answers are described
-by the small models in :mod:`rps_service.answers`, which tests hold against what the
-handlers return. :data:`ROUTES` has one entry per route of ``listener.create_app``; a
+by the small models in :mod:`rps_service.api.answers`, which tests hold against what the
+handlers return. :data:`ROUTES` has one entry per route of ``api.app.create_app``; a
 test compares the two, so a route added there without an entry here fails.
 
-To add a route: its handler and ``add_*`` line in ``listener.create_app``, then a
+To add a route: its handler and ``add_*`` line in its resource module's ``add_routes``, then a
 :class:`Route` in :data:`ROUTES` (its request model, if any, and an answer model in
 ``answers.py``), then regenerate the copy kept in the repository (a test compares it)::
 
-    python -m rps_service.openapi > docs/openapi.json
+    python -m rps_service.api.openapi > docs/openapi.json
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from rps_service import __version__, answers
-from rps_service.fleet import ReconcileIn, ReplaceIn, RepointIn, SettingsIn
-from rps_service.listener import ServerProvisioningIn, TestIn
+from rps_service import __version__
+from rps_service.api import answers
+from rps_service.api.devices import ReplaceIn
+from rps_service.api.providers import ReconcileIn, TestIn
+from rps_service.api.servers import RepointIn, ServerProvisioningIn, SettingsIn
 from rps_service.models import DEVICE_STATUSES, EVENT_STATES, MAX_BATCH, EventIn
 from rps_service.providers.registry import PROVIDERS
 from rps_service.providers.section import credentials_model
@@ -35,7 +39,7 @@ UNDESCRIBED_PREFIXES = ("/ui",)
 MAC_PATTERN = r"^\s*(?:[:.-]*[0-9A-Fa-f]){12}[:.-]*\s*$"
 MAC_TEXT = ("12 hex digits, in any case, optionally separated by `:`, `-` or `.`; "
             "answers give it as 12 upper-case digits")
-CURSOR_PATTERN = r"^[0-9]{1,10}:.+:[0-9A-F]{12}$"  # listener._device_cursor
+CURSOR_PATTERN = r"^[0-9]{1,10}:.+:[0-9A-F]{12}$"  # api.devices._device_cursor
 INT32 = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
 
 
@@ -333,6 +337,19 @@ def document() -> dict[str, Any]:
 def render() -> str:
     """The document as kept in ``docs/openapi.json``: indented, keys in a stable order."""
     return json.dumps(document(), indent=2, ensure_ascii=False) + "\n"
+
+
+@functools.cache
+def _rendered() -> bytes:
+    return render().encode()
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    return web.Response(body=_rendered(), content_type="application/json")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/openapi.json", get_openapi)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from rps_service import lease as leases
 from rps_service.access import AccessMode, needs_generation, new_access, new_credentials
+from rps_service.clock import utcnow
 from rps_service.config import GeneralSettings
-from rps_service.distributor import Distributor, utcnow
 from rps_service.logs import get_logger
 from rps_service.models import AccessDetails, Event
 from rps_service.models import Device as DeviceRow
-from rps_service.providers.base import Device, Failure, Provider, ProviderError
+from rps_service.pipeline import lease as leases
+from rps_service.pipeline.distributor import Distributor
+from rps_service.providers.protocol import Device, Failure, Provider, ProviderError
 from rps_service.store import DeviceOutcome, Store, StoreUnavailable
 
 log = get_logger()

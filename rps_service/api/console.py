@@ -1,5 +1,4 @@
-"""The web console's files under ``/ui/`` (README, "Web console") and ``/openapi.json``,
-on the listener.
+"""The web console's files under ``/ui/`` (README, "Web console"), on the listener.
 
 The console is static HTML, CSS and ES modules shipped in the package (``rps_service/ui``;
 no build step, nothing from the internet). The files are read once when the application is
@@ -11,14 +10,13 @@ anything but the package's own scripts from running, should a device name hold m
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
-UI_DIR = Path(__file__).with_name("ui")
+UI_DIR = Path(__file__).parents[1] / "ui"  # rps_service/ui
 
 #: Route names the token middleware lets through: the static files, never an API route.
 PUBLIC_ROUTES = frozenset({"ui", "ui-redirect"})
@@ -78,22 +76,8 @@ async def _redirect(request: web.Request) -> web.StreamResponse:
     raise web.HTTPMovedPermanently(location="ui/")
 
 
-@functools.cache
-def _openapi() -> bytes:
-    # Imported here: openapi.py reads the listener's request models, and the listener
-    # imports this module.
-    from rps_service.openapi import render
-
-    return render().encode()
-
-
-async def _openapi_json(request: web.Request) -> web.Response:
-    return web.Response(body=_openapi(), content_type="application/json")
-
-
 def add_routes(app: web.Application, folder: Path = UI_DIR) -> None:
-    """``/ui/`` (the console) and ``/openapi.json`` on the event API's application."""
+    """``/ui/`` (the console) on the event API's application."""
     app[_FILES] = _load(folder)
     app.router.add_get("/ui", _redirect, name="ui-redirect")
     app.router.add_get("/ui/{name:.*}", _serve, name="ui")
-    app.router.add_get("/openapi.json", _openapi_json)

@@ -1,5 +1,5 @@
 """``rps-service``: run the daemon, check the config, create the schema, run the sandbox,
-and the admin commands that talk to a running daemon (:mod:`rps_service.admin`).
+and the admin commands that talk to a running daemon (:mod:`rps_service.cli.client`).
 
 Exit codes: 0 clean stop, 2 configuration error, 1 anything else.
 """
@@ -12,12 +12,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rps_service import __version__, admin, loop
+from rps_service import __version__, loop
+from rps_service.cli import access, events, fleet
+from rps_service.cli.client import AdminError, DaemonClient, target
 from rps_service.config import ConfigError, Settings, find_config, load_settings
 from rps_service.logs import configure, get_logger
 from rps_service.store import DatabaseMissing, StoreUnavailable, create_store
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 2
+#: The admin commands, which talk to a running daemon through its API.
+COMMAND_GROUPS = (events, access, fleet)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,7 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("init-db", parents=[common], help="create or migrate the database schema")
     sub.add_parser("sandbox", add_help=False,
                    help="run a local SRAPS-compatible server (see 'sandbox --help')")
-    admin.add_commands(sub, common)
+    client = argparse.ArgumentParser(add_help=False)
+    client.add_argument("--url", help="the daemon's API (default: from listen/port in rps.ini)")
+    client.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    for group in COMMAND_GROUPS:
+        group.add_commands(sub, [common, client])
     return parser
 
 
@@ -55,8 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_OK
     command = args.command
-    if command in admin.COMMANDS:
-        return admin.main(args)
+    if hasattr(args, "handler"):
+        return _admin(args)
     path = find_config(getattr(args, "config", None))
     try:
         settings = load_settings(path)
@@ -136,6 +144,27 @@ def _cannot_start(settings: Settings, reason: str) -> int:
     if settings.general.log_file != "-":
         print(f"rps-service: cannot start: {reason}", file=sys.stderr)
     return EXIT_ERROR
+
+
+def _admin(args: argparse.Namespace) -> int:
+    """Run one admin command against the daemon; the exit code."""
+    if args.command == "send" and bool(args.mac) == bool(args.csv):
+        print("rps-service send: give a MAC or --csv FILE (not both)", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "send" and args.csv and args.key:
+        print("rps-service send: --key is for a single event, not --csv", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        url, token = target(args)
+    except ConfigError as exc:
+        print(f"rps-service: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        with DaemonClient(url, token) as client:
+            return int(args.handler(client, args))
+    except AdminError as exc:
+        print(f"rps-service {args.command}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,10 +13,19 @@ import sys
 import time
 from typing import Any
 
-from rps_service.admin import EXIT_ERROR, EXIT_OK, DaemonClient, _print_json, table
-from rps_service.admin_access import _mac, _pairs, _put, credentials_body
+from rps_service.cli.client import (
+    EXIT_ERROR,
+    EXIT_OK,
+    DaemonClient,
+    credentials_body,
+    mac_arg,
+    pairs_text,
+    positive,
+    print_json,
+    put,
+    table,
+)
 
-COMMANDS = ("reconcile", "repoint", "job", "settings", "replace")
 POLL = 1.0
 
 
@@ -32,7 +41,7 @@ def follow(client: DaemonClient, job_id: int, wait: bool, as_json: bool) -> int:
         time.sleep(POLL)
         job = client.call("GET", f"/jobs/{job_id}")
     if as_json:
-        _print_json(job)
+        print_json(job)
     else:
         print(_summary(job))
     return EXIT_ERROR if job["state"] == "failed" else EXIT_OK
@@ -68,7 +77,7 @@ def _started(client: DaemonClient, args: argparse.Namespace, body: dict[str, Any
     job_id = int(body["job"])
     if not args.wait:
         if args.json:
-            _print_json(body)
+            print_json(body)
         else:
             print(f"Job {job_id} created; follow it with: rps-service job {job_id} --wait")
         return EXIT_OK
@@ -96,34 +105,34 @@ def cmd_settings(client: DaemonClient, args: argparse.Namespace) -> int:
     path = f"/servers/{args.server}/settings/{args.provider}"
     if args.verb == "set":
         pairs = credentials_body(args.pairs, None) if args.pairs else {}
-        _put(client, path, {"settings": {k: str(v).lower() if isinstance(v, bool) else v
+        put(client, path, {"settings": {k: str(v).lower() if isinstance(v, bool) else v
                                          for k, v in pairs.items()}})
     shown = client.call("GET", path)
     if args.json:
-        _print_json(shown)
+        print_json(shown)
     elif shown["settings"]:
-        print(_pairs(shown["settings"]))
+        print(pairs_text(shown["settings"]))
     else:
         print(f"No extra settings for {args.provider} on server {args.server}.")
     return EXIT_OK
 
 
 def cmd_replace(client: DaemonClient, args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {"new_mac": _mac(args.new_mac)}
+    body: dict[str, Any] = {"new_mac": mac_arg(args.new_mac)}
     for name in ("sn", "mac_id"):
         if getattr(args, name):
             body[name] = getattr(args, name)
-    answer = client.call("POST", f"/devices/{args.provider}/{_mac(args.mac)}/replace",
+    answer = client.call("POST", f"/devices/{args.provider}/{mac_arg(args.mac)}/replace",
                          body=body)
     if args.json:
-        _print_json(answer)
+        print_json(answer)
     else:
         print(table(("ID", "ACTION", "MAC", "SERVER"),
                     [(e["id"], e["action"], e["mac"], e["server"]) for e in answer["events"]]))
     return EXIT_OK
 
 
-def add_commands(sub: Any, parents: list[argparse.ArgumentParser], positive: Any) -> None:
+def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     """Add the fleet commands to the ``rps-service`` subparsers."""
     wait = argparse.ArgumentParser(add_help=False)
     wait.add_argument("--wait", action="store_true",

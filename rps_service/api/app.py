@@ -1,0 +1,141 @@
+"""The event API's application on ``listen:port`` (docs/api.md): its middleware (JSON
+refusals, the bearer token, the Host check) and its routes, one module per resource.
+
+An event is answered 202 only after its row is committed; the distributor is then woken so
+work starts without waiting for a poll. Every refusal is JSON with the field and reason.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from rps_service.api import (
+    console,
+    devices,
+    events,
+    health,
+    jobs,
+    openapi,
+    providers,
+    servers,
+)
+from rps_service.api.base import API, Api, error
+from rps_service.logs import get_logger
+from rps_service.store import StoreUnavailable
+
+__all__ = ["Api", "create_app", "host_allowed", "host_name"]
+
+log = get_logger()
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """JSON for every refusal; 503 when the database is away; never a bare 500 page."""
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[API].settings.general.max_body
+        return error(413, f"body larger than max_body ({limit} bytes)")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = error(exc.status, exc.reason)
+        if "Allow" in exc.headers:  # a 405 must say which methods the path has
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except StoreUnavailable as exc:
+        return error(503, f"database unavailable: {exc}")
+    except Exception:
+        log.exception("Request failed", component="LISTENER", path=request.path)
+        return error(500, "internal error; see rps.log")
+
+
+def auth_middleware(token: str) -> Any:
+    """Bearer token on every route but /health and the console's static files, compared in
+    constant time."""
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # By matched route, not path prefix: only the static-file handler is let through.
+        public = request.match_info.route.name in console.PUBLIC_ROUTES
+        if request.path != "/health" and not public:
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                response = error(401, "missing or wrong API token")
+                response.headers["WWW-Authenticate"] = 'Bearer realm="rps"'
+                return response
+        return await handler(request)
+
+    return middleware
+
+
+def host_name(header: str) -> str:
+    """The name in a ``Host`` header: lower case, without port, brackets or final dot."""
+    host = header.strip().lower()
+    if host.startswith("["):  # [::1]:15777
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host.rstrip(".")
+
+
+def host_allowed(name: str, listen: str, allowed: tuple[str, ...]) -> bool:
+    """Loopback names and addresses, the ``listen`` address, or one of ``allowed_hosts``."""
+    if name in ("localhost", listen.lower()) or name in allowed:
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def host_middleware(listen: str, allowed: tuple[str, ...]) -> Any:
+    """Without an api_token, answer only requests addressed to this host by a name we know.
+
+    A web page can make a browser on the PBX post to 127.0.0.1:15777 under a DNS name of
+    its own (DNS rebinding); the browser then sends that name as Host, which is refused.
+    """
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        header = request.headers.get("Host")
+        if header is not None and not host_allowed(host_name(header), listen, allowed):
+            shown = header[:100]
+            log.warning("Request refused: Host not allowed", component="LISTENER",
+                        host=shown, ip=request.remote or "-", path=request.path[:100])
+            return error(403, f"Host {shown!r} is not allowed: without api_token the API "
+                              "answers only loopback names, the listen address and "
+                              "[general] allowed_hosts")
+        return await handler(request)
+
+    return middleware
+
+
+def create_app(api: Api) -> web.Application:
+    """The event API application (routes of docs/api.md)."""
+    general = api.settings.general
+    middlewares = [errors_middleware]
+    token = general.api_token.get_secret_value()
+    if token:
+        middlewares.append(auth_middleware(token))
+    else:  # a web page cannot send the token; without one, only the Host keeps it out
+        middlewares.append(host_middleware(general.listen, general.allowed_hosts))
+    app = web.Application(middlewares=middlewares,
+                          client_max_size=api.settings.general.max_body)
+    app[API] = api
+    for resource in (events, devices, providers, servers, jobs, health, openapi):
+        resource.add_routes(app)
+    if api.metrics is not None:
+        app.router.add_get("/metrics", api.metrics.handle)
+    console.add_routes(app)  # /ui/
+    return app

@@ -1,0 +1,116 @@
+"""What every handler of the event API shares: the application's state, JSON answers and
+refusals, and reading a request's body and parameters (docs/api.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from rps_service.config import Settings
+from rps_service.metrics import Metrics
+from rps_service.models import FieldError
+from rps_service.pipeline.distributor import Distributor
+from rps_service.providers.protocol import Provider
+from rps_service.providers.section import ProviderSettings
+from rps_service.store import Store
+
+if TYPE_CHECKING:
+    from rps_service.pipeline.jobs import JobRunner
+
+
+@dataclass
+class Api:
+    """What the handlers need, held on the application."""
+
+    settings: Settings
+    store: Store
+    distributor: Distributor
+    providers: Mapping[str, Provider]
+    metrics: Metrics | None = None
+    jobs: JobRunner | None = None  # woken when the API creates a job
+
+
+API = web.AppKey("api", Api)
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    """A JSON answer, serialised with orjson (the intake path's largest cost after I/O)."""
+    return web.Response(body=orjson.dumps(body), status=status,
+                        content_type="application/json")
+
+
+def error(status: int, message: str, details: list[FieldError] | None = None) -> web.Response:
+    body: dict[str, Any] = {"error": message}
+    if details is not None:
+        body["details"] = [
+            {"index": d.index, "field": d.field, "message": d.message} for d in details
+        ]
+    return json_response(body, status=status)
+
+
+async def json_body(request: web.Request) -> Any:
+    content_type = request.headers.get("Content-Type", "application/json")
+    media = content_type.split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise web.HTTPUnsupportedMediaType(reason="send Content-Type: application/json")
+    limit = request.app[API].settings.general.max_body
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    raw = await request.read()
+    try:
+        return orjson.loads(raw)  # strict RFC 8259: no NaN or Infinity
+    except orjson.JSONDecodeError as exc:
+        # The media type was right, the content is not: a client error, not a media error.
+        raise web.HTTPBadRequest(reason=f"body is not valid JSON: {exc}") from None
+
+
+def int_param(request: web.Request, name: str, value: str, low: int = 1,
+              high: int = 2**31 - 1) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = low - 1
+    if not low <= number <= high:
+        raise web.HTTPBadRequest(reason=f"{name}: must be an integer from {low} to {high}")
+    return number
+
+
+def provider_of(request: web.Request) -> Provider:
+    provider = request.app[API].providers.get(request.match_info["provider"])
+    if provider is None:
+        raise web.HTTPNotFound(reason="unknown or disabled provider")
+    return provider
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], body: Any) -> M | web.Response:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        details = [
+            FieldError(0, ".".join(map(str, e["loc"])),
+                       "unknown field" if e["type"] == "extra_forbidden"
+                       else str(e["msg"]).removeprefix("Value error, "))
+            for e in exc.errors(include_url=False)
+        ]
+        return error(400, "invalid body", details)
+
+
+def credential_section(provider: Provider) -> type[ProviderSettings]:
+    section: type[ProviderSettings] | None = getattr(provider, "settings_class", None)
+    if section is None:
+        raise web.HTTPNotFound(reason=f"provider {provider.name} takes no credentials")
+    return section
+
+
+def wake_jobs(request: web.Request) -> None:
+    jobs = request.app[API].jobs
+    if jobs is not None:
+        jobs.wake()

@@ -1,0 +1,31 @@
+"""``/health``: whether the database answers, the backlog and the queue depths."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from rps_service.api.base import API, json_response
+from rps_service.logs import get_logger
+from rps_service.store import StoreUnavailable
+
+log = get_logger()
+
+
+async def health(request: web.Request) -> web.Response:
+    api = request.app[API]
+    depths = api.distributor.depths()
+    try:
+        await api.store.ping()
+        backlog = await api.store.backlog()
+    except StoreUnavailable as exc:
+        return json_response(
+            {"status": "unavailable", "database": f"unavailable: {exc}", "queues": depths},
+            status=503,
+        )
+    return json_response(
+        {"status": "ok", "database": "ok", "backlog": backlog, "queues": depths}
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/health", health)

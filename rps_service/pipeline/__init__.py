@@ -1,0 +1,1 @@
+"""The pipeline: distributor, queue workers, leases and the fleet job runner."""
