@@ -61,6 +61,13 @@ def _make_folder(folder: Path, path: str, create: bool) -> None:
 
 
 def _try_open(path: str) -> None:
+    if path != ":memory:":
+        # Created 0600 before SQLite sees it (SQLite would make it 0644 under the usual
+        # umask): it holds the journal and the device rows. SQLite gives the -wal and -shm
+        # files the database file's mode. An existing file keeps the mode it has; a folder
+        # that cannot take it is reported by SQLite's own connect, below.
+        with contextlib.suppress(OSError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     sqlite3.connect(path, timeout=30).close()
 
 
