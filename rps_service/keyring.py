@@ -145,7 +145,11 @@ async def rotate(store: Store, path: Path,
     rotation while it runs, so no daemon starts in the middle of it.
     """
     resuming = keyfile.old_path(path).exists()
-    fd, key = _lock(keyfile.old_path(path) if resuming else path, exclusive=True)
+    try:
+        fd, key = _lock(keyfile.old_path(path) if resuming else path, exclusive=True)
+    except FileNotFoundError:
+        raise KeyringError(path, "missing: nothing to rotate (a daemon makes the key at its "
+                                 "first start; restore a lost one from its backup)") from None
     try:
         old = SecretBox(key)
         if resuming:

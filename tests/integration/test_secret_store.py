@@ -222,3 +222,11 @@ async def test_two_instances_starting_together_share_one_new_key(
     finally:
         for store in stores:
             await store.close()
+
+
+async def test_a_rotation_without_a_key_file_says_so(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "secret.key"
+    with pytest.raises(KeyringError, match=re.escape(
+            f"[general] secret_key_file {path}: missing: nothing to rotate")):
+        await rotate(store, path)
+    assert not path.exists()
