@@ -247,6 +247,8 @@ class Daemon(Proc):
         values: dict[str, Any] = {
             "listen": "127.0.0.1", "port": self.port, "database": database,
             "log_file": self.log, "log_level": "INFO", "queuenum": 4, "queuecap": 100,
+            # One key for the daemons of a run, beside them (never /var/lib/rps for MySQL).
+            "secret_key_file": folder / "secret.key",
         }
         values.update(general or {})
         keys = {"api_url": UNREACHABLE_API, "access_key_id": SANDBOX_KEY_ID,

@@ -53,6 +53,17 @@ def url_key_selector(key: str) -> str | None:
     return key[:SELECTOR_LENGTH] if URL_KEY.fullmatch(key) else None
 
 
+def masked_url(url: str, key: str) -> str:
+    """``url`` with its URL key cut to the selector (``0123456789ab***``): how the API lists
+    it and how ``rps_devices.url`` stores it (the key itself is stored sealed)."""
+    return url.replace(key, key[:SELECTOR_LENGTH] + "***") if key in url else url
+
+
+def unmasked_url(url: str, key: str) -> str:
+    """The URL the vendor was given: :func:`masked_url` undone with the device's key."""
+    return url.replace(key[:SELECTOR_LENGTH] + "***", key)
+
+
 def needs_generation(mode: AccessMode, stored: AccessDetails | None) -> bool:
     """True when the device lacks the details its provider's mode needs."""
     if mode is AccessMode.NONE:

@@ -152,6 +152,9 @@ class GeneralSettings(Section):
     allowed_hosts: tuple[str, ...] = ()
     #: Finished events older than this many days are deleted (0: keep all).
     retention_days: int = Field(30, ge=0, le=36_500)
+    #: The key the database's secrets are sealed with (docs/secrets.md); empty: the default
+    #: of :attr:`secret_key_path`.
+    secret_key_file: str = ""
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod
@@ -167,6 +170,16 @@ class GeneralSettings(Section):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @property
+    def secret_key_path(self) -> Path:
+        """``secret_key_file``, else ``secret.key`` beside an SQLite database, else
+        ``/var/lib/rps/secret.key`` (the systemd unit's state directory)."""
+        if self.secret_key_file:
+            return Path(self.secret_key_file)
+        if self.database.scheme == "sqlite" and self.database.path != ":memory:":
+            return Path(self.database.path).parent / "secret.key"
+        return Path("/var/lib/rps/secret.key")
 
     @property
     def is_loopback(self) -> bool:

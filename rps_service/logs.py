@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import threading
@@ -45,7 +46,9 @@ class LogFile:
         if self.path == "-":
             return sys.stderr
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        return open(self.path, "a", encoding="utf-8", buffering=1)
+        # Created 0640 (not the umask's 0644): the log names devices, servers and users;
+        # logrotate's "create 0640" makes the next one the same (deploy/logrotate).
+        return open(self.path, "a", encoding="utf-8", buffering=1, opener=_private)
 
     def write(self, text: str) -> int:
         with self._lock:
@@ -67,6 +70,10 @@ class LogFile:
         with self._lock:
             if self._fh is not sys.stderr:
                 self._fh.close()
+
+
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o640)
 
 
 def redact_secrets(_: Any, __: str, event_dict: EventDict) -> EventDict:

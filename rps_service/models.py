@@ -221,6 +221,9 @@ class Device:
     ztp_model: str | None = None
     ztp_firmware: str | None = None
     ztp_ip: str | None = None
+    # The secret columns whose stored value could not be trusted (read as None; see
+    # docs/secrets.md): sealed with another key, for another row, or altered.
+    refused: tuple[str, ...] = ()
 
     def shown_url(self) -> str | None:
         """The URL as the API lists it: a URL key is a password, so only its selector shows

@@ -1,6 +1,7 @@
 """Wiring and lifecycle: store, providers, distributor, workers and listener.
 
-Start: open the database and migrate, build the shared HTTP client and providers, bind the
+Start: open the database and migrate, load the secret key and seal what is in clear
+(:mod:`rps_service.keyring`), build the shared HTTP client and providers, bind the
 event listener and the phones' listener, and only then start the distributor and one worker
 per queue: a start that fails (a port in use) has leased nothing. A failure that names a
 setting is a :class:`StartError`. Stop (first SIGTERM or
@@ -31,6 +32,7 @@ from rps_service.access import AccessMode
 from rps_service.api.app import Api, create_app
 from rps_service.clock import utcnow
 from rps_service.config import DatabaseUrl, Settings
+from rps_service.keyring import KeyringError, Unlocked, unlock
 from rps_service.logs import LogFile, get_logger, http_server_logger
 from rps_service.metrics import Metrics
 from rps_service.notify import Monitor, Notifier
@@ -129,6 +131,7 @@ class Service:
         self.jobs: JobRunner | None = None  # fleet operations (docs/fleet.md)
         self.ops_tasks: list[asyncio.Task[None]] = []  # sd_notify, watchdog, retention
         self.retention_every = 3600.0  # seconds between two retention runs
+        self.secrets: Unlocked | None = None  # the key the database's secrets are sealed with
 
     async def start(self) -> None:
         """Open everything; on a failure, close what was opened and raise."""
@@ -179,6 +182,11 @@ class Service:
             await self.store.open()
             self._stack.push_async_callback(self.store.close)
             await self.store.migrate()
+            # The key before anything is served: a wrong or missing one stops the start.
+            self.secrets = await unlock(self.store, self.settings.general.secret_key_path)
+            self._stack.callback(self.secrets.close)
+        except KeyringError as exc:
+            raise StartError(str(exc)) from exc
         except (StoreUnavailable, OSError) as exc:
             raise database_error(url, exc) from exc
 

@@ -13,7 +13,9 @@ import pymysql
 import pytest
 
 from rps_service.config import Settings, load_settings, parse_database_url
+from rps_service.keyring import SECRET_KEYS
 from rps_service.store import Store, create_store
+from rps_service.store.secrets import SecretBox, new_key
 
 MYSQL_HOST = os.environ.get("RPS_TEST_MYSQL_HOST", "127.0.0.1")
 MYSQL_PORT = int(os.environ.get("RPS_TEST_MYSQL_PORT", "3306"))
@@ -85,17 +87,28 @@ async def store(database_url: str) -> AsyncIterator[Store]:
     store = create_store(parse_database_url(database_url))
     await store.open()
     await store.migrate()
+    await use_new_key(store)
     try:
         yield store
     finally:
         await store.close()
 
 
+async def use_new_key(store: Store) -> SecretBox:
+    """Seal with a fresh key, as a start does (the data step run, found values strict)."""
+    box = SecretBox(new_key())
+    store.use_secrets(box, SECRET_KEYS)
+    await store.seal_plaintext()
+    return box
+
+
 def write_ini(path: Path, general: dict[str, Any] | None = None,
               snom: dict[str, Any] | None = None, extra: str = "") -> Path:
-    """An rps.ini for a test; values as given, everything else default."""
+    """An rps.ini for a test; values as given, everything else default. The secret key
+    file is beside the ini unless given (never the MySQL default in /var/lib/rps)."""
     lines = ["[general]"]
-    lines += [f"{k} = {v}" for k, v in (general or {}).items()]
+    general = {"secret_key_file": str(path.parent / "secret.key"), **(general or {})}
+    lines += [f"{k} = {v}" for k, v in general.items()]
     lines += ["", "[snom]"]
     lines += [f"{k} = {v}" for k, v in (snom or {}).items()]
     path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")

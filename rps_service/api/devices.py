@@ -88,12 +88,18 @@ async def get_device_access(request: web.Request) -> web.Response:
     device = await request.app[API].store.get_device(provider, mac)
     if device is None:
         return error(404, "no such device")
-    if not device.http_username or not device.http_password:
+    if device.refused:
+        # The stored value was sealed with another key or for another row, or altered.
+        return error(500, "the stored access details of this device cannot be opened with "
+                          "this daemon's secret key (see rps.log)")
+    login = bool(device.http_username and device.http_password)
+    if not login and not device.url_key:
         return error(404, f"no access details stored for this device (it is {device.status}:"
                           " they are made by its first add and revoked by a remove)")
     log.warning("Access details read", component="LISTENER", mac=mac, provider=provider)
-    return json_response({"url": device.url, "username": device.http_username,
-                          "password": device.http_password})
+    # A URL-key device's login is its URL (the key in it is the password).
+    return json_response({"url": device.url, "username": device.http_username if login else None,
+                          "password": device.http_password if login else None})
 
 
 class ReplaceIn(BaseModel):

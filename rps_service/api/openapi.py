@@ -157,8 +157,11 @@ ROUTES: tuple[Route, ...] = (
           params=(Param("provider", "path", {"type": "string"}), MAC), tag="devices"),
     Route("GET", "/devices/{provider}/{mac}/access",
           "What the vendor was given for the phone (logged as a WARNING, without the password)",
-          (Answer(200, "the URL and login", answers.Access),
-           Answer(404, "no such device, or it has no access details (removed, never added)")),
+          (Answer(200, "the URL and login (a URL-key device: its URL, the key in it; "
+                       "username and password null)", answers.Access),
+           Answer(404, "no such device, or it has no access details (removed, never added)"),
+           Answer(500, "the stored access details cannot be opened with this daemon's "
+                       "secret key (see rps.log)")),
           params=(Param("provider", "path", {"type": "string"}), MAC), tag="devices"),
     Route("POST", "/devices/{provider}/{mac}/replace",
           "Swap a phone: remove the old MAC, then add the new one in its place",

@@ -1,5 +1,6 @@
 """``rps-service``: run the daemon, check the config, create the schema, run the sandbox,
-and the admin commands that talk to a running daemon (:mod:`rps_service.cli.client`).
+rotate the secret key, and the admin commands that talk to a running daemon
+(:mod:`rps_service.cli.client`).
 
 Exit codes: 0 clean stop, 2 configuration error, 1 anything else.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from rps_service import __version__, loop
 from rps_service.cli import access, events, fleet
+from rps_service.cli import secrets as secrets_command
 from rps_service.cli.client import AdminError, DaemonClient, target
 from rps_service.config import ConfigError, Settings, find_config, load_settings
 from rps_service.logs import configure, get_logger
@@ -45,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     client.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     for group in COMMAND_GROUPS:
         group.add_commands(sub, [common, client])
+    secrets_command.add_commands(sub, [common])
     return parser
 
 
@@ -78,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_check_database(path, settings))
     if command == "init-db":
         return asyncio.run(_init_db(settings))
+    if command == "secrets":
+        return secrets_command.run(settings)
     return _run(settings)
 
 

@@ -1,4 +1,9 @@
-"""Device rows, API credentials and the tenants' provisioning details (docs/database.md)."""
+"""Device rows, API credentials and the tenants' provisioning details (docs/database.md).
+
+Their secrets (device passwords, URL keys, key secrets, tenant and shared passwords) are
+sealed here on the way in and opened on the way out (docs/secrets.md); the queries above
+this module only ever see clear text.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,20 @@ from typing import Any
 
 import orjson
 
-from rps_service.access import url_key_selector
+from rps_service.access import masked_url, unmasked_url
 from rps_service.models import AccessDetails, Credentials, Device, Event, ServerProvisioning
 from rps_service.store.group import GroupCommit
-from rps_service.store.sql import DEVICE_COLUMNS, DeviceOutcome, SqlBackend, Tx, placeholders
+from rps_service.store.sealing import (
+    DEVICE_PASSWORD,
+    KEY_SECRET,
+    SERVER_ACCESS_PASSWORD,
+    TENANT_PASSWORD,
+    URL_KEY,
+    URL_KEY_LOOKUP,
+    SealingQueries,
+    param_cell,
+)
+from rps_service.store.sql import DEVICE_COLUMNS, DeviceOutcome, Tx, placeholders
 
 #: The event payload's device details, kept on the device row when an event gives them.
 _DETAILS = ("model", "name", "extension", "sn", "mac_id")
@@ -39,7 +54,7 @@ def _device_filter(server: int | None, provider: str | None, status: str | None,
     return where, params
 
 
-class DeviceQueries(SqlBackend):
+class DeviceQueries(SealingQueries):
     """Queries on ``rps_devices``, ``rps_credentials`` and ``rps_servers``."""
 
     def __init__(self) -> None:
@@ -76,26 +91,40 @@ class DeviceQueries(SqlBackend):
             )
             params: list[Any] = []
             for event, outcome in group:
-                payload = event.payload
                 url, details = outcome.access or (None, AccessDetails())
-                key = details.url_key
                 params += [event.provider, event.mac, event.server, outcome.status,
                            outcome.message, now if outcome.registered else None, now,
-                           *(payload.get(name) for name in _DETAILS),
-                           url, details.username, details.password, key,
-                           url_key_selector(key) if key else None]
+                           *(event.payload.get(name) for name in _DETAILS),
+                           *self._sealed_access(event.provider, event.mac, url, details)]
             await tx.execute(sql, params)
+
+    def _sealed_access(self, provider: str, mac: str, url: str | None,
+                       details: AccessDetails) -> list[Any]:
+        """url, http_username, http_password, url_key and url_key_id as stored: the password
+        and key sealed, the key found by its keyed hash, the URL showing only its selector."""
+        row = (provider, mac)
+        key = details.url_key
+        return [masked_url(url, key) if url and key else url, details.username,
+                self.seal_value(details.password, DEVICE_PASSWORD.cell(row)),
+                self.seal_value(key, URL_KEY.cell(row)),
+                self.lookup(URL_KEY_LOOKUP, key) if key else None]
 
     # -- devices -------------------------------------------------------------------------
 
     def _device(self, row: tuple[Any, ...]) -> Device:
+        refused: list[str] = []
+        where = (row[0], row[1])
+        password = self.open_or_none(row[11], DEVICE_PASSWORD.cell(where), refused)
+        key = self.open_or_none(row[19], URL_KEY.cell(where), refused)
+        url = unmasked_url(row[9], key) if row[9] and key else row[9]
         return Device(
             provider=row[0], mac=row[1], server=int(row[2]), status=row[3],
             last_message=row[4], model=row[5], name=row[6], extension=row[7],
-            registered_at=self.convert_time(row[8]), url=row[9], http_username=row[10],
-            http_password=row[11], updated_at=self.convert_time(row[12]),
+            registered_at=self.convert_time(row[8]), url=url, http_username=row[10],
+            http_password=password, updated_at=self.convert_time(row[12]),
             ztp_fetched_at=self.convert_time(row[13]), ztp_model=row[14],
-            ztp_firmware=row[15], ztp_ip=row[16], sn=row[17], mac_id=row[18], url_key=row[19],
+            ztp_firmware=row[15], ztp_ip=row[16], sn=row[17], mac_id=row[18], url_key=key,
+            refused=tuple(refused),
         )
 
     async def _load_devices(self, tx: Tx, events: list[Event]) -> None:
@@ -139,11 +168,15 @@ class DeviceQueries(SqlBackend):
                 [username])
         return self._device(row) if row else None
 
-    async def device_by_url_key(self, selector: str) -> Device | None:
-        """The device whose URL key starts with ``selector`` (compare the rest yourself)."""
+    async def device_by_url_key(self, key: str) -> Device | None:
+        """The device with URL key ``key``, found by the key's keyed hash (no row is opened
+        to search; compare the key yourself, in constant time)."""
+        found = self.lookup(URL_KEY_LOOKUP, key)
+        if found is None:
+            return None
         async with self._tx() as tx:
             row = await tx.fetchone(
-                f"SELECT {DEVICE_COLUMNS} FROM rps_devices WHERE url_key_id = ?", [selector])
+                f"SELECT {DEVICE_COLUMNS} FROM rps_devices WHERE url_key_id = ?", [found])
         return self._device(row) if row else None
 
     # -- access details, written before the vendor call (docs/database.md) -----------------------
@@ -167,20 +200,27 @@ class DeviceQueries(SqlBackend):
             " http_password, url_key, url_key_id", fill, rows=len(items))
         params: list[Any] = []
         for provider, mac, server, details, now in sorted(items, key=lambda i: i[:2]):
-            key = details.url_key
-            params += [provider, mac, server, "pending", "-", now, details.username,
-                       details.password, key, url_key_selector(key) if key else None]
+            params += [provider, mac, server, "pending", "-", now,
+                       *self._sealed_access(provider, mac, None, details)[1:]]
         async with self._tx() as tx:
             await tx.execute(sql, params)
-            stored: dict[tuple[str, str], AccessDetails] = {}
+            stored: dict[tuple[str, str], tuple[Any, ...]] = {}
             for provider, macs in _by_provider(rows).items():
                 found = await tx.fetchall(
                     "SELECT mac, http_username, http_password, url_key FROM rps_devices"
                     f" WHERE provider = ? AND mac IN ({placeholders(len(macs))})",
                     [provider, *macs])
-                for mac, user, password, key in found:
-                    stored[(provider, mac)] = AccessDetails(user, password, key)
-        return [stored[(provider, mac)] for provider, mac, *_ in items]
+                stored.update({(provider, row[0]): row[1:] for row in found})
+        # Opened after the commit; a stored value that cannot be trusted fails this device
+        # (never sent to a vendor), and the group commit retries the others alone.
+        return [self._stored_access(provider, mac, stored[(provider, mac)])
+                for provider, mac, *_ in items]
+
+    def _stored_access(self, provider: str, mac: str, row: tuple[Any, ...]) -> AccessDetails:
+        user, password, key = row
+        where = (provider, mac)
+        return AccessDetails(user, self.open_value(password, DEVICE_PASSWORD.cell(where)),
+                             self.open_value(key, URL_KEY.cell(where)))
 
     async def ensure_server_access(self, provider: str, server: int,
                                    generated: AccessDetails, now: datetime) -> AccessDetails:
@@ -189,13 +229,15 @@ class DeviceQueries(SqlBackend):
             row = await tx.fetchone(
                 "SELECT http_username, http_password FROM rps_server_access"
                 " WHERE provider = ? AND server = ?", [provider, server])
+            cell = SERVER_ACCESS_PASSWORD.cell((provider, server))
             if row is None:
                 await tx.execute(
                     "INSERT INTO rps_server_access (provider, server, http_username,"
                     " http_password, updated_at) VALUES (?, ?, ?, ?, ?)",
-                    [provider, server, generated.username, generated.password, now])
+                    [provider, server, generated.username,
+                     self.seal_value(generated.password, cell), now])
                 return generated
-        return AccessDetails(row[0], row[1])
+        return AccessDetails(row[0], self.open_value(row[1], cell))
 
     async def list_devices(
         self,
@@ -244,10 +286,19 @@ class DeviceQueries(SqlBackend):
                               id_key: str = "", secret_key: str = "") -> None:
         """Store (or replace) a server's credentials for a provider.
 
-        All keys go to ``params`` (JSON); ``id_key``/``secret_key`` name the ones also
-        written to the ``access_key_id``/``access_key_secret`` columns the GUI shows.
+        All keys go to ``params`` (JSON, the provider's secret keys sealed); ``id_key`` /
+        ``secret_key`` name the ones also written to the ``access_key_id`` /
+        ``access_key_secret`` columns the GUI reads (the secret sealed).
         """
         self._credentials.pop((creds.provider, creds.server), None)
+        where = (creds.provider, creds.server)
+        values = dict(creds.values)
+        for key in self._secret_keys.get(creds.provider, ()):
+            value = values.get(key)
+            if isinstance(value, str):
+                values[key] = self.seal_value(value, param_cell(*where, key)) or ""
+        secret = self.seal_value(creds.text(secret_key), KEY_SECRET.cell(where)) \
+            if secret_key else ""
         async with self._tx() as tx:
             await tx.execute(
                 "DELETE FROM rps_credentials WHERE provider = ? AND server = ?",
@@ -258,8 +309,7 @@ class DeviceQueries(SqlBackend):
                 " access_key_secret, provisioning_url, params, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [creds.provider, creds.server, creds.text(id_key) if id_key else "",
-                 creds.text(secret_key) if secret_key else "", creds.provisioning_url,
-                 orjson.dumps(dict(creds.values)).decode(), now],
+                 secret, creds.provisioning_url, orjson.dumps(values).decode(), now],
             )
 
     async def get_credentials(self, provider: str, server: int) -> Credentials | None:
@@ -276,12 +326,27 @@ class DeviceQueries(SqlBackend):
             )
         creds = None
         if row is not None:
-            # Rows from before params existed hold the SRAPS keys in their own columns.
-            values = orjson.loads(row[3]) if row[3] else {
-                "access_key_id": row[0], "access_key_secret": row[1]}
-            creds = Credentials(provider, server, values, row[2])
+            creds = Credentials(provider, server, self._open_credentials(provider, server, row),
+                                row[2])
         self._credentials[key] = (time.monotonic() + CREDENTIALS_TTL, creds)
         return creds
+
+    def _open_credentials(self, provider: str, server: int, row: tuple[Any, ...]
+                          ) -> dict[str, str | bool]:
+        if not row[3]:
+            # Rows from before params existed hold the SRAPS keys in their own columns.
+            return {"access_key_id": row[0],
+                    "access_key_secret": self.open_value(row[1], KEY_SECRET.cell(
+                        (provider, server))) or ""}
+        values: dict[str, str | bool] = orjson.loads(row[3])
+        for name in self._secret_keys.get(provider, ()):
+            value = values.get(name)
+            if isinstance(value, str):
+                values[name] = self.open_value(value, param_cell(provider, server, name)) or ""
+        return values
+
+    def _forget_credentials(self) -> None:
+        self._credentials.clear()
 
     # -- the phone's side (/ztprov/, docs/phone-side.md) ------------------------------------------
 
@@ -292,7 +357,9 @@ class DeviceQueries(SqlBackend):
             await tx.execute(
                 "INSERT INTO rps_servers (server, prov_url, http_user, http_password,"
                 " updated_at) VALUES (?, ?, ?, ?, ?)",
-                [prov.server, prov.prov_url, prov.http_user, prov.http_password, now],
+                [prov.server, prov.prov_url, prov.http_user,
+                 self.seal_value(prov.http_password, TENANT_PASSWORD.cell((prov.server,))),
+                 now],
             )
 
     async def get_server_provisioning(self, server: int) -> ServerProvisioning | None:
@@ -304,7 +371,8 @@ class DeviceQueries(SqlBackend):
             )
         if row is None:
             return None
-        return ServerProvisioning(server, row[0], row[1], row[2], self.convert_time(row[3]))
+        password = self.open_value(row[2], TENANT_PASSWORD.cell((server,))) or ""
+        return ServerProvisioning(server, row[0], row[1], password, self.convert_time(row[3]))
 
     async def record_ztp_fetch(self, provider: str, mac: str, model: str | None,
                                firmware: str | None, ip: str | None, now: datetime) -> None:

@@ -134,6 +134,27 @@ MYSQL: list[list[str]] = [
         """ALTER TABLE rps_devices DROP INDEX ix_devices_server,
             ADD INDEX ix_devices_order (server, provider, mac)""",
     ],
+    # 5: secrets sealed at rest (docs/secrets.md). A sealed value is longer than the clear
+    # one (TEXT holds any); url_key_id now holds a URL key's keyed hash (64 hex digits).
+    # Which key the database is sealed with (and the one a rotation replaces), and the data
+    # steps run after the SQL ones (sealing what older versions stored in clear).
+    [
+        """ALTER TABLE rps_devices MODIFY http_password TEXT NULL,
+            MODIFY url_key TEXT NULL, MODIFY url_key_id VARCHAR(64) NULL""",
+        "ALTER TABLE rps_credentials MODIFY access_key_secret TEXT NOT NULL",
+        "ALTER TABLE rps_servers MODIFY http_password TEXT NOT NULL",
+        "ALTER TABLE rps_server_access MODIFY http_password TEXT NOT NULL",
+        """CREATE TABLE IF NOT EXISTS rps_secret_key (
+            id INT NOT NULL PRIMARY KEY,
+            key_id VARCHAR(16) NOT NULL,
+            previous_key_id VARCHAR(16) NULL,
+            updated_at DATETIME(6) NOT NULL
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
+        """CREATE TABLE IF NOT EXISTS rps_data_steps (
+            name VARCHAR(64) NOT NULL PRIMARY KEY,
+            finished_at DATETIME(6) NOT NULL
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
+    ],
 ]
 
 SQLITE: list[list[str]] = [
@@ -248,5 +269,17 @@ SQLITE: list[list[str]] = [
     [  # 4: see MYSQL
         "CREATE INDEX IF NOT EXISTS ix_devices_order ON rps_devices (server, provider, mac)",
         "DROP INDEX IF EXISTS ix_devices_server",
+    ],
+    [  # 5: see MYSQL (SQLite's TEXT columns hold a sealed value as they are)
+        """CREATE TABLE IF NOT EXISTS rps_secret_key (
+            id INTEGER NOT NULL PRIMARY KEY,
+            key_id TEXT NOT NULL,
+            previous_key_id TEXT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE IF NOT EXISTS rps_data_steps (
+            name TEXT NOT NULL PRIMARY KEY,
+            finished_at TEXT NOT NULL
+        )""",
     ],
 ]

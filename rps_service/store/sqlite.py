@@ -61,6 +61,13 @@ def _make_folder(folder: Path, path: str, create: bool) -> None:
 
 
 def _try_open(path: str) -> None:
+    if path != ":memory:":
+        # Created 0600 before SQLite sees it (SQLite would make it 0644 under the usual
+        # umask): it holds the journal and the device rows. SQLite gives the -wal and -shm
+        # files the database file's mode. An existing file keeps the mode it has; a folder
+        # that cannot take it is reported by SQLite's own connect, below.
+        with contextlib.suppress(OSError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     sqlite3.connect(path, timeout=30).close()
 
 
@@ -121,6 +128,9 @@ class SqliteStore(Store):
             await conn.execute("PRAGMA journal_mode=WAL")
             await conn.execute("PRAGMA synchronous=FULL")
             await conn.execute("PRAGMA busy_timeout=30000")
+            # What a delete or update frees is overwritten, so a value replaced by its
+            # sealed form (or a removed device's) does not linger in the file's free space.
+            await conn.execute("PRAGMA secure_delete=ON")
         except sqlite3.Error as exc:  # e.g. a read-only file, or not a database
             await conn.close()
             raise StoreUnavailable(self._cannot_open(exc)) from exc
@@ -164,6 +174,14 @@ class SqliteStore(Store):
             except sqlite3.Error as exc:
                 await _rollback(conn)
                 raise StoreUnavailable(f"SQLite commit failed: {exc}") from exc
+
+    async def compact_log(self) -> None:
+        """Copy the WAL into the database and empty it: after secrets were sealed, the old
+        pages holding them in clear (or under a replaced key) leave the -wal file."""
+        if self._conn is None:
+            return
+        async with self._lock:
+            await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def migrate(self) -> int:
         async with self.transaction() as tx:

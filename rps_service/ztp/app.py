@@ -274,7 +274,7 @@ class ZtpListener:
                           now: float) -> web.Response:
         """Vendors that carry only a URL: its key is the device's password."""
         selector = url_key_selector(key) or ""
-        device = await self.store.device_by_url_key(selector)
+        device = await self.store.device_by_url_key(key)  # by its keyed hash
         matches = _same(key, (device.url_key if device else None) or self._decoy_key)
         if device is None or not matches:
             log.warning("Authentication failed", component="ZTP", ip=ip,

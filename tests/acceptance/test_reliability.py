@@ -335,7 +335,9 @@ async def test_several_instances_share_work(
         folder = tmp_path / f"instance{n}"
         folder.mkdir()
         # Small queues, so no instance can lease everything a POST brings.
-        daemons.append(Daemon(folder, general(mysql_database, queuenum=2, queuecap=5),
+        # Instances sharing a database share its secret key too.
+        daemons.append(Daemon(folder, general(mysql_database, queuenum=2, queuecap=5,
+                                              secret_key_file=tmp_path / "secret.key"),
                               snom(sandbox)))
     accepted: list[tuple[int, dict[str, Any]]] = []
     async with httpx.AsyncClient(timeout=30) as client:

@@ -71,6 +71,7 @@ class Daemons:
         log_path = self.tmp_path / f"rps-{len(self.running)}.log"
         sections: dict[str, dict[str, Any]] = {
             "general": {"port": free_port(), "database": self.database,
+                        "secret_key_file": str(self.tmp_path / "secret.key"),
                         "log_file": str(log_path), "poll_interval": 0.2, "retry_base": 0.01,
                         "retry_cap": 0.5, "queuenum": 2, **(general or {})},
             vendor: {"enabled": True, "api_url": emulator.api_url(sandbox.base_url),

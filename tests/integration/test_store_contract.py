@@ -291,9 +291,11 @@ async def test_access_details_are_written_ahead_and_kept(store: Store) -> None:
                                       AccessDetails(url_key="0123456789ab" + "k" * 24),
                                       utcnow())
     assert keyed.url_key == "0123456789ab" + "k" * 24
-    found = await store.device_by_url_key("0123456789ab")
+    found = await store.device_by_url_key("0123456789ab" + "k" * 24)
     assert found is not None and found.provider == "fanvil"
-    assert await store.device_by_url_key("ffffffffffff") is None
+    # Found by the whole key's keyed hash: the selector alone, or another secret, is not it.
+    assert await store.device_by_url_key("0123456789ab") is None
+    assert await store.device_by_url_key("0123456789ab" + "j" * 24) is None
     # Concurrent cold registrations share a transaction; each keeps its own.
     many = await asyncio.gather(*(store.ensure_access(
         "snom", f"0004130001{i:02X}", 1, AccessDetails(f"u{i}", f"p{i}"), utcnow())
