@@ -4,6 +4,8 @@ client playing the factory-reset phone against /ztprov/ with what SRAPS handed i
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -354,3 +356,47 @@ async def test_ztp_listener_is_off_by_default(daemon: Callable[..., Awaitable[Da
     d = await daemon({"enabled": "false"})
     assert d.service.ztp is None
     assert "(ZTP)" not in d.log_path.read_text()
+
+
+FILTER = Path(__file__).resolve().parents[2] / "deploy/fail2ban/filter.d/rps-ztp.conf"
+
+
+def fail2ban_addresses(log: str) -> list[str]:
+    """The addresses the shipped filter's failregex takes from ``log``, matched the way
+    fail2ban does (the datepattern's timestamp cut off first, ``<ADDR>`` an address)."""
+    text = FILTER.read_text()
+    failregex = re.search(r"^failregex = (.+)$", text, re.M)
+    assert failregex is not None
+    pattern = re.compile(failregex.group(1).replace("<ADDR>", r"(?P<addr>[0-9A-Fa-f.:]+)"))
+    found = []
+    for line in log.splitlines():
+        match = pattern.search(re.sub(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\]", "", line))
+        if match:
+            found.append(match.group("addr"))
+    return found
+
+
+async def test_fail2ban_filter_finds_the_client_not_what_it_sent(
+        daemon: Callable[..., Awaitable[Daemon]], tmp_path: Path) -> None:
+    d = await daemon()
+    await post(d, "add", MAC)
+    phone = sraps_phone(d, MAC)
+    async with phone_client(d, MAC, ip="203.0.113.7") as attacker:
+        for user in ("x Ip=10.9.9.9 File=/", "evil\x1b[2J", phone.user):
+            r = await attacker.get(phone.path, auth=(user, "guess"))
+            assert r.status_code == 401
+        assert_unauthorized(await attacker.get(phone.path))  # no credentials: no failure
+        r = await attacker.get(phone.path, headers={"Authorization": "Basic !!!"})
+        assert r.status_code == 401
+    log = d.log_path.read_text()
+    assert fail2ban_addresses(log) == ["203.0.113.7"] * 4
+    assert "User=x\\x20Ip=10.9.9.9\\x20File=/ File=" in log
+    assert "User=evil\\x1b[2J File=" in log
+    fail2ban = shutil.which("fail2ban-regex")
+    if fail2ban is None:
+        return  # the filter's own tool, where installed: it must agree
+    (tmp_path / "rps.log").write_text(log)
+    out = subprocess.run([fail2ban, "-v", str(tmp_path / "rps.log"), str(FILTER)],
+                         capture_output=True, text=True, check=True).stdout
+    assert "Lines: " in out and ", 4 matched," in out, out
+    assert re.findall(r"^\|\s+(\S+)\s+\w{3} ", out, re.M) == ["203.0.113.7"] * 4, out
