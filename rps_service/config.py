@@ -210,7 +210,16 @@ class ZtpSettings(Section):
     path: Annotated[str, AfterValidator(_url_path)] = "/ztprov/"
     # Limits of our own (docs/configuration.md).
     nonce_lifetime: int = Field(300, ge=10, le=86_400)
+    #: Failed authentications of one user name from one IP (and of any from one IP) within
+    #: 60 s after which a failure is answered 429; valid credentials are never refused.
     fail_limit: int = Field(10, ge=1, le=100_000)
+    fail_limit_per_ip: int = Field(100, ge=1, le=1_000_000)
+    #: Seconds a request's headers may take to arrive (SPEC §13).
+    header_timeout: float = Field(10.0, gt=0, le=300)
+    #: Open connections in all, and from one address (0: no cap per address, for a proxy
+    #: on the same host whose connections all come from 127.0.0.1).
+    max_connections: int = Field(1000, ge=1, le=1_000_000)
+    max_connections_per_ip: int = Field(100, ge=0, le=1_000_000)
 
 
 def _default_providers() -> dict[str, ProviderSettings]:

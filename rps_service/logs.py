@@ -21,10 +21,14 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, Processor
 
+from rps_service.text import escape_controls, one_line
+
 LOGGER_NAME = "rps"
 _SECRET_KEYS = re.compile(r"secret|password|passwd|token|authorization|http_pass", re.I)
-_NO_SPACE = re.compile(r"\s+")
 _RESERVED = ("timestamp", "level", "component", "event")
+#: An event may name keys to write first, in this order, before the others (sorted): for
+#: lines whose shape tools match, e.g. ``Authentication failed. Ip=… User=… File=…``.
+ORDER = "_order"
 
 
 def get_logger(**bound: Any) -> Any:
@@ -85,10 +89,29 @@ def redact_secrets(_: Any, __: str, event_dict: EventDict) -> EventDict:
 
 
 def _one_line(value: Any) -> str:
-    text = "-" if value is None else str(value)
-    if text.isprintable() and text.strip() == text and "  " not in text:
-        return text  # the common case, without a regex
-    return _NO_SPACE.sub(" ", text).strip()
+    # Line breaks would split the event; other controls would reach the terminal of
+    # whoever tails the file (text.py).
+    return one_line("-" if value is None else str(value))
+
+
+def _ordered_keys(event_dict: EventDict) -> list[str]:
+    first = [k for k in event_dict.pop(ORDER, ()) if k in event_dict]
+    return first + sorted(k for k in event_dict if k not in first)
+
+
+def _json_safe(value: Any) -> Any:
+    """A value for the json renderer with controls escaped as in the text format (line
+    breaks and tabs stay: JSON escapes them), so whoever prints a decoded field gets no
+    control character either."""
+    if isinstance(value, str):
+        return escape_controls(value, keep_breaks=True)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {_json_safe(str(k)): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return _json_safe(str(value))
 
 
 class _Timestamp:
@@ -132,7 +155,8 @@ def render_text(_: Any, __: str, event_dict: EventDict) -> str:
     if message and message[-1] not in ".!?":
         message += "."
     pairs = " ".join(
-        f"{key[:1].upper()}{key[1:]}={_one_line(event_dict[key])}" for key in sorted(event_dict)
+        f"{key[:1].upper()}{key[1:]}={_one_line(event_dict[key])}"
+        for key in _ordered_keys(event_dict)
     )
     line = f"[{timestamp}] {level} ({component}): {message}"
     return f"{line} {pairs}" if pairs else line
@@ -146,7 +170,9 @@ def render_json(_: Any, __: str, event_dict: EventDict) -> str:
     event_dict["message"] = event_dict.pop("event", "")
     event_dict["level"] = str(event_dict.get("level", "info")).upper()
     event_dict.setdefault("component", "MAIN")
-    return json.dumps(event_dict, default=str, ensure_ascii=False)
+    event_dict.pop(ORDER, None)  # a JSON object's keys are found by name
+    return json.dumps({key: _json_safe(value) for key, value in event_dict.items()},
+                      ensure_ascii=False)
 
 
 _CLIENT_BYTES = re.compile(r":?\s*(?:bytearray\(|b'|b\"|'|\")")

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from rps_service.text import control_in, describe_char
+
 _MAC_SEPARATORS = re.compile(r"[:\-.]")
 _HEX12 = re.compile(r"[0-9A-Fa-f]{12}")
 
@@ -20,6 +22,8 @@ MAX_BATCH = 1000
 MAX_SETTINGS = 100  # extra vendor settings one event may carry
 #: The optional details an event keeps in ``rps_events.payload``.
 PAYLOAD_FIELDS = ("model", "name", "extension", "key", "sn", "mac_id", "settings")
+#: The free-text fields of an event: refused when they hold a control character (text.py).
+TEXT_FIELDS = ("model", "name", "extension", "key", "sn", "mac_id")
 
 
 def normalize_mac(value: str) -> str:
@@ -53,6 +57,17 @@ class EventIn(BaseModel):
     @classmethod
     def _mac(cls, value: str) -> str:
         return normalize_mac(value)
+
+    @field_validator(*TEXT_FIELDS, mode="before")
+    @classmethod
+    def _no_controls(cls, value: Any) -> Any:
+        # These end up in rps.log, the GUI, the CLI and vendors' portals: a control or bidi
+        # character there is never a name, only a way to mislead whoever reads it.
+        char = control_in(value) if isinstance(value, str) else None
+        if char is not None:
+            raise ValueError(f"must not contain control or bidi characters "
+                             f"(found {describe_char(char)})")
+        return value
 
     @field_validator("settings")
     @classmethod

@@ -21,6 +21,8 @@ MYSQL_HOST = os.environ.get("RPS_TEST_MYSQL_HOST", "127.0.0.1")
 MYSQL_PORT = int(os.environ.get("RPS_TEST_MYSQL_PORT", "3306"))
 MYSQL_USER = os.environ.get("RPS_TEST_MYSQL_USER", "root")
 MYSQL_PASSWORD = os.environ.get("RPS_TEST_MYSQL_PASSWORD", "")
+#: What every state-changing request to the event API needs, even one without a body.
+JSON_TYPE = {"Content-Type": "application/json"}
 
 
 #: Secrets used anywhere in the suite; none may appear in any log file it leaves behind.

@@ -222,20 +222,21 @@ class ServerProvisioning(_Answer):
 
 
 class Health(_Answer):
-    """GET /health: 200."""
+    """GET /health: 200. With ``api_token`` set and not given, only ``status``."""
 
     status: Literal["ok"]
-    database: Literal["ok"]
-    backlog: dict[str, int] = Field(description="`pending` and `running` events")
-    queues: list[int] = Field(description="events waiting in each in-memory queue")
+    database: Literal["ok"] | None = None
+    backlog: dict[str, int] | None = Field(None, description="`pending` and `running` events")
+    queues: list[int] | None = Field(None, description="events waiting in each in-memory "
+                                                       "queue")
 
 
 class HealthDown(_Answer):
-    """GET /health: 503."""
+    """GET /health: 503. ``degraded`` alone when ``api_token`` is set and not given."""
 
-    status: Literal["unavailable"]
-    database: str
-    queues: list[int]
+    status: Literal["unavailable", "degraded"]
+    database: str | None = Field(None, description="the database's error")
+    queues: list[int] | None = None
 
 
 NAMES = frozenset(m.__name__ for m in (

@@ -7,10 +7,10 @@ work starts without waiting for a poll. Every refusal is JSON with the field and
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -24,11 +24,12 @@ from rps_service.api import (
     providers,
     servers,
 )
-from rps_service.api.base import API, Api, error
+from rps_service.api.base import API, JSON_REQUIRED, Api, authorized, error, is_json
 from rps_service.logs import get_logger
 from rps_service.store import StoreUnavailable
 
-__all__ = ["Api", "create_app", "host_allowed", "host_name"]
+__all__ = ["Api", "create_app", "cross_site_refusal", "host_allowed", "host_name",
+           "own_origin"]
 
 log = get_logger()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -56,24 +57,74 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error(500, "internal error; see rps.log")
 
 
-def auth_middleware(token: str) -> Any:
-    """Bearer token on every route but /health and the console's static files, compared in
-    constant time."""
-    expected = f"Bearer {token}".encode()
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer token on every route but /health (which then answers only ok or degraded)
+    and the console's static files."""
+    # By matched route, not path prefix: only the static-file handler is let through.
+    public = request.match_info.route.name in console.PUBLIC_ROUTES
+    if request.path != "/health" and not public and not authorized(request):
+        response = error(401, "missing or wrong API token")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="rps"'
+        return response
+    return await handler(request)
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        # By matched route, not path prefix: only the static-file handler is let through.
-        public = request.match_info.route.name in console.PUBLIC_ROUTES
-        if request.path != "/health" and not public:
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
-                response = error(401, "missing or wrong API token")
-                response.headers["WWW-Authenticate"] = 'Bearer realm="rps"'
-                return response
+
+_STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_CROSS_SITE = frozenset({"cross-site", "same-site"})
+
+
+def own_origin(origin: str, host: str | None) -> bool:
+    """Whether an ``Origin`` header names the site the request was addressed to (its
+    ``Host``): the console's own page, directly or behind a proxy that passes ``Host``."""
+    try:
+        parts = urlsplit(origin)
+        port = parts.port
+        target = urlsplit(f"//{host}") if host else None
+        target_port = target.port if target else None
+    except ValueError:  # "http://[x", a port over 65535
+        return False
+    if parts.scheme not in ("http", "https") or not parts.hostname or target is None:
+        return False
+    default = 443 if parts.scheme == "https" else 80
+    return (parts.hostname == (target.hostname or "")
+            and (port or default) == (target_port or default))
+
+
+def cross_site_refusal(request: web.Request) -> str | None:
+    """Why a state-changing request comes from another site's page, or None."""
+    site = request.headers.get("Sec-Fetch-Site", "").strip().lower()
+    if site in _CROSS_SITE:
+        return f"Sec-Fetch-Site {site}"
+    origin = request.headers.get("Origin")
+    if origin is not None and not own_origin(origin, request.headers.get("Host")):
+        return f"Origin {origin[:100]}"
+    return None
+
+
+@web.middleware
+async def cross_site_middleware(request: web.Request, handler: Handler
+                                ) -> web.StreamResponse:
+    """No web page of another site changes anything, with or without api_token.
+
+    A browser lets any page send a POST (a form, or ``fetch`` with ``mode: 'no-cors'``)
+    and only hides the answer. Such a request is refused when the browser says where it
+    comes from (``Origin``, ``Sec-Fetch-Site``), and in any case needs ``Content-Type:
+    application/json``, which a page can send across sites only after a CORS preflight
+    that this API never approves.
+    """
+    if request.method not in _STATE_CHANGING:
         return await handler(request)
-
-    return middleware
+    refused = cross_site_refusal(request)
+    if refused is not None:
+        log.warning("Request refused: cross-origin", component="LISTENER",
+                    ip=request.remote or "-", path=request.path[:100], why=refused)
+        return error(403, "cross-origin request refused")
+    # Unknown paths and methods keep their 404 and 405.
+    if request.match_info.http_exception is None and not is_json(
+            request.headers.get("Content-Type")):
+        return error(415, JSON_REQUIRED)
+    return await handler(request)
 
 
 def host_name(header: str) -> str:
@@ -125,11 +176,11 @@ def create_app(api: Api) -> web.Application:
     """The event API application (routes of docs/api.md)."""
     general = api.settings.general
     middlewares = [errors_middleware]
-    token = general.api_token.get_secret_value()
-    if token:
-        middlewares.append(auth_middleware(token))
+    if general.api_token.get_secret_value():
+        middlewares.append(auth_middleware)
     else:  # a web page cannot send the token; without one, only the Host keeps it out
         middlewares.append(host_middleware(general.listen, general.allowed_hosts))
+    middlewares.append(cross_site_middleware)
     app = web.Application(middlewares=middlewares,
                           client_max_size=api.settings.general.max_body)
     app[API] = api

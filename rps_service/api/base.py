@@ -3,6 +3,7 @@ refusals, and reading a request's body and parameters (docs/api.md)."""
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -53,11 +54,35 @@ def error(status: int, message: str, details: list[FieldError] | None = None) ->
     return json_response(body, status=status)
 
 
+JSON_REQUIRED = ("send Content-Type: application/json (every POST, PUT, PATCH and DELETE, "
+                 "even one without a body)")
+
+
+def is_json(content_type: str | None) -> bool:
+    """``application/json``, with or without parameters (``; charset=utf-8``).
+
+    A missing type is not JSON: a web page on another site can post a body without one
+    (``new Blob([...])``), or with a form's or ``text/plain``, but never this one without
+    the browser asking the daemon first (a CORS preflight, which it does not answer).
+    """
+    return (content_type or "").split(";")[0].strip().lower() == "application/json"
+
+
+def authorized(request: web.Request) -> bool:
+    """No ``api_token`` set, or the request carries it (``Authorization: Bearer <token>``),
+    compared in constant time; a header that is not ASCII is simply not the token."""
+    token = request.app[API].settings.general.api_token.get_secret_value()
+    if not token:
+        return True
+    given = request.headers.get("Authorization", "")
+    if not given.isascii():
+        return False
+    return hmac.compare_digest(given.encode("ascii"), f"Bearer {token}".encode())
+
+
 async def json_body(request: web.Request) -> Any:
-    content_type = request.headers.get("Content-Type", "application/json")
-    media = content_type.split(";")[0].strip().lower()
-    if media != "application/json" and not media.endswith("+json"):
-        raise web.HTTPUnsupportedMediaType(reason="send Content-Type: application/json")
+    if not is_json(request.headers.get("Content-Type")):
+        raise web.HTTPUnsupportedMediaType(reason=JSON_REQUIRED)
     limit = request.app[API].settings.general.max_body
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)

@@ -94,6 +94,8 @@ BAD_BODY = (
 )
 NO_PROVIDER = Answer(404, "unknown or disabled provider")
 JOB_ID = Param("id", "path", {"type": "integer"}, "the job id")
+#: Methods refused from other sites' pages and needing a JSON Content-Type (api/app.py).
+STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 
 #: Each provider takes its own credential keys: the body is that provider's model.
 CREDENTIAL_MODELS: tuple[type[BaseModel], ...] = tuple(
@@ -135,7 +137,9 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/events/{id}/retry", "Re-queue a failed event",
           (Answer(202, "re-queued", answers.Retried), Answer(404, "no such event"),
            Answer(409, "the event is not failed, or a newer event of the device exists")),
-          params=(EVENT_ID,)),
+          params=(EVENT_ID,),
+          description="Takes no body, but needs `Content-Type: application/json` like "
+                      "every state-changing request (415 without it)."),
     Route("GET", "/devices", "List devices as the GUI shows them",
           (Answer(200, "a page of devices", answers.DeviceList), BAD_REQUEST),
           params=(Param("server", "query", INT32),
@@ -224,7 +228,10 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/health", "Database reachable, backlog, queue depths",
           (Answer(200, "healthy", answers.Health),
            Answer(503, "the database does not answer", answers.HealthDown)),
-          tag="operations", public=True, database=False),
+          tag="operations", public=True, database=False,
+          description="Needs no token. When `api_token` is set, a request without it gets "
+                      "only `{\"status\": \"ok\"}` (200) or `{\"status\": \"degraded\"}` "
+                      "(503): the figures and the database's error need the token."),
     Route("GET", "/metrics", "Prometheus metrics",
           (Answer(200, "the Prometheus text format (OpenMetrics when asked in Accept)",
                   {"type": "string"}, media="text/plain"),),
@@ -292,6 +299,9 @@ def _operation(route: Route) -> dict[str, Any]:
         op["security"] = []
     if route.database:
         responses["503"] = {"$ref": "#/components/responses/DatabaseUnavailable"}
+    if route.method in STATE_CHANGING:
+        responses["403"] = {"$ref": "#/components/responses/CrossOrigin"}
+        responses.setdefault("415", {"$ref": "#/components/responses/NotJson"})
     op["responses"] = dict(sorted(responses.items()))
     return op | route.extra
 
@@ -315,7 +325,10 @@ def document() -> dict[str, Any]:
             "description": "The PBX GUI's and operators' API of rps-service. JSON "
                            "both ways. When `api_token` is set, every route but `/health` "
                            "(and the console's static files under `/ui/`) needs "
-                           "`Authorization: Bearer <token>`.",
+                           "`Authorization: Bearer <token>`. Every POST, PUT, PATCH and "
+                           "DELETE needs `Content-Type: application/json`, even without a "
+                           "body, and is refused (403) when a web page of another site "
+                           "sent it.",
         },
         "servers": [{"url": "http://127.0.0.1:15777", "description": "the default listen"}],
         "tags": [{"name": n} for n in ("events", "devices", "providers", "servers", "fleet",
@@ -332,6 +345,14 @@ def document() -> dict[str, Any]:
                 "DatabaseUnavailable": {"description": "the database does not answer; "
                                                        "nothing was stored",
                                         "content": error},
+                "CrossOrigin": {"description": "sent by a web page of another site "
+                                               "(`Origin` not this host, or `Sec-Fetch-Site` "
+                                               "`cross-site`/`same-site`): nothing changed",
+                                "content": error},
+                "NotJson": {"description": "no `Content-Type: application/json` (required "
+                                           "on every POST, PUT, PATCH and DELETE, even "
+                                           "without a body)",
+                            "content": error},
             },
         },
     }

@@ -10,18 +10,20 @@ on stderr and exit code 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TextIO
 
 import httpx
 
 from rps_service.config import GeneralSettings, find_config, load_settings
 from rps_service.models import normalize_mac
+from rps_service.text import CONTROLS_NOT_BREAKS, escape_controls
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 2
 TIMEOUT = 30.0
@@ -81,8 +83,12 @@ class DaemonClient:
              body: Any = None) -> Any:
         """The JSON answer; :class:`AdminError` when unreachable or answering an error."""
         query = {k: v for k, v in (params or {}).items() if v is not None}
+        # The daemon takes a state-changing request only as JSON, even one without a body
+        # (POST /events/{id}/retry): that is what a web page cannot send across sites.
+        headers = {} if method in ("GET", "HEAD") else {"Content-Type": "application/json"}
         try:
-            response = self._client.request(method, path, params=query, json=body)
+            response = self._client.request(method, path, params=query, json=body,
+                                            headers=headers)
         except httpx.TimeoutException:
             raise AdminError(f"the daemon at {self.url} did not answer within "
                              f"{self.timeout:g}s") from None
@@ -162,7 +168,37 @@ def time_text(value: Any) -> str:
 
 
 def print_json(body: Any) -> None:
-    print(json.dumps(body, indent=2, ensure_ascii=False))
+    # json.dumps escapes C0 controls itself; C1, bidi controls and lone surrogates get
+    # JSON's own \u escapes here, so scripts read back the same strings.
+    text = json.dumps(body, indent=2, ensure_ascii=False)
+    print(CONTROLS_NOT_BREAKS.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+
+
+class SafeOutput:
+    """A text stream that writes control and bidi characters escaped (``\\x1b``), line
+    breaks excepted: what the daemon answers (device names, vendors' messages) is shown,
+    never obeyed, by the terminal."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write("\n".join(escape_controls(line) for line in text.split("\n")))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+
+@contextlib.contextmanager
+def safe_output() -> Iterator[None]:
+    """stdout and stderr as :class:`SafeOutput` for the duration of an admin command."""
+    out, err = SafeOutput(sys.stdout), SafeOutput(sys.stderr)
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        yield
 
 
 # -- shared by the commands' arguments --------------------------------------------------

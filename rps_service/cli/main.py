@@ -16,7 +16,7 @@ from pathlib import Path
 from rps_service import __version__, loop
 from rps_service.cli import access, events, fleet
 from rps_service.cli import secrets as secrets_command
-from rps_service.cli.client import AdminError, DaemonClient, target
+from rps_service.cli.client import AdminError, DaemonClient, safe_output, target
 from rps_service.config import ConfigError, Settings, find_config, load_settings
 from rps_service.logs import configure, get_logger
 from rps_service.store import DatabaseMissing, StoreUnavailable, create_store
@@ -153,6 +153,11 @@ def _cannot_start(settings: Settings, reason: str) -> int:
 
 def _admin(args: argparse.Namespace) -> int:
     """Run one admin command against the daemon; the exit code."""
+    with safe_output():  # the daemon's answers hold text from outside (text.py)
+        return _admin_command(args)
+
+
+def _admin_command(args: argparse.Namespace) -> int:
     if args.command == "send" and bool(args.mac) == bool(args.csv):
         print("rps-service send: give a MAC or --csv FILE (not both)", file=sys.stderr)
         return EXIT_CONFIG

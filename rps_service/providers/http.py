@@ -13,7 +13,9 @@ checks:
    nothing sent; the request's timeout never outlasts it;
 3. the ``INFO (<Vendor>): Sending Request. Mac=… Url=…`` line, with secrets in the query
    masked;
-4. the metrics observer, told of every request's operation, status and duration.
+4. the metrics observer, told of every request's operation, status and duration;
+5. the answer, read under one deadline (the provider's ``timeout``) and at most
+   ``max_answer`` bytes (:func:`~rps_service.providers.transport.read_answer`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from rps_service.providers.errors import transport_error
 from rps_service.providers.protocol import Failure, ProviderError, RequestObserver
 from rps_service.providers.ratelimit import AccountGate
 from rps_service.providers.tokens import TokenAuth
+from rps_service.providers.transport import AnswerTooLarge, read_answer
 
 log = get_logger()
 
@@ -64,6 +67,7 @@ class VendorHttp:
         timeout: float,
         rate_limit: float,
         retry_cap: float,
+        max_answer: int = 1_048_576,
         observe: RequestObserver | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -74,6 +78,7 @@ class VendorHttp:
         self.timeout = timeout
         self.rate_limit = rate_limit
         self.retry_cap = retry_cap
+        self.max_answer = max_answer  # bytes of a vendor's answer read at most
         self.observe = observe
         self._monotonic = monotonic
         self._sleep = sleep
@@ -147,13 +152,20 @@ class VendorHttp:
                  url=loggable_url(request.url))
         started, status = self._monotonic(), "error"
         try:
-            response = await self.transport.handle_async_request(request)
-            response.request = request
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
+            # One deadline for the whole call: a vendor trickling a byte at a time never
+            # trips a per-read timeout, yet must not hold the event past ``timeout``.
+            async with asyncio.timeout(timeout):
+                response = await self.transport.handle_async_request(request)
+                response.request = request
+                response = await read_answer(response, self.max_answer)
             status = str(response.status_code)
+        except TimeoutError as exc:
+            status = "timeout"
+            raise transport_error(httpx.ReadTimeout("deadline", request=request),
+                                  timeout) from exc
+        except AnswerTooLarge as exc:
+            raise ProviderError(f"{self.label} answer too large: more than {exc.limit} bytes "
+                                "(max_answer)", Failure.TRANSIENT) from exc
         except httpx.RequestError as exc:
             status = "timeout" if isinstance(exc, httpx.TimeoutException) else "error"
             raise transport_error(exc, timeout) from exc

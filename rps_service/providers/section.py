@@ -57,6 +57,9 @@ class ProviderSettings(Section):
     api_url: HttpUrl = "https://example.invalid/"
     provisioning_url: str = f"https://{PLACEHOLDER_HOST}/ztprov/"
     timeout: float = Field(30.0, gt=0, le=600)
+    # Bytes of one vendor answer read at most (compressed or decoded): answers are a few
+    # kilobytes, a catalogue page about 200 KB; a bigger one fails that call (transient).
+    max_answer: int = Field(1_048_576, ge=16_384, le=64 * 1_048_576)
     # Requests per second per vendor account, never exceeded in any sliding second. No
     # vendor publishes its limit; 5/s is far below what throttled peers report and still
     # registers 18,000 phones an hour.

@@ -131,7 +131,7 @@ class SrapsProvider(VendorProvider):
             for entry in page:
                 if isinstance(entry, dict) and isinstance(entry.get("mac"), str):
                     yield self._record(catalogue, entry)
-            url = _next_link(response)
+            url = self._next_link(response)
 
     async def vendor_check(self, account: Account) -> str:
         token = await self._fetch_token(account)
@@ -189,7 +189,7 @@ class SrapsProvider(VendorProvider):
                 raise ProviderError(f"{self.service} answered the settings lookup with no list",
                                     Failure.PERMANENT)
             self._collect(page, uuids)
-            url = _next_link(response)
+            url = self._next_link(response)
         if self.url_setting not in uuids:
             where = f" in section {self.catalogue_section}" if self.catalogue_section else ""
             raise ProviderError(f"The {self.service} settings catalogue has no "
@@ -283,6 +283,22 @@ class SrapsProvider(VendorProvider):
         log.warning("Link to another host ignored", component=self.label, host=url.host)
         return None
 
+    def _next_link(self, response: httpx.Response) -> str | None:
+        """The ``Link: rel=next`` page, which must be on ``api_url``'s scheme, host and port:
+        the request is Hawk-signed, and a page elsewhere would get the signature (and the
+        list would be incomplete without it, so the call fails rather than stop short)."""
+        target = response.links.get("next", {}).get("url")
+        if not target:
+            return None
+        url = str(response.url.join(target))
+        own = self._own_link(url)
+        if own is None:
+            raise ProviderError(
+                f"{self.service} answered a next-page link to another host "
+                f"({httpx.URL(url).host or '?'}): not followed", Failure.PERMANENT,
+                hint=f"api_url is {self.settings.api_url}; links are followed only there")
+        return own
+
     def _has_no_role(self, token: dict[str, Any]) -> bool:
         if "role" not in token:
             return self.role_absent_means_none
@@ -340,11 +356,6 @@ def _merged(existing: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
         if existing.get(name) is not None:
             body[name] = existing[name]
     return body
-
-
-def _next_link(response: httpx.Response) -> str | None:
-    target = response.links.get("next", {}).get("url")
-    return str(response.url.join(target)) if target else None
 
 
 def _rw(value: str) -> dict[str, Any]:

@@ -109,7 +109,8 @@ class VendorProvider(abc.ABC):
         self.http = VendorHttp(
             name=self.name, label=self.label, transport=context.transport,
             timeout=settings.timeout, rate_limit=settings.rate_limit,
-            retry_cap=context.retry_cap, observe=context.observe,
+            retry_cap=context.retry_cap, max_answer=settings.max_answer,
+            observe=context.observe,
         )
         self._accounts: dict[int, tuple[Credentials, Account]] = {}
 

@@ -42,10 +42,10 @@ export async function api(method, path, { params, body } = {}) {
     const headers = { Accept: 'application/json' };
     if (token) headers.Authorization = `Bearer ${token}`;
     const init = { method, headers, cache: 'no-store' };
-    if (body !== undefined) {
-      headers['Content-Type'] = 'application/json';
-      init.body = JSON.stringify(body);
-    }
+    // Every state-changing call is JSON, even one without a body (a retry): the daemon
+    // refuses anything else, which is what keeps other sites' pages out.
+    if (method !== 'GET' && method !== 'HEAD') headers['Content-Type'] = 'application/json';
+    if (body !== undefined) init.body = JSON.stringify(body);
     let response;
     try {
       response = await fetch(url(path, params), init);

@@ -2,7 +2,7 @@
 // retried event is followed until it is done or has failed again.
 
 import { api } from './api.js';
-import { fill, h, showError, time } from './dom.js';
+import { fill, h, setText, showError, time } from './dom.js';
 
 const PAGE = 50;
 const FINISHED = new Set(['done', 'failed', 'superseded']);
@@ -59,7 +59,7 @@ async function retry(id, cells) {
     const answer = await api('POST', `/events/${encodeURIComponent(id)}/retry`);
     showState(cells, answer.state);
   } catch (error) {
-    cells.lastError.textContent = error.message;
+    setText(cells.lastError, error.message);
     cells.button.disabled = false;
     return;
   }
@@ -69,12 +69,12 @@ async function retry(id, cells) {
     try {
       event = await api('GET', `/events/${encodeURIComponent(id)}`);
     } catch (error) {
-      cells.lastError.textContent = error.message;
+      setText(cells.lastError, error.message);
       return;
     }
     showState(cells, event.state);
     cells.attempts.textContent = String(event.attempts);
-    cells.lastError.textContent = event.last_error ?? '';
+    setText(cells.lastError, event.last_error ?? '');
     if (FINISHED.has(event.state)) {
       cells.button.disabled = event.state !== 'failed';
       document.dispatchEvent(new CustomEvent('rps:device-changed')); // its row is stale

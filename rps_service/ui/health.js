@@ -33,6 +33,13 @@ export class Health {
       if (!error.body || !Array.isArray(error.body.queues)) return;
       health = error.body; // 503 still tells the queue depths
     }
+    if (!Array.isArray(health.queues)) {
+      // Without the token the daemon says only ok or degraded; the figures come once the
+      // token is known (the other panels ask for it).
+      this.summary.textContent = health.status === 'ok' ? 'ok' : 'degraded';
+      this.summary.className = health.status === 'ok' ? 'summary' : 'summary bad';
+      return;
+    }
     const backlog = health.backlog || {};
     fill(this.figures,
       h('dt', {}, 'Database'), h('dd', {}, health.database),

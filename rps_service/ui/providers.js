@@ -3,7 +3,7 @@
 // (POST /providers/{p}/reconcile in its /openapi.json), a Reconcile button starts a job.
 
 import { api } from './api.js';
-import { fill, h, showError } from './dom.js';
+import { fill, h, setText, showError } from './dom.js';
 
 export class Providers {
   constructor() {
@@ -95,7 +95,7 @@ class ProviderRow {
   }
 
   say(ok, text) {
-    this.result.textContent = text;
+    setText(this.result, text);
     this.result.className = ok === null ? 'result' : ok ? 'result ok' : 'result bad';
   }
 }

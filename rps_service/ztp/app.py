@@ -11,15 +11,17 @@ vendor carried to it:
 * **a URL key**: the URL itself holds a per-device key as a path segment; it is checked
   like a password (constant time, revoked by a remove; a wrong key is 403).
 
-The flow per request:
+The flow per request (connections themselves are capped and timed in :mod:`.connections`):
 
-1. an IP with too many recent failed authentications gets 429 (``[ztp] fail_limit``);
-2. a path outside ``[ztp] path`` is 404; a MAC in the path that differs from the
+1. a path outside ``[ztp] path`` is 404; a MAC in the path that differs from the
    User-Agent's is 403 (logged);
-3. the device is found by its URL key, or by the MAC of the file name (or of the
+2. the device is found by its URL key, or by the MAC of the file name (or of the
    User-Agent, for model files and other probes), and authenticated; any failure gives the
-   same answer whether the device exists or not;
-4. after authentication, anything but the device's settings file is 404; the settings file
+   same answer whether the device exists or not, and is logged
+   (``Authentication failed. Ip=… User=… File=…``) and counted: past ``[ztp] fail_limit``
+   (per IP and user name) or ``fail_limit_per_ip``, a failure is answered 429 rather than
+   401 (:mod:`.throttle`); valid credentials are never refused for their address;
+3. after authentication, anything but the device's settings file is 404; the settings file
    is 200, and the fetch is recorded on the device row (model, firmware, IP, time).
 
 Every request is logged like a web server's access log: ``GET /ztprov/… 401. Ip=…`` (URL
@@ -53,6 +55,13 @@ from rps_service.ztp.auth import (
     NonceBook,
     Secret,
 )
+from rps_service.ztp.connections import (
+    IDLE_TIMEOUT,
+    ConnectionGuard,
+    GuardedSite,
+    Limits,
+    raise_file_limit,
+)
 from rps_service.ztp.family import PhoneFamily, mac_in
 from rps_service.ztp.registry import FAMILIES
 from rps_service.ztp.throttle import FailureThrottle
@@ -62,6 +71,9 @@ log = get_logger()
 _LOGIN_MODES = (AccessMode.CREDENTIALS, AccessMode.SERVER)
 _KEY_IN_PATH = re.compile(r"(?<=/)([0-9a-f]{12})[A-Za-z0-9_-]{24}(?=/)")
 _DIGEST_USER = re.compile(r'username="([^"]*)"')
+_SPACE = re.compile(r"\s")
+#: The keys of an ``Authentication failed.`` line, first and in this order (fail2ban).
+_FAILURE_KEYS = ("ip", "user", "file")
 _LOGGED_PATH_LENGTH = 300
 _SHUTDOWN_TIMEOUT = 5.0  # seconds a stop waits for requests in flight (phones are quick)
 _NO_CACHE = {"Cache-Control": "no-store"}
@@ -147,6 +159,18 @@ def loggable_path(path: str) -> str:
     return _KEY_IN_PATH.sub(r"\1***", path)
 
 
+def _too_many(retry_after: int) -> web.Response:
+    return _plain(429, {"Retry-After": str(retry_after)})
+
+
+def _shown_user(user: str | None) -> str:
+    """A user name as the failure line shows it: the phone's (or an attacker's) choice, so
+    cut short and without spaces (escaped), which would make it look like more keys."""
+    if not user:
+        return "-"
+    return _SPACE.sub(lambda m: f"\\x{ord(m.group()):02x}", user[:64])
+
+
 def _failure_reason(mac: str | None, device: Device | None, result: AuthResult) -> str:
     # For the operator's log only: the phone gets the same 401 whatever the reason.
     if mac is None:
@@ -162,13 +186,17 @@ class ZtpListener:
     """The phone-facing HTTP listener (``[ztp]``), separate from the loopback event API."""
 
     def __init__(self, settings: ZtpSettings, store: Store,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 idle_timeout: float = IDLE_TIMEOUT) -> None:
         self.settings = settings
+        self.idle_timeout = idle_timeout
         self.store = store
         self.clock = clock
         self.nonces = NonceBook(settings.nonce_lifetime)
         self.auth = Authenticator(self.nonces)
-        self.throttle = FailureThrottle(settings.fail_limit)
+        self.throttle = FailureThrottle(settings.fail_limit, settings.fail_limit_per_ip)
+        self.guard = ConnectionGuard(Limits(settings.header_timeout, settings.max_connections,
+                                            settings.max_connections_per_ip))
         self.address = ""
         self._runner: web.AppRunner | None = None
         self._decoy_key = new_url_key()  # compared when no device has the key
@@ -181,13 +209,14 @@ class ZtpListener:
 
     async def start(self) -> str:
         """Bind ``listen:port``; the address it listens on."""
+        raise_file_limit(self.settings.max_connections)
         runner = web.AppRunner(self.create_app(), access_log=None, handle_signals=False,
                                shutdown_timeout=_SHUTDOWN_TIMEOUT,
+                               keepalive_timeout=self.idle_timeout,
                                logger=http_server_logger("ZTP"))
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.settings.listen, self.settings.port,
-                               reuse_address=True)
+            site = GuardedSite(runner, self.settings.listen, self.settings.port, self.guard)
             await site.start()
         except BaseException:
             await runner.cleanup()
@@ -223,9 +252,6 @@ class ZtpListener:
         now = self.clock()
         if request.method not in ("GET", "HEAD"):
             return _plain(405, {"Allow": "GET, HEAD"})
-        retry_after = self.throttle.retry_after(ip, now)
-        if retry_after is not None:
-            return _plain(429, {"Retry-After": str(retry_after)})
         segments = self._segments(request.path)
         if segments is None:
             return _plain(404)
@@ -256,7 +282,7 @@ class ZtpListener:
         result = self.auth.verify(header, request.method, request.raw_path, _secret(device),
                                   now)
         if not result.ok or device is None:
-            return self._refuse(ip, mac, device, result, now)
+            return self._refuse(request, ip, mac, device, result, now)
         return await self._serve(request, ip, device, name)
 
     async def _login_device(self, mac: str, offered: str | None) -> Device | None:
@@ -277,10 +303,9 @@ class ZtpListener:
         device = await self.store.device_by_url_key(key)  # by its keyed hash
         matches = _same(key, (device.url_key if device else None) or self._decoy_key)
         if device is None or not matches:
-            log.warning("Authentication failed", component="ZTP", ip=ip,
-                        key=f"{selector}***", reason="unknown or revoked URL key")
-            self._count_failure(ip, now)
-            return _plain(403)
+            retry_after = self._failed(request, ip, None, now, key=f"{selector}***",
+                                       reason="unknown or revoked URL key")
+            return _plain(403) if retry_after is None else _too_many(retry_after)
         family = _family(device)
         agent = (family.parse_user_agent if family else parse_user_agent)(
             request.headers.get("User-Agent"))
@@ -303,26 +328,38 @@ class ZtpListener:
         return path[len(base):].split("/")
 
     def _mismatch(self, ip: str, mac: str, ua_mac: str, now: float) -> web.Response:
+        # Not an authentication (none was checked): logged, not counted.
         log.warning("User-Agent MAC differs from the path", component="ZTP", ip=ip,
                     mac=mac, ua_mac=ua_mac)
-        self._count_failure(ip, now)
         return _plain(403)
 
-    def _refuse(self, ip: str, mac: str | None, device: Device | None, result: AuthResult,
-                now: float) -> web.Response:
-        if result.reason:
-            log.warning("Authentication failed", component="ZTP", ip=ip, mac=mac or "-",
-                        reason=_failure_reason(mac, device, result))
-            self._count_failure(ip, now)
+    def _refuse(self, request: web.Request, ip: str, mac: str | None, device: Device | None,
+                result: AuthResult, now: float) -> web.Response:
+        if result.reason:  # not merely no credentials yet, or a stale nonce
+            retry_after = self._failed(
+                request, ip, _offered_username(request.headers.get("Authorization")), now,
+                mac=mac or "-", reason=_failure_reason(mac, device, result))
+            if retry_after is not None:
+                return _too_many(retry_after)
         response = _plain(401)
         for challenge in self.auth.challenges(now, stale=result.stale):
             response.headers.add("WWW-Authenticate", challenge)
         return response
 
-    def _count_failure(self, ip: str, now: float) -> None:
-        if self.throttle.record(ip, now):
+    def _failed(self, request: web.Request, ip: str, user: str | None, now: float,
+                **details: str) -> int | None:
+        """Log and count a failed authentication; the Retry-After of a 429, if it is one."""
+        shown = _shown_user(user)
+        log.warning("Authentication failed", component="ZTP", _order=_FAILURE_KEYS, ip=ip,
+                    user=shown, file=loggable_path(request.raw_path)[:_LOGGED_PATH_LENGTH],
+                    **details)
+        retry_after, reached = self.throttle.failed(ip, user or "-", now)
+        for which in reached:
+            count = self.throttle.per_user if which == "user" else self.throttle.per_ip
             log.warning("Too many failed authentications", component="ZTP", ip=ip,
-                        limit=self.throttle.limit, window=f"{self.throttle.window:g}s")
+                        limit=count.limit, window=f"{count.window:g}s",
+                        **({"user": shown} if which == "user" else {}))
+        return retry_after
 
     async def _settings_file(self, request: web.Request, ip: str, device: Device,
                              family: PhoneFamily, name: str) -> web.Response:

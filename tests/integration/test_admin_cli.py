@@ -17,7 +17,9 @@ import structlog
 
 from rps_service import logs
 from rps_service.cli import main
+from rps_service.clock import utcnow
 from rps_service.config import load_settings
+from rps_service.models import NewEvent
 from rps_service.providers.protocol import CheckResult
 from rps_service.service import Service
 from tests.conftest import free_port, write_ini
@@ -269,3 +271,51 @@ def _run_with(daemon: Running, argv: list[str]) -> tuple[int, str, str]:
     code = main(argv)
     out, err = daemon.capsys.readouterr()
     return code, out, err
+
+
+HOSTILE = "403: \x1b[2J\x1b]0;owned\x07\u202eevil"
+SHOWN = "403: \\x1b[2J\\x1b]0;owned\\x07\\u202eevil"
+
+
+def _raw_controls(text: str) -> list[str]:
+    return [c for c in text if c not in "\n" and (ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F
+                                                  or c in "\u202e\u2066")]
+
+
+async def test_text_from_outside_is_shown_escaped(daemon: Running, tmp_path: Path) -> None:
+    """Issue 20, finding 6: ESC and U+202E from a vendor's error, and a device name stored
+    before names were checked, reach neither rps.log nor the terminal raw."""
+    daemon.provider.script["000413000009"] = [permanent(HOSTILE)]
+    await daemon.post(event("000413000009"))
+    # A name with a control can no longer come in through the API (below); a row written
+    # before that (or by another tool) is still shown escaped.
+    store = daemon.service.store
+    [row] = await store.insert_events(
+        [NewEvent("add", "fake", 8, "000413000010", {"name": "\x1b[2JRecep\u202etion"})],
+        utcnow())
+    daemon.service.distributor.wake()
+    await wait_events(daemon.client, [row.id])
+    for command in (("events",), ("devices",)):
+        code, out, err = await daemon.run(*command)
+        assert code == 0, err
+        assert not _raw_controls(out), out
+        assert SHOWN in out
+    _, out, _ = await daemon.run("devices", "--mac", "000413000010")
+    assert "\\x1b[2JRecep\\u202etion" in out
+    code, out, _ = await daemon.run("devices", "--json")
+    assert code == 0 and not _raw_controls(out)
+    names = {d["mac"]: d["name"] for d in json.loads(out)["devices"]}
+    assert names["000413000010"] == "\x1b[2JRecep\u202etion"  # scripts read the real text
+    log = (tmp_path / "rps.log").read_text()
+    assert not _raw_controls(log)
+    assert f"ERROR (QUEUE): Error while handling Event. Action=add Err={SHOWN} " in log
+
+    # The event API refuses such a name, naming the field; the command says so, escaped.
+    r = await daemon.client.post("/events", json=event("000413000011", name="\u001b[2J"))
+    assert r.status_code == 400
+    assert r.json()["details"] == [{"index": 0, "field": "name", "message": (
+        "must not contain control or bidi characters (found U+001B)")}]
+    code, out, err = await daemon.run("send", "add", "000413000011", "--provider", "fake",
+                                      "--name", "\x1b[2J")
+    assert code == 1 and out == "" and not _raw_controls(err)
+    assert "name: must not contain control or bidi characters (found U+001B)" in err

@@ -30,6 +30,9 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
 TOKEN = "tok-123456"
 HOSTILE = '<img src=x onerror="document.title=1">Lobby'
 FAILING_MAC = "000413000004"  # fake provider, server 2: its add fails once
+# Its error: markup, and controls shown escaped (a U+202E must not turn the row around).
+FAILURE = "403: Forbidden <b>x</b> \x1b[2J\u202eevil"
+FAILURE_SHOWN = "403: Forbidden <b>x</b> \\x1b[2J\\u202eevil"
 
 if not CHROMIUM.exists():
     if os.environ.get("CI"):
@@ -58,7 +61,7 @@ async def daemon(tmp_path: Path, mysql_database: str) -> AsyncIterator[tuple[Ser
                "retry_cap": 0.05}
     settings = load_settings(write_ini(tmp_path / "rps.ini", general), env={})
     async with running(settings, token=TOKEN) as (service, client):
-        service.providers["fake"].script[FAILING_MAC] = [permanent("403: Forbidden <b>x</b>")]
+        service.providers["fake"].script[FAILING_MAC] = [permanent(FAILURE)]
         events = [{"action": "add", "provider": ("fake", "other")[i % 2],
                    "mac": f"0004130{i:05X}", "server": 1 + i % 3, "name": f"Phone {i}",
                    "model": "D717", "extension": str(100 + i)} for i in range(250)]
@@ -147,7 +150,9 @@ async def test_console_end_to_end(browser: Browser, daemon: tuple[Service, str])
     await page.select_option("#device-filters select[name=status]", "error")
     await page.click("#device-filters button[type=submit]")
     await expect(page.locator("#devices-range")).to_have_text(_range(1, 1, 1))
-    await expect(_rows(page).first).to_contain_text("403: Forbidden <b>x</b>")
+    await expect(_rows(page).first).to_contain_text(FAILURE_SHOWN)
+    message = _rows(page).first.locator("td.message")
+    assert await message.get_attribute("title") == FAILURE_SHOWN
     await page.click("#device-filters button[type=reset]")
     await page.fill("#device-filters input[name=mac]", "00:04:13:00:00:00")
     await page.click("#device-filters button[type=submit]")
@@ -161,6 +166,7 @@ async def test_console_end_to_end(browser: Browser, daemon: tuple[Service, str])
     failed = page.locator("#failed-table tbody tr")
     await expect(failed).to_have_count(1)
     await expect(failed.first).to_contain_text(FAILING_MAC)
+    await expect(failed.first).to_contain_text(FAILURE_SHOWN)
     await expect(failed.first.locator("td.state")).to_have_text("failed")
     await failed.first.locator("button").click()
     await expect(failed.first.locator("td.state")).to_have_text(re.compile("pending|running|done"))

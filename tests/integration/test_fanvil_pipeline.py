@@ -229,8 +229,9 @@ async def test_a_wrong_key_is_403_and_logged_without_the_key(
         assert r.status_code == 403
 
     text = e.log_path.read_text()
-    assert re.search(rf"WARNING \(ZTP\): Authentication failed\. Ip=127\.0\.0\.1 "
-                     rf"Key={key[:12]}\*\*\* Reason=unknown or revoked URL key", text), text
+    assert re.search(rf"WARNING \(ZTP\): Authentication failed\. Ip=127\.0\.0\.1 User=- "
+                     rf"File=/ztprov/8/{wrong[:12]}\*\*\*/0c383e0a0b0c\.cfg "
+                     rf"Key={wrong[:12]}\*\*\* Reason=unknown or revoked URL key", text), text
     assert re.search(rf"INFO \(ZTP\): GET /ztprov/8/{key[:12]}\*\*\*/0c383e0a0b0c\.cfg 403\. "
                      rf"Ip=127\.0\.0\.1", text), text
     assert wrong[12:] not in text and key[12:] not in text

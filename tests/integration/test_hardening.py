@@ -17,6 +17,7 @@ from rps_service.sandbox.state import (
     SandboxState,
     setting_uuid,
 )
+from tests.conftest import JSON_TYPE
 from tests.integration.test_pipeline import wait_events, wait_for
 from tests.integration.test_snom_pipeline import MAC, Env, env, post
 
@@ -117,7 +118,7 @@ async def test_retry_of_an_event_a_newer_one_overtook_is_refused(env: Start) -> 
     failed = await post(client, "add")
     assert failed["state"] == "failed"
     assert (await post(client, "remove"))["state"] == "done"
-    r = await client.post(f"/events/{failed['id']}/retry")
+    r = await client.post(f"/events/{failed['id']}/retry", headers=JSON_TYPE)
     assert r.status_code == 409
     assert "newer event" in r.json()["error"] and "undo" in r.json()["error"]
 

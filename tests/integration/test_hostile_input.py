@@ -101,15 +101,25 @@ def _valid_event(item: Any) -> bool:
         len(hexes) == 12 and all(c in string.hexdigits for c in hexes),
         item.get("server") is None or (type(item["server"]) is int
                                        and 1 <= item["server"] < 2**31),
-        all(item.get(k) is None or (isinstance(item[k], str) and len(item[k]) <= limit)
+        all(item.get(k) is None or (isinstance(item[k], str) and len(item[k]) <= limit
+                                    and not _has_control(item[k]))
             for k, limit in (("model", 64), ("name", 255), ("extension", 64))),
         "key" not in item or item["key"] is None or (isinstance(item["key"], str)
-                                                      and 1 <= len(item["key"]) <= 64),
+                                                      and 1 <= len(item["key"]) <= 64
+                                                      and not _has_control(item["key"])),
         _code(item.get("sn"), "._-"),
         _code(item.get("mac_id"), "-"),
         _settings(item.get("settings")),
     ]
     return all(checks)
+
+
+def _has_control(text: str) -> bool:
+    """SPEC §13: C0 and C1 controls, bidi and format controls (and lone surrogates and the
+    line separators, which the daemon refuses too)."""
+    return any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or 0xD800 <= ord(c) <= 0xDFFF
+               or c in "\u061c\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u202e"
+                       "\u2066\u2067\u2068\u2069" for c in text)
 
 
 def _code(value: Any, extra: str) -> bool:
@@ -206,7 +216,7 @@ def test_random_authorization(harness: Harness, value: str) -> None:
 
 
 def test_sql_metacharacters_stored_verbatim(harness: Harness) -> None:
-    name = "O'Brien\"; DROP TABLE rps_events; -- %s ? \\x00\u202e"
+    name = "O'Brien\"; DROP TABLE rps_events; -- %s ? \\x00 é ü"
     r = harness.run(harness.client.post(
         "/events", json={**VALID, "mac": "000413FFFF01", "name": name, "key": "k'; --"},
         headers=AUTH))

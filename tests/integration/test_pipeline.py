@@ -15,6 +15,7 @@ from rps_service.access import AccessMode
 from rps_service.config import Settings
 from rps_service.service import Service
 from rps_service.store import create_store
+from tests.conftest import JSON_TYPE
 from tests.fakes import ScriptedProvider, permanent, transient
 
 Started = tuple[Service, ScriptedProvider, httpx.AsyncClient]
@@ -189,14 +190,14 @@ async def test_permanent_failure_fails_at_once_and_retry_requeues(
     assert device["status"] == "error" and device["last_message"] == "403: Forbidden"
     failed = (await client.get("/events", params={"state": "failed"})).json()["events"]
     assert [e["id"] for e in failed] == [event_id]
-    again = await client.post(f"/events/{event_id}/retry")
+    again = await client.post(f"/events/{event_id}/retry", headers=JSON_TYPE)
     assert again.status_code == 202
     [row] = await wait_events(client, [event_id], ("done",))
     assert row["attempts"] == 1
     device = (await client.get("/devices/fake/000413000002")).json()
     assert device["status"] == "registered" and device["last_message"] == "-"
-    assert (await client.post(f"/events/{event_id}/retry")).status_code == 409
-    assert (await client.post("/events/999999/retry")).status_code == 404
+    assert (await client.post(f"/events/{event_id}/retry", headers=JSON_TYPE)).status_code == 409
+    assert (await client.post("/events/999999/retry", headers=JSON_TYPE)).status_code == 404
 
 
 async def test_transient_failures_exhaust_attempts(
@@ -260,17 +261,17 @@ async def test_invalid_events_400(start: Callable[..., Awaitable[Started]], body
 async def test_http_refusals(start: Callable[..., Awaitable[Started]]) -> None:
     _, _, client = await start({"max_body": 2048})
     r = await client.post("/events", content=b"x" * 4096,
-                          headers={"Content-Type": "application/json"})
+                          headers=JSON_TYPE)
     assert r.status_code == 413 and "max_body" in r.json()["error"]
     for raw in (b"{not json", b"", b"\xff\xfe", b"[1,", b"NaN"):
         r = await client.post("/events", content=raw,
-                              headers={"Content-Type": "application/json"})
+                              headers=JSON_TYPE)
         assert r.status_code == 400, raw
         assert r.json()["error"].startswith("body is not valid JSON: "), raw
     r = await client.post("/events", content=b"action=add",
                           headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code == 415
-    assert r.json()["error"] == "send Content-Type: application/json"
+    assert r.json()["error"].startswith("send Content-Type: application/json")
     r = await client.post("/events", json=[event(f"0004130001{i:02X}") for i in range(2)] * 0)
     assert r.status_code == 400
     r = await client.post("/events", json=[event("000413000007")] * 1001)

@@ -28,7 +28,7 @@ from rps_service.sandbox.state import (
     TAKEN_MAC,
 )
 from rps_service.service import Service
-from tests.conftest import free_port, remember_secrets, write_ini
+from tests.conftest import JSON_TYPE, free_port, remember_secrets, write_ini
 from tests.integration.test_pipeline import wait_events
 
 MAC = "000413ABCDEF"
@@ -172,7 +172,7 @@ async def test_tenant_mode_uses_per_server_keys(env: Callable[..., Awaitable[Env
                          json={"access_key_id": DEMO_KEY_ID, "access_key_secret": DEMO_SECRET,
                                "provisioning_url": "https://tenant8.example.com/ztprov/"})
     assert r.status_code == 204
-    assert (await client.post(f"/events/{row['id']}/retry")).status_code == 202
+    assert (await client.post(f"/events/{row['id']}/retry", headers=JSON_TYPE)).status_code == 202
     [row] = await wait_events(client, [row["id"]], ("done",))
     endpoint = sandbox.state.endpoints(DEMO_COMPANY_ID)[MAC.lower()]
     assert endpoint["settings_manager"][SETTING_SERVER_UUID]["value"] == \

@@ -107,7 +107,9 @@ async def test_a_wrong_key_or_another_phones_mac_is_refused(daemon: Start) -> No
     r = await phone_get(e, f"{folder(url)}snomD785-{other}.htm", agent(other))
     assert r.status_code == 403
     text = log_text(e)
-    assert (f"WARNING (ZTP): Authentication failed. Ip=127.0.0.1 Key={key[:12]}*** "
+    assert (f"WARNING (ZTP): Authentication failed. Ip=127.0.0.1 User=- "
+            f"File={folder(url).replace(key, key[:12] + '***')}snomD785-{MAC}.htm "
+            f"Key={key[:12]}*** "
             "Reason=unknown or revoked URL key") in text
     assert f"User-Agent MAC differs from the path. Ip=127.0.0.1 Mac={MAC} Ua_mac={other}" in text
     assert key[12:] not in text

@@ -19,7 +19,7 @@ from rps_service.sandbox.runner import RunningSandbox
 from rps_service.sandbox.yealink import YealinkEmulator
 from rps_service.sandbox.ymcs import DEMO_ORG, DEMO_SECRET, new_device
 from rps_service.service import Service
-from tests.conftest import SECRETS
+from tests.conftest import JSON_TYPE, SECRETS
 from tests.integration.daemons import Daemons
 from tests.integration.test_pipeline import wait_events, wait_for
 
@@ -179,7 +179,7 @@ async def test_add_by_mac_without_then_with_the_permission(
     assert (await e.device())["status"] == "error"
 
     await e.control(add_by_mac=True)  # Yealink enabled it for the account
-    assert (await e.api.post(f"/events/{event_id}/retry")).status_code == 202
+    assert (await e.api.post(f"/events/{event_id}/retry", headers=JSON_TYPE)).status_code == 202
 
     async def registered() -> bool:
         return bool((await e.device())["status"] == "registered")

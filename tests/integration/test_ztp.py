@@ -4,6 +4,8 @@ client playing the factory-reset phone against /ztprov/ with what SRAPS handed i
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -247,38 +249,60 @@ async def test_phone_provisions_itself(daemon: Callable[..., Awaitable[Daemon]])
                         ("000413000001", "unknown MAC"),
                         (MAC, "device is unregistered (no access details: removed or never "
                               "added)")):
-        assert f"WARNING (ZTP): Authentication failed. Ip=127.0.0.1 Mac={mac} " \
-               f"Reason={reason}\n" in text
+        assert (f"WARNING (ZTP): Authentication failed. Ip=127.0.0.1 User={phone.user} "
+                f"File=/ztprov/8/snomD717-{mac}.htm Mac={mac} Reason={reason}\n") in text
     assert (f"WARNING (ZTP): User-Agent MAC differs from the path. Ip=127.0.0.1 Mac={MAC} "
             f"Ua_mac={OTHER_MAC}") in text
     for secret in (phone.password, other.password, TENANT_PASSWORD, "s3cr&t"):
         assert secret not in text
 
 
-async def test_repeated_failures_answer_429(daemon: Callable[..., Awaitable[Daemon]]) -> None:
-    d = await daemon({"fail_limit": 3})
+async def test_failures_are_throttled_but_never_a_valid_login(
+        daemon: Callable[..., Awaitable[Daemon]]) -> None:
+    """Issue 20, finding 3: ten bad logins from an address, then the valid login from the
+    same address got 429. Phones share NAT addresses: only failures count (per address and
+    user name, and per address), and valid credentials are always served."""
+    d = await daemon({"fail_limit": 3, "fail_limit_per_ip": 5})
     await post(d, "add", MAC)
+    await post(d, "add", OTHER_MAC)
     await put_tenant(d)
-    phone = sraps_phone(d, MAC)
-    async with phone_client(d, MAC, ip="10.0.0.5") as attacker, \
-            phone_client(d, MAC, ip="10.0.0.6") as neighbour:
-        for _ in range(3):
-            assert_unauthorized(await attacker.get(phone.path, auth=(phone.user, "guess")))
-        r = await attacker.get(phone.path, auth=(phone.user, phone.password))
+    phone, other = sraps_phone(d, MAC), sraps_phone(d, OTHER_MAC)
+    async with phone_client(d, MAC, ip="10.0.0.5") as office, \
+            phone_client(d, OTHER_MAC, ip="10.0.0.5") as colleague, \
+            phone_client(d, MAC, ip="10.0.0.6") as elsewhere:
+        for _ in range(3):  # a misconfigured phone, or a guesser, at the office's address
+            assert_unauthorized(await office.get(phone.path, auth=(phone.user, "guess")))
+        r = await office.get(phone.path, auth=(phone.user, "guess"))
+        assert r.status_code == 429 and 1 <= int(r.headers["retry-after"]) <= 60
+        # The valid login from the same address, right after: served (Basic and Digest).
+        r = await office.get(phone.path, auth=(phone.user, phone.password))
+        assert r.status_code == 200, r.text
+        r = await office.get(phone.path, auth=httpx.DigestAuth(phone.user, phone.password))
+        assert r.status_code == 200, r.text
+        # Another phone behind the same NAT with a bad password is not yet over its own
+        # limit (3 per user name)…
+        assert_unauthorized(await colleague.get(other.path, auth=(other.user, "nope")))
+        # …until the address as a whole passes fail_limit_per_ip (5).
+        r = await colleague.get(other.path, auth=(other.user, "nope"))
         assert r.status_code == 429
-        assert 1 <= int(r.headers["retry-after"]) <= 60
-        # Another address is not slowed down; the peer (loopback) is nginx: XFF counts.
-        r = await neighbour.get(phone.path, auth=(phone.user, phone.password))
-        assert r.status_code == 200
-    device = (await d.api.get(f"/devices/snom/{MAC}")).json()
-    assert device["ztp_ip"] == "10.0.0.6"
+        r = await colleague.get(other.path, auth=(other.user, other.password))
+        assert r.status_code == 200, r.text
+        # The first request of a phone (no credentials yet) is a challenge, never 429.
+        assert_unauthorized(await colleague.get(other.path))
+        # Another address is not slowed down at all.
+        assert_unauthorized(await elsewhere.get(phone.path, auth=(phone.user, "guess")))
     text = d.log_path.read_text()
-    assert text.count(f"WARNING (ZTP): Authentication failed. Ip=10.0.0.5 Mac={MAC} "
-                      "Reason=wrong username or password") == 3
-    assert "WARNING (ZTP): Too many failed authentications. Ip=10.0.0.5 Limit=3 Window=60s" \
+    path = re.escape(phone.path)
+    assert len(re.findall(rf"WARNING \(ZTP\): Authentication failed\. Ip=10\.0\.0\.5 "
+                          rf"User={phone.user} File={path} Mac={MAC} "
+                          rf"Reason=wrong username or password$", text, re.M)) == 4
+    assert (f"WARNING (ZTP): Too many failed authentications. Ip=10.0.0.5 Limit=3 "
+            f"User={phone.user} Window=60s") in text
+    assert "WARNING (ZTP): Too many failed authentications. Ip=10.0.0.5 Limit=5 Window=60s" \
         in text
     assert f"INFO (ZTP): GET {phone.path} 429. Ip=10.0.0.5" in text
-    assert f"INFO (ZTP): GET {phone.path} 200. Ip=10.0.0.6" in text
+    assert f"INFO (ZTP): GET {phone.path} 200. Ip=10.0.0.5" in text
+    assert "Ip=10.0.0.6 User=" in text and f"GET {phone.path} 429. Ip=10.0.0.6" not in text
 
 
 async def test_tenant_without_provisioning_details(
@@ -332,3 +356,47 @@ async def test_ztp_listener_is_off_by_default(daemon: Callable[..., Awaitable[Da
     d = await daemon({"enabled": "false"})
     assert d.service.ztp is None
     assert "(ZTP)" not in d.log_path.read_text()
+
+
+FILTER = Path(__file__).resolve().parents[2] / "deploy/fail2ban/filter.d/rps-ztp.conf"
+
+
+def fail2ban_addresses(log: str) -> list[str]:
+    """The addresses the shipped filter's failregex takes from ``log``, matched the way
+    fail2ban does (the datepattern's timestamp cut off first, ``<ADDR>`` an address)."""
+    text = FILTER.read_text()
+    failregex = re.search(r"^failregex = (.+)$", text, re.M)
+    assert failregex is not None
+    pattern = re.compile(failregex.group(1).replace("<ADDR>", r"(?P<addr>[0-9A-Fa-f.:]+)"))
+    found = []
+    for line in log.splitlines():
+        match = pattern.search(re.sub(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\]", "", line))
+        if match:
+            found.append(match.group("addr"))
+    return found
+
+
+async def test_fail2ban_filter_finds_the_client_not_what_it_sent(
+        daemon: Callable[..., Awaitable[Daemon]], tmp_path: Path) -> None:
+    d = await daemon()
+    await post(d, "add", MAC)
+    phone = sraps_phone(d, MAC)
+    async with phone_client(d, MAC, ip="203.0.113.7") as attacker:
+        for user in ("x Ip=10.9.9.9 File=/", "evil\x1b[2J", phone.user):
+            r = await attacker.get(phone.path, auth=(user, "guess"))
+            assert r.status_code == 401
+        assert_unauthorized(await attacker.get(phone.path))  # no credentials: no failure
+        r = await attacker.get(phone.path, headers={"Authorization": "Basic !!!"})
+        assert r.status_code == 401
+    log = d.log_path.read_text()
+    assert fail2ban_addresses(log) == ["203.0.113.7"] * 4
+    assert "User=x\\x20Ip=10.9.9.9\\x20File=/ File=" in log
+    assert "User=evil\\x1b[2J File=" in log
+    fail2ban = shutil.which("fail2ban-regex")
+    if fail2ban is None:
+        return  # the filter's own tool, where installed: it must agree
+    (tmp_path / "rps.log").write_text(log)
+    out = subprocess.run([fail2ban, "-v", str(tmp_path / "rps.log"), str(FILTER)],
+                         capture_output=True, text=True, check=True).stdout
+    assert "Lines: " in out and ", 4 matched," in out, out
+    assert re.findall(r"^\|\s+(\S+)\s+\w{3} ", out, re.M) == ["203.0.113.7"] * 4, out

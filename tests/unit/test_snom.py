@@ -362,6 +362,61 @@ async def test_settings_pages_are_followed(transport: Transport, fake: FakeSraps
     assert fake.seen[-1].body == EXPECTED_BODY
 
 
+@pytest.mark.parametrize("elsewhere", [
+    "https://evil.example/api/v1/settings/?page=2&page_size=3",  # another host
+    "http://sraps.test/api/v1/settings/?page=2&page_size=3",  # the same host without TLS
+    "https://sraps.test:8443/api/v1/settings/?page=2&page_size=3",  # another port
+    "//evil.example/api/v1/settings/?page=2",  # scheme-relative
+])
+async def test_a_next_page_elsewhere_is_not_followed(fake: FakeSraps, elsewhere: str) -> None:
+    """Issue 20, finding 5: a Link rel=next to another scheme, host or port would get a
+    Hawk-signed request; it is refused and the call fails (a list cut short would mislead
+    a reconcile)."""
+    fake.max_page_size = 3
+    hosts: list[str] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        hosts.append(f"{request.url.scheme}://{request.url.netloc.decode()}")
+        return fake(request)
+
+    def first_page(request: httpx.Request) -> httpx.Response:
+        answer = fake(request)
+        return httpx.Response(200, json=answer.json(),
+                              headers={"Link": f'<{elsewhere}>; rel="next"'})
+
+    fake.inject("settings", first_page)
+    provider = make_provider(Transport(record))
+    with capture_logs() as logs:
+        err = await failure(provider.register(DEVICE))
+    assert set(hosts) == {"https://sraps.test"}
+    assert err.failure is Failure.PERMANENT
+    assert err.text.startswith("SRAPS answered a next-page link to another host (")
+    assert "not followed" in err.text and fake.endpoints == {}
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == [
+        "Link to another host ignored"]
+
+
+async def test_a_device_list_page_elsewhere_is_not_followed(fake: FakeSraps) -> None:
+    hosts: list[str] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        if request.url.path.endswith("/endpoints/") and request.method == "GET":
+            return httpx.Response(200, json=[{"mac": "00:04:13:ab:cd:ef"}], headers={
+                "Link": '<https://evil.example/api/v1/companies/1001/endpoints/?page=2>; '
+                        'rel="next"'})
+        return fake(request)
+
+    provider = make_provider(Transport(record))
+    pages = provider.list_devices(1)
+    assert pages is not None
+    first = await anext(pages)
+    assert first.mac == MAC
+    err = await failure(anext(pages))
+    assert "next-page link to another host (evil.example)" in err.text
+    assert "evil.example" not in hosts
+
+
 async def test_every_settings_page_is_read_once(
     fake: FakeSraps, provider: SnomProvider
 ) -> None:

@@ -12,13 +12,18 @@ import asyncio
 import gzip
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import httpx
 import pytest
 from aiohttp import web
 
+from rps_service.config import ConfigError, load_settings
 from rps_service.providers.errors import transport_error
+from rps_service.providers.http import VendorHttp
+from rps_service.providers.protocol import ProviderError
 from rps_service.providers.transport import AiohttpTransport
+from tests.conftest import write_ini
 
 Serve = Callable[[web.Application], Awaitable[str]]
 
@@ -181,3 +186,136 @@ async def test_closed_transport_opens_a_new_session(serve: Serve) -> None:
 
 async def _ok(request: web.Request) -> web.Response:
     return web.Response(text="ok")
+
+
+# -- issue 20, finding 4: vendor answers are bounded in size and in time ------------------
+
+
+LIMIT = 65_536
+
+
+def vendor_http(transport: httpx.AsyncBaseTransport, timeout: float = 5.0,
+                max_answer: int = LIMIT) -> VendorHttp:
+    return VendorHttp(name="snom", label="Snom", transport=transport, timeout=timeout,
+                      rate_limit=1000, retry_cap=1, max_answer=max_answer)
+
+
+class Flood:
+    """A raw HTTP server that answers with ``total`` bytes in chunks (with or without a
+    Content-Length), and counts how many it got to send before the client hung up."""
+
+    def __init__(self, total: int, *, declare: bool, pause: float = 0.0,
+                 chunk: int = 65_536, encoding: str = "") -> None:
+        self.total, self.declare, self.pause, self.chunk = total, declare, pause, chunk
+        self.encoding = encoding
+        self.sent = 0
+        self.done = asyncio.Event()
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self._answer, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/"
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        head += f"Content-Length: {self.total}\r\n" if self.declare else "Connection: close\r\n"
+        head += f"Content-Encoding: {self.encoding}\r\n" if self.encoding else ""
+        try:
+            writer.write((head + "\r\n").encode())
+            while self.sent < self.total:
+                part = min(self.chunk, self.total - self.sent)
+                writer.write(b"x" * part)
+                await writer.drain()
+                self.sent += part
+                if self.pause:
+                    await asyncio.sleep(self.pause)
+            writer.close()
+        except (ConnectionError, OSError):
+            pass  # the client gave up: what we are here to see
+        finally:
+            self.done.set()
+
+
+@pytest.mark.parametrize("declare", [False, True], ids=["chunked", "content-length"])
+async def test_a_huge_answer_is_given_up_early(declare: bool) -> None:
+    """400 MB offered, with or without a Content-Length: at most ``max_answer`` is read."""
+    flood = Flood(400 * 1_048_576, declare=declare)
+    transport = AiohttpTransport()
+    async with flood as url:
+        with pytest.raises(ProviderError) as caught:
+            await vendor_http(transport).send(httpx.Request("GET", url), account="a",
+                                              operation="lookup")
+        await asyncio.wait_for(flood.done.wait(), 10)  # the server saw the client hang up
+    await transport.aclose()
+    assert caught.value.transient
+    assert caught.value.text == "Snom answer too large: more than 65536 bytes (max_answer)"
+    # Socket buffers take some megabytes; nowhere near 400 MB were ever accepted.
+    assert flood.sent < 32 * 1_048_576
+
+
+async def test_an_answer_within_the_limit_is_read_whole() -> None:
+    flood = Flood(LIMIT, declare=False, chunk=1000)
+    transport = AiohttpTransport()
+    async with flood as url:
+        response = await vendor_http(transport).send(httpx.Request("GET", url), account="a",
+                                                     operation="lookup")
+    await transport.aclose()
+    assert response.status_code == 200 and response.content == b"x" * LIMIT
+
+
+async def test_a_compressed_answer_is_bounded_once_decoded(serve: Serve) -> None:
+    small = gzip.compress(b'{"ok": true}')
+    bomb = gzip.compress(b"0" * 50 * 1_048_576)  # 50 KB that inflate to 50 MB
+
+    async def zipped(request: web.Request) -> web.Response:
+        body = bomb if request.path == "/bomb" else small
+        return web.Response(body=body, headers={"Content-Encoding": "gzip",
+                                                "Content-Type": "application/json"})
+
+    app = web.Application()
+    app.router.add_get("/{name}", zipped)
+    base = await serve(app)
+    transport = AiohttpTransport()
+    http = vendor_http(transport)
+    ok = await http.send(httpx.Request("GET", f"{base}/small"), account="a", operation="x")
+    assert ok.json() == {"ok": True} and "content-encoding" not in ok.headers
+    assert len(bomb) < LIMIT
+    with pytest.raises(ProviderError) as caught:
+        await http.send(httpx.Request("GET", f"{base}/bomb"), account="a", operation="x")
+    await transport.aclose()
+    assert "answer too large" in caught.value.text and caught.value.transient
+
+
+async def test_a_trickling_vendor_cannot_hold_a_call_past_its_timeout() -> None:
+    """One byte every 0.3 s never trips a per-read timeout of 1 s; the call's deadline of
+    1 s still ends it, long before the 60 bytes would have arrived (18 s)."""
+    flood = Flood(60, declare=True, pause=0.3, chunk=1)
+    transport = AiohttpTransport()
+    seen: list[tuple[str, str]] = []
+    http = VendorHttp(name="snom", label="Snom", transport=transport, timeout=1,
+                      rate_limit=1000, retry_cap=1,
+                      observe=lambda _, op, status, __: seen.append((op, status)))
+    async with flood as url:
+        with pytest.raises(ProviderError) as caught:
+            await http.send(httpx.Request("GET", url), account="a", operation="lookup")
+        await asyncio.wait_for(flood.done.wait(), 10)
+    await transport.aclose()
+    assert caught.value.text == "Timeout after 1s" and caught.value.transient
+    assert flood.sent < 60  # the connection was dropped mid-answer
+    assert seen == [("lookup", "timeout")]
+
+
+async def test_max_answer_is_read_from_rps_ini(tmp_path: Path) -> None:
+    ini = write_ini(tmp_path / "rps.ini", snom={"max_answer": 20000})
+    assert load_settings(ini, env={}).provider("snom").max_answer == 20000
+    assert load_settings(write_ini(tmp_path / "b.ini"), env={}).provider(
+        "snom").max_answer == 1_048_576
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write_ini(tmp_path / "c.ini", snom={"max_answer": 10}), env={})
+    assert (caught.value.section, caught.value.key) == ("snom", "max_answer")

@@ -290,22 +290,35 @@ def test_client_ip(peer: str, forwarded: str | None, expected: str) -> None:
 # -- the 429 brake and the [ztp] section ------------------------------------------------------
 
 
-def test_throttle() -> None:
-    throttle = FailureThrottle(limit=3, window=60)
-    assert throttle.retry_after("10.0.0.5", NOW) is None
-    assert not throttle.record("10.0.0.5", NOW)
-    assert not throttle.record("10.0.0.5", NOW + 1)
-    assert throttle.retry_after("10.0.0.5", NOW + 2) is None
-    assert throttle.record("10.0.0.5", NOW + 2)
-    assert throttle.retry_after("10.0.0.5", NOW + 2) == 58
-    assert throttle.retry_after("10.0.0.6", NOW + 2) is None
-    assert throttle.retry_after("10.0.0.5", NOW + 60.5) is None  # the first one left the window
+def test_throttle_counts_failures_per_user_and_per_address() -> None:
+    throttle = FailureThrottle(limit=3, limit_per_ip=5, window=60)
+    for second in range(2):
+        assert throttle.failed("10.0.0.5", "ztp-a", NOW + second) == (None, [])
+    assert throttle.failed("10.0.0.5", "ztp-a", NOW + 2) == (None, ["user"])  # reached
+    assert throttle.failed("10.0.0.5", "ztp-a", NOW + 3) == (57, [])  # over: 429
+    # Another user name behind the same address has its own count…
+    assert throttle.failed("10.0.0.5", "ztp-b", NOW + 4) == (None, ["ip"])  # 5th in all
+    # …until the address as a whole is over its limit.
+    assert throttle.failed("10.0.0.5", "ztp-c", NOW + 5) == (55, [])
+    assert throttle.failed("10.0.0.6", "ztp-a", NOW + 5) == (None, [])  # another address
+    # The window slides: a minute after the first failures, the address is let be.
+    assert throttle.failed("10.0.0.5", "ztp-d", NOW + 70) == (None, [])
+
+
+def test_throttle_memory_is_bounded() -> None:
+    throttle = FailureThrottle(limit=2, limit_per_ip=2, window=60)
+    for i in range(1000):
+        throttle.failed("10.0.0.5", f"user-{i}" + "x" * 10_000, NOW)
+    assert throttle.failed("10.0.0.5", "user-0" + "x" * 10_000, NOW)[0] == 60
 
 
 def test_ztp_section(tmp_path: Path) -> None:
     settings = load_settings(write_ini(tmp_path / "a.ini"), env={})
     assert (settings.ztp.enabled, settings.ztp.listen, settings.ztp.port, settings.ztp.path) == (
         False, "0.0.0.0", 15780, "/ztprov/")  # noqa: S104
+    ztp = settings.ztp
+    assert (ztp.header_timeout, ztp.max_connections, ztp.max_connections_per_ip,
+            ztp.fail_limit, ztp.fail_limit_per_ip) == (10, 1000, 100, 10, 100)
     # A public ZTP address needs no api_token (phones authenticate per device).
     settings = load_settings(write_ini(tmp_path / "b.ini", extra="[ztp]\nenabled = true\n"),
                              env={"RPS_ZTP_PATH": "/zt/prov/"})
@@ -313,7 +326,11 @@ def test_ztp_section(tmp_path: Path) -> None:
     for key, value, reason in (("path", "ztprov", "must start and end with /"),
                                ("listen", "pbx.example.com", "must be an IP address"),
                                ("port", "0", "greater than or equal to 1"),
-                               ("nonce_lifetime", "1", "greater than or equal to 10")):
+                               ("nonce_lifetime", "1", "greater than or equal to 10"),
+                               ("header_timeout", "0", "greater than 0"),
+                               ("max_connections", "0", "greater than or equal to 1"),
+                               ("max_connections_per_ip", "-1", "greater than or equal to 0"),
+                               ("fail_limit_per_ip", "0", "greater than or equal to 1")):
         with pytest.raises(ConfigError) as exc:
             load_settings(write_ini(tmp_path / "c.ini", extra=f"[ztp]\n{key} = {value}\n"),
                           env={})
