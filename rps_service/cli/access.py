@@ -15,6 +15,7 @@ from typing import Any
 
 from rps_service.cli.client import (
     EXIT_OK,
+    AdminError,
     DaemonClient,
     credentials_body,
     mac_arg,
@@ -29,8 +30,17 @@ from rps_service.cli.client import (
 
 def cmd_access(client: DaemonClient, args: argparse.Namespace) -> int:
     body = client.call("GET", f"/devices/{args.provider}/{mac_arg(args.mac)}/access")
-    if args.json:
+    if args.field:
+        # One value alone, for a shell variable: URL=$(rps-service access … --field url).
+        value = body.get(args.field)
+        if value is None:
+            raise AdminError(f"{args.field}: none for this device (a URL-key vendor's phone "
+                             "has only a URL)")
+        print(value)
+    elif args.json:
         print_json(body)
+    elif body.get("username") is None and body.get("password") is None:
+        print(table(("URL",), [(body.get("url"),)]))  # the URL key is in it
     else:
         print(table(("URL", "USERNAME", "PASSWORD"),
                     [(body.get("url"), body.get("username"), body.get("password"))]))
@@ -81,9 +91,12 @@ def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     """Add ``access``, ``credentials`` and ``provisioning`` to the subparsers; ``parents``
     are the common options (``-c``) and the client's (``--url``, ``--json``)."""
     p = sub.add_parser("access", parents=parents,
-                       help="show a device's access details (URL, username, password)")
+                       help="show a device's access details (URL, username, password; "
+                            "or the URL with its key)")
     p.add_argument("provider", help="e.g. snom")
     p.add_argument("mac", help="the device's MAC")
+    p.add_argument("--field", choices=("url", "username", "password"),
+                   help="print only this value (for scripts)")
     p.set_defaults(handler=cmd_access)
 
     p = sub.add_parser("credentials", help="set or show a provider's API keys for a server")
