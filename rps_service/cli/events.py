@@ -24,7 +24,10 @@ from rps_service.cli.client import (
 )
 from rps_service.models import DEVICE_STATUSES, EVENT_STATES, MAX_BATCH, normalize_mac
 
-CSV_COLUMNS = ("mac", "server", "model", "name", "extension")
+#: A CSV line's columns in this order unless a header names them (any order, any subset).
+CSV_COLUMNS = ("mac", "server", "model", "name", "extension", "sn", "mac_id")
+#: Device details an event carries, from a CSV cell or else the command line's option.
+_DETAILS = ("model", "name", "extension", "sn", "mac_id")
 
 
 def cmd_events(client: DaemonClient, args: argparse.Namespace) -> int:
@@ -111,7 +114,7 @@ def _event(args: argparse.Namespace, mac: str, row: dict[str, str]) -> dict[str,
     server = row.get("server") or args.server
     if server is not None:
         event["server"] = int(server)
-    for field in ("model", "name", "extension"):
+    for field in _DETAILS:
         value = row.get(field) or getattr(args, field)
         if value:
             event[field] = value
@@ -121,7 +124,8 @@ def _event(args: argparse.Namespace, mac: str, row: dict[str, str]) -> dict[str,
 
 
 def read_csv(path: Path, args: argparse.Namespace) -> tuple[list[int], list[dict[str, Any]]]:
-    """Events from a CSV of ``mac[,server,model,name,extension]``, checked before any send.
+    """Events from a CSV of ``mac[,server,model,name,extension,sn,mac_id]``, checked before
+    any send.
 
     A first row starting with ``mac`` is a header naming the columns (any order). Blank
     lines and lines starting with ``#`` are skipped. Returns line numbers and events.
@@ -237,12 +241,15 @@ def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("action", choices=("add", "remove", "update"))
     p.add_argument("mac", nargs="?", help="the device's MAC (or --csv FILE)")
     p.add_argument("--csv", metavar="FILE",
-                   help="one event per line: mac[,server,model,name,extension]")
+                   help="one event per line: mac[,server,model,name,extension,sn,mac_id]; "
+                        "a first line starting with mac names the columns")
     p.add_argument("--provider", default="snom", help="default: snom")
     p.add_argument("--server", type=positive, help="tenant server (default 1)")
     p.add_argument("--model")
     p.add_argument("--name")
     p.add_argument("--extension")
+    p.add_argument("--sn", help="serial number (yealink unless add_by_mac, grandstream)")
+    p.add_argument("--mac-id", dest="mac_id", help="the MAC-ID from the label (gigaset)")
     p.add_argument("--key", help="idempotency key (single event only)")
     p.set_defaults(handler=cmd_send)
 

@@ -227,6 +227,36 @@ async def test_send_csv_with_header_and_bad_lines(daemon: Running, tmp_path: Pat
     assert "(sent 0/2 before this batch)" in err
 
 
+async def test_send_serial_number_and_mac_id(daemon: Running, tmp_path: Path) -> None:
+    """Phones whose vendor needs ``sn`` (Yealink YMCS, Grandstream) or ``mac_id`` (Gigaset)
+    can be added one by one and from a CSV file."""
+    code, out, err = await daemon.run("send", "add", "000413EEEE02", "--provider", "fake",
+                                      "--sn", "801234567890", "--mac-id", "ABCD-EFGH-1234")
+    assert code == 0, err
+    [row] = await wait_events(daemon.client, [int(out.split()[1])])
+    assert row["payload"] == {"sn": "801234567890", "mac_id": "ABCD-EFGH-1234"}
+    csv_file = tmp_path / "serials.csv"
+    csv_file.write_text("mac,sn,mac_id,name\n000413EEEE03,SN-3,,Hall\n"
+                        "000413EEEE04,SN-4,MACID-4,\n", encoding="utf-8")
+    code, out, err = await daemon.run("send", "add", "--csv", str(csv_file), "--provider",
+                                      "fake", "--mac-id", "DEFAULT-ID", "--json")
+    assert code == 0, err
+    rows = await wait_events(daemon.client, [e["id"] for e in json.loads(out)["events"]])
+    assert [r["payload"] for r in rows] == [
+        {"name": "Hall", "sn": "SN-3", "mac_id": "DEFAULT-ID"},
+        {"sn": "SN-4", "mac_id": "MACID-4"}]
+    # Without a header, the columns are mac,server,model,name,extension,sn,mac_id.
+    plain = tmp_path / "plain.csv"
+    plain.write_text("000413EEEE05,2,D717,Desk,100,SN-5,MACID-5\n", encoding="utf-8")
+    code, out, err = await daemon.run("send", "add", "--csv", str(plain), "--provider", "fake",
+                                      "--json")
+    assert code == 0, err
+    [row] = await wait_events(daemon.client, [json.loads(out)["events"][0]["id"]])
+    assert (row["server"], row["payload"]) == (2, {
+        "model": "D717", "name": "Desk", "extension": "100", "sn": "SN-5",
+        "mac_id": "MACID-5"})
+
+
 async def test_test_provider(daemon: Running) -> None:
     code, out, _ = await daemon.run("test", "fake", "--server", "8")
     assert (code, out) == (0, "OK: fake provider accepts server 8\n")
