@@ -51,9 +51,11 @@ def cmd_credentials(client: DaemonClient, args: argparse.Namespace) -> int:
     path = f"/providers/{args.provider}/credentials/{args.server}"
     if args.verb == "show":
         return _show(client, path, args.json)
-    put(client, path, credentials_body(args.pairs, args.provisioning_url))
+    body = credentials_body(args.pairs, args.provisioning_url)
+    put(client, path, body)
+    what = "Credentials" if set(body) != {"provisioning_url"} else "Provisioning URL"
     return _stored(args.json, {"provider": args.provider, "server": args.server},
-                   f"Credentials stored for {args.provider} server {args.server}.")
+                   f"{what} stored for {args.provider} server {args.server}.")
 
 
 def cmd_provisioning(client: DaemonClient, args: argparse.Namespace) -> int:
@@ -106,7 +108,9 @@ def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     s.add_argument("server", type=positive, help="tenant server (1 in master mode)")
     s.add_argument("pairs", nargs="*", metavar="KEY=VALUE",
                    help="the provider's credential keys; KEY=- reads the value from stdin")
-    s.add_argument("--provisioning-url", help="this server's provisioning URL for phones")
+    s.add_argument("--provisioning-url",
+                   help="this server's provisioning URL for phones (alone: stored on its "
+                        "own, keeping the server's keys)")
     s = verbs.add_parser("show", parents=parents, help="show the stored keys (no secrets)")
     s.add_argument("provider")
     s.add_argument("server", type=positive)

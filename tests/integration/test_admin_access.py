@@ -167,6 +167,16 @@ async def test_credentials_set_and_show(daemon: Running,
     code, _, err = await daemon.run("credentials", "show", "fake", "9")
     assert (code, err) == (1, "rps-service credentials: daemon answered 404: "
                               "no credentials stored for server 9\n")
+    # The URL alone (master mode: server 1's keys serve every server); keys are kept.
+    code, out, err = await daemon.run("credentials", "set", "fake", "9",
+                                      "--provisioning-url", "https://t9.example.com/ztprov/")
+    assert (code, out, err) == (0, "Provisioning URL stored for fake server 9.\n", "")
+    code, out, err = await daemon.run("credentials", "set", "fake", "8",
+                                      "--provisioning-url", "https://t8b.example.com/ztprov/")
+    assert code == 0, err
+    stored = await daemon.service.store.get_credentials("fake", 8)
+    assert stored is not None and stored.provisioning_url == "https://t8b.example.com/ztprov/"
+    assert stored.text("access_key_id") == "KID8" and stored.text("access_key_secret")
 
 
 async def test_provisioning_set_and_show(daemon: Running,

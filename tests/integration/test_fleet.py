@@ -188,6 +188,43 @@ async def test_repoint_a_server(env: Start) -> None:
     assert r.status_code == 400
 
 
+async def test_repoint_a_tenant_with_only_its_url_in_master_mode(env: Start) -> None:
+    """In master mode a server's ``provisioning_url`` is stored on its own (server 1's keys,
+    here rps.ini's, serve every server); a server's stored keys are kept by such a PUT."""
+    _, sandbox, client, _ = await env()
+    assert (await post(client, "add", mac=MACS[0], server=11))["state"] == "done"
+    r = await client.put("/providers/snom/credentials/11",
+                         json={"provisioning_url": "https://t11.test/ztprov/{server}/"})
+    assert r.status_code == 204, r.text
+    r = await client.get("/providers/snom/credentials/11")
+    assert r.json() == {"provider": "snom", "server": 11, "access_key_id": None,
+                        "access_key_secret_set": False,
+                        "provisioning_url": "https://t11.test/ztprov/{server}/"}
+    r = await client.post("/servers/11/repoint", json={"provider": "snom"})
+    job = await job_done(client, r.json()["job"])
+
+    async def pushed() -> bool:
+        return (await client.get(f"/jobs/{job['id']}")).json()["events"] == {"done": 1}
+
+    await wait_for(pushed)
+    endpoint = sandbox.state.endpoints(DEMO_COMPANY_ID)[MACS[0].lower()]
+    assert endpoint["settings_manager"][SETTING_SERVER_UUID]["value"] == \
+        "https://t11.test/ztprov/11/"
+    # Stored keys stay when only the URL changes; a bad URL is refused, naming the field.
+    r = await client.put("/providers/snom/credentials/1", json={
+        "access_key_id": "demo-key", "access_key_secret": "demo-secret"})
+    assert r.status_code == 204
+    r = await client.put("/providers/snom/credentials/1",
+                         json={"provisioning_url": "https://t1.test/ztprov/"})
+    assert r.status_code == 204
+    r = await client.get("/providers/snom/credentials/1")
+    assert (r.json()["access_key_id"], r.json()["access_key_secret_set"],
+            r.json()["provisioning_url"]) == ("demo-key", True, "https://t1.test/ztprov/")
+    r = await client.put("/providers/snom/credentials/11", json={"provisioning_url": "nope"})
+    assert r.status_code == 400
+    assert r.json()["details"][0]["field"] == "provisioning_url"
+
+
 async def test_extra_settings_of_a_server(env: Start) -> None:
     _, sandbox, client, _ = await env()
     r = await client.put("/servers/8/settings/snom", json={"settings": {
