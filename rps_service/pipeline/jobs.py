@@ -175,6 +175,7 @@ class JobRunner:
             await progress.phase("comparing", len(ours))
             for device in ours:
                 diff.compare(device, held.get(device.mac))
+            await progress.step(len(ours))  # in memory: one step (a finished job shows it)
             diff.orphans = [r for mac, r in held.items() if mac not in known]
             diff.vendor_count = len(held)
         else:

@@ -72,7 +72,8 @@ async def test_reconcile_reports_missing_drift_and_orphans(env: Start) -> None:
     assert result["orphan"] == [{"mac": "000413F0FFFF", "url": "https://someone.test/"}]
     assert result["counts"] == {"database": 3, "vendor": 3, "missing": 1, "drift": 1,
                                 "orphan": 1}
-    assert job["progress"]["phase"] == "comparing"
+    # A finished job shows its last phase complete (it showed "comparing 0 / 3").
+    assert job["progress"] == {"phase": "comparing", "done": 3, "total": 3}
     # A report only: nothing was queued, the vendor is as it was.
     events = (await client.get("/events?limit=100")).json()["events"]
     assert len(events) == 3
