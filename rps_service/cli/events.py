@@ -24,6 +24,7 @@ from rps_service.cli.client import (
 )
 from rps_service.models import DEVICE_STATUSES, EVENT_STATES, MAX_BATCH, normalize_mac
 
+DEVICE_PAGE = 1000  # devices a request of ``devices`` asks for
 #: A CSV line's columns in this order unless a header names them (any order, any subset).
 CSV_COLUMNS = ("mac", "server", "model", "name", "extension", "sn", "mac_id")
 #: Device details an event carries, from a CSV cell or else the command line's option.
@@ -59,14 +60,10 @@ def cmd_retry(client: DaemonClient, args: argparse.Namespace) -> int:
 
 
 def cmd_devices(client: DaemonClient, args: argparse.Namespace) -> int:
-    body = client.call("GET", "/devices", params={
-        "server": args.server, "provider": args.provider, "status": args.status,
-        "mac": args.mac, "limit": args.limit,
-    })
+    devices, more = _all_devices(client, args)
     if args.json:
-        print_json(body)
+        print_json({"devices": devices, "next": more})
         return EXIT_OK
-    devices = body.get("devices", [])
     if not devices:
         print("No devices.")
         return EXIT_OK
@@ -77,7 +74,29 @@ def cmd_devices(client: DaemonClient, args: argparse.Namespace) -> int:
           d.get("extension"), time_text(d.get("registered_at")), d.get("last_message"))
          for d in devices],
     ))
+    if more is not None:  # never cut a list short without saying so
+        print(f"{len(devices)} devices shown; more match (raise --limit, or filter with "
+              "--server, --provider, --status)", file=sys.stderr)
     return EXIT_OK
+
+
+def _all_devices(client: DaemonClient, args: argparse.Namespace
+                 ) -> tuple[list[dict[str, Any]], str | None]:
+    """Every matching device (at most ``--limit``), page by page with the API's cursor;
+    and the cursor of what is left (None when nothing is)."""
+    devices: list[dict[str, Any]] = []
+    after: str | None = None
+    while True:
+        page_size = DEVICE_PAGE if args.limit is None else min(DEVICE_PAGE,
+                                                               args.limit - len(devices))
+        body = client.call("GET", "/devices", params={
+            "server": args.server, "provider": args.provider, "status": args.status,
+            "mac": args.mac, "limit": page_size, "after": after,
+        })
+        devices += body.get("devices", [])
+        after = body.get("next")
+        if after is None or (args.limit is not None and len(devices) >= args.limit):
+            return devices, after
 
 
 def cmd_test(client: DaemonClient, args: argparse.Namespace) -> int:
@@ -233,7 +252,8 @@ def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--provider")
     p.add_argument("--status", choices=DEVICE_STATUSES)
     p.add_argument("--mac")
-    p.add_argument("--limit", type=positive, default=1000)
+    p.add_argument("--limit", type=positive,
+                   help="at most N devices (default: all, fetched 1000 a request)")
     p.set_defaults(handler=cmd_devices)
 
     p = sub.add_parser("send", parents=parents,

@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,28 @@ async def test_devices_with_filters(daemon: Running) -> None:
     assert (code, out) == (0, "No devices.\n")
     code, _, err = await daemon.run("devices", "--mac", "nope")
     assert code == 1 and "daemon answered 400: mac: must be 12 hex digits" in err
+
+
+async def test_devices_lists_every_device_page_by_page(daemon: Running) -> None:
+    """More devices than one page of the API (1000): all are listed; a --limit that cuts
+    the list says so on stderr."""
+    macs = [f"0004135{i:05X}" for i in range(2068)]
+    now = datetime.now(UTC).replace(tzinfo=None)
+    assert await daemon.service.store.adopt_devices(
+        "fake", 3, [(mac, None) for mac in macs], "adopted", now) == 2068
+    code, out, err = await daemon.run("devices", "--server", "3")
+    assert (code, err) == (0, "")
+    assert [line.split()[1] for line in out.splitlines()[1:]] == macs
+    code, out, _ = await daemon.run("devices", "--server", "3", "--json")
+    body = json.loads(out)
+    assert [d["mac"] for d in body["devices"]] == macs and body["next"] is None
+    code, out, err = await daemon.run("devices", "--server", "3", "--limit", "1500")
+    assert code == 0 and len(out.splitlines()) == 1 + 1500
+    assert err == ("1500 devices shown; more match (raise --limit, or filter with --server, "
+                   "--provider, --status)\n")
+    code, out, _ = await daemon.run("devices", "--server", "3", "--limit", "1500", "--json")
+    body = json.loads(out)
+    assert len(body["devices"]) == 1500 and body["next"] == f"3:fake:{macs[1499]}"
 
 
 async def test_send_one_event(daemon: Running) -> None:
