@@ -165,6 +165,38 @@ async def test_reconcile_needs_a_vendor_that_can_list_or_look_up(env: Start) -> 
     assert r.status_code == 404
 
 
+async def test_reconcile_reports_a_wiped_setting_server_as_drift(env: Start) -> None:
+    """The endpoint is there and ours, but its setting_server was wiped (or emptied) in the
+    portal: the phone would be sent nowhere. A drift, which a repair fixes."""
+    _, sandbox, client, _ = await env()
+    await registered(client, MACS)
+    portal = httpx.AsyncClient(base_url=sandbox.base_url)
+    try:
+        for mac, manager in ((MACS[0], {}),
+                             (MACS[1], {SETTING_SERVER_UUID: {"value": "",
+                                                              "attrs": {"perm": "RW"}}})):
+            r = await portal.put(f"/_sandbox/endpoints/{DEMO_COMPANY_ID}/{mac.lower()}",
+                                 json={"autoprovisioning_enabled": True,
+                                       "settings_manager": manager})
+            assert r.status_code == 200, r.text
+    finally:
+        await portal.aclose()
+    job = await reconcile(client, repair=True)
+    result = job["result"]
+    assert result["drift"] == [{"mac": mac, "expected": URL8, "found": None, "ours": True}
+                               for mac in MACS[:2]]
+    assert result["counts"]["drift"] == 2 and result["missing"] == []
+    assert result["counts"]["repair_events"] == 2
+
+    async def repaired() -> bool:
+        return (await client.get(f"/jobs/{job['id']}")).json()["events"] == {"done": 2}
+
+    await wait_for(repaired)
+    endpoints = sandbox.state.endpoints(DEMO_COMPANY_ID)
+    assert [endpoints[m.lower()]["settings_manager"][SETTING_SERVER_UUID]["value"]
+            for m in MACS] == [URL8] * 3
+
+
 async def test_repoint_a_server(env: Start) -> None:
     _, sandbox, client, _ = await env()
     await registered(client, MACS)
