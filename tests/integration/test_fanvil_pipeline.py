@@ -114,8 +114,11 @@ async def test_first_registration_is_four_calls_two_of_them_answered_not_exist(
 
     text = e.log_path.read_text()
     sent = re.findall(r"INFO \(Fanvil\): Sending Request\. Mac=0C383E0A0B0C "
-                      r"Url=http://127\.0\.0\.1:\d+/fanvil/xmlrpc\.php$", text, re.M)
-    assert len(sent) == 4
+                      r"Url=http://127\.0\.0\.1:\d+/fanvil/xmlrpc\.php Verb=POST "
+                      r"Xmlrpc=(\S+)$", text, re.M)
+    # Each line names its XML-RPC method (they all go to one URL).
+    assert sent == ["redirect.deRegisterDevice", "redirect.deleteServer",
+                    "redirect.addMaterialServer", "redirect.registerDevice"]
     assert key not in text and key[12:] not in text
 
 

@@ -61,7 +61,8 @@ class Env:
 
     def sent(self, mac: str, path: str) -> int:
         """``Sending Request.`` lines of rps.log for ``mac`` to ``path``."""
-        pattern = rf"INFO \(Yealink\): Sending Request\. Mac={mac} Url=http://\S+/yealink{path}$"
+        pattern = (rf"INFO \(Yealink\): Sending Request\. Mac={mac} "
+                   rf"Url=http://\S+/yealink{path} Verb=POST$")
         return len(re.findall(pattern, self.log_path.read_text(), re.M))
 
 
