@@ -39,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="also open the database (creating and migrating nothing)")
     sub.add_parser("init-db", parents=[common], help="create or migrate the database schema")
     sub.add_parser("sandbox", add_help=False,
-                   help="run a local SRAPS-compatible server (see 'sandbox --help')")
+                   help="emulate every vendor's API locally, for trials "
+                        "(see 'sandbox --help')")
     client = argparse.ArgumentParser(add_help=False)
     client.add_argument("--url", help="the daemon's API (default: from listen/port in rps.ini)")
     client.add_argument("--json", action="store_true", help="print JSON (for scripts)")
