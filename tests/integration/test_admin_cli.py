@@ -289,7 +289,7 @@ async def test_test_provider(daemon: Running) -> None:
     assert code == 1
     assert json.loads(out) == {"ok": False, "message": "SRAPS rejected the key for server 1"}
     code, _, err = await daemon.run("test", "nope")
-    assert code == 1 and "daemon answered 404: unknown or disabled provider" in err
+    assert code == 1 and "daemon answered 404: unknown provider 'nope'" in err
 
 
 async def test_unreachable_daemon_and_wrong_token(daemon: Running, tmp_path: Path,

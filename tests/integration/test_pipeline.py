@@ -257,6 +257,31 @@ async def test_invalid_events_400(start: Callable[..., Awaitable[Started]], body
     assert (await client.get("/events")).json()["events"] == []
 
 
+async def test_a_disabled_or_unknown_provider_says_how_to_enable_one(
+    start: Callable[..., Awaitable[Started]],
+) -> None:
+    """The refusal names the rps.ini section and the environment variable that enable a
+    shipped vendor, and lists the known ones for a name that is none of them."""
+    _, _, client = await start()
+    how = ("provider yealink is disabled: set enabled = true in [yealink] of rps.ini (or "
+           "RPS_YEALINK_ENABLED=true) and restart the daemon (enabled: fake)")
+    r = await client.post("/events", json={"action": "add", "provider": "yealink",
+                                           "mac": "000413000006", "sn": "1"})
+    assert (r.status_code, r.json()["details"][0]["message"]) == (400, how)
+    r = await client.post("/events", json={"action": "add", "provider": "snom-xmlrpc",
+                                           "mac": "000413000006"})
+    assert "RPS_SNOM_XMLRPC_ENABLED=true" in r.json()["details"][0]["message"]
+    r = await client.get("/providers/yealink/credentials/1")
+    assert (r.status_code, r.json()["error"]) == (404, how)
+    r = await client.post("/servers/8/repoint", json={"provider": "yealink"})
+    assert (r.status_code, r.json()["error"]) == (400, f"provider: {how}")
+    r = await client.post("/events", json={"action": "add", "provider": "nope",
+                                           "mac": "000413000006"})
+    message = r.json()["details"][0]["message"]
+    assert message.startswith("unknown provider 'nope' (providers: snom, yealink, ")
+    assert message.endswith("; enabled: fake)")
+
+
 async def test_http_refusals(start: Callable[..., Awaitable[Started]]) -> None:
     _, _, client = await start({"max_body": 2048})
     r = await client.post("/events", content=b"x" * 4096,
