@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from rps_service.cli.client import (
 from rps_service.models import DEVICE_STATUSES, EVENT_STATES, MAX_BATCH, normalize_mac
 
 DEVICE_PAGE = 1000  # devices a request of ``devices`` asks for
+FINISHED = ("done", "failed", "superseded")
+WAIT_POLL = 0.2  # seconds between two looks at an event ``send --wait`` follows
 #: A CSV line's columns in this order unless a header names them (any order, any subset).
 CSV_COLUMNS = ("mac", "server", "model", "name", "extension", "sn", "mac_id")
 #: Device details an event carries, from a CSV cell or else the command line's option.
@@ -117,6 +120,8 @@ def cmd_send(client: DaemonClient, args: argparse.Namespace) -> int:
         body = client.call("POST", "/events", body=event)
     except DaemonError as err:
         raise AdminError(err.describe(lambda _: "")) from None  # one event: no index needed
+    if args.wait:
+        return _wait_for(client, body["events"][0], args.json)
     if args.json:
         print_json(body)
         return EXIT_OK
@@ -125,6 +130,25 @@ def cmd_send(client: DaemonClient, args: argparse.Namespace) -> int:
         print(f"Event {item['id']} accepted: {item['action']} {item['provider']} "
               f"{item['mac']} server {item['server']}{note}")
     return EXIT_OK
+
+
+def _wait_for(client: DaemonClient, item: dict[str, Any], as_json: bool) -> int:
+    """Follow an accepted event until it is finished; print how it ended (exit 1: failed)."""
+    print(f"Event {item['id']} accepted: {item['action']} {item['provider']} {item['mac']} "
+          f"server {item['server']}; waiting for it to finish", file=sys.stderr, flush=True)
+    while True:
+        event = client.call("GET", f"/events/{item['id']}")
+        if event["state"] in FINISHED:
+            break
+        time.sleep(WAIT_POLL)
+    if as_json:
+        print_json(event)
+    else:
+        error = f": {event['last_error']}" if event.get("last_error") not in (None, "", "-") \
+            else ""
+        print(f"Event {event['id']} {event['state']}: {event['action']} {event['provider']} "
+              f"{event['mac']} server {event['server']}{error}")
+    return EXIT_ERROR if event["state"] == "failed" else EXIT_OK
 
 
 def _event(args: argparse.Namespace, mac: str, row: dict[str, str]) -> dict[str, Any]:
@@ -271,6 +295,9 @@ def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--sn", help="serial number (yealink unless add_by_mac, grandstream)")
     p.add_argument("--mac-id", dest="mac_id", help="the MAC-ID from the label (gigaset)")
     p.add_argument("--key", help="idempotency key (single event only)")
+    p.add_argument("--wait", action="store_true",
+                   help="follow the event until it is finished and say how it ended "
+                        "(exit 1 when it failed; single event only)")
     p.set_defaults(handler=cmd_send)
 
     p = sub.add_parser("test", parents=parents, help="check a provider's API keys now")

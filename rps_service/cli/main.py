@@ -152,8 +152,9 @@ def _admin(args: argparse.Namespace) -> int:
     if args.command == "send" and bool(args.mac) == bool(args.csv):
         print("rps-service send: give a MAC or --csv FILE (not both)", file=sys.stderr)
         return EXIT_CONFIG
-    if args.command == "send" and args.csv and args.key:
-        print("rps-service send: --key is for a single event, not --csv", file=sys.stderr)
+    if args.command == "send" and args.csv and (args.key or args.wait):
+        option = "--key" if args.key else "--wait"
+        print(f"rps-service send: {option} is for a single event, not --csv", file=sys.stderr)
         return EXIT_CONFIG
     try:
         url, token = target(args)

@@ -191,6 +191,25 @@ async def test_send_one_event(daemon: Running) -> None:
     assert code == 2 and "give a MAC or --csv FILE" in err
 
 
+async def test_send_wait_follows_the_event_to_its_end(daemon: Running) -> None:
+    """``--wait``: the command returns once the vendor call is over, saying how it ended
+    (a script can go on with the device registered, or stop on a failure)."""
+    code, out, err = await daemon.run("send", "add", "000413EEEE11", "--provider", "fake",
+                                      "--server", "8", "--wait")
+    assert (code, out) == (0, "Event 1 done: add fake 000413EEEE11 server 8\n"), err
+    assert err == ("Event 1 accepted: add fake 000413EEEE11 server 8; waiting for it to "
+                   "finish\n")
+    assert "000413EEEE11" in daemon.provider.registered
+    daemon.provider.script["000413EEEE12"] = [permanent("403: Forbidden")]
+    code, out, _ = await daemon.run("send", "add", "000413EEEE12", "--provider", "fake",
+                                    "--wait", "--json")
+    assert code == 1
+    assert (json.loads(out)["state"], json.loads(out)["last_error"]) == (
+        "failed", "403: Forbidden")
+    code, _, err = await daemon.run("send", "add", "--csv", "x.csv", "--wait")
+    assert (code, err) == (2, "rps-service send: --wait is for a single event, not --csv\n")
+
+
 async def test_send_csv_in_batches_with_progress(daemon: Running, tmp_path: Path) -> None:
     csv_file = tmp_path / "phones.csv"
     lines = ["# exported from the GUI", ""]

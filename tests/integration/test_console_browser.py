@@ -259,7 +259,7 @@ async def test_layout_at_common_widths(browser: Browser, daemon: tuple[Service, 
     """At 1280, 1440 and 1920 px the page does not scroll sideways and every button (Test,
     Reconcile, Retry, the pagers) is on screen; a short device list leaves no gap above the
     failed events. The side panel's figures stay inside it with vendor accounts listed."""
-    service, url = daemon
+    _, url = daemon
     api = {"Authorization": f"Bearer {TOKEN}"}
     shots = os.environ.get("RPS_SCREENSHOTS")
     page = await browser.new_page(viewport={"width": WIDTHS[0], "height": 1000})
