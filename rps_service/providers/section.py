@@ -11,7 +11,15 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    create_model,
+)
 
 #: The host of the shipped example ``provisioning_url``: phones sent there never arrive.
 PLACEHOLDER_HOST = "pbx.example.com"
@@ -90,8 +98,9 @@ def _provisioning_url_field(section: type[ProviderSettings]) -> tuple[Any, Any]:
     """``provisioning_url`` as the API takes it: optional, an http(s) URL, and whatever
     the vendor's section checks besides (e.g. a URL FDPS can keep whole)."""
     checks = section.model_fields["provisioning_url"].metadata
-    checked: Any = Annotated[str, *checks] if checks else str
-    return (checked | None, Field(None, max_length=1024, pattern=r"^https?://\S+$"))
+    url: Any = Annotated[str, StringConstraints(max_length=1024, pattern=r"^https?://\S+$"),
+                         *checks]
+    return (url | None, Field(None))
 
 
 def credentials_model(section: type[ProviderSettings]) -> type[BaseModel]:
