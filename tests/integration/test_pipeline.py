@@ -218,6 +218,16 @@ async def test_idempotency_key_over_http(start: Callable[..., Awaitable[Started]
     assert second["events"][0]["duplicate"] is True
     await wait_events(client, [first["events"][0]["id"]])
     assert provider.calls == [("register", "000413000004")]
+    # A repeat without "server" (in the same batch too) is answered with the server the
+    # first event acted on, as the description says: an integer, never null.
+    body = {"action": "add", "provider": "fake", "mac": "000413000005", "key": "gui-4712"}
+    r = await client.post("/events", json=[{**body, "server": 7}])
+    r = await client.post("/events", json=[body, body])
+    assert [(e["server"], e["duplicate"]) for e in r.json()["events"]] == [(7, True)] * 2
+    r = await client.post("/events", json=[{**body, "mac": "000413000006",
+                                            "key": "gui-4713"}] * 2)
+    assert [(e["server"], e.get("duplicate", False)) for e in r.json()["events"]] == [
+        (1, False), (1, True)]
 
 
 async def test_batch_with_invalid_event_stores_nothing(
