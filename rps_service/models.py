@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -110,9 +110,10 @@ def batch_size_error(body: list[Any]) -> tuple[str, FieldError] | None:
 
 
 def validate_events(
-    body: Any, providers: frozenset[str]
+    body: Any, providers: frozenset[str], refusal: Callable[[str], str] | None = None
 ) -> tuple[list[EventIn], list[FieldError]]:
-    """Validate a POST /events body: one object or an array of up to 1000 objects."""
+    """Validate a POST /events body: one object or an array of up to 1000 objects;
+    ``refusal`` says why a provider not in ``providers`` takes no events."""
     items = body if isinstance(body, list) else [body]
     if isinstance(body, list) and (refused := batch_size_error(body)):
         return [], [refused[1]]
@@ -136,9 +137,8 @@ def validate_events(
             continue
         if event.provider not in providers:
             known = ", ".join(sorted(providers)) or "none"
-            errors.append(
-                FieldError(index, "provider", f"unknown or disabled provider (enabled: {known})")
-            )
+            errors.append(FieldError(index, "provider", refusal(event.provider) if refusal
+                                     else f"unknown or disabled provider (enabled: {known})"))
             continue
         events.append(event)
     return events, errors

@@ -123,6 +123,8 @@ class Service:
         self.tasks: list[asyncio.Task[None]] = []
         self.address = ""
         self.ztp: ZtpListener | None = None  # the phones' /ztprov/ listener, if [ztp] enabled
+        #: What a person starting the daemon by hand must see besides rps.log (serve()).
+        self.start_warnings: list[str] = []
         self._stack = AsyncExitStack()
         self._stop = asyncio.Event()
         self.metrics = Metrics(self.distributor, self.store)
@@ -201,6 +203,10 @@ class Service:
                 log.warning("provisioning_url is the example host", component="MAIN",
                             provider=name, url=url,
                             hint=f"set [{name}] provisioning_url to the URL your phones reach")
+                self.start_warnings.append(
+                    f"[{name}] provisioning_url is the example host {PLACEHOLDER_HOST}: its "
+                    "events fail until it is the URL your phones reach (e.g. "
+                    f"RPS_{name.upper().replace('-', '_')}_PROVISIONING_URL=…)")
 
     async def _start_listener(self) -> None:
         general = self.settings.general
@@ -330,11 +336,23 @@ async def serve(settings: Settings, log_sink: LogFile | None = None) -> int:
     if log_sink is not None:
         loop.add_signal_handler(signal.SIGHUP, _reopen_log, log_sink)
     await service.start()
-    if settings.general.log_file != "-":
-        # A person starting the daemon by hand should see it is up and where to look.
-        print(f"rps-service: listening on {service.address}; log in "
-              f"{settings.general.log_file}", file=sys.stderr, flush=True)
+    if settings.general.log_file != "-":  # else rps.log's own lines are on the terminal
+        _say_started(service)
     return await service.run()
+
+
+def _say_started(service: Service) -> None:
+    """A person starting the daemon by hand sees it is up, where, and what stops its events
+    (the same as rps.log says, which they may not be reading yet)."""
+    settings = service.settings
+    console = service.address.replace("0.0.0.0:", "127.0.0.1:", 1)  # reachable from here
+    lines = [f"listening on {service.address} (web console http://{console}/ui/); "
+             f"log in {settings.general.log_file}"]
+    if service.ztp is not None:
+        lines.append(f"phones' listener on {service.ztp.address}, path {settings.ztp.path}")
+    lines += [f"WARNING: {text}" for text in service.start_warnings]
+    for line in lines:
+        print(f"rps-service: {line}", file=sys.stderr, flush=True)
 
 
 def _reopen_log(sink: LogFile) -> None:

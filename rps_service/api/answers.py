@@ -147,7 +147,9 @@ class Credentials(_Answer):
 
 
 class Access(_Answer):
-    """GET /devices/{provider}/{mac}/access: what the vendor was given for the phone."""
+    """GET /devices/{provider}/{mac}/access: what the vendor was given for the phone: the
+    URL with the phone's HTTP username and password, or, for vendors that carry only a URL,
+    the URL with the device's key (``username`` and ``password`` null)."""
 
     url: str | None
     username: str | None

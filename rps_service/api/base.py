@@ -4,7 +4,7 @@ refusals, and reading a request's body and parameters (docs/api.md)."""
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,6 +17,7 @@ from rps_service.metrics import Metrics
 from rps_service.models import FieldError
 from rps_service.pipeline.distributor import Distributor
 from rps_service.providers.protocol import Provider
+from rps_service.providers.registry import PROVIDERS
 from rps_service.providers.section import ProviderSettings
 from rps_service.store import Store
 
@@ -106,10 +107,24 @@ def int_param(request: web.Request, name: str, value: str, low: int = 1,
 
 
 def provider_of(request: web.Request) -> Provider:
-    provider = request.app[API].providers.get(request.match_info["provider"])
+    providers = request.app[API].providers
+    provider = providers.get(request.match_info["provider"])
     if provider is None:
-        raise web.HTTPNotFound(reason="unknown or disabled provider")
+        raise web.HTTPNotFound(reason=provider_refusal(request.match_info["provider"],
+                                                       providers))
     return provider
+
+
+def provider_refusal(name: str, enabled: Iterable[str]) -> str:
+    """Why ``name`` takes no requests, and how to change that (a disabled vendor's section
+    is in rps.ini already, off)."""
+    on = ", ".join(sorted(enabled)) or "none"
+    if name in PROVIDERS:
+        variable = f"RPS_{name.upper().replace('-', '_')}_ENABLED=true"
+        return (f"provider {name} is disabled: set enabled = true in [{name}] of rps.ini (or "
+                f"{variable}) and restart the daemon (enabled: {on})")
+    return (f"unknown provider {name[:40]!r} (providers: {', '.join(PROVIDERS)}; "
+            f"enabled: {on})")
 
 
 M = TypeVar("M", bound=BaseModel)

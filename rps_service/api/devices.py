@@ -19,7 +19,8 @@ from rps_service.api.base import (
 )
 from rps_service.clock import utcnow
 from rps_service.logs import get_logger
-from rps_service.models import DEVICE_STATUSES, NewEvent, normalize_mac
+from rps_service.models import DEVICE_STATUSES, Device, NewEvent, normalize_mac
+from rps_service.providers.protocol import Provider, ProviderError
 
 log = get_logger()
 
@@ -78,28 +79,50 @@ async def get_device(request: web.Request) -> web.Response:
 
 
 async def get_device_access(request: web.Request) -> web.Response:
-    """What the vendor was given for the phone (URL, HTTP username and password), for an
-    operator debugging it; the read is logged, the password never."""
+    """What the vendor was given for the phone, for an operator debugging it: the URL with
+    the HTTP username and password, or (vendors that carry only a URL) the URL with its
+    key. The read is logged, the password and the key never."""
+    api = request.app[API]
     provider = request.match_info["provider"]
     try:
         mac = normalize_mac(request.match_info["mac"])
     except ValueError:
         return error(404, "no such device")
-    device = await request.app[API].store.get_device(provider, mac)
+    device = await api.store.get_device(provider, mac)
     if device is None:
         return error(404, "no such device")
     if device.refused:
         # The stored value was sealed with another key or for another row, or altered.
         return error(500, "the stored access details of this device cannot be opened with "
                           "this daemon's secret key (see rps.log)")
-    login = bool(device.http_username and device.http_password)
-    if not login and not device.url_key:
+    if device.url_key:
+        url = await _url_with_key(api.providers.get(provider), device)
+        if url is None:
+            return error(404, "this device's URL key is stored but no URL can be made "
+                              f"for it yet (it is {device.status}; provider {provider} is "
+                              "disabled or its provisioning_url is the example host)")
+        access: dict[str, Any] = {"url": url, "username": None, "password": None}
+    elif device.http_username and device.http_password:
+        access = {"url": device.url, "username": device.http_username,
+                  "password": device.http_password}
+    else:
         return error(404, f"no access details stored for this device (it is {device.status}:"
                           " they are made by its first add and revoked by a remove)")
     log.warning("Access details read", component="LISTENER", mac=mac, provider=provider)
-    # A URL-key device's login is its URL (the key in it is the password).
-    return json_response({"url": device.url, "username": device.http_username if login else None,
-                          "password": device.http_password if login else None})
+    return json_response(access)
+
+
+async def _url_with_key(provider: Provider | None, device: Device) -> str | None:
+    """A URL-key device's URL as the vendor was given it; before a first success, the one
+    it will be given (its provider's ``provisioning_url`` with the key)."""
+    if device.url and device.url_key and device.url_key in device.url:
+        return device.url
+    if provider is None:
+        return None
+    try:
+        return await provider.device_url(device.server, device.url_key)
+    except ProviderError:  # still the example host: the event says so
+        return None
 
 
 class ReplaceIn(BaseModel):

@@ -8,7 +8,14 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from rps_service.api.base import API, error, int_param, json_body, json_response
+from rps_service.api.base import (
+    API,
+    error,
+    int_param,
+    json_body,
+    json_response,
+    provider_refusal,
+)
 from rps_service.clock import utcnow
 from rps_service.logs import get_logger
 from rps_service.models import (
@@ -33,7 +40,8 @@ async def post_events(request: web.Request) -> web.Response:
                      [FieldError(0, "", "expected a JSON object or array")])
     if isinstance(body, list) and (refused := batch_size_error(body)):
         return error(400, refused[0], [refused[1]])
-    events, problems = validate_events(body, frozenset(api.providers))
+    events, problems = validate_events(
+        body, frozenset(api.providers), lambda name: provider_refusal(name, api.providers))
     if not problems:
         problems = await _provider_problems(api.providers, events)
     if problems:

@@ -31,7 +31,11 @@ from rps_service.api.providers import ReconcileIn, TestIn
 from rps_service.api.servers import RepointIn, ServerProvisioningIn, SettingsIn
 from rps_service.models import DEVICE_STATUSES, EVENT_STATES, MAX_BATCH, EventIn
 from rps_service.providers.registry import PROVIDERS
-from rps_service.providers.section import credentials_model
+from rps_service.providers.section import (
+    ProviderSettings,
+    credentials_model,
+    provisioning_url_model,
+)
 
 #: Routes that are not the API: the console's static files (README, Web console).
 UNDESCRIBED_PREFIXES = ("/ui",)
@@ -100,10 +104,14 @@ STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 #: Each provider takes its own credential keys: the body is that provider's model.
 CREDENTIAL_MODELS: tuple[type[BaseModel], ...] = tuple(
     credentials_model(cls.settings_class) for cls in PROVIDERS.values())
+#: Or ``provisioning_url`` alone: the server's URL, its keys kept (the same for all).
+URL_ONLY_MODEL = provisioning_url_model(ProviderSettings)
 CREDENTIALS_BODY: dict[str, Any] = {  # anyOf: several providers share the same keys
-    "anyOf": [{"$ref": f"#/components/schemas/{m.__name__}"} for m in CREDENTIAL_MODELS],
+    "anyOf": [{"$ref": f"#/components/schemas/{m.__name__}"}
+              for m in (*CREDENTIAL_MODELS, URL_ONLY_MODEL)],
     "description": "the keys of the provider in the path (one of these, by provider); "
-                   "another provider's keys are refused",
+                   "another provider's keys are refused. A body with only "
+                   "`provisioning_url` stores the server's URL and keeps its keys",
 }
 
 #: POST /events takes one event or an array; each event is EventIn.
@@ -249,7 +257,8 @@ def _schemas() -> dict[str, Any]:
     """Every model's JSON Schema under its name: request models as validated, answers as
     serialised."""
     models: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
-        (EventIn, "validation"), *((m, "validation") for m in CREDENTIAL_MODELS)]
+        (EventIn, "validation"),
+        *((m, "validation") for m in (*CREDENTIAL_MODELS, URL_ONLY_MODEL))]
     for route in ROUTES:
         if isinstance(route.body, type):
             models.append((route.body, "validation"))

@@ -23,7 +23,12 @@ from rps_service.clock import utcnow
 from rps_service.logs import get_logger
 from rps_service.models import Credentials
 from rps_service.pipeline.jobs import can_reconcile
-from rps_service.providers.section import credentials_model
+from rps_service.providers.protocol import Provider
+from rps_service.providers.section import (
+    ProviderSettings,
+    credentials_model,
+    provisioning_url_model,
+)
 
 log = get_logger()
 
@@ -46,18 +51,41 @@ async def put_credentials(request: web.Request) -> web.Response:
     provider = provider_of(request)
     section = credential_section(provider)
     server = int_param(request, "server", request.match_info["server"])
-    body = validated(credentials_model(section), await json_body(request))
+    raw = await json_body(request)
+    if isinstance(raw, dict) and set(raw) == {"provisioning_url"}:
+        return await _put_provisioning_url(request, provider, section, server, raw)
+    body = validated(credentials_model(section), raw)
     if isinstance(body, web.Response):
         return body
     values = body.model_dump(exclude={"provisioning_url"}, exclude_none=True)
     creds = Credentials(provider.name, server, values, getattr(body, "provisioning_url", None))
+    await _store(request, section, creds, ",".join(sorted(values)))
+    return web.Response(status=204)
+
+
+async def _put_provisioning_url(request: web.Request, provider: Provider,
+                                section: type[ProviderSettings], server: int, raw: Any
+                                ) -> web.Response:
+    """Only the server's ``provisioning_url``: its keys, if any, are kept. Re-pointing a
+    tenant in master mode needs no keys (server 1's serve every server)."""
+    body = validated(provisioning_url_model(section), raw)
+    if isinstance(body, web.Response):
+        return body
+    stored = await request.app[API].store.get_credentials(provider.name, server)
+    values = dict(stored.values) if stored is not None else {}
+    creds = Credentials(provider.name, server, values, getattr(body, "provisioning_url", None))
+    await _store(request, section, creds, "provisioning_url")
+    return web.Response(status=204)
+
+
+async def _store(request: web.Request, section: type[ProviderSettings], creds: Credentials,
+                 keys: str) -> None:
     secrets = section.secret_keys()
     plain = [k for k in section.credential_keys if k not in secrets]
     await request.app[API].store.put_credentials(
         creds, utcnow(), id_key=plain[0] if plain else "", secret_key=secrets[0] if secrets else "")
-    log.info("Credentials stored", component="LISTENER", keys=",".join(sorted(values)),
-             provider=provider.name, server=server)
-    return web.Response(status=204)
+    log.info("Credentials stored", component="LISTENER", keys=keys or "-",
+             provider=creds.provider, server=creds.server)
 
 
 async def get_credentials(request: web.Request) -> web.Response:

@@ -13,6 +13,7 @@ from rps_service.api.base import (
     json_body,
     json_response,
     provider_of,
+    provider_refusal,
     validated,
     wake_jobs,
 )
@@ -77,7 +78,7 @@ async def post_repoint(request: web.Request) -> web.Response:
     if isinstance(body, web.Response):
         return body
     if body.provider not in api.providers:
-        return error(400, f"provider: unknown or disabled provider {body.provider!r}")
+        return error(400, f"provider: {provider_refusal(body.provider, api.providers)}")
     job_id = await api.store.create_job("repoint", body.provider, server, {}, utcnow())
     wake_jobs(request)
     log.info("Job created", component="LISTENER", id=job_id, kind="repoint",

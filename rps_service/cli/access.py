@@ -15,6 +15,7 @@ from typing import Any
 
 from rps_service.cli.client import (
     EXIT_OK,
+    AdminError,
     DaemonClient,
     credentials_body,
     mac_arg,
@@ -29,8 +30,17 @@ from rps_service.cli.client import (
 
 def cmd_access(client: DaemonClient, args: argparse.Namespace) -> int:
     body = client.call("GET", f"/devices/{args.provider}/{mac_arg(args.mac)}/access")
-    if args.json:
+    if args.field:
+        # One value alone, for a shell variable: URL=$(rps-service access … --field url).
+        value = body.get(args.field)
+        if value is None:
+            raise AdminError(f"{args.field}: none for this device (a URL-key vendor's phone "
+                             "has only a URL)")
+        print(value)
+    elif args.json:
         print_json(body)
+    elif body.get("username") is None and body.get("password") is None:
+        print(table(("URL",), [(body.get("url"),)]))  # the URL key is in it
     else:
         print(table(("URL", "USERNAME", "PASSWORD"),
                     [(body.get("url"), body.get("username"), body.get("password"))]))
@@ -41,9 +51,11 @@ def cmd_credentials(client: DaemonClient, args: argparse.Namespace) -> int:
     path = f"/providers/{args.provider}/credentials/{args.server}"
     if args.verb == "show":
         return _show(client, path, args.json)
-    put(client, path, credentials_body(args.pairs, args.provisioning_url))
+    body = credentials_body(args.pairs, args.provisioning_url)
+    put(client, path, body)
+    what = "Credentials" if set(body) != {"provisioning_url"} else "Provisioning URL"
     return _stored(args.json, {"provider": args.provider, "server": args.server},
-                   f"Credentials stored for {args.provider} server {args.server}.")
+                   f"{what} stored for {args.provider} server {args.server}.")
 
 
 def cmd_provisioning(client: DaemonClient, args: argparse.Namespace) -> int:
@@ -81,9 +93,12 @@ def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     """Add ``access``, ``credentials`` and ``provisioning`` to the subparsers; ``parents``
     are the common options (``-c``) and the client's (``--url``, ``--json``)."""
     p = sub.add_parser("access", parents=parents,
-                       help="show a device's access details (URL, username, password)")
+                       help="show a device's access details (URL, username, password; "
+                            "or the URL with its key)")
     p.add_argument("provider", help="e.g. snom")
     p.add_argument("mac", help="the device's MAC")
+    p.add_argument("--field", choices=("url", "username", "password"),
+                   help="print only this value (for scripts)")
     p.set_defaults(handler=cmd_access)
 
     p = sub.add_parser("credentials", help="set or show a provider's API keys for a server")
@@ -93,7 +108,9 @@ def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     s.add_argument("server", type=positive, help="tenant server (1 in master mode)")
     s.add_argument("pairs", nargs="*", metavar="KEY=VALUE",
                    help="the provider's credential keys; KEY=- reads the value from stdin")
-    s.add_argument("--provisioning-url", help="this server's provisioning URL for phones")
+    s.add_argument("--provisioning-url",
+                   help="this server's provisioning URL for phones (alone: stored on its "
+                        "own, keeping the server's keys)")
     s = verbs.add_parser("show", parents=parents, help="show the stored keys (no secrets)")
     s.add_argument("provider")
     s.add_argument("server", type=positive)

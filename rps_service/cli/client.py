@@ -229,6 +229,7 @@ def credentials_body(pairs: list[str], provisioning_url: str | None) -> dict[str
 
     Values are strings, but ``true``/``false`` are booleans; ``KEY=-`` reads the value from
     stdin. Which keys a provider takes is the daemon's to say: they are passed through.
+    ``provisioning_url`` alone (no keys) stores the server's URL and keeps its keys.
     """
     body: dict[str, Any] = {}
     for pair in pairs:
@@ -242,9 +243,9 @@ def credentials_body(pairs: list[str], provisioning_url: str | None) -> dict[str
             body[key] = read_secret(key)
         else:
             body[key] = _BOOLEANS.get(value, value)
-    if not body:
+    if not body and provisioning_url is None:
         raise AdminError("give the credentials as KEY=VALUE (e.g. access_key_id=… "
-                         "access_key_secret=-)")
+                         "access_key_secret=-), or only --provisioning-url")
     if provisioning_url is not None:
         body["provisioning_url"] = provisioning_url
     return body

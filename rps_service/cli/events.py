@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,13 @@ from rps_service.cli.client import (
 )
 from rps_service.models import DEVICE_STATUSES, EVENT_STATES, MAX_BATCH, normalize_mac
 
-CSV_COLUMNS = ("mac", "server", "model", "name", "extension")
+DEVICE_PAGE = 1000  # devices a request of ``devices`` asks for
+FINISHED = ("done", "failed", "superseded")
+WAIT_POLL = 0.2  # seconds between two looks at an event ``send --wait`` follows
+#: A CSV line's columns in this order unless a header names them (any order, any subset).
+CSV_COLUMNS = ("mac", "server", "model", "name", "extension", "sn", "mac_id")
+#: Device details an event carries, from a CSV cell or else the command line's option.
+_DETAILS = ("model", "name", "extension", "sn", "mac_id")
 
 
 def cmd_events(client: DaemonClient, args: argparse.Namespace) -> int:
@@ -56,14 +63,10 @@ def cmd_retry(client: DaemonClient, args: argparse.Namespace) -> int:
 
 
 def cmd_devices(client: DaemonClient, args: argparse.Namespace) -> int:
-    body = client.call("GET", "/devices", params={
-        "server": args.server, "provider": args.provider, "status": args.status,
-        "mac": args.mac, "limit": args.limit,
-    })
+    devices, more = _all_devices(client, args)
     if args.json:
-        print_json(body)
+        print_json({"devices": devices, "next": more})
         return EXIT_OK
-    devices = body.get("devices", [])
     if not devices:
         print("No devices.")
         return EXIT_OK
@@ -74,7 +77,29 @@ def cmd_devices(client: DaemonClient, args: argparse.Namespace) -> int:
           d.get("extension"), time_text(d.get("registered_at")), d.get("last_message"))
          for d in devices],
     ))
+    if more is not None:  # never cut a list short without saying so
+        print(f"{len(devices)} devices shown; more match (raise --limit, or filter with "
+              "--server, --provider, --status)", file=sys.stderr)
     return EXIT_OK
+
+
+def _all_devices(client: DaemonClient, args: argparse.Namespace
+                 ) -> tuple[list[dict[str, Any]], str | None]:
+    """Every matching device (at most ``--limit``), page by page with the API's cursor;
+    and the cursor of what is left (None when nothing is)."""
+    devices: list[dict[str, Any]] = []
+    after: str | None = None
+    while True:
+        page_size = DEVICE_PAGE if args.limit is None else min(DEVICE_PAGE,
+                                                               args.limit - len(devices))
+        body = client.call("GET", "/devices", params={
+            "server": args.server, "provider": args.provider, "status": args.status,
+            "mac": args.mac, "limit": page_size, "after": after,
+        })
+        devices += body.get("devices", [])
+        after = body.get("next")
+        if after is None or (args.limit is not None and len(devices) >= args.limit):
+            return devices, after
 
 
 def cmd_test(client: DaemonClient, args: argparse.Namespace) -> int:
@@ -95,6 +120,8 @@ def cmd_send(client: DaemonClient, args: argparse.Namespace) -> int:
         body = client.call("POST", "/events", body=event)
     except DaemonError as err:
         raise AdminError(err.describe(lambda _: "")) from None  # one event: no index needed
+    if args.wait:
+        return _wait_for(client, body["events"][0], args.json)
     if args.json:
         print_json(body)
         return EXIT_OK
@@ -105,13 +132,32 @@ def cmd_send(client: DaemonClient, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _wait_for(client: DaemonClient, item: dict[str, Any], as_json: bool) -> int:
+    """Follow an accepted event until it is finished; print how it ended (exit 1: failed)."""
+    print(f"Event {item['id']} accepted: {item['action']} {item['provider']} {item['mac']} "
+          f"server {item['server']}; waiting for it to finish", file=sys.stderr, flush=True)
+    while True:
+        event = client.call("GET", f"/events/{item['id']}")
+        if event["state"] in FINISHED:
+            break
+        time.sleep(WAIT_POLL)
+    if as_json:
+        print_json(event)
+    else:
+        error = f": {event['last_error']}" if event.get("last_error") not in (None, "", "-") \
+            else ""
+        print(f"Event {event['id']} {event['state']}: {event['action']} {event['provider']} "
+              f"{event['mac']} server {event['server']}{error}")
+    return EXIT_ERROR if event["state"] == "failed" else EXIT_OK
+
+
 def _event(args: argparse.Namespace, mac: str, row: dict[str, str]) -> dict[str, Any]:
     """One event: the row's cells, else the command line's options."""
     event: dict[str, Any] = {"action": args.action, "provider": args.provider, "mac": mac}
     server = row.get("server") or args.server
     if server is not None:
         event["server"] = int(server)
-    for field in ("model", "name", "extension"):
+    for field in _DETAILS:
         value = row.get(field) or getattr(args, field)
         if value:
             event[field] = value
@@ -121,7 +167,8 @@ def _event(args: argparse.Namespace, mac: str, row: dict[str, str]) -> dict[str,
 
 
 def read_csv(path: Path, args: argparse.Namespace) -> tuple[list[int], list[dict[str, Any]]]:
-    """Events from a CSV of ``mac[,server,model,name,extension]``, checked before any send.
+    """Events from a CSV of ``mac[,server,model,name,extension,sn,mac_id]``, checked before
+    any send.
 
     A first row starting with ``mac`` is a header naming the columns (any order). Blank
     lines and lines starting with ``#`` are skipped. Returns line numbers and events.
@@ -229,7 +276,8 @@ def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--provider")
     p.add_argument("--status", choices=DEVICE_STATUSES)
     p.add_argument("--mac")
-    p.add_argument("--limit", type=positive, default=1000)
+    p.add_argument("--limit", type=positive,
+                   help="at most N devices (default: all, fetched 1000 a request)")
     p.set_defaults(handler=cmd_devices)
 
     p = sub.add_parser("send", parents=parents,
@@ -237,13 +285,19 @@ def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("action", choices=("add", "remove", "update"))
     p.add_argument("mac", nargs="?", help="the device's MAC (or --csv FILE)")
     p.add_argument("--csv", metavar="FILE",
-                   help="one event per line: mac[,server,model,name,extension]")
+                   help="one event per line: mac[,server,model,name,extension,sn,mac_id]; "
+                        "a first line starting with mac names the columns")
     p.add_argument("--provider", default="snom", help="default: snom")
     p.add_argument("--server", type=positive, help="tenant server (default 1)")
     p.add_argument("--model")
     p.add_argument("--name")
     p.add_argument("--extension")
+    p.add_argument("--sn", help="serial number (yealink unless add_by_mac, grandstream)")
+    p.add_argument("--mac-id", dest="mac_id", help="the MAC-ID from the label (gigaset)")
     p.add_argument("--key", help="idempotency key (single event only)")
+    p.add_argument("--wait", action="store_true",
+                   help="follow the event until it is finished and say how it ended "
+                        "(exit 1 when it failed; single event only)")
     p.set_defaults(handler=cmd_send)
 
     p = sub.add_parser("test", parents=parents, help="check a provider's API keys now")

@@ -2,8 +2,9 @@
 
 ``rps-service reconcile PROVIDER``, ``repoint SERVER``, ``job ID``, ``settings set|show``,
 ``replace PROVIDER MAC NEW_MAC``. A job command prints the job's id and, with ``--wait``,
-follows it: its progress on stderr (one line a second, as it changes), then its result
-(a summary table, or ``--json``). Exit 1 when the job failed.
+follows it: its progress on stderr (one line a second, as it changes), then, for a job that
+queues events, those events until they are finished, then its result (a summary table, or
+``--json``). Exit 1 when the job failed.
 """
 
 from __future__ import annotations
@@ -30,10 +31,15 @@ POLL = 1.0
 
 
 def follow(client: DaemonClient, job_id: int, wait: bool, as_json: bool) -> int:
-    """Print a job (after following it to its end with ``wait``); the exit code."""
+    """Print a job (after following it to its end with ``wait``); the exit code.
+
+    A job that queues events (a re-point, a repair) is ``done`` once they are queued; with
+    ``wait`` it is followed until they are finished too, which is what the operator waits
+    for (``events`` by state).
+    """
     job = client.call("GET", f"/jobs/{job_id}")
     shown = ""
-    while wait and job["state"] in ("pending", "running"):
+    while wait and (job["state"] in ("pending", "running") or _unfinished(job)):
         line = _progress(job)
         if line != shown:
             print(line, file=sys.stderr, flush=True)
@@ -47,11 +53,23 @@ def follow(client: DaemonClient, job_id: int, wait: bool, as_json: bool) -> int:
     return EXIT_ERROR if job["state"] == "failed" else EXIT_OK
 
 
+def _unfinished(job: dict[str, Any]) -> int:
+    """How many of the events a job queued are still to be sent (0: none, or it queues none)."""
+    events = job.get("events") or {}
+    return int(events.get("pending", 0)) + int(events.get("running", 0))
+
+
 def _progress(job: dict[str, Any]) -> str:
+    head = f"job {job['id']} {job['kind']}"
+    if job["state"] not in ("pending", "running"):
+        events = job.get("events") or {}
+        total = sum(events.values())
+        return (f"{head}: events {total - _unfinished(job)}/{total} finished "
+                f"({events.get('pending', 0)} pending, {events.get('running', 0)} running)")
     progress = job["progress"]
     total = "?" if progress["total"] is None else progress["total"]
     phase = progress["phase"] or job["state"]
-    return f"job {job['id']} {job['kind']}: {phase} {progress['done']}/{total}"
+    return f"{head}: {phase} {progress['done']}/{total}"
 
 
 def _summary(job: dict[str, Any]) -> str:
@@ -136,7 +154,8 @@ def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     """Add the fleet commands to the ``rps-service`` subparsers."""
     wait = argparse.ArgumentParser(add_help=False)
     wait.add_argument("--wait", action="store_true",
-                      help="follow the job to its end: progress on stderr, then the result")
+                      help="follow the job to its end, and the events it queued until they "
+                           "are sent: progress on stderr, then the result")
     p = sub.add_parser("reconcile", parents=[*parents, wait],
                        help="compare what a vendor holds with the database (a job)")
     p.add_argument("provider", help="e.g. snom")

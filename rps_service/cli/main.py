@@ -41,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="also open the database (creating and migrating nothing)")
     sub.add_parser("init-db", parents=[common], help="create or migrate the database schema")
     sub.add_parser("sandbox", add_help=False,
-                   help="run a local SRAPS-compatible server (see 'sandbox --help')")
+                   help="emulate every vendor's API locally, for trials "
+                        "(see 'sandbox --help')")
     client = argparse.ArgumentParser(add_help=False)
     client.add_argument("--url", help="the daemon's API (default: from listen/port in rps.ini)")
     client.add_argument("--json", action="store_true", help="print JSON (for scripts)")
@@ -161,8 +162,9 @@ def _admin_command(args: argparse.Namespace) -> int:
     if args.command == "send" and bool(args.mac) == bool(args.csv):
         print("rps-service send: give a MAC or --csv FILE (not both)", file=sys.stderr)
         return EXIT_CONFIG
-    if args.command == "send" and args.csv and args.key:
-        print("rps-service send: --key is for a single event, not --csv", file=sys.stderr)
+    if args.command == "send" and args.csv and (args.key or args.wait):
+        option = "--key" if args.key else "--wait"
+        print(f"rps-service send: {option} is for a single event, not --csv", file=sys.stderr)
         return EXIT_CONFIG
     try:
         url, token = target(args)

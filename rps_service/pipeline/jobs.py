@@ -175,6 +175,7 @@ class JobRunner:
             await progress.phase("comparing", len(ours))
             for device in ours:
                 diff.compare(device, held.get(device.mac))
+            await progress.step(len(ours))  # in memory: one step (a finished job shows it)
             diff.orphans = [r for mac, r in held.items() if mac not in known]
             diff.vendor_count = len(held)
         else:
@@ -211,7 +212,7 @@ class JobRunner:
             job.result["counts"]["repair_events"] = len(events)
         if job.params.get("adopt") and diff.orphans:
             adopted = await self.store.adopt_devices(
-                job.provider, job.server, [(r.mac, r.url) for r in diff.orphans],
+                job.provider, job.server, [(r.mac, r.url or None) for r in diff.orphans],
                 f"adopted by reconcile job {job.id}", utcnow())
             job.result["counts"]["adopted"] = adopted
 
@@ -263,10 +264,12 @@ class Differences:
         if found is None:
             self.missing_devices.append(device)
             return
-        other_url = found.url is not None and device.url is not None and found.url != device.url
+        # found.url "" (held, sending the phone nowhere) differs from any URL we sent.
+        other_url = found.url is not None and bool(device.url) and found.url != device.url
         if other_url or not found.ours:
             self.drift.append({"mac": device.mac, "expected": device.shown_url(),
-                               "found": _shown(found.url, device), "ours": found.ours})
+                               "found": _shown(found.url, device) or None,
+                               "ours": found.ours})
             if found.ours:
                 self.drift_devices.append(device)
 
@@ -277,7 +280,7 @@ class Differences:
                        "orphan": len(self.orphans)},
             "missing": [d.mac for d in self.missing_devices[:SHOWN]],
             "drift": self.drift[:SHOWN],
-            "orphan": [{"mac": r.mac, "url": r.url} for r in self.orphans[:SHOWN]],
+            "orphan": [{"mac": r.mac, "url": r.url or None} for r in self.orphans[:SHOWN]],
             "orphans_checked": self.orphans_checked,
             "truncated": max(len(self.missing_devices), len(self.drift),
                              len(self.orphans)) > SHOWN,

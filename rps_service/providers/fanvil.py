@@ -28,12 +28,12 @@ import json
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 from xmlrpc.client import Fault
 
 import httpx
-from pydantic import SecretStr
+from pydantic import AfterValidator, SecretStr
 
 from rps_service.access import URL_KEY, AccessMode
 from rps_service.models import normalize_mac
@@ -65,6 +65,29 @@ MAX_PROGRESS = 10_000
 TAKEN_HINT = "release it in the FDPS account that holds it or ask Fanvil support to move it"
 
 
+def fdps_url_problem(url: str) -> str | None:
+    """Why FDPS cannot keep ``url`` whole (it stores host, port and path only), or None."""
+    parts = urlsplit(url)
+    if parts.scheme not in PROTOCOLS or not parts.hostname:
+        return "FDPS takes only http:// or https:// provisioning URLs"
+    if parts.query or parts.fragment or "@" in parts.netloc:
+        return ("FDPS keeps only host, port and path of a URL: set a provisioning_url "
+                "without user, query (?...) or fragment (#...)")
+    if "{mac}" in parts.path:
+        return ("provisioning_url for fanvil must not contain {mac}: the URL key names the "
+                f"phone and the phone asks for {FILE_NAME}")
+    return None
+
+
+def _fdps_url(value: str) -> str:
+    """A ``provisioning_url`` FDPS can keep: refused in rps.ini (check-config names it) and
+    by the credentials API, rather than by every event."""
+    problem = fdps_url_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
 class FanvilSettings(ProviderSettings):
     """``[fanvil]``: the FDPS XML-RPC endpoint and the account's login."""
 
@@ -74,6 +97,8 @@ class FanvilSettings(ProviderSettings):
     api_url: HttpUrl = "http://fdps.fanvil.com/xmlrpc.php"
     username: str = ""
     password: SecretStr = SecretStr("")
+    provisioning_url: Annotated[str, AfterValidator(_fdps_url)] = (
+        ProviderSettings.model_fields["provisioning_url"].default)
 
 
 def fdps_password(password: str) -> str:
@@ -93,20 +118,11 @@ class MaterialServer:
     @classmethod
     def from_url(cls, url: str) -> MaterialServer:
         """Split a device URL; a URL FDPS cannot keep whole is a permanent error."""
+        problem = fdps_url_problem(url)
+        if problem is not None:
+            raise ProviderError(problem, Failure.PERMANENT)
         parts = urlsplit(url)
-        protocol = PROTOCOLS.get(parts.scheme)
-        if protocol is None or not parts.hostname:
-            raise ProviderError("FDPS takes only http:// or https:// provisioning URLs",
-                                Failure.PERMANENT)
-        if parts.query or parts.fragment or "@" in parts.netloc:
-            raise ProviderError(
-                "FDPS keeps only host, port and path of a URL: set a provisioning_url "
-                "without user, query (?...) or fragment (#...)", Failure.PERMANENT)
-        if "{mac}" in parts.path:
-            raise ProviderError(
-                "provisioning_url for fanvil must not contain {mac}: the URL key names the "
-                f"phone and the phone asks for {FILE_NAME}", Failure.PERMANENT)
-        return cls(parts.netloc, parts.path.lstrip("/"), protocol)
+        return cls(parts.netloc, parts.path.lstrip("/"), PROTOCOLS[parts.scheme])
 
     def url(self) -> str:
         """The URL FDPS sends the phone to: host + ``/`` + path."""

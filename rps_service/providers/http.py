@@ -11,8 +11,8 @@ checks:
    call is *deferred* (nothing sent, the event comes back when the turn comes);
 2. the lease (:mod:`rps_service.pipeline.lease`): lost or run out → :class:`LeaseLost`,
    nothing sent; the request's timeout never outlasts it;
-3. the ``INFO (<Vendor>): Sending Request. Mac=… Url=…`` line, with secrets in the query
-   masked;
+3. the ``INFO (<Vendor>): Sending Request. Mac=… Url=… Verb=…`` line (``Xmlrpc=`` the
+   method of an XML-RPC call), with secrets in the query masked;
 4. the metrics observer, told of every request's operation, status and duration;
 5. the answer, read under one deadline (the provider's ``timeout``) and at most
    ``max_answer`` bytes (:func:`~rps_service.providers.transport.read_answer`).
@@ -39,6 +39,9 @@ log = get_logger()
 #: The metrics label of a request an auth step adds (e.g. ``token``): set it in the
 #: request's extensions under this key; otherwise the call's operation is used.
 OPERATION = "rps.operation"
+#: The XML-RPC method of a request, set in its extensions under this key: the log line
+#: names it (every call of an XML-RPC vendor goes to the same URL).
+RPC_METHOD = "rps.rpc_method"
 #: Query parameters whose values never reach rps.log.
 SECRET_QUERY = frozenset({"access_token", "token", "signature", "client_secret", "password",
                           "secret", "key", "api_key", "sig"})
@@ -53,6 +56,17 @@ def loggable_url(url: httpx.URL) -> str:
         name, sep, _ = part.partition("=")
         parts.append(f"{name}=***" if sep and name.lower() in SECRET_QUERY else part)
     return str(url.copy_with(query=None)) + "?" + "&".join(parts)
+
+
+def _what(request: httpx.Request) -> dict[str, str]:
+    """What the ``Sending Request.`` line says besides the URL: the HTTP method (a GET and a
+    PUT of the same endpoint look alike otherwise), and an XML-RPC call's method. Both sort
+    after ``Url=``, so the line starts as it always did."""
+    what = {"verb": request.method}
+    method = request.extensions.get(RPC_METHOD)
+    if method:
+        what["xmlrpc"] = str(method)
+    return what
 
 
 class VendorHttp:
@@ -149,7 +163,7 @@ class VendorHttp:
         request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
         operation = str(request.extensions.get(OPERATION, operation))
         log.info("Sending Request", component=self.label, mac=mac,
-                 url=loggable_url(request.url))
+                 url=loggable_url(request.url), **_what(request))
         started, status = self._monotonic(), "error"
         try:
             # One deadline for the whole call: a vendor trickling a byte at a time never

@@ -95,7 +95,9 @@ class VendorRecord:
     """What a vendor holds for one MAC (look-up and listing, for reconcile)."""
 
     mac: str  # 12 upper-case hex digits
-    url: str | None = None  # where the vendor sends the phone, when it tells
+    #: Where the vendor sends the phone, when it tells; "" when it holds the MAC but sends
+    #: the phone nowhere (e.g. SRAPS's setting_server wiped in the portal): a drift.
+    url: str | None = None
     ours: bool = True  # False: another account of the vendor holds the MAC
     detail: str = ""
 

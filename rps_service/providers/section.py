@@ -11,7 +11,15 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    create_model,
+)
 
 #: The host of the shipped example ``provisioning_url``: phones sent there never arrive.
 PLACEHOLDER_HOST = "pbx.example.com"
@@ -86,6 +94,16 @@ class ProviderSettings(Section):
 
 
 _CREDENTIAL_MODELS: dict[type[ProviderSettings], type[BaseModel]] = {}
+_URL_MODELS: dict[type[ProviderSettings], type[BaseModel]] = {}
+
+
+def _provisioning_url_field(section: type[ProviderSettings]) -> tuple[Any, Any]:
+    """``provisioning_url`` as the API takes it: optional, an http(s) URL, and whatever
+    the vendor's section checks besides (e.g. a URL FDPS can keep whole)."""
+    checks = section.model_fields["provisioning_url"].metadata
+    url: Any = Annotated[str, StringConstraints(max_length=1024, pattern=r"^https?://\S+$"),
+                         *checks]
+    return (url | None, Field(None))
 
 
 def credentials_model(section: type[ProviderSettings]) -> type[BaseModel]:
@@ -102,10 +120,22 @@ def credentials_model(section: type[ProviderSettings]) -> type[BaseModel]:
                 fields[key] = (str | None, Field(None, max_length=255))
             else:
                 fields[key] = (str, Field(min_length=1, max_length=255))
-        fields["provisioning_url"] = (
-            str | None, Field(None, max_length=1024, pattern=r"^https?://\S+$"))
+        fields["provisioning_url"] = _provisioning_url_field(section)
         model = create_model(
             f"{section.__name__}Credentials",
             __config__=ConfigDict(extra="forbid", strict=True), **fields)
         _CREDENTIAL_MODELS[section] = model
+    return model
+
+
+def provisioning_url_model(section: type[ProviderSettings]) -> type[BaseModel]:
+    """A body holding only ``provisioning_url``: a server's URL stored on its own, keeping
+    whatever keys the server has (in master mode a server other than 1 has none)."""
+    model = _URL_MODELS.get(section)
+    if model is None:
+        model = create_model(
+            f"{section.__name__}ProvisioningUrl",
+            __config__=ConfigDict(extra="forbid", strict=True),
+            provisioning_url=_provisioning_url_field(section))
+        _URL_MODELS[section] = model
     return model

@@ -243,7 +243,9 @@ class SrapsProvider(VendorProvider):
         entry = manager.get(uuid) if isinstance(manager, dict) else None
         url = entry.get("value") if isinstance(entry, dict) else None
         mac = str(endpoint.get("mac", "")).replace(":", "").upper()
-        return VendorRecord(mac, url if isinstance(url, str) else None)
+        # The endpoint is ours but sends the phone nowhere (the setting wiped or emptied in
+        # the portal): "" says so, where None would mean the answer does not tell.
+        return VendorRecord(mac, url if isinstance(url, str) and url else "")
 
     def _company_id(self, token: dict[str, Any], key_id: str) -> str:
         links = token.get("links")

@@ -27,7 +27,7 @@ from rps_service.access import AccessMode
 from rps_service.logs import get_logger
 from rps_service.models import Credentials
 from rps_service.providers.errors import error_text, http_error
-from rps_service.providers.http import VendorHttp
+from rps_service.providers.http import RPC_METHOD, VendorHttp
 from rps_service.providers.protocol import (
     CheckResult,
     CredentialSource,
@@ -261,8 +261,10 @@ class VendorProvider(abc.ABC):
         headers: Mapping[str, str] | None = None,
         auth: httpx.Auth | None = None,
         accept: str = JSON,
+        rpc_method: str | None = None,
     ) -> httpx.Response:
-        """Build and send one request (plus whatever ``auth`` adds); the response, read."""
+        """Build and send one request (plus whatever ``auth`` adds); the response, read.
+        ``rpc_method``: the XML-RPC method the body calls, for the log line."""
         sent_headers = {"Accept": accept, "Accept-Encoding": "gzip, deflate",
                         "User-Agent": USER_AGENT, **(headers or {})}
         if json_body is not None:
@@ -272,6 +274,8 @@ class VendorProvider(abc.ABC):
             sent_headers["Content-Type"] = content_type
         request = httpx.Request(method, url, params=params, content=content,
                                 headers=sent_headers)
+        if rpc_method:
+            request.extensions[RPC_METHOD] = rpc_method
         return await self.http.send(request, account=account.key, operation=operation,
                                     mac=mac, auth=auth)
 

@@ -35,7 +35,7 @@ async def call(provider: VendorProvider, account: Account, method: str, *params:
     body = xmlrpc.client.dumps(params, method, encoding="utf-8").encode("utf-8")
     response = await provider.request(
         account, "POST", url or provider.settings.api_url, operation=operation, mac=mac,
-        content=body, content_type=XML, auth=auth, accept=XML)
+        content=body, content_type=XML, auth=auth, accept=XML, rpc_method=method)
     provider.expect(response, account)
     if len(response.content) > MAX_ANSWER:
         raise ProviderError(f"{provider.service} answered {method} with "

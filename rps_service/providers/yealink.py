@@ -57,6 +57,10 @@ BY_MAC_FORBIDDEN = (
     "YMCS refused addDevicesByMac: this account lacks the add-by-MAC permission (only "
     "Yealink can enable it). Ask Yealink to enable it, or set add_by_mac = false and send "
     "each phone's serial number (sn) in its add event")
+BY_MAC_UNVERIFIED = (
+    "whether Yealink enabled that permission for this account is not verified (YMCS shows "
+    "it only by refusing an add with 900403: the first add by MAC tells, and this Test "
+    "reports it from then on)")
 # Codes whose meaning is plain from the vendor's message: fail at once, quote it.
 _PERMANENT_CODES = frozenset({"800001", "800002", "800005", "800006", "800007", "800008",
                               "900400", "900404", "900409"})
@@ -138,6 +142,8 @@ class YealinkProvider(VendorProvider):
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
         self.tokens = TokenCache(self._fetch_token, refresh_before=60.0, clock=self.clock)
+        #: Accounts whose last addDevicesByMac YMCS refused for want of the permission.
+        self._by_mac_refused: dict[str, str] = {}
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -211,7 +217,13 @@ class YealinkProvider(VendorProvider):
         page = await self._list(account, "-", {}, 0, 1, count=True)
         total = page.get("total")
         held = f"; the account holds {total} RPS devices" if isinstance(total, int) else ""
-        how = ("adding by MAC (add_by_mac = true)" if account.flag("add_by_mac")
+        by_mac = account.flag("add_by_mac")
+        if by_mac and account.key in self._by_mac_refused:
+            raise ProviderError(f"{self._by_mac_refused[account.key]}: {BY_MAC_FORBIDDEN}",
+                                Failure.PERMANENT)
+        # YMCS answers the permission only to an add (900403): no call shows it without
+        # adding a device, so the Test says what it did not check.
+        how = (f"adding by MAC (add_by_mac = true): {BY_MAC_UNVERIFIED}" if by_mac
                else "adding with serial numbers (add_by_mac = false)")
         return (f"{self.service} accepted the AccessKey {account.text('access_key_id')}"
                 f"{held}; {how}")
@@ -219,6 +231,7 @@ class YealinkProvider(VendorProvider):
     async def close(self) -> None:
         await super().close()
         self.tokens.clear()
+        self._by_mac_refused.clear()
 
     # -- calls ----------------------------------------------------------------------------
 
@@ -238,6 +251,13 @@ class YealinkProvider(VendorProvider):
             return self._refusal(response, account, secrets)
         response = await self._call(account, "register", "/v2/rps/addDevicesByMac", [item],
                                     device.mac)
+        # What the account's permission is, as far as an answer shows it (for the Test).
+        if _code(response) == "900403":
+            self._by_mac_refused[account.key] = (
+                f"the last add by MAC was refused ({response.status_code}: 900403; once "
+                "Yealink has enabled the permission, retry that event)")
+        elif response.is_success:
+            self._by_mac_refused.pop(account.key, None)
         if not response.is_success:
             return self._refusal(response, account, secrets)
         return self._batch_refusal(response, "the add by MAC", secrets)

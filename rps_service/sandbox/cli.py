@@ -1,7 +1,7 @@
-"""``rps-service sandbox``: serve the SRAPS sandbox until SIGINT/SIGTERM (exit 0).
+"""``rps-service sandbox``: serve every vendor's emulator until SIGINT/SIGTERM (exit 0).
 
-Prints ``SRAPS sandbox listening on http://HOST:PORT/api/v1/`` and then one line per seeded key
-(fake demo keys, so printing their secrets is fine).
+Prints ``SRAPS sandbox listening on http://HOST:PORT/api/v1/``, one line per seeded SRAPS key,
+then each other vendor's ``api_url`` and demo credentials (fake, so printing secrets is fine).
 """
 
 from __future__ import annotations
@@ -39,7 +39,11 @@ def _catalogue_size(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The sandbox's command-line options."""
     parser = argparse.ArgumentParser(
-        prog="rps-service sandbox", description="A local SRAPS-compatible server."
+        prog="rps-service sandbox",
+        description="Every vendor's redirection API emulated on one local port, for trials, "
+                    "tests and benchmarks: Snom SRAPS at /api/v1/, each other vendor under "
+                    "/<provider>/ (it prints each one's api_url and demo credentials). The "
+                    "fault switches apply to all.",
     )
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default: %(default)s)")

@@ -94,7 +94,7 @@ class Store(DeviceQueries, RetentionQueries, JobQueries):
 
     async def _insert_events(self, events: Sequence[NewEvent], now: datetime) -> list[Inserted]:
         async with self._tx() as tx:
-            known = await self._known_keys(tx, [e.key for e in events if e.key])
+            known, servers = await self._known_keys(tx, [e.key for e in events if e.key])
             fresh, seen = [], set()
             for event in events:
                 if event.key and (event.key in known or event.key in seen):
@@ -107,11 +107,14 @@ class Store(DeviceQueries, RetentionQueries, JobQueries):
         out: list[Inserted] = []
         for event in events:
             if event.key and event.key in known:
+                # A repeat is answered as the first event, which acted on its own server.
+                event.server = servers[event.key]
                 out.append(Inserted(known[event.key], True))
                 continue
             event_id = next(new_ids)
             if event.key:
                 known[event.key] = event_id
+                servers[event.key] = event.server or 1
             out.append(Inserted(event_id, False))
         return out
 
@@ -145,15 +148,18 @@ class Store(DeviceQueries, RetentionQueries, JobQueries):
                 event.server = known or event.server or 1
             current[device] = event.server
 
-    async def _known_keys(self, tx: Tx, keys: list[str]) -> dict[str, int]:
+    async def _known_keys(self, tx: Tx, keys: list[str]
+                          ) -> tuple[dict[str, int], dict[str, int]]:
+        """The events already stored under these keys: key → id, and key → server."""
         if not keys:
-            return {}
+            return {}, {}
         rows = await tx.fetchall(
-            f"SELECT idempotency_key, id FROM rps_events"
+            f"SELECT idempotency_key, id, server FROM rps_events"
             f" WHERE idempotency_key IN ({placeholders(len(set(keys)))})",
             sorted(set(keys)),
         )
-        return {str(key): int(event_id) for key, event_id in rows}
+        return ({str(key): int(event_id) for key, event_id, _ in rows},
+                {str(key): int(server) for key, _, server in rows})
 
     async def _insert_rows(self, tx: Tx, events: list[NewEvent], now: datetime) -> list[int]:
         columns = (

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
+import tempfile
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -48,6 +49,7 @@ def _make_folder(folder: Path, path: str, create: bool) -> None:
         if not os.access(existing, os.W_OK | os.X_OK):
             raise StoreUnavailable(f"cannot create {path}: {existing} is not writable "
                                    "by this user")
+        _probe(existing, folder)
         raise DatabaseMissing(f"{path} does not exist yet")
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -58,6 +60,17 @@ def _make_folder(folder: Path, path: str, create: bool) -> None:
         else:
             reason = (exc.strerror or str(exc)).lower()
         raise StoreUnavailable(f"cannot create the folder {folder}: {reason}") from exc
+
+
+def _probe(existing: Path, folder: Path) -> None:
+    """Make and remove a folder in ``existing``: permission bits alone miss a folder that
+    takes no new entries (``/proc``, a read-only mount), where the start would then fail."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".rps-check-", dir=existing))
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise StoreUnavailable(f"cannot create the folder {folder}: {existing} takes no new "
+                               f"folders ({reason})") from exc
 
 
 def _try_open(path: str) -> None:

@@ -1,5 +1,7 @@
 // Failed events, newest first, each with a Retry button (POST /events/{id}/retry); a
-// retried event is followed until it is done or has failed again.
+// retried event is followed until it is done or has failed again. A retry the daemon
+// refuses for good (409: no longer failed, or overtaken by a newer event of the device)
+// leaves no button behind.
 
 import { api } from './api.js';
 import { fill, h, setText, showError, time } from './dom.js';
@@ -37,7 +39,9 @@ export class FailedEvents {
     const lastError = h('td', { class: 'message', title: event.last_error ?? '' }, event.last_error ?? '');
     const attempts = h('td', { class: 'num' }, event.attempts);
     const button = h('button', { type: 'button' }, 'Retry');
+    // The button comes first: a long error must never push it out of sight.
     const tr = h('tr', { 'data-event': event.id },
+      h('td', { class: 'action' }, button),
       h('td', { class: 'num' }, event.id),
       h('td', {}, event.action),
       h('td', {}, event.provider),
@@ -46,8 +50,7 @@ export class FailedEvents {
       attempts,
       h('td', { class: 'time' }, time(event.updated_at)),
       state,
-      lastError,
-      h('td', {}, button));
+      lastError);
     button.addEventListener('click', () => retry(event.id, { button, state, lastError, attempts }));
     return tr;
   }
@@ -60,7 +63,14 @@ async function retry(id, cells) {
     showState(cells, answer.state);
   } catch (error) {
     setText(cells.lastError, error.message);
-    cells.button.disabled = false;
+    if (error.status === 409 || error.status === 404) {
+      // The daemon will not retry this one (it is no longer failed, or a newer event of
+      // the device would be undone): no button to press again; its state as it is now.
+      cells.button.replaceWith(h('span', { class: 'none' }, 'not retried'));
+      await refreshState(id, cells);
+    } else {
+      cells.button.disabled = false; // no answer: trying again may work
+    }
     return;
   }
   for (;;) { // follow it until it is finished
@@ -80,6 +90,15 @@ async function retry(id, cells) {
       document.dispatchEvent(new CustomEvent('rps:device-changed')); // its row is stale
       return;
     }
+  }
+}
+
+async function refreshState(id, cells) {
+  try {
+    const event = await api('GET', `/events/${encodeURIComponent(id)}`);
+    showState(cells, event.state);
+  } catch {
+    // the refusal's message stays: it says why
   }
 }
 

@@ -1,7 +1,10 @@
-// Backlog and queue depths from GET /health, every few seconds.
+// Backlog and queue depths from GET /health, every few seconds. `running` counts events
+// whose vendor call is under way; `waiting` (when the daemon reports it) those held by
+// their vendor account's rate limit or pause, which are not running; `lanes` (when
+// reported) is each vendor account's share of the backlog.
 
 import { api } from './api.js';
-import { count, fill, h, showError } from './dom.js';
+import { count, fill, h, showError, time } from './dom.js';
 
 const EVERY_MS = 5000;
 
@@ -9,6 +12,7 @@ export class Health {
   constructor() {
     this.summary = document.getElementById('health-summary');
     this.figures = document.getElementById('health-figures');
+    this.lanes = document.getElementById('lanes');
     this.queues = document.querySelector('#queues tbody');
     this.error = document.getElementById('health-error');
   }
@@ -41,15 +45,40 @@ export class Health {
       return;
     }
     const backlog = health.backlog || {};
+    const waiting = backlog.waiting ?? 0; // a daemon without lanes holds none back
+    const figure = (value) => (value === undefined ? '—' : count(value));
     fill(this.figures,
       h('dt', {}, 'Database'), h('dd', {}, health.database),
-      h('dt', {}, 'Pending'), h('dd', { id: 'backlog-pending' }, backlog.pending === undefined ? '—' : count(backlog.pending)),
-      h('dt', {}, 'Running'), h('dd', { id: 'backlog-running' }, backlog.running === undefined ? '—' : count(backlog.running)));
-    fill(this.queues, health.queues.map((depth, i) =>
+      h('dt', {}, 'Pending'), h('dd', { id: 'backlog-pending' }, figure(backlog.pending)),
+      h('dt', { title: 'a vendor call is under way' }, 'Running'),
+      h('dd', { id: 'backlog-running' }, figure(backlog.running)),
+      h('dt', { title: "held by their vendor account's rate limit or pause" }, 'Waiting'),
+      h('dd', { id: 'backlog-waiting' }, figure(waiting)));
+    this.showLanes(health.lanes);
+    fill(this.queues, (health.queues || []).map((depth, i) =>
       h('tr', {}, h('td', { class: 'num' }, i), h('td', { class: 'num' }, count(depth)))));
     if (health.status === 'ok') {
-      this.summary.textContent = `${count(backlog.pending)} pending, ${count(backlog.running)} running`;
+      this.summary.textContent = `${count(backlog.pending ?? 0)} pending, ` +
+        `${count(backlog.running ?? 0)} running, ${count(waiting)} waiting for the vendor`;
       this.summary.className = 'summary';
     }
   }
+
+  showLanes(lanes) {
+    this.lanes.hidden = !Array.isArray(lanes);
+    if (this.lanes.hidden) return;
+    fill(this.lanes.tBodies[0], lanes.length ? lanes.map((lane) => h('tr', {},
+      h('td', {}, lane.provider),
+      h('td', { class: 'account' }, lane.account),
+      h('td', { class: 'num' }, count(lane.backlog ?? 0)),
+      h('td', { class: 'num' }, count(lane.in_flight ?? 0)),
+      h('td', { class: 'num' }, lane.rate_limit == null ? '—' : `${lane.rate_limit}/s`),
+      h('td', { class: 'time' }, pausedUntil(lane.paused_until))))
+      : h('tr', {}, h('td', { colspan: 6, class: 'none' }, 'No vendor account has work.')));
+  }
+}
+
+function pausedUntil(value) {
+  if (value === null || value === undefined || value === '') return '—';
+  return typeof value === 'number' ? `${count(value)} s` : time(value);
 }

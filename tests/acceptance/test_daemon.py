@@ -30,7 +30,8 @@ LINE = re.compile(
 class Daemon:
     """One ``rps-service run`` process in a temporary folder."""
 
-    def __init__(self, folder: Path, general: dict[str, Any], snom: dict[str, Any]) -> None:
+    def __init__(self, folder: Path, general: dict[str, Any], snom: dict[str, Any],
+                 extra: str = "") -> None:
         self.folder = folder
         self.port = free_port()
         self.log = folder / "rps.log"
@@ -38,7 +39,7 @@ class Daemon:
                   "log_file": str(self.log), "poll_interval": 0.2, "retry_base": 0.05,
                   "retry_cap": 0.2, "queuenum": 2}
         values.update(general)
-        self.ini = write_ini(folder / "rps.ini", values, snom)
+        self.ini = write_ini(folder / "rps.ini", values, snom, extra)
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -242,3 +243,35 @@ async def test_snom_event_without_keys_fails_with_clear_message(
             await asyncio.sleep(0.05)
     assert row["state"] == "failed"
     assert row["last_error"].startswith("No SRAPS API keys for server 1 (master mode)")
+
+
+async def test_the_terminal_shows_the_listeners_and_the_example_url_warning(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    """Started by hand with rps.log in a file, the terminal says where both listeners are
+    and that events fail while provisioning_url is the shipped example (not only rps.log)."""
+    ztp_port = free_port()
+    daemon = Daemon(tmp_path, {}, {}, extra=f"[ztp]\nenabled = true\nlisten = 127.0.0.1\n"
+                                             f"port = {ztp_port}\n")
+    daemons.append(daemon)
+    daemon.start()
+    async with httpx.AsyncClient(timeout=10) as client:
+        await daemon.ready(client)
+    stderr = tmp_path / "stderr.txt"
+    address = f"127.0.0.1:{daemon.port}"
+    expected = [
+        f"rps-service: listening on {address} (web console http://{address}/ui/); log in "
+        f"{daemon.log}",
+        f"rps-service: phones' listener on 127.0.0.1:{ztp_port}, path /ztprov/",
+        "rps-service: WARNING: [snom] provisioning_url is the example host pbx.example.com: "
+        "its events fail until it is the URL your phones reach (e.g. "
+        "RPS_SNOM_PROVISIONING_URL=…)",
+    ]
+
+    async def said() -> bool:
+        return stderr.read_text().splitlines() == expected
+
+    deadline = asyncio.get_running_loop().time() + 10
+    while not await said():
+        assert asyncio.get_running_loop().time() < deadline, stderr.read_text()
+        await asyncio.sleep(0.05)

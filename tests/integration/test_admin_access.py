@@ -17,8 +17,10 @@ import structlog
 from aiohttp import web
 
 from rps_service import logs
+from rps_service.access import AccessMode
 from rps_service.cli import main
 from rps_service.config import load_settings
+from rps_service.providers.vendor import with_path_segment
 from rps_service.service import Service
 from tests.conftest import SECRETS, free_port, write_ini
 from tests.fakes import ScriptedProvider
@@ -36,7 +38,8 @@ async def daemon(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> AsyncIte
               "log_file": log_file, "poll_interval": 0.2, "api_token": TOKEN}
     ini = write_ini(tmp_path / "rps.ini", values)
     provider = ScriptedProvider()
-    service = Service(load_settings(ini, env={}), providers={"fake": provider})
+    service = Service(load_settings(ini, env={}),
+                      providers={"fake": provider, "keyed": KeyedProvider()})
     await service.start()
     client = httpx.AsyncClient(base_url=f"http://{service.address}", timeout=10,
                                headers={"Authorization": f"Bearer {TOKEN}"})
@@ -45,6 +48,17 @@ async def daemon(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> AsyncIte
     await service.stop()
     sink.close()
     structlog.reset_defaults()
+
+
+class KeyedProvider(ScriptedProvider):
+    """A vendor that carries only a URL to the phone: the URL holds the device's key."""
+
+    name = "keyed"
+    access = AccessMode.URL_KEY
+
+    async def device_url(self, server: int, url_key: str | None = None) -> str:
+        url = f"https://pbx.test/ztprov/{server}/"
+        return with_path_segment(url, url_key) if url_key else url
 
 
 def stdin(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
@@ -95,6 +109,41 @@ async def test_access_command(daemon: Running) -> None:
     assert code == 1 and err.startswith("rps-service access: mac 'xyz': ")
 
 
+async def test_access_of_a_url_key_device(daemon: Running, tmp_path: Path) -> None:
+    """A vendor that carries only a URL: the access details are that URL with its key
+    (the key is nowhere else an operator could read it but the database)."""
+    await daemon.post({"action": "add", "provider": "keyed", "mac": MAC, "server": 8})
+    row = await daemon.service.store.get_device("keyed", MAC)
+    assert row is not None and row.url_key
+    SECRETS.add(row.url_key)
+    url = f"https://pbx.test/ztprov/8/{row.url_key}/"
+    r = await daemon.client.get(f"/devices/keyed/{MAC}/access")
+    assert (r.status_code, r.json()) == (200, {"url": url, "username": None,
+                                               "password": None})
+    assert f"WARNING (LISTENER): Access details read. Mac={MAC} Provider=keyed\n" in \
+        (tmp_path / "rps.log").read_text()
+    code, out, err = await daemon.run("access", "keyed", MAC)
+    assert (code, err, out.split()) == (0, "", ["URL", url])
+    code, out, err = await daemon.run("access", "keyed", MAC, "--field", "url")
+    assert (code, out, err) == (0, url + "\n", "")
+    code, out, err = await daemon.run("access", "keyed", MAC, "--field", "password")
+    assert (code, out) == (1, "")
+    assert err.startswith("rps-service access: password: none for this device")
+    # Revoked by a remove: 404 again.
+    await daemon.post({"action": "remove", "provider": "keyed", "mac": MAC})
+    r = await daemon.client.get(f"/devices/keyed/{MAC}/access")
+    assert r.status_code == 404 and "it is unregistered" in r.json()["error"]
+
+
+async def test_access_field_for_scripts(daemon: Running) -> None:
+    await daemon.post({"action": "add", "provider": "fake", "mac": MAC, "server": 8})
+    access = (await daemon.client.get(f"/devices/fake/{MAC}/access")).json()
+    SECRETS.add(access["password"])
+    for field in ("url", "username", "password"):
+        code, out, err = await daemon.run("access", "fake", MAC, "--field", field)
+        assert (code, out, err) == (0, access[field] + "\n", "")
+
+
 async def test_credentials_set_and_show(daemon: Running,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     stdin(monkeypatch, "very-secret\n")
@@ -118,6 +167,16 @@ async def test_credentials_set_and_show(daemon: Running,
     code, _, err = await daemon.run("credentials", "show", "fake", "9")
     assert (code, err) == (1, "rps-service credentials: daemon answered 404: "
                               "no credentials stored for server 9\n")
+    # The URL alone (master mode: server 1's keys serve every server); keys are kept.
+    code, out, err = await daemon.run("credentials", "set", "fake", "9",
+                                      "--provisioning-url", "https://t9.example.com/ztprov/")
+    assert (code, out, err) == (0, "Provisioning URL stored for fake server 9.\n", "")
+    code, out, err = await daemon.run("credentials", "set", "fake", "8",
+                                      "--provisioning-url", "https://t8b.example.com/ztprov/")
+    assert code == 0, err
+    stored = await daemon.service.store.get_credentials("fake", 8)
+    assert stored is not None and stored.provisioning_url == "https://t8b.example.com/ztprov/"
+    assert stored.text("access_key_id") == "KID8" and stored.text("access_key_secret")
 
 
 async def test_provisioning_set_and_show(daemon: Running,

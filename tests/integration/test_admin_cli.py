@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,28 @@ async def test_devices_with_filters(daemon: Running) -> None:
     assert code == 1 and "daemon answered 400: mac: must be 12 hex digits" in err
 
 
+async def test_devices_lists_every_device_page_by_page(daemon: Running) -> None:
+    """More devices than one page of the API (1000): all are listed; a --limit that cuts
+    the list says so on stderr."""
+    macs = [f"0004135{i:05X}" for i in range(2068)]
+    now = datetime.now(UTC).replace(tzinfo=None)
+    assert await daemon.service.store.adopt_devices(
+        "fake", 3, [(mac, None) for mac in macs], "adopted", now) == 2068
+    code, out, err = await daemon.run("devices", "--server", "3")
+    assert (code, err) == (0, "")
+    assert [line.split()[1] for line in out.splitlines()[1:]] == macs
+    code, out, _ = await daemon.run("devices", "--server", "3", "--json")
+    body = json.loads(out)
+    assert [d["mac"] for d in body["devices"]] == macs and body["next"] is None
+    code, out, err = await daemon.run("devices", "--server", "3", "--limit", "1500")
+    assert code == 0 and len(out.splitlines()) == 1 + 1500
+    assert err == ("1500 devices shown; more match (raise --limit, or filter with --server, "
+                   "--provider, --status)\n")
+    code, out, _ = await daemon.run("devices", "--server", "3", "--limit", "1500", "--json")
+    body = json.loads(out)
+    assert len(body["devices"]) == 1500 and body["next"] == f"3:fake:{macs[1499]}"
+
+
 async def test_send_one_event(daemon: Running) -> None:
     code, out, err = await daemon.run("send", "add", "00:04:13:ee:ee:01", "--provider", "fake",
                                       "--server", "8", "--model", "D785", "--name", "Lab",
@@ -168,6 +191,25 @@ async def test_send_one_event(daemon: Running) -> None:
     assert code == 1 and "provider" in err
     code, _, err = await daemon.run("send", "add")
     assert code == 2 and "give a MAC or --csv FILE" in err
+
+
+async def test_send_wait_follows_the_event_to_its_end(daemon: Running) -> None:
+    """``--wait``: the command returns once the vendor call is over, saying how it ended
+    (a script can go on with the device registered, or stop on a failure)."""
+    code, out, err = await daemon.run("send", "add", "000413EEEE11", "--provider", "fake",
+                                      "--server", "8", "--wait")
+    assert (code, out) == (0, "Event 1 done: add fake 000413EEEE11 server 8\n"), err
+    assert err == ("Event 1 accepted: add fake 000413EEEE11 server 8; waiting for it to "
+                   "finish\n")
+    assert "000413EEEE11" in daemon.provider.registered
+    daemon.provider.script["000413EEEE12"] = [permanent("403: Forbidden")]
+    code, out, _ = await daemon.run("send", "add", "000413EEEE12", "--provider", "fake",
+                                    "--wait", "--json")
+    assert code == 1
+    assert (json.loads(out)["state"], json.loads(out)["last_error"]) == (
+        "failed", "403: Forbidden")
+    code, _, err = await daemon.run("send", "add", "--csv", "x.csv", "--wait")
+    assert (code, err) == (2, "rps-service send: --wait is for a single event, not --csv\n")
 
 
 async def test_send_csv_in_batches_with_progress(daemon: Running, tmp_path: Path) -> None:
@@ -229,6 +271,36 @@ async def test_send_csv_with_header_and_bad_lines(daemon: Running, tmp_path: Pat
     assert "(sent 0/2 before this batch)" in err
 
 
+async def test_send_serial_number_and_mac_id(daemon: Running, tmp_path: Path) -> None:
+    """Phones whose vendor needs ``sn`` (Yealink YMCS, Grandstream) or ``mac_id`` (Gigaset)
+    can be added one by one and from a CSV file."""
+    code, out, err = await daemon.run("send", "add", "000413EEEE02", "--provider", "fake",
+                                      "--sn", "801234567890", "--mac-id", "ABCD-EFGH-1234")
+    assert code == 0, err
+    [row] = await wait_events(daemon.client, [int(out.split()[1])])
+    assert row["payload"] == {"sn": "801234567890", "mac_id": "ABCD-EFGH-1234"}
+    csv_file = tmp_path / "serials.csv"
+    csv_file.write_text("mac,sn,mac_id,name\n000413EEEE03,SN-3,,Hall\n"
+                        "000413EEEE04,SN-4,MACID-4,\n", encoding="utf-8")
+    code, out, err = await daemon.run("send", "add", "--csv", str(csv_file), "--provider",
+                                      "fake", "--mac-id", "DEFAULT-ID", "--json")
+    assert code == 0, err
+    rows = await wait_events(daemon.client, [e["id"] for e in json.loads(out)["events"]])
+    assert [r["payload"] for r in rows] == [
+        {"name": "Hall", "sn": "SN-3", "mac_id": "DEFAULT-ID"},
+        {"sn": "SN-4", "mac_id": "MACID-4"}]
+    # Without a header, the columns are mac,server,model,name,extension,sn,mac_id.
+    plain = tmp_path / "plain.csv"
+    plain.write_text("000413EEEE05,2,D717,Desk,100,SN-5,MACID-5\n", encoding="utf-8")
+    code, out, err = await daemon.run("send", "add", "--csv", str(plain), "--provider", "fake",
+                                      "--json")
+    assert code == 0, err
+    [row] = await wait_events(daemon.client, [json.loads(out)["events"][0]["id"]])
+    assert (row["server"], row["payload"]) == (2, {
+        "model": "D717", "name": "Desk", "extension": "100", "sn": "SN-5",
+        "mac_id": "MACID-5"})
+
+
 async def test_test_provider(daemon: Running) -> None:
     code, out, _ = await daemon.run("test", "fake", "--server", "8")
     assert (code, out) == (0, "OK: fake provider accepts server 8\n")
@@ -238,7 +310,7 @@ async def test_test_provider(daemon: Running) -> None:
     assert code == 1
     assert json.loads(out) == {"ok": False, "message": "SRAPS rejected the key for server 1"}
     code, _, err = await daemon.run("test", "nope")
-    assert code == 1 and "daemon answered 404: unknown or disabled provider" in err
+    assert code == 1 and "daemon answered 404: unknown provider 'nope'" in err
 
 
 async def test_unreachable_daemon_and_wrong_token(daemon: Running, tmp_path: Path,

@@ -120,3 +120,16 @@ def test_sqlite_under_a_regular_file_is_one_line_exit_1(
     assert err.splitlines() == [
         f"rps-service: check-config: [general] database {dsn}: cannot create the folder"
         f" {tmp_path}/data: {tmp_path}/data is a file, not a folder"]
+
+
+def test_sqlite_folder_that_cannot_be_made_is_one_line_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """/proc takes no new folders whoever asks (even root, for whom the permission bits say
+    yes): the check says so, as the start would, instead of OK."""
+    dsn = "sqlite:////proc/nope/rps.db"
+    code, out, err = check(tmp_path, dsn, capsys)
+    assert (code, out) == (1, "")
+    assert err.startswith(f"rps-service: check-config: [general] database {dsn}: cannot create"
+                          " the folder /proc/nope: /proc takes no new folders (")
+    assert not Path("/proc/nope").exists()

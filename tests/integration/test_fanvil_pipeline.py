@@ -114,9 +114,23 @@ async def test_first_registration_is_four_calls_two_of_them_answered_not_exist(
 
     text = e.log_path.read_text()
     sent = re.findall(r"INFO \(Fanvil\): Sending Request\. Mac=0C383E0A0B0C "
-                      r"Url=http://127\.0\.0\.1:\d+/fanvil/xmlrpc\.php$", text, re.M)
-    assert len(sent) == 4
+                      r"Url=http://127\.0\.0\.1:\d+/fanvil/xmlrpc\.php Verb=POST "
+                      r"Xmlrpc=(\S+)$", text, re.M)
+    # Each line names its XML-RPC method (they all go to one URL).
+    assert sent == ["redirect.deRegisterDevice", "redirect.deleteServer",
+                    "redirect.addMaterialServer", "redirect.registerDevice"]
     assert key not in text and key[12:] not in text
+
+
+async def test_a_url_fdps_cannot_keep_is_refused_by_the_api(
+        env: Callable[..., Awaitable[Env]]) -> None:
+    e = await env()
+    r = await e.api.put("/providers/fanvil/credentials/8",
+                        json={"provisioning_url": "https://ztp.test/ztprov/8/?tenant=8"})
+    assert r.status_code == 400, r.text
+    [detail] = r.json()["details"]
+    assert detail["field"] == "provisioning_url"
+    assert "without user, query (?...) or fragment (#...)" in detail["message"]
 
 
 async def test_repoint_after_the_provisioning_url_changed(

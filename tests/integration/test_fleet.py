@@ -72,7 +72,8 @@ async def test_reconcile_reports_missing_drift_and_orphans(env: Start) -> None:
     assert result["orphan"] == [{"mac": "000413F0FFFF", "url": "https://someone.test/"}]
     assert result["counts"] == {"database": 3, "vendor": 3, "missing": 1, "drift": 1,
                                 "orphan": 1}
-    assert job["progress"]["phase"] == "comparing"
+    # A finished job shows its last phase complete (it showed "comparing 0 / 3").
+    assert job["progress"] == {"phase": "comparing", "done": 3, "total": 3}
     # A report only: nothing was queued, the vendor is as it was.
     events = (await client.get("/events?limit=100")).json()["events"]
     assert len(events) == 3
@@ -164,6 +165,38 @@ async def test_reconcile_needs_a_vendor_that_can_list_or_look_up(env: Start) -> 
     assert r.status_code == 404
 
 
+async def test_reconcile_reports_a_wiped_setting_server_as_drift(env: Start) -> None:
+    """The endpoint is there and ours, but its setting_server was wiped (or emptied) in the
+    portal: the phone would be sent nowhere. A drift, which a repair fixes."""
+    _, sandbox, client, _ = await env()
+    await registered(client, MACS)
+    portal = httpx.AsyncClient(base_url=sandbox.base_url)
+    try:
+        for mac, manager in ((MACS[0], {}),
+                             (MACS[1], {SETTING_SERVER_UUID: {"value": "",
+                                                              "attrs": {"perm": "RW"}}})):
+            r = await portal.put(f"/_sandbox/endpoints/{DEMO_COMPANY_ID}/{mac.lower()}",
+                                 json={"autoprovisioning_enabled": True,
+                                       "settings_manager": manager})
+            assert r.status_code == 200, r.text
+    finally:
+        await portal.aclose()
+    job = await reconcile(client, repair=True)
+    result = job["result"]
+    assert result["drift"] == [{"mac": mac, "expected": URL8, "found": None, "ours": True}
+                               for mac in MACS[:2]]
+    assert result["counts"]["drift"] == 2 and result["missing"] == []
+    assert result["counts"]["repair_events"] == 2
+
+    async def repaired() -> bool:
+        return (await client.get(f"/jobs/{job['id']}")).json()["events"] == {"done": 2}
+
+    await wait_for(repaired)
+    endpoints = sandbox.state.endpoints(DEMO_COMPANY_ID)
+    assert [endpoints[m.lower()]["settings_manager"][SETTING_SERVER_UUID]["value"]
+            for m in MACS] == [URL8] * 3
+
+
 async def test_repoint_a_server(env: Start) -> None:
     _, sandbox, client, _ = await env()
     await registered(client, MACS)
@@ -186,6 +219,43 @@ async def test_repoint_a_server(env: Start) -> None:
             for m in MACS} == {"https://new.test/ztprov/8/"}
     r = await client.post("/servers/8/repoint", json={"provider": "nope"})
     assert r.status_code == 400
+
+
+async def test_repoint_a_tenant_with_only_its_url_in_master_mode(env: Start) -> None:
+    """In master mode a server's ``provisioning_url`` is stored on its own (server 1's keys,
+    here rps.ini's, serve every server); a server's stored keys are kept by such a PUT."""
+    _, sandbox, client, _ = await env()
+    assert (await post(client, "add", mac=MACS[0], server=11))["state"] == "done"
+    r = await client.put("/providers/snom/credentials/11",
+                         json={"provisioning_url": "https://t11.test/ztprov/{server}/"})
+    assert r.status_code == 204, r.text
+    r = await client.get("/providers/snom/credentials/11")
+    assert r.json() == {"provider": "snom", "server": 11, "access_key_id": None,
+                        "access_key_secret_set": False,
+                        "provisioning_url": "https://t11.test/ztprov/{server}/"}
+    r = await client.post("/servers/11/repoint", json={"provider": "snom"})
+    job = await job_done(client, r.json()["job"])
+
+    async def pushed() -> bool:
+        return (await client.get(f"/jobs/{job['id']}")).json()["events"] == {"done": 1}
+
+    await wait_for(pushed)
+    endpoint = sandbox.state.endpoints(DEMO_COMPANY_ID)[MACS[0].lower()]
+    assert endpoint["settings_manager"][SETTING_SERVER_UUID]["value"] == \
+        "https://t11.test/ztprov/11/"
+    # Stored keys stay when only the URL changes; a bad URL is refused, naming the field.
+    r = await client.put("/providers/snom/credentials/1", json={
+        "access_key_id": "demo-key", "access_key_secret": "demo-secret"})
+    assert r.status_code == 204
+    r = await client.put("/providers/snom/credentials/1",
+                         json={"provisioning_url": "https://t1.test/ztprov/"})
+    assert r.status_code == 204
+    r = await client.get("/providers/snom/credentials/1")
+    assert (r.json()["access_key_id"], r.json()["access_key_secret_set"],
+            r.json()["provisioning_url"]) == ("demo-key", True, "https://t1.test/ztprov/")
+    r = await client.put("/providers/snom/credentials/11", json={"provisioning_url": "nope"})
+    assert r.status_code == 400
+    assert r.json()["details"][0]["field"] == "provisioning_url"
 
 
 async def test_extra_settings_of_a_server(env: Start) -> None:

@@ -219,6 +219,16 @@ async def test_idempotency_key_over_http(start: Callable[..., Awaitable[Started]
     assert second["events"][0]["duplicate"] is True
     await wait_events(client, [first["events"][0]["id"]])
     assert provider.calls == [("register", "000413000004")]
+    # A repeat without "server" (in the same batch too) is answered with the server the
+    # first event acted on, as the description says: an integer, never null.
+    body = {"action": "add", "provider": "fake", "mac": "000413000005", "key": "gui-4712"}
+    r = await client.post("/events", json=[{**body, "server": 7}])
+    r = await client.post("/events", json=[body, body])
+    assert [(e["server"], e["duplicate"]) for e in r.json()["events"]] == [(7, True)] * 2
+    r = await client.post("/events", json=[{**body, "mac": "000413000006",
+                                            "key": "gui-4713"}] * 2)
+    assert [(e["server"], e.get("duplicate", False)) for e in r.json()["events"]] == [
+        (1, False), (1, True)]
 
 
 async def test_batch_with_invalid_event_stores_nothing(
@@ -256,6 +266,31 @@ async def test_invalid_events_400(start: Callable[..., Awaitable[Started]], body
     assert r.status_code == status
     assert r.json()["details"][0]["field"] == field
     assert (await client.get("/events")).json()["events"] == []
+
+
+async def test_a_disabled_or_unknown_provider_says_how_to_enable_one(
+    start: Callable[..., Awaitable[Started]],
+) -> None:
+    """The refusal names the rps.ini section and the environment variable that enable a
+    shipped vendor, and lists the known ones for a name that is none of them."""
+    _, _, client = await start()
+    how = ("provider yealink is disabled: set enabled = true in [yealink] of rps.ini (or "
+           "RPS_YEALINK_ENABLED=true) and restart the daemon (enabled: fake)")
+    r = await client.post("/events", json={"action": "add", "provider": "yealink",
+                                           "mac": "000413000006", "sn": "1"})
+    assert (r.status_code, r.json()["details"][0]["message"]) == (400, how)
+    r = await client.post("/events", json={"action": "add", "provider": "snom-xmlrpc",
+                                           "mac": "000413000006"})
+    assert "RPS_SNOM_XMLRPC_ENABLED=true" in r.json()["details"][0]["message"]
+    r = await client.get("/providers/yealink/credentials/1")
+    assert (r.status_code, r.json()["error"]) == (404, how)
+    r = await client.post("/servers/8/repoint", json={"provider": "yealink"})
+    assert (r.status_code, r.json()["error"]) == (400, f"provider: {how}")
+    r = await client.post("/events", json={"action": "add", "provider": "nope",
+                                           "mac": "000413000006"})
+    message = r.json()["details"][0]["message"]
+    assert message.startswith("unknown provider 'nope' (providers: snom, yealink, ")
+    assert message.endswith("; enabled: fake)")
 
 
 async def test_http_refusals(start: Callable[..., Awaitable[Started]]) -> None:

@@ -36,3 +36,18 @@ async def test_cli_serves_until_sigterm() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_help_says_it_serves_every_vendor() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "rps_service", "sandbox", "--help",
+        stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(proc.communicate(), 20)
+    text = " ".join(out.decode().split())
+    assert proc.returncode == 0
+    assert "SRAPS-compatible" not in text
+    assert "Every vendor's redirection API emulated on one local port" in text
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "rps_service", "--help", stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(proc.communicate(), 20)
+    assert "emulate every vendor's API locally" in " ".join(out.decode().split())

@@ -106,8 +106,11 @@ async def test_add_reregister_remove(env: Callable[..., Awaitable[Env]]) -> None
     assert device["status"] == "unregistered" and device["http_username"] is None
 
     text = log_path.read_text()
-    assert re.search(r"INFO \(Snom\): Sending Request\. Mac=000413ABCDEF Url=http://127\.0\.0\.1:"
-                     r"\d+/api/v1/companies/1001/endpoints/000413abcdef$", text, re.M)
+    # A GET and a PUT of the endpoint, told apart by the method.
+    verbs = re.findall(r"INFO \(Snom\): Sending Request\. Mac=000413ABCDEF Url=http://127\.0\.0"
+                       r"\.1:\d+/api/v1/companies/1001/endpoints/000413abcdef Verb=(\w+)$",
+                       text, re.M)
+    assert {"GET", "PUT", "DELETE"} <= set(verbs), verbs
     assert "INFO (DATABASE): Device updated. Mac=000413ABCDEF Provider=snom Server=8 " \
            "Status=registered" in text
     assert DEMO_SECRET not in text and password not in text

@@ -118,8 +118,16 @@ async def test_add_readd_remove(env: Callable[..., Awaitable[Env]]) -> None:
     assert (await e.post("add", mac))["state"] == "done"
     assert await e.access(mac) == first  # the same details, every time
     assert_sent(e, e.emulator.holds(mac), device, first)
+    # What an operator reads through the API: what the vendor was given (for URL-key
+    # vendors the URL with its key, no username or password).
+    r = await e.api.get(f"/devices/{e.name}/{mac}/access")
+    if e.provider.access is AccessMode.NONE:
+        assert r.status_code == 404, r.text
+    else:
+        assert (r.status_code, r.json()) == (200, first)
 
     assert (await e.post("remove", mac))["state"] == "done"
+    assert (await e.api.get(f"/devices/{e.name}/{mac}/access")).status_code == 404
     assert e.emulator.holds(mac) is None
     device = await e.device(mac)
     assert device["status"] == "unregistered" and device["http_password_set"] is False

@@ -61,7 +61,8 @@ class Env:
 
     def sent(self, mac: str, path: str) -> int:
         """``Sending Request.`` lines of rps.log for ``mac`` to ``path``."""
-        pattern = rf"INFO \(Yealink\): Sending Request\. Mac={mac} Url=http://\S+/yealink{path}$"
+        pattern = (rf"INFO \(Yealink\): Sending Request\. Mac={mac} "
+                   rf"Url=http://\S+/yealink{path} Verb=POST$")
         return len(re.findall(pattern, self.log_path.read_text(), re.M))
 
 
@@ -169,6 +170,19 @@ async def test_add_by_mac_without_then_with_the_permission(
     env: Callable[..., Awaitable[Env]]
 ) -> None:
     e = await env(add_by_mac=True)
+
+    async def test() -> dict[str, Any]:
+        r = await e.api.post("/providers/yealink/test", json={"server": 8})
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    # Nothing shows the permission but an add: the Test says it did not check it.
+    verdict = await test()
+    assert verdict["ok"] is True
+    assert verdict["message"].endswith(
+        "adding by MAC (add_by_mac = true): whether Yealink enabled that permission for this "
+        "account is not verified (YMCS shows it only by refusing an add with 900403: the "
+        "first add by MAC tells, and this Test reports it from then on)")
     r = await e.api.post("/events", json={"action": "add", "provider": "yealink",
                                           "mac": MAC, "server": 8})
     assert r.status_code == 202, r.text  # no sn needed
@@ -177,6 +191,10 @@ async def test_add_by_mac_without_then_with_the_permission(
     assert row["state"] == "failed" and row["attempts"] == 1, row
     assert "900403" in row["last_error"] and "add-by-MAC permission" in row["last_error"]
     assert (await e.device())["status"] == "error"
+    verdict = await test()  # now YMCS has told: the Test fails, saying what to do
+    assert verdict["ok"] is False
+    assert verdict["message"].startswith("the last add by MAC was refused (403: 900403")
+    assert "Ask Yealink to enable it, or set add_by_mac = false" in verdict["message"]
 
     await e.control(add_by_mac=True)  # Yealink enabled it for the account
     assert (await e.api.post(f"/events/{event_id}/retry", headers=JSON_TYPE)).status_code == 202
@@ -185,6 +203,7 @@ async def test_add_by_mac_without_then_with_the_permission(
         return bool((await e.device())["status"] == "registered")
 
     await wait_for(registered)
+    assert (await test())["ok"] is True
     held, access = e.emulator.holds(MAC), await e.access()
     assert held is not None and held.url == access["url"]
     assert held.extra["device"]["sn"] is None

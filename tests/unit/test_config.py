@@ -103,6 +103,11 @@ def test_keys_may_carry_inline_comments(tmp_path: Path) -> None:
         ("[general]\ndatabase = postgres://h/db\n", "general", "database", "sqlite:///"),
         ("[general]\nlisten = example.com\n", "general", "listen", "IP address"),
         ("[snom]\napi_url = ftp://x/\n", "snom", "api_url", "http"),
+        # FDPS keeps host, port and path only: caught here, not by the first event.
+        ("[fanvil]\nprovisioning_url = https://pbx.test/ztprov/{server}/?t=1\n", "fanvil",
+         "provisioning_url", "without user, query (?...) or fragment (#...)"),
+        ("[fanvil]\nprovisioning_url = https://pbx.test/ztprov/{mac}/\n", "fanvil",
+         "provisioning_url", "must not contain {mac}"),
     ],
 )
 def test_bad_values_name_file_section_key_and_reason(

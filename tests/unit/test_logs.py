@@ -298,3 +298,18 @@ def test_stderr_sink(capsys: pytest.CaptureFixture[str]) -> None:
         sink.close()  # must not close stderr
     err = capsys.readouterr().err
     assert _body(err.strip()) == "INFO (LISTENER): Listening. Address=127.0.0.1:15777"
+
+
+_LOGGED = re.compile(r"""\blog\.(?:debug|info|warning|error|exception)\(\s*["']([^"']+)["']""")
+
+
+def test_every_log_line_of_the_package_is_in_docs_logs_md() -> None:
+    """An operator greps what docs/logs.md lists: a line missing there (as Grandstream's
+    `Removing with an experimental call.` was) is a line nobody can look up."""
+    root = Path(__file__).resolve().parents[2]
+    documented = (root / "docs" / "logs.md").read_text(encoding="utf-8")
+    messages = {m for path in (root / "rps_service").rglob("*.py")
+                for m in _LOGGED.findall(path.read_text(encoding="utf-8"))}
+    assert len(messages) > 50  # the pattern still finds the package's log calls
+    missing = sorted(m for m in messages if f"{m}." not in documented)
+    assert missing == [], f"not in docs/logs.md: {missing}"
