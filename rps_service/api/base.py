@@ -20,6 +20,7 @@ from rps_service.providers.protocol import Provider
 from rps_service.providers.registry import PROVIDERS
 from rps_service.providers.section import ProviderSettings
 from rps_service.store import Store
+from rps_service.timeline import Timeline
 
 if TYPE_CHECKING:
     from rps_service.pipeline.jobs import JobRunner
@@ -35,6 +36,7 @@ class Api:
     providers: Mapping[str, Provider]
     metrics: Metrics | None = None
     jobs: JobRunner | None = None  # woken when the API creates a job
+    timeline: Timeline | None = None  # written before a device's timeline is read
 
 
 API = web.AppKey("api", Api)
