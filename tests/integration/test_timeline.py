@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from rps_service.api import answers
 from rps_service.cli import main
 from rps_service.clock import utcnow
 from rps_service.sandbox.state import DEMO_SECRET
@@ -35,6 +36,7 @@ from tests.integration.test_ztp import (  # noqa: F401 (daemon: the fixture)
 async def timeline(d: Daemon, mac: str = MAC) -> list[dict[str, Any]]:
     r = await d.api.get(f"/devices/snom/{mac}/timeline")
     assert r.status_code == 200, r.text
+    answers.Timeline.model_validate(r.json())  # the OpenAPI description's shape
     entries: list[dict[str, Any]] = r.json()["entries"]
     for entry in entries:
         assert entry["at"].endswith("Z")
