@@ -69,7 +69,7 @@ async def run(opts: Options) -> list[Row]:
                 ceiling, "reg/s", ideal, ceiling / ideal)]
 
     async def measure(kind: str) -> list[Row]:
-        return await _pipeline(kind, opts)
+        return await measure_pipeline(kind, opts)
 
     return rows + await for_each_db(BENCH, opts, measure)
 
@@ -120,7 +120,7 @@ def hash_bound(macs: list[str]) -> float | None:
     return len(macs) / QUEUENUM / max(per_queue.values())
 
 
-async def _pipeline(kind: str, opts: Options) -> list[Row]:
+async def measure_pipeline(kind: str, opts: Options) -> list[Row]:
     count = 200 if opts.quick else 2000
     ideal = QUEUENUM / LATENCY
     with workdir(opts, f"pipeline-{kind}") as folder, database(kind, folder, opts) as db:
