@@ -20,6 +20,7 @@ from rps_service.cli import main
 from rps_service.clock import utcnow
 from rps_service.sandbox.state import DEMO_SECRET
 from rps_service.service import delete_old_timeline
+from rps_service.store import Store
 from rps_service.store.timeline import TimelineEntry
 from tests.integration.test_ztp import (  # noqa: F401 (daemon: the fixture)
     MAC,
@@ -191,3 +192,35 @@ async def test_command_line(daemon: Callable[..., Awaitable[Daemon]], tmp_path: 
     assert code == 0 and body == {"entries": await timeline(d)}
     code = await asyncio.to_thread(main, ["-c", ini, "timeline", "snom", "000413999999"])
     assert code == 1 and "no such device" in capsys.readouterr().err
+
+
+async def test_store_writes_reads_and_trims_on_both_databases(store: Store) -> None:
+    now = utcnow()
+    entries = [TimelineEntry("snom", MAC, now - timedelta(days=40), "fetch", {"result": 401}),
+               *(TimelineEntry("snom", MAC, now, "call", {"status": n}) for n in range(600)),
+               TimelineEntry("snom", OTHER_MAC, now, "retry", {"why": "ünïcode ✓"})]
+    await store.insert_timeline(entries)  # more rows than one INSERT takes
+    mine = await store.device_timeline("snom", MAC, 10_000)
+    assert [e.kind for e in mine] == ["fetch"] + ["call"] * 600
+    assert [e.data["status"] for e in mine[1:]] == list(range(600))
+    assert abs((mine[1].at - now).total_seconds()) < 0.001  # to the microsecond
+    newest = await store.device_timeline("snom", MAC, 2)
+    assert [e.data["status"] for e in newest] == [598, 599]
+    other = await store.device_timeline("snom", OTHER_MAC, 10)
+    assert other[0].data == {"why": "ünïcode ✓"}
+    assert await store.delete_old_timeline(now - timedelta(days=30), 500) == 1
+    assert len(await store.device_timeline("snom", MAC, 10_000)) == 600
+
+
+async def test_switched_off_only_the_events_show(
+        daemon: Callable[..., Awaitable[Daemon]]) -> None:
+    d = await daemon(more={"timeline": "false"})
+    d.sandbox.state.fail_next = [503]
+    await post(d, "add", MAC)
+    await put_tenant(d)
+    phone = sraps_phone(d, MAC)
+    async with phone_client(d, MAC) as client:
+        r = await client.get(phone.path, auth=(phone.user, phone.password))
+        assert r.status_code == 200
+    assert kinds(await timeline(d)) == ["accepted"]
+    assert d.service.timeline.written == 0
