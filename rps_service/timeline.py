@@ -56,16 +56,18 @@ class Timeline:
         self._buffer: collections.deque[TimelineEntry] = collections.deque()
         self._full = asyncio.Event()
 
-    def record(self, provider: str, mac: str, kind: str, **data: Any) -> None:
-        """Buffer one entry stamped now; never waits."""
+    def record(self, provider: str, mac: str, kind: str, **data: Any) -> dict[str, Any]:
+        """Buffer one entry stamped now; never waits. Its fields (changed in place until it
+        is written: a vendor's code read from the answer after the call)."""
         if not self.enabled:
-            return
+            return data
         if len(self._buffer) >= self.capacity:
             self.dropped += 1
-            return
+            return data
         self._buffer.append(TimelineEntry(provider, mac, utcnow(), kind, data))
         if len(self._buffer) >= self.batch:
             self._full.set()
+        return data
 
     def pending(self) -> int:
         """Entries buffered, not yet written."""
@@ -99,7 +101,7 @@ class Timeline:
             self.written += len(entries)
 
 
-@dataclass(frozen=True)
+@dataclass
 class CallSubject:
     """Whose vendor calls are being made: set by a worker around the provider call."""
 
@@ -108,14 +110,24 @@ class CallSubject:
     mac: str
     event: int
     attempt: int
+    last: dict[str, Any] | None = None  # the last call's fields, until it is written
 
     def call(self, method: str, url: str, status: str, seconds: float) -> None:
         """Record one vendor request (``url`` already without secrets)."""
-        self.timeline.record(self.provider, self.mac, "call", event=self.event, method=method,
-                             url=url, status=int(status) if status.isdigit() else status,
-                             ms=round(seconds * 1000), attempt=self.attempt)
+        self.last = self.timeline.record(
+            self.provider, self.mac, "call", event=self.event, method=method, url=url,
+            status=int(status) if status.isdigit() else status, ms=round(seconds * 1000),
+            attempt=self.attempt)
 
 
 #: The device and attempt of the vendor calls made in this task, if any.
 CALL: contextvars.ContextVar[CallSubject | None] = contextvars.ContextVar("rps_timeline_call",
                                                                            default=None)
+
+
+def vendor_code(code: str) -> None:
+    """The vendor's own code for the answer of the call just made (an XML-RPC fault), as
+    that call's ``status`` in the timeline instead of the HTTP status."""
+    subject = CALL.get()
+    if subject is not None and subject.last is not None:
+        subject.last["status"] = code

@@ -259,8 +259,9 @@ class TimelineCall(_Answer):
     event: int
     method: str
     url: str = Field(description="secret query values masked (`access_token=***`)")
-    status: int | str = Field(description="the HTTP status, or `timeout`, `error` when no "
-                                          "answer came")
+    status: int | str = Field(description="the HTTP status; an XML-RPC fault's code "
+                                          "(`fault 305`); `timeout`, `error` when no answer "
+                                          "came")
     ms: int = Field(description="how long the request took")
     attempt: int = Field(description="the event's attempt (1 for the first)")
 

@@ -15,6 +15,7 @@ from xml.parsers.expat import ExpatError
 
 import httpx
 
+from rps_service import timeline
 from rps_service.providers.protocol import Failure, ProviderError
 
 if TYPE_CHECKING:
@@ -42,7 +43,8 @@ async def call(provider: VendorProvider, account: Account, method: str, *params:
                             f"{len(response.content)} bytes", Failure.PERMANENT)
     try:
         result, _ = xmlrpc.client.loads(response.content, use_builtin_types=True)
-    except xmlrpc.client.Fault:
+    except xmlrpc.client.Fault as fault:
+        timeline.vendor_code(f"fault {fault.faultCode}")
         raise
     except (ExpatError, xmlrpc.client.ResponseError, ValueError, TypeError, IndexError):
         raise ProviderError(f"{provider.service} answered {method} with no XML-RPC result "

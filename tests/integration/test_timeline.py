@@ -81,6 +81,9 @@ async def test_an_add_that_failed_once_then_succeeded(
     text = json.dumps(entries)
     for secret in (DEMO_SECRET, phone.password, "Hawk "):
         assert secret not in text
+    metrics = (await d.api.get("/metrics")).text
+    assert "rps_timeline_dropped_total 0.0" in metrics
+    assert "rps_timeline_written_total" in metrics and "rps_timeline_pending" in metrics
 
 
 async def test_a_phone_refused_then_served(daemon: Callable[..., Awaitable[Daemon]]) -> None:

@@ -127,3 +127,18 @@ async def test_a_call_without_answer_records_why() -> None:
         timeline.CALL.reset(token)
     await recorder.flush()
     assert [e.data["status"] for e in store.entries()] == ["error"]
+
+
+async def test_a_vendor_code_replaces_the_http_status_of_the_call() -> None:
+    store = Written()
+    recorder = timeline.Timeline(store)
+    timeline.vendor_code("fault 1")  # outside an event's handling: nothing to change
+    token = timeline.CALL.set(timeline.CallSubject(recorder, "v", "000413ABCDEF", 1, 1))
+    try:
+        timeline.vendor_code("fault 1")  # no call yet: nothing to change
+        timeline.CALL.get().call("POST", "https://v.test/RPC2", "200", 0.01)  # type: ignore[union-attr]
+        timeline.vendor_code("fault 305")
+    finally:
+        timeline.CALL.reset(token)
+    await recorder.flush()
+    assert [e.data["status"] for e in store.entries()] == ["fault 305"]
