@@ -55,6 +55,7 @@ class Timeline:
         self.written = 0
         self._buffer: collections.deque[TimelineEntry] = collections.deque()
         self._full = asyncio.Event()
+        self._writing = asyncio.Lock()  # one writer at a time: rows go in recording order
 
     def record(self, provider: str, mac: str, kind: str, **data: Any) -> dict[str, Any]:
         """Buffer one entry stamped now; never waits. Its fields (changed in place until it
@@ -83,6 +84,10 @@ class Timeline:
 
     async def flush(self) -> None:
         """Write everything buffered so far, a batch per transaction."""
+        async with self._writing:
+            await self._write_all()
+
+    async def _write_all(self) -> None:
         while self._buffer:
             count = min(len(self._buffer), self.batch)
             entries = [self._buffer.popleft() for _ in range(count)]
