@@ -18,9 +18,10 @@ import pytest
 from rps_service.api import answers
 from rps_service.cli import main
 from rps_service.clock import utcnow
+from rps_service.config import parse_database_url
 from rps_service.sandbox.state import DEMO_SECRET
 from rps_service.service import delete_old_timeline
-from rps_service.store import Store
+from rps_service.store import Store, create_store
 from rps_service.store.timeline import TimelineEntry
 from tests.integration.test_ztp import (  # noqa: F401 (daemon: the fixture)
     MAC,
@@ -227,3 +228,21 @@ async def test_switched_off_only_the_events_show(
         assert r.status_code == 200
     assert kinds(await timeline(d)) == ["accepted"]
     assert d.service.timeline.written == 0
+
+
+async def test_a_stop_writes_what_is_buffered(daemon: Callable[..., Awaitable[Daemon]],
+                                              mysql_database: str) -> None:
+    d = await daemon()
+    await post(d, "add", MAC)
+    d.service.timeline.interval = 3600  # only the stop can write it now
+    await asyncio.sleep(0.6)  # a write cycle with the old interval passes
+    d.service.timeline.record("snom", MAC, "fetch", ip="192.0.2.9", file="/last",
+                              model=None, firmware=None, result=401, reason="no credentials")
+    await d.service.stop()
+    store = create_store(parse_database_url(mysql_database))
+    await store.open()
+    try:
+        stored = await store.device_timeline("snom", MAC, 100)
+    finally:
+        await store.close()
+    assert stored[-1].data["file"] == "/last"
