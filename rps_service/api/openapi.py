@@ -37,9 +37,6 @@ from rps_service.providers.section import (
     provisioning_url_model,
 )
 
-#: Routes that are not the API: the console's static files (README, Web console).
-UNDESCRIBED_PREFIXES = ("/ui",)
-
 MAC_PATTERN = r"^\s*(?:[:.-]*[0-9A-Fa-f]){12}[:.-]*\s*$"
 MAC_TEXT = ("12 hex digits, in any case, optionally separated by `:`, `-` or `.`; "
             "answers give it as 12 upper-case digits")
