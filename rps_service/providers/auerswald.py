@@ -49,7 +49,6 @@ class AuerswaldProvider(RpcRedirectProvider):
     label = "Auerswald"
     service = "Auerswald redirection"
     settings_class = AuerswaldSettings
-    phone_family = "auerswald"
     file_name = "<MACADR>.xml"
     upper_mac = False
 

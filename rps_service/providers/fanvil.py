@@ -174,7 +174,6 @@ class FanvilProvider(VendorProvider):
     service = "FDPS"
     settings_class = FanvilSettings
     access = AccessMode.URL_KEY
-    phone_family = "fanvil"
     can_list = True
     credentials_noun = "login"
 

@@ -87,7 +87,6 @@ class GigasetProvider(VendorProvider):
     service = "Gigaset redirect"
     settings_class = GigasetSettings
     access = AccessMode.URL_KEY
-    phone_family = "gigaset"
     credentials_noun = "login"
 
     async def device_url(self, server: int, url_key: str | None = None) -> str:

@@ -130,7 +130,6 @@ class GrandstreamProvider(VendorProvider):
     service = "GDMS"
     settings_class = GrandstreamSettings
     access = AccessMode.NONE  # the site's template points phones at the PBX
-    phone_family = None
     can_list = True
     credentials_noun = "login"
 

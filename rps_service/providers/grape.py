@@ -38,7 +38,6 @@ class GrapeProvider(SrapsProvider):
     vendor = "Gigaset"
     settings_class = GrapeSettings
     access = AccessMode.URL_KEY
-    phone_family = "snom"
     url_setting = "ProvisioningServer"
     user_setting = None
     pass_setting = None

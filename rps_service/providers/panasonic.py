@@ -46,7 +46,6 @@ class PanasonicProvider(RpcRedirectProvider):
     label = "Panasonic"
     service = "Panasonic redirection"
     settings_class = PanasonicSettings
-    phone_family = "panasonic"
     file_name = "Config{MAC}.cfg"
 
     async def vendor_register(self, account: Account, device: Device) -> None:

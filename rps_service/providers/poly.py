@@ -91,10 +91,10 @@ class PolyProvider(VendorProvider):
     label = "Poly"
     service = "Poly ZTP"
     settings_class = PolySettings
+    settings: PolySettings
     access = AccessMode.SERVER
     credentials_noun = "API key"
     can_list = True
-    phone_family = "poly"
 
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
@@ -292,7 +292,7 @@ class PolyProvider(VendorProvider):
         return addresses[profile_id]
 
     def _template(self) -> str:
-        return str(getattr(self.settings, "profile_name", "rps-{server}"))
+        return self.settings.profile_name
 
     def _name(self, server: int) -> str:
         return self._template().replace("{server}", str(server))

@@ -38,7 +38,6 @@ class SnomXmlRpcProvider(RpcRedirectProvider):
     label = "Snom"
     service = "Snom redirection"
     settings_class = SnomXmlRpcSettings
-    phone_family = "snom"
 
     async def vendor_register(self, account: Account, device: Device) -> None:
         # Registering a MAC this account holds again re-points it (the URL is sent raw).

@@ -65,6 +65,7 @@ class Catalogue:
 class SrapsProvider(VendorProvider):
     """SRAPS REST v1; subclasses state the service's URL and setting names."""
 
+    settings: SrapsSettings
     credentials_noun = "API keys"
     can_list = True
     supports_settings = True
@@ -96,7 +97,7 @@ class SrapsProvider(VendorProvider):
         url = _endpoint_url(catalogue, device.mac)
         body: dict[str, Any] = {"mac": device.mac.lower(), "autoprovisioning_enabled": True,
                                 "settings_manager": self._our_settings(catalogue, device)}
-        if getattr(self.settings, "keep_portal_settings", True):
+        if self.settings.keep_portal_settings:
             response = await self._send(account, "GET", url, "lookup", device.mac, ok=(404,),
                                         secrets=(device.http_password,))
             if response.status_code != 404:

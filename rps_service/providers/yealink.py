@@ -134,10 +134,10 @@ class YealinkProvider(VendorProvider):
     label = "Yealink"
     service = "YMCS"
     settings_class = YealinkSettings
+    settings: YealinkSettings
     access = AccessMode.CREDENTIALS
     credentials_noun = "API keys"
     can_list = True
-    phone_family = "yealink"
 
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
@@ -164,7 +164,7 @@ class YealinkProvider(VendorProvider):
         try:
             account = await self.account(server)
         except ProviderError:  # no credentials yet: the event fails later, saying so
-            return bool(getattr(self.settings, "add_by_mac", False))
+            return self.settings.add_by_mac
         return account.flag("add_by_mac")
 
     # -- operations -----------------------------------------------------------------------

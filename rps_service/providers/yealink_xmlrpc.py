@@ -117,7 +117,6 @@ class YealinkXmlrpcProvider(VendorProvider):
     service = "Yealink RPS"
     settings_class = YealinkXmlrpcSettings
     access = AccessMode.URL_KEY
-    phone_family = "yealink"
     credentials_noun = "login"
 
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:

@@ -30,6 +30,7 @@ from rps_service.sandbox.grape import (
 )
 from rps_service.sandbox.runner import RunningSandbox
 from rps_service.sandbox.state import SandboxState
+from rps_service.vendors import VENDORS
 from tests.conftest import SECRETS
 
 SECRETS.update({DEMO_SECRET, NOROLE_SECRET})
@@ -92,7 +93,7 @@ async def failure(call: Any) -> ProviderError:
 
 async def test_facts() -> None:
     assert GrapeProvider.access is AccessMode.URL_KEY
-    assert GrapeProvider.phone_family == "snom"
+    assert VENDORS["gigaset-grape"].family is VENDORS["snom"].family
     assert GrapeSettings().api_url == "https://api.grape.gigaset.net/api/v1/"
     assert GrapeSettings.credential_keys == ("access_key_id", "access_key_secret")
 
