@@ -21,7 +21,6 @@ credentials shared by that server's devices (:attr:`AccessMode.SERVER`).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -35,6 +34,7 @@ from pydantic import AfterValidator, SecretStr
 from rps_service.access import AccessMode
 from rps_service.logs import get_logger
 from rps_service.providers.errors import error_text, owned_by_other
+from rps_service.providers.keyed import KeyedLocks
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import BaseUrl, ProviderSettings
 from rps_service.providers.vendor import Account, ProviderContext, VendorProvider
@@ -99,7 +99,7 @@ class PolyProvider(VendorProvider):
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
         self._profiles: dict[tuple[str, int], Profile] = {}
-        self._locks: dict[tuple[str, int], asyncio.Lock] = {}
+        self._locks: KeyedLocks[tuple[str, int]] = KeyedLocks()
         # Per account: profile id → the address it sends phones to (look-ups, listings).
         self._addresses: dict[str, dict[str, str | None]] = {}
 
@@ -155,7 +155,6 @@ class PolyProvider(VendorProvider):
     async def close(self) -> None:
         await super().close()
         self._profiles.clear()
-        self._locks.clear()
         self._addresses.clear()
 
     # -- devices --------------------------------------------------------------------------
@@ -207,7 +206,7 @@ class PolyProvider(VendorProvider):
         if known is not None and known.holds == wanted:
             return known.id
         # One creation per server, even when a burst of its devices arrives cold.
-        async with self._locks.setdefault(key, asyncio.Lock()):
+        async with self._locks(key):
             known = self._profiles.get(key)
             if known is None:
                 known = await self._find(account, device)

@@ -15,7 +15,6 @@ administrator set in the portal (other settings, ``provisioning_profile``, ``nam
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -27,6 +26,7 @@ from pydantic import SecretStr
 from rps_service.logs import get_logger
 from rps_service.providers import hawk
 from rps_service.providers.errors import owned_by_other
+from rps_service.providers.keyed import KeyedLocks
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import ProviderSettings
 from rps_service.providers.vendor import Account, ProviderContext, VendorProvider
@@ -88,7 +88,7 @@ class SrapsProvider(VendorProvider):
         super().__init__(settings, context)
         self.vendor_clock = hawk.VendorClock(context.clock)
         self._cache: dict[str, Catalogue] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: KeyedLocks[str] = KeyedLocks()
 
     # -- operations -----------------------------------------------------------------------
 
@@ -148,7 +148,6 @@ class SrapsProvider(VendorProvider):
     async def close(self) -> None:
         await super().close()
         self._cache.clear()
-        self._locks.clear()
 
     # -- the catalogue --------------------------------------------------------------------
 
@@ -157,7 +156,7 @@ class SrapsProvider(VendorProvider):
         if hit := self._cache.get(account.key):
             return hit
         # One lookup per key even when a burst of events arrives on a cold cache.
-        async with self._locks.setdefault(account.key, asyncio.Lock()):
+        async with self._locks(account.key):
             if hit := self._cache.get(account.key):
                 return hit
             return await self._load(account, await self._fetch_token(account, mac), mac)

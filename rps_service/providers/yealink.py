@@ -18,7 +18,6 @@ Batch calls answer 200 even when an item failed: ``failureCount`` and ``errors``
 
 from __future__ import annotations
 
-import contextvars
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -123,10 +122,6 @@ class _Refusal:
     status: int
 
 
-# The account and MAC whose call needs a token: TokenCache's fetch is told only the key.
-_CALLER: contextvars.ContextVar[tuple[Account, str]] = contextvars.ContextVar("ymcs_caller")
-
-
 class YealinkProvider(VendorProvider):
     """Yealink YMCS v2 (docs/vendors/yealink.md)."""
 
@@ -141,7 +136,8 @@ class YealinkProvider(VendorProvider):
 
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
-        self.tokens = TokenCache(self._fetch_token, refresh_before=60.0, clock=self.clock)
+        self.tokens: TokenCache[Account] = TokenCache(self._fetch_token, refresh_before=60.0,
+                                                      clock=self.clock)
         #: Accounts whose last addDevicesByMac YMCS refused for want of the permission.
         self._by_mac_refused: dict[str, str] = {}
 
@@ -213,7 +209,7 @@ class YealinkProvider(VendorProvider):
                 return
 
     async def vendor_check(self, account: Account) -> str:
-        self.tokens.drop(account.key)  # prove the keys now, not a token from earlier
+        self.tokens.forget(account)  # prove the keys now, not a token from earlier
         page = await self._list(account, "-", {}, 0, 1, count=True)
         total = page.get("total")
         held = f"; the account holds {total} RPS devices" if isinstance(total, int) else ""
@@ -292,20 +288,16 @@ class YealinkProvider(VendorProvider):
     async def _call(self, account: Account, operation: str, path: str, body: object,
                     mac: str) -> httpx.Response:
         """One API call, signed (a token is fetched first when the cache has none)."""
-        caller = _CALLER.set((account, mac))
-        try:
-            return await self.request(
-                account, "POST", self._url(path), operation=operation, mac=mac,
-                json_body=body, auth=YmcsAuth(self.tokens, account.key, self.clock))
-        finally:
-            _CALLER.reset(caller)
+        return await self.request(
+            account, "POST", self._url(path), operation=operation, mac=mac,
+            json_body=body, auth=YmcsAuth(self.tokens, account, mac, self.clock))
 
-    async def _fetch_token(self, key: str, previous: Token | None) -> Token:
-        account, mac = _CALLER.get()
+    async def _fetch_token(self, account: Account, previous: Token | None, mac: str) -> Token:
         request = token_request(self.settings.api_url, account.text("access_key_id"),
                                 account.text("access_key_secret"), user_agent=USER_AGENT,
                                 clock=self.clock)
-        response = await self.http.send(request, account=key, operation="token", mac=mac)
+        response = await self.http.send(request, account=account.key, operation="token",
+                                        mac=mac)
         if not response.is_success:
             raise self.error(response, account)
         data = self.json_object(response, "the token request")

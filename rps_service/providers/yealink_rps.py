@@ -29,7 +29,6 @@ See docs/vendors/yealink-rps.md.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import re
@@ -44,6 +43,7 @@ from rps_service.access import AccessMode
 from rps_service.logs import get_logger
 from rps_service.providers.auth_xca import XcaAuth
 from rps_service.providers.errors import clean_text, owned_by_other
+from rps_service.providers.keyed import KeyedLocks
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import BaseUrl, ProviderSettings
 from rps_service.providers.vendor import Account, ProviderContext, VendorProvider
@@ -142,7 +142,7 @@ class YealinkRpsProvider(VendorProvider):
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
         self._servers: dict[tuple[str, str], object] = {}  # (account key, URL) → server id
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._locks: KeyedLocks[tuple[str, str]] = KeyedLocks()
 
     # -- operations -----------------------------------------------------------------------
 
@@ -233,7 +233,6 @@ class YealinkRpsProvider(VendorProvider):
     async def close(self) -> None:
         await super().close()
         self._servers.clear()
-        self._locks.clear()
 
     # -- servers and devices --------------------------------------------------------------
 
@@ -242,7 +241,7 @@ class YealinkRpsProvider(VendorProvider):
         key = (account.key, url)
         if key in self._servers:
             return self._servers[key]
-        async with self._locks.setdefault(key, asyncio.Lock()):
+        async with self._locks(key):
             if key in self._servers:
                 return self._servers[key]
             name = server_name(account.text("access_key_id"), url)

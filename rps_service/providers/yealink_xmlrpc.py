@@ -27,7 +27,6 @@ docs/vendors/yealink-xmlrpc.md.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 import xmlrpc.client
@@ -39,6 +38,7 @@ from pydantic import SecretStr
 from rps_service.access import URL_KEY, AccessMode
 from rps_service.logs import get_logger
 from rps_service.providers.errors import clean_text, owned_by_other
+from rps_service.providers.keyed import KeyedLocks
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import HttpUrl, ProviderSettings
 from rps_service.providers.vendor import Account, ProviderContext, VendorProvider
@@ -122,7 +122,7 @@ class YealinkXmlrpcProvider(VendorProvider):
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
         self._servers: set[tuple[str, str]] = set()  # (account key, name) known to exist
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._locks: KeyedLocks[tuple[str, str]] = KeyedLocks()
 
     @property
     def override(self) -> bool:
@@ -213,7 +213,7 @@ class YealinkXmlrpcProvider(VendorProvider):
         key = (account.key, name)
         if key in self._servers:
             return name
-        async with self._locks.setdefault(key, asyncio.Lock()):
+        async with self._locks(key):
             if key in self._servers:
                 return name
             ok, text = await self._call(account, "redirect.addServer", name, url,
