@@ -329,7 +329,8 @@ class GrandstreamProvider(VendorProvider):
         if _TOKEN.search(answer.msg):  # GdmsAuth already retried with a new token
             return ProviderError(text, Failure.BAD_LOGIN, hint=self.bad_login_hint())
         if _SIGNING.search(answer.msg):
-            return ProviderError(text, Failure.BAD_LOGIN, hint=f"{CLOCK_HINT} ({_WHERE})")
+            return ProviderError(text, Failure.BAD_LOGIN,
+                                 hint=f"{CLOCK_HINT} ({self.credentials_where})")
         if _SITE.search(answer.msg):
             return ProviderError(text, Failure.PERMANENT, hint=SITE_HINT)
         if _SERIAL.search(answer.msg):
@@ -337,7 +338,7 @@ class GrandstreamProvider(VendorProvider):
         return ProviderError(text, Failure.PERMANENT)
 
     def bad_login_hint(self) -> str:
-        return f"check username, password, client_id and client_secret ({_WHERE})"
+        return self.credentials_hint(("username", "password", "client_id", "client_secret"))
 
     def _url(self, path: str) -> str:
         return f"{self.settings.api_url}{path}"
@@ -413,14 +414,12 @@ class GrandstreamProvider(VendorProvider):
         detail = str(data.get("error_description", "")) if isinstance(data, dict) else ""
         text = clean_text(f"{code}: {detail}" if code and detail else code or detail
                           or response.text, (*account.secrets, *secrets))
-        keys = ("client_id and client_secret" if code == "invalid_client"
-                else "username and password" if code == "invalid_grant"
-                else "username, password, client_id and client_secret")
+        hint = (self.credentials_hint(("client_id", "client_secret"))
+                if code == "invalid_client"
+                else self.credentials_hint(("username", "password"))
+                if code == "invalid_grant" else self.bad_login_hint())
         return ProviderError(f"GDMS refused the login ({status} {text})", Failure.BAD_LOGIN,
-                             status=status, hint=f"check {keys} ({_WHERE})")
-
-
-_WHERE = "[grandstream] of rps.ini or PUT /providers/grandstream/credentials/N"
+                             status=status, hint=hint)
 
 
 def gdms_mac(mac: str) -> str:

@@ -65,9 +65,8 @@ _SIGNING = re.compile(r"sign|nonce|timestamp|access.?key|\bkey\b|api\.key|unauth
 _SERVER = re.compile(r"server", re.IGNORECASE)
 _EXISTS = re.compile(r"exist|already|duplicat", re.IGNORECASE)
 
-WHERE = "[yealink-rps] of rps.ini or PUT /providers/yealink-rps/credentials/N"
-CLOCK_HINT = (f"check access_key_id and access_key_secret ({WHERE}) and this host's clock: "
-              "RPS checks the signature and that X-Ca-Timestamp is recent")
+CLOCK_HINT = ("and this host's clock: RPS checks the signature and that X-Ca-Timestamp is "
+              "recent")
 
 
 class YealinkRpsSettings(ProviderSettings):
@@ -347,7 +346,7 @@ class YealinkRpsProvider(VendorProvider):
         if status in (401, 403) or (key and _SIGNING.search(key)):
             said = clean_text(key, account.secrets) or text
             return ProviderError(f"{status}: {said}", Failure.BAD_LOGIN, status=status,
-                                 hint=CLOCK_HINT)
+                                 hint=self.bad_login_hint())
         return None
 
     def _refusal(self, answer: Answer, call: str) -> ProviderError:
@@ -357,11 +356,11 @@ class YealinkRpsProvider(VendorProvider):
         if _THROTTLED.search(answer.key):
             return ProviderError(text, Failure.THROTTLED)
         if _SIGNING.search(answer.key):
-            return ProviderError(text, Failure.BAD_LOGIN, hint=CLOCK_HINT)
+            return ProviderError(text, Failure.BAD_LOGIN, hint=self.bad_login_hint())
         return ProviderError(text, Failure.PERMANENT)
 
     def bad_login_hint(self) -> str:
-        return CLOCK_HINT
+        return f"{self.credentials_hint()} {CLOCK_HINT}"
 
 
 def _items(data: Any) -> list[dict[str, Any]]:

@@ -275,7 +275,3 @@ class YealinkXmlrpcProvider(VendorProvider):
         if _URL.search(text):
             return ProviderError(message, Failure.PERMANENT, hint=URL_HINT)
         return ProviderError(message, Failure.PERMANENT)
-
-    def bad_login_hint(self) -> str:
-        return ("check username and password ([yealink-xmlrpc] of rps.ini or "
-                "PUT /providers/yealink-xmlrpc/credentials/N)")
