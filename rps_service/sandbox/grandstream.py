@@ -31,6 +31,7 @@ tokens) makes every issued token expire now.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import re
@@ -41,7 +42,6 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from ..providers.auth_gdms import password_hash, signature
 from .emulator import Emulator, Held
 from .state import SandboxState
 
@@ -69,6 +69,28 @@ DEVICE_BOUND = (70005, "The device has been added by another organization")
 _MAC = re.compile(r"(?:[0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}|[0-9A-Fa-f]{12}")
 _ADD_FIELDS = frozenset({"mac", "sn", "siteId", "deviceName", "orgId"})
 _LIST_FIELDS = frozenset({"pageNum", "pageSize", "orgId", "order", "type"})
+
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def token_password(password: str) -> str:
+    """The ``password`` the token call must carry: hex SHA-256 of hex MD5 of the login's."""
+    md5 = hashlib.md5(password.encode(), usedforsecurity=False).hexdigest()
+    return _sha256_hex(md5.encode())
+
+
+def expected_signature(query: list[tuple[str, str]], client_id: str, client_secret: str,
+                       body: bytes) -> str:
+    """The ``signature`` a call must carry: hex SHA-256 of ``&k=v&...&`` over the query
+    (``signature`` left out) with ``client_id`` and ``client_secret``, sorted by name, values
+    as sent; a body adds its hex SHA-256 and ``&``."""
+    pairs = sorted([*query, ("client_id", client_id), ("client_secret", client_secret)])
+    text = "&" + "".join(f"{name}={value}&" for name, value in pairs)
+    if body:
+        text += _sha256_hex(body) + "&"
+    return _sha256_hex(text.encode())
+
 
 def serial_for(mac: str) -> str:
     """The serial number the emulator pairs with a MAC (the phone's label, in reality):
@@ -271,7 +293,7 @@ class GrandstreamEmulator(Emulator):
         grant = params.get("grant_type")
         if grant == "password":
             if params.get("username") != org.username or not hmac.compare_digest(
-                    password_hash(org.password), params.get("password", "")):
+                    token_password(org.password), params.get("password", "")):
                 return oauth_error(400, "invalid_grant", "Bad credentials")
             self.logins += 1
         elif grant == "refresh_token":
@@ -328,7 +350,7 @@ class GrandstreamEmulator(Emulator):
         if body and request.content_type != "application/json":
             raise _bad("the body must be application/json")
         params = [(k, v) for k, v in query.items() if k != "signature"]
-        expected = signature(params, org.client_id, org.client_secret, body)
+        expected = expected_signature(params, org.client_id, org.client_secret, body)
         if not hmac.compare_digest(expected, query.get("signature", "")):
             raise Refused(envelope(SIGNATURE_ERROR))
         return org
