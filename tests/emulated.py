@@ -1,0 +1,76 @@
+"""Provider unit tests against the sandbox's emulators, served in-process on loopback.
+
+``sandbox`` and ``transport`` are fixtures (import them into a test module by name). For
+answers no emulator gives (a 502 whose text echoes a secret, an odd 400), :class:`Scripted`
+stands in front of the transport: a scripted answer is given once, to the first request
+that matches it, and every other request goes to the emulator; it also records what was
+sent, bodies included.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from rps_service.providers.transport import AiohttpTransport
+from rps_service.sandbox import start_sandbox
+from rps_service.sandbox.runner import RunningSandbox
+from rps_service.sandbox.state import SandboxState
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[RunningSandbox]:
+    running = await start_sandbox(SandboxState(settings_count=10))
+    yield running
+    await running.close()
+
+
+@pytest.fixture
+async def transport() -> AsyncIterator[AiohttpTransport]:
+    sent = AiohttpTransport()
+    yield sent
+    await sent.aclose()
+
+
+class Scripted(httpx.AsyncBaseTransport):
+    """Answers scripted requests itself, once each; sends the others on."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, root: str) -> None:
+        self.inner = inner
+        self.root = root
+        self.script: list[tuple[str, httpx.Response]] = []
+        #: Every request sent: method, path (``root`` cut off) with query, and body (parsed
+        #: JSON, else the bytes; None when empty).
+        self.seen: list[tuple[str, str, Any]] = []
+
+    def calls(self) -> list[str]:
+        """``METHOD path?query`` of every request sent, in order."""
+        return [f"{method} {target}" for method, target, _ in self.seen]
+
+    def inject(self, prefix: str, response: httpx.Response) -> None:
+        """Answer the next request whose ``METHOD path?query``, with the API's ``root`` cut
+        off the path, starts with ``prefix``."""
+        self.script.append((prefix, response))
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.raw_path.decode().removeprefix(self.root)
+        content = await request.aread()
+        self.seen.append((request.method, path, _decoded(content)))
+        for i, (prefix, response) in enumerate(self.script):
+            if f"{request.method} {path}".startswith(prefix):
+                del self.script[i]
+                return response
+        return await self.inner.handle_async_request(request)
+
+
+def _decoded(content: bytes) -> Any:
+    if not content:
+        return None
+    try:
+        return json.loads(content)
+    except ValueError:
+        return content
