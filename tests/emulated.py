@@ -10,8 +10,8 @@ sent, bodies included.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeAlias
 
 import httpx
 import pytest
@@ -20,6 +20,8 @@ from rps_service.providers.transport import AiohttpTransport
 from rps_service.sandbox import start_sandbox
 from rps_service.sandbox.runner import RunningSandbox
 from rps_service.sandbox.state import SandboxState
+
+Outcome: TypeAlias = httpx.Response | Callable[[httpx.Request], httpx.Response]
 
 
 @pytest.fixture
@@ -42,7 +44,9 @@ class Scripted(httpx.AsyncBaseTransport):
     def __init__(self, inner: httpx.AsyncBaseTransport, root: str) -> None:
         self.inner = inner
         self.root = root
-        self.script: list[tuple[str, httpx.Response]] = []
+        self.script: list[tuple[str, Outcome]] = []
+        self.sent: list[httpx.Request] = []  # every request, headers and all
+        self.forwarded: list[httpx.Request] = []  # those the emulator answered
         #: Every request sent: method, path (``root`` cut off) with query, and body (parsed
         #: JSON, else the bytes; None when empty).
         self.seen: list[tuple[str, str, Any]] = []
@@ -51,19 +55,21 @@ class Scripted(httpx.AsyncBaseTransport):
         """``METHOD path?query`` of every request sent, in order."""
         return [f"{method} {target}" for method, target, _ in self.seen]
 
-    def inject(self, prefix: str, response: httpx.Response) -> None:
-        """Answer the next request whose ``METHOD path?query``, with the API's ``root`` cut
-        off the path, starts with ``prefix``."""
-        self.script.append((prefix, response))
+    def inject(self, part: str, outcome: Outcome) -> None:
+        """Answer the next request whose ``METHOD path?query`` (the API's ``root`` cut off
+        the path) contains ``part`` with ``outcome`` (a response, or made from the request)."""
+        self.script.append((part, outcome))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         path = request.url.raw_path.decode().removeprefix(self.root)
         content = await request.aread()
         self.seen.append((request.method, path, _decoded(content)))
-        for i, (prefix, response) in enumerate(self.script):
-            if f"{request.method} {path}".startswith(prefix):
+        self.sent.append(request)
+        for i, (part, outcome) in enumerate(self.script):
+            if part in f"{request.method} {path}":
                 del self.script[i]
-                return response
+                return outcome if isinstance(outcome, httpx.Response) else outcome(request)
+        self.forwarded.append(request)
         return await self.inner.handle_async_request(request)
 
 
