@@ -10,6 +10,7 @@ sent, bodies included.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeAlias
 
@@ -38,12 +39,34 @@ async def transport() -> AsyncIterator[AiohttpTransport]:
     await sent.aclose()
 
 
+class SyncedClock:
+    """A provider's clock (seconds), standing still unless moved; each move is made on the
+    sandbox's server clock too, so both sides agree on token lifetimes and timestamps."""
+
+    def __init__(self, sandbox: RunningSandbox) -> None:
+        self.sandbox = sandbox
+        self.now = float(int(time.time()))
+        self.sync()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.sync()
+
+    def sync(self) -> None:
+        self.sandbox.state.clock_offset = self.now - time.time()
+
+
 class Scripted(httpx.AsyncBaseTransport):
     """Answers scripted requests itself, once each; sends the others on."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, root: str) -> None:
+    def __init__(self, inner: httpx.AsyncBaseTransport, root: str,
+                 check: Callable[[httpx.Request], None] | None = None) -> None:
         self.inner = inner
         self.root = root
+        self.check = check  # run on every request before it goes anywhere
         self.script: list[tuple[str, Outcome]] = []
         self.sent: list[httpx.Request] = []  # every request, headers and all
         self.forwarded: list[httpx.Request] = []  # those the emulator answered
@@ -65,6 +88,8 @@ class Scripted(httpx.AsyncBaseTransport):
         content = await request.aread()
         self.seen.append((request.method, path, _decoded(content)))
         self.sent.append(request)
+        if self.check is not None:
+            self.check(request)
         for i, (part, outcome) in enumerate(self.script):
             if part in f"{request.method} {path}":
                 del self.script[i]

@@ -9,7 +9,6 @@ it never gives are scripted in front of it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +32,7 @@ from rps_service.providers.vendor import ProviderContext
 from rps_service.sandbox.grandstream import GrandstreamEmulator, serial_for
 from rps_service.sandbox.runner import RunningSandbox
 from tests.emulated import Scripted, sandbox, transport
+from tests.emulated import SyncedClock as Clock
 
 __all__ = ["sandbox", "transport"]  # fixtures
 
@@ -45,25 +45,6 @@ MAC = "000B82ABCDEF"
 SN = serial_for(MAC)  # the emulator pairs each MAC with one serial, as GDMS checks the label
 DEVICE = Device(mac=MAC, server=8, sn=SN, name="Reception")
 Outcome = Callable[[httpx.Request], httpx.Response]
-
-
-class Clock:
-    """The provider's clock (seconds); each move is made on the emulator's clock too."""
-
-    def __init__(self, sandbox: RunningSandbox) -> None:
-        self.sandbox = sandbox
-        self.now = float(int(time.time()))
-        self.sync()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        self.sync()
-
-    def sync(self) -> None:
-        self.sandbox.state.clock_offset = self.now - time.time()
 
 
 @dataclass
