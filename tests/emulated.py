@@ -9,9 +9,10 @@ sent, bodies included.
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias
 
 import httpx
@@ -22,7 +23,8 @@ from rps_service.sandbox import start_sandbox
 from rps_service.sandbox.runner import RunningSandbox
 from rps_service.sandbox.state import SandboxState
 
-Outcome: TypeAlias = httpx.Response | Callable[[httpx.Request], httpx.Response]
+Outcome: TypeAlias = (httpx.Response | Callable[[httpx.Request], httpx.Response]
+                      | Callable[[httpx.Request], Awaitable[httpx.Response]])
 
 
 @pytest.fixture
@@ -68,7 +70,7 @@ class Scripted(httpx.AsyncBaseTransport):
         self.root = root
         self.check = check  # run on every request before it goes anywhere
         self.script: list[tuple[str, Outcome]] = []
-        self.sent: list[httpx.Request] = []  # every request, headers and all
+        self.sent: list[httpx.Request] = []  # every request as sent, headers and all
         self.forwarded: list[httpx.Request] = []  # those the emulator answered
         #: Every request sent: method, path (``root`` cut off) with query, and body (parsed
         #: JSON, else the bytes; None when empty).
@@ -80,20 +82,26 @@ class Scripted(httpx.AsyncBaseTransport):
 
     def inject(self, part: str, outcome: Outcome) -> None:
         """Answer the next request whose ``METHOD path?query`` (the API's ``root`` cut off
-        the path) contains ``part`` with ``outcome`` (a response, or made from the request)."""
+        the path) contains ``part`` with ``outcome``: a response, or one made from the
+        request (an async maker may ask the emulator first, through ``inner``)."""
         self.script.append((part, outcome))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         path = request.url.raw_path.decode().removeprefix(self.root)
         content = await request.aread()
         self.seen.append((request.method, path, _decoded(content)))
-        self.sent.append(request)
+        # A snapshot: a signing step may re-sign the same request object for a retry.
+        self.sent.append(httpx.Request(request.method, request.url,
+                                       headers=request.headers.copy(), content=content))
         if self.check is not None:
             self.check(request)
         for i, (part, outcome) in enumerate(self.script):
             if part in f"{request.method} {path}":
                 del self.script[i]
-                return outcome if isinstance(outcome, httpx.Response) else outcome(request)
+                if isinstance(outcome, httpx.Response):
+                    return outcome
+                answer = outcome(request)
+                return await answer if inspect.isawaitable(answer) else answer
         self.forwarded.append(request)
         return await self.inner.handle_async_request(request)
 
