@@ -7,6 +7,7 @@ provider cannot be mirrored by the emulator it is tested against.
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 import hmac
@@ -14,11 +15,13 @@ import json
 import time
 import xmlrpc.client
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import httpx
 import pytest
 
+import rps_service.sandbox
 from rps_service.sandbox import start_sandbox
 from rps_service.sandbox.fanvil import DEMO_PASSWORD, DEMO_USER
 from rps_service.sandbox.runner import RunningSandbox
@@ -248,3 +251,35 @@ async def test_fdps_refuses_any_other_password_form(
 ) -> None:
     answer = await fdps_list(sandbox, client, password)
     assert answer.status_code == 401
+
+
+# -- independence -------------------------------------------------------------------------
+
+
+def imported_modules(source: str, package: str = "rps_service.sandbox") -> set[str]:
+    """Every module a module of ``package`` imports, relative imports made absolute."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            module = ".".join(part for part in (base, node.module or "") if part)
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_the_import_scan_resolves_relative_imports() -> None:
+    assert "rps_service.providers.fanvil" in imported_modules(
+        "from ..providers.fanvil import SCHEMES\n")
+    assert "rps_service.providers.hawk" in imported_modules(
+        "def f() -> None:\n    from rps_service.providers import hawk\n")
+
+
+def test_no_emulator_imports_the_providers() -> None:
+    folder = Path(rps_service.sandbox.__file__).parent
+    offending = {path.name: sorted(m for m in imported_modules(path.read_text())
+                                   if m.startswith("rps_service.providers"))
+                 for path in sorted(folder.glob("*.py"))}
+    assert {name: found for name, found in offending.items() if found} == {}
