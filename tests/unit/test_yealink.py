@@ -69,7 +69,6 @@ class Ymcs:
         self.api = found.api_url(sandbox.base_url)
         self.clock = clock
         self.nonces: set[str] = set()
-        self._headers: list[httpx.Headers] = []
         self.front = Scripted(transport, "/yealink", check=self._check_replay_headers)
         self.inject = self.front.inject
 
@@ -83,9 +82,8 @@ class Ymcs:
 
     @property
     def seen(self) -> list[Seen]:
-        # Copies of the headers: a retry re-signs the same request object.
-        return [Seen(path, body, headers) for (_, path, body), headers
-                in zip(self.front.seen, self._headers, strict=True)]
+        return [Seen(path, body, request.headers) for (_, path, body), request
+                in zip(self.front.seen, self.front.sent, strict=True)]
 
     def paths(self) -> list[str]:
         return [s.path for s in self.seen]
@@ -100,7 +98,6 @@ class Ymcs:
                                                              None)
 
     def _check_replay_headers(self, request: httpx.Request) -> None:
-        self._headers.append(httpx.Headers(request.headers))
         timestamp, nonce = request.headers["timestamp"], request.headers["nonce"]
         assert timestamp == str(int(self.clock.now * 1000))
         assert re.fullmatch(r"[0-9a-f]{32}", nonce) and nonce not in self.nonces
