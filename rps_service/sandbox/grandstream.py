@@ -31,7 +31,6 @@ tokens) makes every issued token expire now.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import re
@@ -43,6 +42,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from .emulator import Emulator, Held
+from .gdms_signing import expected_signature, token_password
 from .state import SandboxState
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -69,28 +69,6 @@ DEVICE_BOUND = (70005, "The device has been added by another organization")
 _MAC = re.compile(r"(?:[0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}|[0-9A-Fa-f]{12}")
 _ADD_FIELDS = frozenset({"mac", "sn", "siteId", "deviceName", "orgId"})
 _LIST_FIELDS = frozenset({"pageNum", "pageSize", "orgId", "order", "type"})
-
-def _sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def token_password(password: str) -> str:
-    """The ``password`` the token call must carry: hex SHA-256 of hex MD5 of the login's."""
-    md5 = hashlib.md5(password.encode(), usedforsecurity=False).hexdigest()
-    return _sha256_hex(md5.encode())
-
-
-def expected_signature(query: list[tuple[str, str]], client_id: str, client_secret: str,
-                       body: bytes) -> str:
-    """The ``signature`` a call must carry: hex SHA-256 of ``&k=v&...&`` over the query
-    (``signature`` left out) with ``client_id`` and ``client_secret``, sorted by name, values
-    as sent; a body adds its hex SHA-256 and ``&``."""
-    pairs = sorted([*query, ("client_id", client_id), ("client_secret", client_secret)])
-    text = "&" + "".join(f"{name}={value}&" for name, value in pairs)
-    if body:
-        text += _sha256_hex(body) + "&"
-    return _sha256_hex(text.encode())
-
 
 def serial_for(mac: str) -> str:
     """The serial number the emulator pairs with a MAC (the phone's label, in reality):
