@@ -233,7 +233,8 @@ class GrandstreamProvider(VendorProvider):
                 f"site_id {site} is not a site of this GDMS organisation (its sites: {known})",
                 Failure.PERMANENT)
         return (f"GDMS accepted the login {account.text('username')}; phones go to site "
-                f"{site} ({sites[site]}), whose template must point them at the PBX")
+                f"{site} ({sites[site]}); whether its template points them at the PBX is not "
+                "verified: the API does not show templates (check it in the GDMS portal)")
 
     async def close(self) -> None:
         await super().close()

@@ -504,6 +504,20 @@ async def test_key_without_role_gets_the_role_hint(fake: FakeSraps, provider: Sn
     )
 
 
+async def test_a_403_not_recognised_names_the_role_as_one_cause(
+    fake: FakeSraps, provider: SnomProvider
+) -> None:
+    """The key's token shows a Role: a 403 that is not a taken MAC has no known cause, and
+    the error does not claim the Role is missing."""
+    await provider.register(DEVICE)
+    fake.inject("endpoints", lambda r: httpx.Response(403, json={"detail": "Not allowed."}))
+    err = await failure(provider.register(DEVICE))
+    assert err.failure is Failure.PERMANENT and err.status == 403
+    assert err.message == "403 not recognised (Not allowed.)"
+    assert err.hint == ("a missing Role on the API key is one cause: choose a Role for the "
+                        "key in SRAPS (API keys) if it has none")
+
+
 async def test_mac_of_another_account(fake: FakeSraps, provider: SnomProvider) -> None:
     fake.foreign_macs.add("000413abcdef")
     err = await failure(provider.register(DEVICE))
