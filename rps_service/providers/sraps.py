@@ -375,10 +375,9 @@ class SrapsProvider(VendorProvider):
                     f"no Role; choose a Role for the key in {self.service} (API keys)")
             return ProviderError(f"403: {text}", Failure.PERMANENT, status=403, hint=hint)
         # Nothing says why: a key without a Role is refused this way, but so may be more.
-        hint = (f"a missing Role on the API key is one cause: choose a Role for the key in "
-                f"{self.service} (API keys) if it has none")
-        return ProviderError(f"403 not recognised ({text})", Failure.PERMANENT, status=403,
-                             hint=hint)
+        hint = (f"a 403 not recognised: a missing Role on the API key is one cause; choose a "
+                f"Role for the key in {self.service} (API keys) if it has none")
+        return ProviderError(f"403: {text}", Failure.PERMANENT, status=403, hint=hint)
 
 
 def _endpoint_url(catalogue: Catalogue, mac: str) -> str:

@@ -339,7 +339,7 @@ async def test_an_unrecognised_403_is_not_called_a_missing_role() -> None:
     fake = FakeGrape(token(), {"links": {"endpoints": f"{API}companies/c9/endpoints/"}})
     err = await failure(provider_for(API, httpx.MockTransport(refuse)).register(DEVICE))
     assert err.failure is Failure.PERMANENT and err.status == 403
-    assert err.message == "403 not recognised (Forbidden by policy)"
-    assert err.hint == ("a missing Role on the API key is one cause: choose a Role for the "
-                        "key in GRAPE (API keys) if it has none")
+    assert err.text == ("403: Forbidden by policy (a 403 not recognised: a missing Role on the "
+                        "API key is one cause; choose a Role for the key in GRAPE (API keys) "
+                        "if it has none)")
     assert "has no Role" not in err.text

@@ -513,9 +513,9 @@ async def test_a_403_not_recognised_names_the_role_as_one_cause(
     fake.inject("endpoints", lambda r: httpx.Response(403, json={"detail": "Not allowed."}))
     err = await failure(provider.register(DEVICE))
     assert err.failure is Failure.PERMANENT and err.status == 403
-    assert err.message == "403 not recognised (Not allowed.)"
-    assert err.hint == ("a missing Role on the API key is one cause: choose a Role for the "
-                        "key in SRAPS (API keys) if it has none")
+    assert err.text == ("403: Not allowed. (a 403 not recognised: a missing Role on the API "
+                        "key is one cause; choose a Role for the key in SRAPS (API keys) if it "
+                        "has none)")
 
 
 async def test_mac_of_another_account(fake: FakeSraps, provider: SnomProvider) -> None:
