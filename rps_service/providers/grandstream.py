@@ -92,6 +92,8 @@ _SIGNING = _words(r"sign|signs|signed|signing|signatures?|timestamps?")
 _SITE = _words(r"sites?|site_?ids?")
 _SERIAL = _words(r"sn|serial|serials|serial ?numbers?|serialnumbers?|serial_?no")
 #: The guesses a reading of ``msg`` relies on (logged once when first relied on).
+GUESS_DELETE = ("GDMS removes a device with device/delete {macList} (no public client has "
+                "seen it work)")
 GUESS_OWNER = ("a GDMS msg naming another organisation, user or account means another "
                "GDMS account holds the MAC")
 GUESS_MISSING = ("a GDMS device/delete msg saying the device does not exist or is not found "
@@ -218,6 +220,7 @@ class GrandstreamProvider(VendorProvider):
     async def vendor_deregister(self, account: Account, device: Device) -> None:
         log.info("Removing with an experimental call", component=self.label, mac=device.mac,
                  call="device/delete")
+        rely_on_guess(self.label, GUESS_DELETE)
         try:
             answer = await self._call(account, "device/delete", device.mac, "deregister",
                                       {"macList": [gdms_mac(device.mac)]})

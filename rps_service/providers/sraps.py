@@ -46,6 +46,9 @@ GUESS_GET = ("{service} shows a device with GET of its endpoint and answers 404 
 GUESS_DELETE = "{service} removes a device with DELETE of its endpoint, as SRAPS does"
 GUESS_DELETE_404 = ("a 404 to {service}'s DELETE of an endpoint means the device is "
                     "already removed")
+GUESS_NO_ROLE = "a {service} token without a role field means the key has no Role"
+GUESS_LOGIN_SETTINGS = ("the phone's HTTP login goes in the {service} catalogue settings "
+                        "{user} and {password} (no public client writes them)")
 GUESS_LIST = "{service} lists its devices with GET of the endpoint collection, as SRAPS does"
 
 
@@ -258,6 +261,8 @@ class SrapsProvider(VendorProvider):
         ours[catalogue.uuids[self.url_setting]] = _rw(device.url)
         credential_uuids = self._credential_uuids(catalogue)
         if credential_uuids is not None:
+            rely_on_guess(self.label, GUESS_LOGIN_SETTINGS.format(
+                service=self.service, user=self.user_setting, password=self.pass_setting))
             ours[credential_uuids[0]] = _rw(device.http_username)
             ours[credential_uuids[1]] = _rw(device.http_password)
         return ours
@@ -329,7 +334,10 @@ class SrapsProvider(VendorProvider):
     def _no_role(self, token: dict[str, Any]) -> bool | None:
         """Whether the token shows the key has no Role (None: it does not show it)."""
         if "role" not in token:
-            return True if self.role_absent_means_none else None
+            if not self.role_absent_means_none:
+                return None
+            rely_on_guess(self.label, GUESS_NO_ROLE.format(service=self.service))
+            return True
         role = token["role"]
         return role is None or (isinstance(role, str) and role.strip().lower() in _NO_ROLE)
 

@@ -117,6 +117,11 @@ def device(mac: str = MAC, mac_id: str | None = None, url: str = URL) -> Device:
                   mac_id=mac_id or GigasetEmulator.label_code(mac))
 
 
+@pytest.fixture(autouse=True)
+def _say_guesses_again() -> None:
+    forget_guesses()  # each test sees the first use of a guess
+
+
 async def failure(call: Any) -> ProviderError:
     with pytest.raises(ProviderError) as info:
         await call
@@ -296,7 +301,6 @@ async def test_a_refusal_that_is_not_about_the_mac_id_fails_the_test(answer: Any
 
 
 async def test_the_test_says_the_guess_it_relies_on_once() -> None:
-    forget_guesses()
     provider = make_provider(httpx.MockTransport(rpc_answer([False, "mac_not_found:0"])))
     with capture_logs() as logs:
         assert (await provider.check_credentials(8)).ok

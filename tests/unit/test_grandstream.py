@@ -226,6 +226,11 @@ def provider(fake: FakeGdms, clock: Clock) -> GrandstreamProvider:
     return make_provider(httpx.MockTransport(fake), clock)
 
 
+@pytest.fixture(autouse=True)
+def _say_guesses_again() -> None:
+    forget_guesses()  # each test sees the first use of a guess
+
+
 async def failure(call: Any) -> ProviderError:
     with pytest.raises(ProviderError) as info:
         await call
@@ -480,7 +485,6 @@ async def test_assigned_is_not_a_signature_refusal(fake: FakeGdms,
 
 async def test_a_reading_by_words_says_its_guess_once(fake: FakeGdms,
                                                       provider: GrandstreamProvider) -> None:
-    forget_guesses()
     for _ in range(2):
         fake.inject("device/add", lambda r: envelope(1, "Requests too frequent"))
     with capture_logs() as logs:
@@ -490,6 +494,8 @@ async def test_a_reading_by_words_says_its_guess_once(fake: FakeGdms,
     assert [(e["log_level"], e["guess"]) for e in logs if e["event"] == "Relying on a guess"] \
         == [("warning", "a GDMS msg speaking of too many or too frequent requests or a rate "
                         "limit means the login is throttled"),
+            ("warning", "GDMS removes a device with device/delete {macList} (no public "
+                        "client has seen it work)"),
             ("warning", "a GDMS device/delete msg saying the device does not exist or is not "
                         "found means it is already removed")]
 
@@ -565,6 +571,8 @@ async def test_deregister_deletes_by_mac_list(fake: FakeGdms,
     assert fake.seen[-1].body == {"macList": ["00:0B:82:AB:CD:EF"]}
     assert fake.devices == {}
     assert any(e["event"] == "Removing with an experimental call" for e in logs)
+    assert ("GDMS removes a device with device/delete {macList} (no public client has seen it "
+            "work)") in [e.get("guess") for e in logs if e["event"] == "Relying on a guess"]
 
 
 async def test_deregister_of_an_unknown_device_succeeds(

@@ -25,6 +25,7 @@ from mohawk.exc import HawkFail, TokenExpired
 from structlog.testing import capture_logs
 
 from rps_service.models import Credentials
+from rps_service.providers.guesses import forget_guesses
 from rps_service.providers.protocol import Device, Failure, Provider, ProviderError, VendorRecord
 from rps_service.providers.snom import SnomProvider, SnomSettings
 from rps_service.providers.vendor import ProviderContext
@@ -266,6 +267,11 @@ def provider(transport: Transport) -> SnomProvider:
     return make_provider(transport)
 
 
+@pytest.fixture(autouse=True)
+def _say_guesses_again() -> None:
+    forget_guesses()  # each test sees the first use of a guess
+
+
 async def failure(call: Any) -> ProviderError:
     with pytest.raises(ProviderError) as info:
         await call
@@ -502,6 +508,23 @@ async def test_key_without_role_gets_the_role_hint(fake: FakeSraps, provider: Sn
         "SRAPS refuses to register devices with this key: the key has no Role; "
         "choose a Role for the key in SRAPS (API keys)"
     )
+
+
+async def test_guesses_about_the_login_settings_and_a_missing_role_field_are_said_once(
+    fake: FakeSraps, provider: SnomProvider
+) -> None:
+    with capture_logs() as logs:
+        await provider.register(DEVICE)
+        await provider.register(DEVICE)
+        del fake.roles[KEY_ID]  # the token shows no role field at all
+        assert not (await provider.check_credentials(8)).ok
+        assert not (await provider.check_credentials(8)).ok
+    assert [(e["log_level"], e["component"], e["guess"]) for e in logs
+            if e["event"] == "Relying on a guess"] == [
+        ("warning", "Snom", "the phone's HTTP login goes in the SRAPS catalogue settings "
+                            "http_client_user and http_client_pass (no public client writes "
+                            "them)"),
+        ("warning", "Snom", "a SRAPS token without a role field means the key has no Role")]
 
 
 async def test_a_403_not_recognised_names_the_role_as_one_cause(

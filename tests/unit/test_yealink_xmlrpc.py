@@ -118,6 +118,11 @@ def provider(fake: Rps) -> YealinkXmlrpcProvider:
     return make_provider(fake)
 
 
+@pytest.fixture(autouse=True)
+def _say_guesses_again() -> None:
+    forget_guesses()  # each test sees the first use of a guess
+
+
 async def failure(call: Any) -> ProviderError:
     with pytest.raises(ProviderError) as info:
         await call
@@ -273,7 +278,6 @@ async def test_a_false_answer_fails_the_test(fake: Rps, provider: YealinkXmlrpcP
 
 
 async def test_guesses_are_said_once(fake: Rps) -> None:
-    forget_guesses()
     await make_provider(fake).register(DEVICE)
     fresh = make_provider(fake)  # a restarted daemon finds its server there already
     with capture_logs() as logs:
