@@ -72,10 +72,8 @@ CLOCK_HINT = ("check client_secret and this host's clock: GDMS refused the reque
               "signature or timestamp")
 
 
-
 def _words(pattern: str) -> re.Pattern[str]:
-    """``pattern`` as whole words of a ``msg``: no letter right before or after it, so
-    ``sign`` is not found in "assigned" nor ``token`` missed in "access_token"."""
+    """``pattern`` as whole words, in any case: "assigned" holds no ``sign``."""
     return re.compile(rf"(?<![a-z])(?:{pattern})(?![a-z])", re.IGNORECASE)
 
 
@@ -92,8 +90,7 @@ _SIGNING = _words(r"sign|signs|signed|signing|signatures?|timestamps?")
 _SITE = _words(r"sites?|site_?ids?")
 _SERIAL = _words(r"sn|serial|serials|serial ?numbers?|serialnumbers?|serial_?no")
 #: The guesses a reading of ``msg`` relies on (logged once when first relied on).
-GUESS_DELETE = ("GDMS removes a device with device/delete {macList} (no public client has "
-                "seen it work)")
+GUESS_DELETE = "GDMS removes a device with device/delete {macList} (seen in no client)"
 GUESS_OWNER = ("a GDMS msg naming another organisation, user or account means another "
                "GDMS account holds the MAC")
 GUESS_MISSING = ("a GDMS device/delete msg saying the device does not exist or is not found "
@@ -101,8 +98,7 @@ GUESS_MISSING = ("a GDMS device/delete msg saying the device does not exist or i
 GUESS_THROTTLED = ("a GDMS msg speaking of too many or too frequent requests or a rate "
                    "limit means the login is throttled")
 GUESS_STALE_LOGIN = "a GDMS msg naming the token means the login's token was refused"
-GUESS_SIGNING = ("a GDMS msg naming the signature or timestamp means the request's "
-                 "signature was refused")
+GUESS_SIGNING = "a GDMS msg naming the signature or timestamp means the signature was refused"
 
 #: The MAC of the event an operation runs for, for the token request's log line.
 _MAC: ContextVar[str] = ContextVar("gdms_mac", default="-")
