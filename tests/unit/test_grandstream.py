@@ -26,6 +26,7 @@ from rps_service.providers.grandstream import (
     GrandstreamProvider,
     GrandstreamSettings,
 )
+from rps_service.providers.guesses import forget_guesses
 from rps_service.providers.protocol import Device, Failure, Provider, ProviderError, VendorRecord
 from rps_service.providers.transport import AiohttpTransport
 from rps_service.providers.vendor import ProviderContext
@@ -157,6 +158,11 @@ def fake(sandbox: RunningSandbox, transport: AiohttpTransport) -> Gdms:
 @pytest.fixture
 def provider(fake: Gdms, clock: Clock) -> GrandstreamProvider:
     return make_provider(fake, clock)
+
+
+@pytest.fixture(autouse=True)
+def _say_guesses_again() -> None:
+    forget_guesses()  # each test sees the first use of a guess
 
 
 async def failure(call: Any) -> ProviderError:
@@ -400,7 +406,12 @@ async def test_the_lookup_follows_pages(fake: Gdms, provider: GrandstreamProvide
     ("The MAC address and the SN do not match", Failure.PERMANENT, "check the event's sn"),
     ("Requests too frequent, please try again later", Failure.THROTTLED, ""),
     ("timestamp expired", Failure.BAD_LOGIN, "clock"),
+    ("Invalid signature", Failure.BAD_LOGIN, "clock"),
     ("Something else went wrong", Failure.PERMANENT, ""),
+    # Whole words only: "assigned" holds "sign" but says nothing of the signature.
+    ("Device assigned to an unknown site", Failure.PERMANENT, "check site_id"),
+    ("Parameter assigned incorrectly", Failure.PERMANENT, ""),
+    ("The designated frequencyBand is wrong", Failure.PERMANENT, ""),
 ])
 async def test_refusals_by_message(fake: Gdms, provider: GrandstreamProvider, message: str,
                                    failure_class: Failure, hint: str) -> None:
@@ -408,6 +419,31 @@ async def test_refusals_by_message(fake: Gdms, provider: GrandstreamProvider, me
     err = await failure(provider.register(DEVICE))
     assert err.failure is failure_class
     assert f"retCode 12345: {message}" in err.message and hint in err.hint
+
+
+async def test_assigned_is_not_a_signature_refusal(fake: Gdms,
+                                                   provider: GrandstreamProvider) -> None:
+    fake.inject("device/add", lambda r: envelope(12345, "MAC assigned"))
+    err = await failure(provider.register(DEVICE))
+    assert err.failure is Failure.PERMANENT and "clock" not in err.hint
+    assert err.message == "device/add answered retCode 12345: MAC assigned"
+
+
+async def test_a_reading_by_words_says_its_guess_once(fake: Gdms,
+                                                      provider: GrandstreamProvider) -> None:
+    for _ in range(2):
+        fake.inject("device/add", lambda r: envelope(1, "Requests too frequent"))
+    with capture_logs() as logs:
+        for _ in range(2):
+            assert (await failure(provider.register(DEVICE))).failure is Failure.THROTTLED
+        await provider.deregister(Device(mac=MAC, server=8))  # "does not exist": removed
+    assert [(e["log_level"], e["guess"]) for e in logs if e["event"] == "Relying on a guess"] \
+        == [("warning", "a GDMS msg speaking of too many or too frequent requests or a rate "
+                        "limit means the login is throttled"),
+            ("warning", "GDMS removes a device with device/delete {macList} (seen in no "
+                        "client)"),
+            ("warning", "a GDMS device/delete msg saying the device does not exist or is not "
+                        "found means it is already removed")]
 
 
 async def test_http_429_throttles_with_retry_after(fake: Gdms,
@@ -476,6 +512,8 @@ async def test_deregister_deletes_by_mac_list(fake: Gdms,
     assert fake.seen[-1].body == {"macList": ["00:0B:82:AB:CD:EF"]}
     assert fake.devices == {}
     assert any(e["event"] == "Removing with an experimental call" for e in logs)
+    guessed = [e["guess"] for e in logs if e["event"] == "Relying on a guess"]
+    assert "GDMS removes a device with device/delete {macList} (seen in no client)" in guessed
 
 
 async def test_deregister_of_an_unknown_device_succeeds(

@@ -22,6 +22,7 @@ from structlog.testing import capture_logs
 
 from rps_service.models import Device as DeviceRow
 from rps_service.models import ServerProvisioning
+from rps_service.providers.guesses import forget_guesses
 from rps_service.providers.poly import PolyProvider, PolySettings
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.transport import AiohttpTransport
@@ -97,6 +98,11 @@ def make_provider(fake: Poly, **settings: Any) -> PolyProvider:
     context = ProviderContext(mode="master", retry_cap=300, credentials=NoCredentials(),
                               transport=fake.front, clock=lambda: 1e9)
     return PolyProvider(section, context)
+
+
+@pytest.fixture(autouse=True)
+def _say_guesses_again() -> None:
+    forget_guesses()  # each test sees the first use of a guess
 
 
 @pytest.fixture
@@ -327,7 +333,11 @@ async def test_remove(fake: Poly) -> None:
     await provider.register(device())
     await provider.deregister(Device(mac=MAC, server=8))
     assert "0004f2abcdef" not in fake.emulator.devices
-    await provider.deregister(Device(mac=MAC, server=8))  # 404: already gone
+    with capture_logs() as logs:
+        await provider.deregister(Device(mac=MAC, server=8))  # 404: already gone
+        await provider.deregister(Device(mac=MAC, server=8))
+    assert [(e["log_level"], e["guess"]) for e in logs if e["event"] == "Relying on a guess"] \
+        == [("warning", "a 404 to Poly's DELETE of a device means it is already removed")]
     fake.foreign("0004f2000099")
     with capture_logs() as logs:
         await provider.deregister(Device(mac="0004F2000099", server=8))

@@ -20,6 +20,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from rps_service.models import Credentials
+from rps_service.providers.guesses import forget_guesses
 from rps_service.providers.protocol import Device, Failure, Provider, ProviderError, VendorRecord
 from rps_service.providers.snom import SnomProvider, SnomSettings
 from rps_service.providers.transport import AiohttpTransport
@@ -225,6 +226,11 @@ def make_provider(
 @pytest.fixture
 def provider(transport: Transport) -> SnomProvider:
     return make_provider(transport)
+
+
+@pytest.fixture(autouse=True)
+def _say_guesses_again() -> None:
+    forget_guesses()  # each test sees the first use of a guess
 
 
 async def failure(call: Any) -> ProviderError:
@@ -457,6 +463,37 @@ async def test_key_without_role_gets_the_role_hint(fake: Sraps, provider: SnomPr
         "SRAPS refuses to register devices with this key: the key has no Role; "
         "choose a Role for the key in SRAPS (API keys)"
     )
+
+
+async def test_guesses_about_the_login_settings_and_a_missing_role_field_are_said_once(
+    fake: Sraps, provider: SnomProvider
+) -> None:
+    with capture_logs() as logs:
+        await provider.register(DEVICE)
+        await provider.register(DEVICE)
+        fake.state.role_field = False  # the token shows no role field at all
+        assert not (await provider.check_credentials(8)).ok
+        assert not (await provider.check_credentials(8)).ok
+    assert [(e["log_level"], e["component"], e["guess"]) for e in logs
+            if e["event"] == "Relying on a guess"] == [
+        ("warning", "Snom", "the phone's HTTP login goes in the SRAPS catalogue settings "
+                            "http_client_user and http_client_pass (no public client writes "
+                            "them)"),
+        ("warning", "Snom", "a SRAPS token without a role field means the key has no Role")]
+
+
+async def test_a_403_not_recognised_names_the_role_as_one_cause(
+    fake: Sraps, provider: SnomProvider
+) -> None:
+    """The key's token shows a Role: a 403 that is not a taken MAC has no known cause, and
+    the error does not claim the Role is missing."""
+    await provider.register(DEVICE)
+    fake.inject("endpoints", lambda r: httpx.Response(403, json={"detail": "Not allowed."}))
+    err = await failure(provider.register(DEVICE))
+    assert err.failure is Failure.PERMANENT and err.status == 403
+    assert err.text == ("403: Not allowed. (a 403 not recognised: a missing Role on the API "
+                        "key is one cause; choose a Role for the key in SRAPS (API keys) if it "
+                        "has none)")
 
 
 async def test_mac_of_another_account(fake: Sraps, provider: SnomProvider) -> None:

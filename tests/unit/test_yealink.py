@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from structlog.testing import capture_logs
 
 from rps_service.models import Credentials
+from rps_service.providers.guesses import forget_guesses
 from rps_service.providers.protocol import Device, Failure, Provider, ProviderError, VendorRecord
 from rps_service.providers.transport import AiohttpTransport
 from rps_service.providers.vendor import ProviderContext
@@ -137,6 +138,11 @@ def make_provider(fake: Ymcs, *, mode: str = "master", ini: bool = True,
 @pytest.fixture
 def provider(fake: Ymcs) -> YealinkProvider:
     return make_provider(fake)
+
+
+@pytest.fixture(autouse=True)
+def _say_guesses_again() -> None:
+    forget_guesses()  # each test sees the first use of a guess
 
 
 async def failure(call: Any) -> ProviderError:
@@ -264,17 +270,54 @@ async def test_add_by_mac_already_ours_is_deleted_and_added(fake: Ymcs) -> None:
     fake.org.add_by_mac = True
     fake.add("001565abcdef")
     provider = make_provider(fake, add_by_mac=True)
-    await provider.register(DEVICE)
+    with capture_logs() as logs:
+        await provider.register(DEVICE)
+    # The batch item says "already exists" without a code: the look-up shows the MAC in
+    # this account before it is deleted and added again.
+    assert fake.paths()[1:] == ["/v2/rps/addDevicesByMac", "/v2/rps/listDevices",
+                                "/v2/rps/delDevices", "/v2/rps/addDevicesByMac"]
+    assert fake.devices["001565abcdef"]["uniqueServerUrl"] == URL
+    assert [(e["log_level"], e["guess"]) for e in logs if e["event"] == "Relying on a guess"] \
+        == [("warning", "a YMCS batch item without a code whose words say it exists means "
+                        "this account already holds the MAC (800003): checked with a look-up "
+                        "before the delete and second add")]
+
+
+async def test_add_by_mac_exists_in_words_but_not_ours_deletes_nothing(fake: Ymcs) -> None:
+    fake.org.add_by_mac = True
+    fake.inject("addDevicesByMac", lambda r: httpx.Response(200, json={
+        "total": 1, "successCount": 0, "failureCount": 1,
+        "errors": [{"mac": "001565abcdef", "errorInfo": "Device already exists"}]}))
+    err = await failure(make_provider(fake, add_by_mac=True).register(DEVICE))
+    assert err.failure is Failure.PERMANENT
+    assert err.message == ("200: Device already exists: read as \"already exists\", but the "
+                           "MAC is not among this account's YMCS devices, so nothing was "
+                           "deleted")
+    assert fake.paths()[1:] == ["/v2/rps/addDevicesByMac", "/v2/rps/listDevices"]
+
+
+async def test_add_by_mac_exists_with_its_code_needs_no_lookup(fake: Ymcs) -> None:
+    fake.org.add_by_mac = True
+    fake.add("001565abcdef")
+    fake.inject("addDevicesByMac", lambda r: httpx.Response(200, json={
+        "total": 1, "successCount": 0, "failureCount": 1,
+        "errors": [{"mac": "001565abcdef", "errorInfo": "Resource already exists (800003)"}]}))
+    with capture_logs() as logs:
+        await make_provider(fake, add_by_mac=True).register(DEVICE)
     assert fake.paths()[1:] == ["/v2/rps/addDevicesByMac", "/v2/rps/delDevices",
                                 "/v2/rps/addDevicesByMac"]
-    assert fake.devices["001565abcdef"]["uniqueServerUrl"] == URL
+    assert not [e for e in logs if e["event"] == "Relying on a guess"]
 
 
 async def test_add_by_mac_of_another_organisation(fake: Ymcs) -> None:
     fake.org.add_by_mac = True
     fake.foreign("001565abcdef")
-    err = await failure(make_provider(fake, add_by_mac=True).register(DEVICE))
+    with capture_logs() as logs:
+        err = await failure(make_provider(fake, add_by_mac=True).register(DEVICE))
     assert err.failure is Failure.OWNED and "another organization" in err.text
+    assert [e["guess"] for e in logs if e["event"] == "Relying on a guess"] == [
+        "a YMCS batch item without a code whose words name another organization means "
+        "another organisation holds the MAC (800004)"]
 
 
 @pytest.mark.parametrize(("item", "code"), [
