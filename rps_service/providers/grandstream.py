@@ -36,6 +36,7 @@ from pydantic import SecretStr, field_validator
 
 from rps_service.access import AccessMode
 from rps_service.logs import get_logger
+from rps_service.models import answer_mac
 from rps_service.providers.auth_gdms import GdmsAuth, password_hash
 from rps_service.providers.errors import clean_text, owned_by_other
 from rps_service.providers.guesses import rely_on_guess
@@ -264,7 +265,7 @@ class GrandstreamProvider(VendorProvider):
 
     async def _find(self, account: Account, mac: str) -> dict[str, Any] | None:
         async for entry in self._entries(account, mac):
-            if _plain_mac(entry.get("mac")) == mac:
+            if answer_mac(entry.get("mac")) == mac:
                 return entry
         return None
 
@@ -284,7 +285,7 @@ class GrandstreamProvider(VendorProvider):
                 return cached[1][mac]
             devices: dict[str, dict[str, Any]] = {}
             async for entry in self._entries(account, mac):
-                if plain := _plain_mac(entry.get("mac")):
+                if plain := answer_mac(entry.get("mac")):
                     devices[plain] = entry
             now = self.clock()
             # Lists past their time are never read again: keep none of them (an account
@@ -316,7 +317,7 @@ class GrandstreamProvider(VendorProvider):
 
     def _record(self, entry: dict[str, Any]) -> VendorRecord:
         site = entry.get("siteId")
-        return VendorRecord(_plain_mac(entry.get("mac")), None,
+        return VendorRecord(answer_mac(entry.get("mac")), None,
                             detail="" if site is None else f"site {site}")
 
     # -- HTTP -----------------------------------------------------------------------------
@@ -454,10 +455,6 @@ def gdms_mac(mac: str) -> str:
     """``000B82ABCDEF`` → ``00:0B:82:AB:CD:EF``, the form GDMS's own examples use."""
     return ":".join(mac[i:i + 2] for i in range(0, 12, 2))
 
-
-def _plain_mac(value: object) -> str:
-    text = re.sub(r"[:\-.]", "", value).upper() if isinstance(value, str) else ""
-    return text if re.fullmatch(r"[0-9A-F]{12}", text) else ""
 
 
 def _int(value: object) -> int | None:

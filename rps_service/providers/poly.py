@@ -33,6 +33,7 @@ from pydantic import AfterValidator, SecretStr
 
 from rps_service.access import AccessMode
 from rps_service.logs import get_logger
+from rps_service.models import answer_mac
 from rps_service.providers.errors import error_text, owned_by_other
 from rps_service.providers.guesses import rely_on_guess
 from rps_service.providers.keyed import KeyedLocks
@@ -147,8 +148,8 @@ class PolyProvider(VendorProvider):
         await self._list_profiles(account)  # the addresses of the account's profiles
         addresses = self._addresses[account.key]
         async for entry in self._pages(account, "devices", "list", PAGE_SIZE, MAX_PAGES):
-            mac = str(entry.get("id", "")).replace(":", "").replace("-", "").upper()
-            if len(mac) != 12:
+            mac = answer_mac(entry.get("id"))
+            if not mac:
                 continue
             profile_id = _profile_of(entry)
             yield VendorRecord(mac, addresses.get(profile_id) if profile_id else None)

@@ -12,7 +12,6 @@ a log.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -134,7 +133,3 @@ class RpcRedirectProvider(VendorProvider):
                              "the login is not confirmed", Failure.PERMANENT,
                              hint=self.bad_login_hint())
 
-
-def same_mac(value: Any, mac: str) -> bool:
-    """Whether a vendor's MAC field (any case, any separators) is ``mac``."""
-    return isinstance(value, str) and re.sub(r"[^0-9A-Fa-f]", "", value).upper() == mac

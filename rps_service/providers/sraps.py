@@ -24,6 +24,7 @@ import httpx
 from pydantic import SecretStr
 
 from rps_service.logs import get_logger
+from rps_service.models import answer_mac
 from rps_service.providers import hawk
 from rps_service.providers.errors import owned_by_other
 from rps_service.providers.guesses import rely_on_guess
@@ -272,7 +273,7 @@ class SrapsProvider(VendorProvider):
         uuid = catalogue.uuids[self.url_setting]
         entry = manager.get(uuid) if isinstance(manager, dict) else None
         url = entry.get("value") if isinstance(entry, dict) else None
-        mac = str(endpoint.get("mac", "")).replace(":", "").upper()
+        mac = answer_mac(endpoint.get("mac"))
         # The endpoint is ours but sends the phone nowhere (the setting wiped or emptied in
         # the portal): "" says so, where None would mean the answer does not tell.
         return VendorRecord(mac, url if isinstance(url, str) and url else "")

@@ -30,6 +30,7 @@ import httpx
 from pydantic import AfterValidator, SecretStr, model_validator
 
 from rps_service.access import AccessMode
+from rps_service.models import answer_mac
 from rps_service.providers.auth_ymcs import YmcsAuth, token_request
 from rps_service.providers.errors import (
     clean_text,
@@ -452,10 +453,7 @@ def _code_of_words(text: str) -> str:
 
 
 def _record(entry: object) -> VendorRecord | None:
-    if not isinstance(entry, dict) or not isinstance(entry.get("mac"), str):
-        return None
-    mac = re.sub(r"[^0-9A-Fa-f]", "", entry["mac"]).upper()
-    if len(mac) != 12:
+    if not isinstance(entry, dict) or not (mac := answer_mac(entry.get("mac"))):
         return None
     url = entry.get("uniqueServerUrl") or entry.get("serverUrl")
     return VendorRecord(mac, url if isinstance(url, str) else None)

@@ -41,6 +41,7 @@ from pydantic import SecretStr
 
 from rps_service.access import AccessMode
 from rps_service.logs import get_logger
+from rps_service.models import answer_mac
 from rps_service.providers.auth_xca import XcaAuth
 from rps_service.providers.errors import clean_text, owned_by_other
 from rps_service.providers.keyed import KeyedLocks
@@ -108,11 +109,6 @@ def rps_mac(mac: str) -> str:
     """``001565ABCDEF`` → ``001565abcdef`` (lower case, no separators, as RPS takes it)."""
     return mac.lower()
 
-
-def plain_mac(value: object) -> str:
-    """A MAC from an answer as 12 upper-case hex digits, or ''."""
-    text = re.sub(r"[:\-.]", "", value).upper() if isinstance(value, str) else ""
-    return text if re.fullmatch(r"[0-9A-F]{12}", text) else ""
 
 
 def error_key(data: Any) -> tuple[str, str]:
@@ -278,7 +274,7 @@ class YealinkRpsProvider(VendorProvider):
     async def _find(self, account: Account, mac: str) -> dict[str, Any] | None:
         """The account's device with this MAC (``device/list``'s key is a fuzzy search)."""
         async for entry in self._entries(account, mac, rps_mac(mac)):
-            if plain_mac(entry.get("mac")) == mac:
+            if answer_mac(entry.get("mac")) == mac:
                 return entry
         return None
 
@@ -302,7 +298,7 @@ class YealinkRpsProvider(VendorProvider):
 
     def _record(self, entry: Mapping[str, Any]) -> VendorRecord:
         url = entry.get("uniqueServerUrl") or entry.get("serverUrl")
-        return VendorRecord(plain_mac(entry.get("mac")), url if isinstance(url, str) else None,
+        return VendorRecord(answer_mac(entry.get("mac")), url if isinstance(url, str) else None,
                             detail=str(entry.get("serverName") or ""))
 
     # -- HTTP -----------------------------------------------------------------------------
