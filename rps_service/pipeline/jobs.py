@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from rps_service.access import masked_url
 from rps_service.clock import utcnow
 from rps_service.config import GeneralSettings
 from rps_service.logs import get_logger
@@ -289,9 +290,7 @@ class Differences:
 
 def _shown(url: str | None, device: DeviceRow) -> str | None:
     """A URL found at the vendor, its URL key masked as the API shows it."""
-    if url and device.url_key and device.url_key in url:
-        return url.replace(device.url_key, device.url_key[:12] + "***")
-    return url
+    return masked_url(url, device.url_key) if url and device.url_key else url
 
 
 def _as_sent(device: DeviceRow) -> Device:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from rps_service.logs import get_logger
+from rps_service.models import answer_mac
 from rps_service.providers.errors import owned_by_other
 from rps_service.providers.guesses import rely_on_guess
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
@@ -26,7 +27,6 @@ from rps_service.providers.rpcredirect import (
     RpcFault,
     RpcRedirectProvider,
     RpcRedirectSettings,
-    same_mac,
 )
 from rps_service.providers.section import HttpUrl
 from rps_service.providers.vendor import Account
@@ -113,6 +113,6 @@ class AuerswaldProvider(RpcRedirectProvider):
         """``DeviceInfo``'s struct when it names ``mac`` (this account holds it), else None."""
         answer = await self.rpc(account, "DeviceInfo", self.vendor_mac(mac),
                                 operation="lookup", mac=mac)
-        if isinstance(answer, dict) and same_mac(answer.get("mac"), mac):
+        if isinstance(answer, dict) and answer_mac(answer.get("mac")) == mac:
             return answer
         return None

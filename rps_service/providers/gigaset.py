@@ -33,7 +33,7 @@ from xmlrpc.client import Fault
 import httpx
 from pydantic import Field, SecretStr
 
-from rps_service.access import AccessMode
+from rps_service.access import AccessMode, mask_url_keys
 from rps_service.providers import xmlrpc
 from rps_service.providers.errors import clean_text, owned_by_other
 from rps_service.providers.guesses import rely_on_guess
@@ -53,7 +53,6 @@ GUESS_LOGIN = ("the Gigaset redirect service answers a wrong login with HTTP 401
                "look-up it answers proves the login")
 _CODE = re.compile(r"[A-Za-z0-9]{4}")
 _FULL = re.compile(r"(?P<mac>[0-9A-Fa-f]{12})-?(?P<code>[A-Za-z0-9]{4})")
-_KEY = re.compile(r"([0-9a-f]{12})[A-Za-z0-9_-]{24}")  # a URL key: selector, secret
 MAC_ID_FORMAT = ("the device label's MAC-ID (12 hex digits, '-', 4 letters or digits, "
                  "e.g. 7C2F80123456-AB12) or its 4-character code")
 CODE_HINT = "check the 4-character code after the MAC on the device label (event field mac_id)"
@@ -215,7 +214,7 @@ class GigasetProvider(VendorProvider):
     def _text(self, text: str, mac_id: str = "") -> str:
         """A vendor text for rps.log: URL keys cut to their selector, the label code
         masked (the phones use it as a password at Gigaset), one short line."""
-        text = _KEY.sub(r"\1***", text)
+        text = mask_url_keys(text)
         if mac_id:
             text = re.sub(re.escape(mac_id), f"{mac_id[:12]}-****", text, flags=re.I)
         return clean_text(text)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rps_service.models import answer_mac
 from rps_service.providers.errors import owned_by_other
 from rps_service.providers.guesses import rely_on_guess
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
@@ -21,7 +22,6 @@ from rps_service.providers.rpcredirect import (
     RpcFault,
     RpcRedirectProvider,
     RpcRedirectSettings,
-    same_mac,
 )
 from rps_service.providers.section import HttpUrl
 from rps_service.providers.vendor import Account
@@ -118,7 +118,8 @@ def _code_for(answer: Any, mac: str) -> int | None:
     if not isinstance(answer, list):
         return None
     entries = [e for e in answer if isinstance(e, dict)]
-    named = [e for e in entries if any(same_mac(e.get(k), mac) for k in ("mac", "macAddress"))]
+    named = [e for e in entries
+             if any(answer_mac(e.get(k)) == mac for k in ("mac", "macAddress"))]
     found = named or entries
     code = found[0].get("faultCode") if found else None
     return code if isinstance(code, int) and not isinstance(code, bool) else None

@@ -21,7 +21,6 @@ credentials shared by that server's devices (:attr:`AccessMode.SERVER`).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -34,8 +33,10 @@ from pydantic import AfterValidator, SecretStr
 
 from rps_service.access import AccessMode
 from rps_service.logs import get_logger
+from rps_service.models import answer_mac
 from rps_service.providers.errors import error_text, owned_by_other
 from rps_service.providers.guesses import rely_on_guess
+from rps_service.providers.keyed import KeyedLocks
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import BaseUrl, ProviderSettings
 from rps_service.providers.vendor import Account, ProviderContext, VendorProvider
@@ -102,7 +103,7 @@ class PolyProvider(VendorProvider):
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
         self._profiles: dict[tuple[str, int], Profile] = {}
-        self._locks: dict[tuple[str, int], asyncio.Lock] = {}
+        self._locks: KeyedLocks[tuple[str, int]] = KeyedLocks()
         # Per account: profile id → the address it sends phones to (look-ups, listings).
         self._addresses: dict[str, dict[str, str | None]] = {}
 
@@ -147,8 +148,8 @@ class PolyProvider(VendorProvider):
         await self._list_profiles(account)  # the addresses of the account's profiles
         addresses = self._addresses[account.key]
         async for entry in self._pages(account, "devices", "list", PAGE_SIZE, MAX_PAGES):
-            mac = str(entry.get("id", "")).replace(":", "").replace("-", "").upper()
-            if len(mac) != 12:
+            mac = answer_mac(entry.get("id"))
+            if not mac:
                 continue
             profile_id = _profile_of(entry)
             yield VendorRecord(mac, addresses.get(profile_id) if profile_id else None)
@@ -160,7 +161,6 @@ class PolyProvider(VendorProvider):
     async def close(self) -> None:
         await super().close()
         self._profiles.clear()
-        self._locks.clear()
         self._addresses.clear()
 
     # -- devices --------------------------------------------------------------------------
@@ -212,7 +212,7 @@ class PolyProvider(VendorProvider):
         if known is not None and known.holds == wanted:
             return known.id
         # One creation per server, even when a burst of its devices arrives cold.
-        async with self._locks.setdefault(key, asyncio.Lock()):
+        async with self._locks(key):
             known = self._profiles.get(key)
             if known is None:
                 known = await self._find(account, device)

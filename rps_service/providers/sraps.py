@@ -15,7 +15,6 @@ administrator set in the portal (other settings, ``provisioning_profile``, ``nam
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -25,9 +24,11 @@ import httpx
 from pydantic import SecretStr
 
 from rps_service.logs import get_logger
+from rps_service.models import answer_mac
 from rps_service.providers import hawk
 from rps_service.providers.errors import owned_by_other
 from rps_service.providers.guesses import rely_on_guess
+from rps_service.providers.keyed import KeyedLocks
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import ProviderSettings
 from rps_service.providers.vendor import Account, ProviderContext, VendorProvider
@@ -104,7 +105,7 @@ class SrapsProvider(VendorProvider):
         super().__init__(settings, context)
         self.vendor_clock = hawk.VendorClock(context.clock)
         self._cache: dict[str, Catalogue] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: KeyedLocks[str] = KeyedLocks()
 
     # -- operations -----------------------------------------------------------------------
 
@@ -175,7 +176,6 @@ class SrapsProvider(VendorProvider):
     async def close(self) -> None:
         await super().close()
         self._cache.clear()
-        self._locks.clear()
 
     # -- the catalogue --------------------------------------------------------------------
 
@@ -184,7 +184,7 @@ class SrapsProvider(VendorProvider):
         if hit := self._cache.get(account.key):
             return hit
         # One lookup per key even when a burst of events arrives on a cold cache.
-        async with self._locks.setdefault(account.key, asyncio.Lock()):
+        async with self._locks(account.key):
             if hit := self._cache.get(account.key):
                 return hit
             return await self._load(account, await self._fetch_token(account, mac), mac)
@@ -273,7 +273,7 @@ class SrapsProvider(VendorProvider):
         uuid = catalogue.uuids[self.url_setting]
         entry = manager.get(uuid) if isinstance(manager, dict) else None
         url = entry.get("value") if isinstance(entry, dict) else None
-        mac = str(endpoint.get("mac", "")).replace(":", "").upper()
+        mac = answer_mac(endpoint.get("mac"))
         # The endpoint is ours but sends the phone nowhere (the setting wiped or emptied in
         # the portal): "" says so, where None would mean the answer does not tell.
         return VendorRecord(mac, url if isinstance(url, str) and url else "")

@@ -20,7 +20,6 @@ Batch calls answer 200 even when an item failed: ``failureCount`` and ``errors``
 
 from __future__ import annotations
 
-import contextvars
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import httpx
 from pydantic import AfterValidator, SecretStr, model_validator
 
 from rps_service.access import AccessMode
+from rps_service.models import answer_mac
 from rps_service.providers.auth_ymcs import YmcsAuth, token_request
 from rps_service.providers.errors import (
     clean_text,
@@ -138,10 +138,6 @@ class _Refusal:
     worded: bool = False
 
 
-# The account and MAC whose call needs a token: TokenCache's fetch is told only the key.
-_CALLER: contextvars.ContextVar[tuple[Account, str]] = contextvars.ContextVar("ymcs_caller")
-
-
 class YealinkProvider(VendorProvider):
     """Yealink YMCS v2 (docs/vendors/yealink.md)."""
 
@@ -156,7 +152,8 @@ class YealinkProvider(VendorProvider):
 
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
-        self.tokens = TokenCache(self._fetch_token, refresh_before=60.0, clock=self.clock)
+        self.tokens: TokenCache[Account] = TokenCache(self._fetch_token, refresh_before=60.0,
+                                                      clock=self.clock)
         #: Accounts whose last addDevicesByMac YMCS refused for want of the permission.
         self._by_mac_refused: dict[str, str] = {}
 
@@ -242,7 +239,7 @@ class YealinkProvider(VendorProvider):
                 return
 
     async def vendor_check(self, account: Account) -> str:
-        self.tokens.drop(account.key)  # prove the keys now, not a token from earlier
+        self.tokens.forget(account)  # prove the keys now, not a token from earlier
         page = await self._list(account, "-", {}, 0, 1, count=True)
         total = page.get("total")
         held = f"; the account holds {total} RPS devices" if isinstance(total, int) else ""
@@ -321,20 +318,16 @@ class YealinkProvider(VendorProvider):
     async def _call(self, account: Account, operation: str, path: str, body: object,
                     mac: str) -> httpx.Response:
         """One API call, signed (a token is fetched first when the cache has none)."""
-        caller = _CALLER.set((account, mac))
-        try:
-            return await self.request(
-                account, "POST", self._url(path), operation=operation, mac=mac,
-                json_body=body, auth=YmcsAuth(self.tokens, account.key, self.clock))
-        finally:
-            _CALLER.reset(caller)
+        return await self.request(
+            account, "POST", self._url(path), operation=operation, mac=mac,
+            json_body=body, auth=YmcsAuth(self.tokens, account, mac, self.clock))
 
-    async def _fetch_token(self, key: str, previous: Token | None) -> Token:
-        account, mac = _CALLER.get()
+    async def _fetch_token(self, account: Account, previous: Token | None, mac: str) -> Token:
         request = token_request(self.settings.api_url, account.text("access_key_id"),
                                 account.text("access_key_secret"), user_agent=USER_AGENT,
                                 clock=self.clock)
-        response = await self.http.send(request, account=key, operation="token", mac=mac)
+        response = await self.http.send(request, account=account.key, operation="token",
+                                        mac=mac)
         if not response.is_success:
             raise self.error(response, account)
         data = self.json_object(response, "the token request")
@@ -460,10 +453,7 @@ def _code_of_words(text: str) -> str:
 
 
 def _record(entry: object) -> VendorRecord | None:
-    if not isinstance(entry, dict) or not isinstance(entry.get("mac"), str):
-        return None
-    mac = re.sub(r"[^0-9A-Fa-f]", "", entry["mac"]).upper()
-    if len(mac) != 12:
+    if not isinstance(entry, dict) or not (mac := answer_mac(entry.get("mac"))):
         return None
     url = entry.get("uniqueServerUrl") or entry.get("serverUrl")
     return VendorRecord(mac, url if isinstance(url, str) else None)

@@ -27,7 +27,6 @@ docs/vendors/yealink-xmlrpc.md.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 import xmlrpc.client
@@ -40,6 +39,7 @@ from rps_service.access import URL_KEY, AccessMode
 from rps_service.logs import get_logger
 from rps_service.providers.errors import clean_text, owned_by_other
 from rps_service.providers.guesses import rely_on_guess
+from rps_service.providers.keyed import KeyedLocks
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import HttpUrl, ProviderSettings
 from rps_service.providers.vendor import Account, ProviderContext, VendorProvider
@@ -128,7 +128,7 @@ class YealinkXmlrpcProvider(VendorProvider):
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
         self._servers: set[tuple[str, str]] = set()  # (account key, name) known to exist
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._locks: KeyedLocks[tuple[str, str]] = KeyedLocks()
 
     @property
     def override(self) -> bool:
@@ -228,7 +228,7 @@ class YealinkXmlrpcProvider(VendorProvider):
         key = (account.key, name)
         if key in self._servers:
             return name
-        async with self._locks.setdefault(key, asyncio.Lock()):
+        async with self._locks(key):
             if key in self._servers:
                 return name
             ok, text = await self._call(account, "redirect.addServer", name, url,
@@ -291,7 +291,3 @@ class YealinkXmlrpcProvider(VendorProvider):
         if _URL.search(text):
             return ProviderError(message, Failure.PERMANENT, hint=URL_HINT)
         return ProviderError(message, Failure.PERMANENT)
-
-    def bad_login_hint(self) -> str:
-        return ("check username and password ([yealink-xmlrpc] of rps.ini or "
-                "PUT /providers/yealink-xmlrpc/credentials/N)")

@@ -41,7 +41,13 @@ from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
-from rps_service.access import URL_KEY, AccessMode, new_url_key, url_key_selector
+from rps_service.access import (
+    URL_KEY,
+    AccessMode,
+    mask_url_keys,
+    new_url_key,
+    url_key_selector,
+)
 from rps_service.clock import utcnow
 from rps_service.config import ZtpSettings
 from rps_service.logs import get_logger, http_server_logger
@@ -68,7 +74,6 @@ from rps_service.ztp.useragent import parse_user_agent
 
 log = get_logger()
 _LOGIN_MODES = (AccessMode.CREDENTIALS, AccessMode.SERVER)
-_KEY_IN_PATH = re.compile(r"(?<=/)([0-9a-f]{12})[A-Za-z0-9_-]{24}(?=/)")
 _DIGEST_USER = re.compile(r'username="([^"]*)"')
 _SPACE = re.compile(r"\s")
 #: The keys of an ``Authentication failed.`` line, first and in this order (fail2ban).
@@ -150,7 +155,7 @@ def _same(given: str, expected: str) -> bool:
 
 def loggable_path(path: str) -> str:
     """A request path as rps.log shows it: URL keys cut to their selector (they are secrets)."""
-    return _KEY_IN_PATH.sub(r"\1***", path)
+    return mask_url_keys(path)
 
 
 def _too_many(retry_after: int) -> web.Response:

@@ -585,3 +585,19 @@ async def test_logged_urls_hide_token_and_signature(fake: Gdms,
 async def test_satisfies_the_provider_protocol(provider: GrandstreamProvider) -> None:
     checked: Provider = provider
     assert checked.name == "grandstream" and await provider.device_url(8) == ""
+
+
+async def test_device_lists_past_their_time_are_not_kept(fake: Gdms, clock: Clock) -> None:
+    # Two tenants' accounts: the first one's list, read long ago, is let go when the
+    # second one reads its own (credentials rotated away would otherwise hold it forever).
+    creds = FakeCredentials({
+        8: Credentials("grandstream", 8, ini_keys()),
+        9: Credentials("grandstream", 9, ini_keys(site_id="3346"))})
+    provider = make_provider(fake, clock, mode="tenant", creds=creds)
+    fake.add("00:0B:82:AB:CD:EF")
+    await provider.register(DEVICE)
+    assert len(provider._known) == 1
+    clock.advance(LIST_TTL)
+    fake.add("00:0B:82:00:00:09", site=3346)
+    await provider.register(Device(mac="000B82000009", server=9, sn=serial_for("000B82000009")))
+    assert len(provider._known) == 1
