@@ -53,6 +53,12 @@ def url_key_selector(key: str) -> str | None:
     return key[:SELECTOR_LENGTH] if URL_KEY.fullmatch(key) else None
 
 
+def mask_url_keys(text: str) -> str:
+    """``text`` with every URL key cut to its selector (``0123456789ab***``): the part that
+    rps.log, error texts and the API may show (the rest is the secret)."""
+    return URL_KEY.sub(lambda m: m.group(0)[:SELECTOR_LENGTH] + "***", text)
+
+
 def masked_url(url: str, key: str) -> str:
     """``url`` with its URL key cut to the selector (``0123456789ab***``): how the API lists
     it and how ``rps_devices.url`` stores it (the key itself is stored sealed)."""

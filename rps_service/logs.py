@@ -21,6 +21,7 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, Processor
 
+from rps_service.mohawk_quiet import silence_mohawk_debug
 from rps_service.text import escape_controls, one_line
 
 LOGGER_NAME = "rps"
@@ -227,6 +228,7 @@ def http_server_logger(component: str) -> logging.Logger:
 def configure(log_file: str = "-", level: str = "INFO", fmt: str = "text") -> LogFile:
     """Route all structlog output to ``log_file``; returns the sink (call ``reopen`` on SIGHUP)."""
     sink = LogFile(log_file)
+    silence_mohawk_debug()  # its DEBUG output would show the payloads it signs
     renderer: Processor = render_text if fmt == "text" else render_json
     processors: list[Processor] = [
         structlog.contextvars.merge_contextvars,

@@ -35,6 +35,15 @@ def normalize_mac(value: str) -> str:
     return mac.upper()
 
 
+def answer_mac(value: object) -> str:
+    """A MAC as a vendor's answer gives it (any case, ``:`` ``-`` ``.`` between the digits)
+    as 12 upper-case hex digits; '' when ``value`` is not one."""
+    try:
+        return normalize_mac(value) if isinstance(value, str) else ""
+    except ValueError:
+        return ""
+
+
 class EventIn(BaseModel):
     """One event as the GUI posts it."""
 
@@ -331,9 +340,6 @@ def _iso(value: datetime | None) -> str | None:
     # The journal keeps naive UTC times; say so on the wire.
     return value.isoformat(timespec="seconds") + "Z" if value else None
 
-
-JOB_KINDS = ("reconcile", "repoint")
-JOB_STATES = ("pending", "running", "done", "failed")
 
 
 @dataclass

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from rps_service.access import masked_url
 from rps_service.clock import utcnow
 from rps_service.config import GeneralSettings
 from rps_service.logs import get_logger
@@ -45,7 +46,7 @@ class JobLost(Exception):
 
 def can_reconcile(provider: Provider) -> bool:
     """Whether the vendor's API can list the account's devices or look one up."""
-    return bool(getattr(provider, "can_list", False) or getattr(provider, "can_lookup", False))
+    return provider.can_list or provider.can_lookup
 
 
 @dataclass
@@ -289,9 +290,7 @@ class Differences:
 
 def _shown(url: str | None, device: DeviceRow) -> str | None:
     """A URL found at the vendor, its URL key masked as the API shows it."""
-    if url and device.url_key and device.url_key in url:
-        return url.replace(device.url_key, device.url_key[:12] + "***")
-    return url
+    return masked_url(url, device.url_key) if url and device.url_key else url
 
 
 def _as_sent(device: DeviceRow) -> Device:

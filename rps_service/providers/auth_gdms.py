@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from rps_service.providers.tokens import Token, TokenAuth, TokenCache
+from rps_service.providers.tokens import Keyed, Token, TokenAuth, TokenCache
 
 #: Query parameters the signing step sets itself.
 SIGNED_BY_US = ("access_token", "timestamp", "signature")
@@ -78,9 +78,9 @@ class GdmsAuth(TokenAuth):
 
     requires_request_body = True
 
-    def __init__(self, tokens: TokenCache, account_key: str, client_id: str,
+    def __init__(self, tokens: TokenCache[Any], account: Keyed, mac: str, client_id: str,
                  client_secret: str, timestamp: Callable[[], str]) -> None:
-        super().__init__(tokens, account_key)
+        super().__init__(tokens, account, mac)
         self.client_id = client_id
         self.client_secret = client_secret
         self.timestamp = timestamp
@@ -96,7 +96,7 @@ class GdmsAuth(TokenAuth):
             return
         # Refused before its time (revoked, or a login elsewhere replaced it): one retry
         # with a new token; a second refusal is the answer.
-        self.tokens.drop(self.key, token)
+        self.drop(token)
         token = await self.token()
         self.sign(request, token)
         yield request

@@ -19,11 +19,12 @@ import json
 import secrets
 import time
 from collections.abc import AsyncGenerator, Callable
+from typing import Any
 
 import httpx
 
 from rps_service.providers.http import OPERATION
-from rps_service.providers.tokens import TokenAuth, TokenCache
+from rps_service.providers.tokens import Keyed, TokenAuth, TokenCache
 
 TOKEN_PATH = "/v2/token"  # noqa: S105 - a path, not a secret
 #: Peers send 32 random hex characters; a sibling Yealink API documents 32 as the maximum.
@@ -58,9 +59,9 @@ def token_request(api_url: str, key_id: str, key_secret: str, *, user_agent: str
 class YmcsAuth(TokenAuth):
     """Bearer token, timestamp and nonce on an API request; one retry after a 401."""
 
-    def __init__(self, tokens: TokenCache, key: str,
+    def __init__(self, tokens: TokenCache[Any], account: Keyed, mac: str = "-",
                  clock: Callable[[], float] = time.time) -> None:
-        super().__init__(tokens, key)
+        super().__init__(tokens, account, mac)
         self.clock = clock
 
     async def async_auth_flow(self, request: httpx.Request
@@ -71,7 +72,7 @@ class YmcsAuth(TokenAuth):
         if response.status_code != 401:
             return
         # The token expired early or was revoked: a new one, and a new nonce, once.
-        self.tokens.drop(self.key, token)
+        self.drop(token)
         token = await self.token()
         self._sign(request, token.value)
         yield request

@@ -25,10 +25,8 @@ exists" meaning ours (checked with a look-up in ``device/list``), and the remove
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator, Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlencode
@@ -38,8 +36,11 @@ from pydantic import SecretStr, field_validator
 
 from rps_service.access import AccessMode
 from rps_service.logs import get_logger
+from rps_service.models import answer_mac
 from rps_service.providers.auth_gdms import GdmsAuth, password_hash
 from rps_service.providers.errors import clean_text, owned_by_other
+from rps_service.providers.guesses import rely_on_guess
+from rps_service.providers.keyed import KeyedLocks
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import BaseUrl, ProviderSettings
 from rps_service.providers.tokens import Token, TokenCache
@@ -70,19 +71,36 @@ SERIAL_HINT = ("check the event's sn: the serial number on the phone's label, wh
 CLOCK_HINT = ("check client_secret and this host's clock: GDMS refused the request's "
               "signature or timestamp")
 
-_MISSING = re.compile(r"not (?:be )?(?:exist|found)|n[o']t exist|no such|nonexist",
-                      re.IGNORECASE)
-_EXISTS = re.compile(r"exist|already|duplicat", re.IGNORECASE)
-_OTHER_OWNER = re.compile(r"another|other (?:org|user|account|customer|compan)", re.IGNORECASE)
-_THROTTLED = re.compile(r"too (?:many|frequent)|frequen|rate.?limit|limit exceeded|throttl",
-                        re.IGNORECASE)
-_TOKEN = re.compile(r"token", re.IGNORECASE)
-_SIGNING = re.compile(r"sign|timestamp", re.IGNORECASE)
-_SITE = re.compile(r"\bsite", re.IGNORECASE)
-_SERIAL = re.compile(r"\bsn\b|serial", re.IGNORECASE)
+
+def _words(pattern: str) -> re.Pattern[str]:
+    """``pattern`` as whole words, in any case: "assigned" holds no ``sign``."""
+    return re.compile(rf"(?<![a-z])(?:{pattern})(?![a-z])", re.IGNORECASE)
+
+
+# GDMS publishes no retCode values: a refusal is read by the words of its msg.
+_MISSING = re.compile(r"(?:(?<![a-z])not|n't) (?:be )?(?:exists?|existed|found)(?![a-z])"
+                      r"|(?<![a-z])(?:no such|non-?exist(?:ent|ing)?)(?![a-z])", re.IGNORECASE)
+_EXISTS = _words(r"exists?|existed|existing|already|duplicated?|duplicates")
+_OTHER_OWNER = _words(r"another|other (?:org|orgs|organi[sz]ations?|users?|accounts?"
+                      r"|customers?|company|companies)")
+_THROTTLED = _words(r"too (?:many|frequent(?:ly)?)|frequen(?:cy|t|tly)|rate.?limit(?:s|ed)?"
+                    r"|limit exceeded|throttl(?:e|ed|es|ing)")
+_TOKEN = _words(r"tokens?")
+_SIGNING = _words(r"sign|signs|signed|signing|signatures?|timestamps?")
+_SITE = _words(r"sites?|site_?ids?")
+_SERIAL = _words(r"sn|serial|serials|serial ?numbers?|serialnumbers?|serial_?no")
+#: The guesses a reading of ``msg`` relies on (logged once when first relied on).
+GUESS_DELETE = "GDMS removes a device with device/delete {macList} (seen in no client)"
+GUESS_OWNER = ("a GDMS msg naming another organisation, user or account means another "
+               "GDMS account holds the MAC")
+GUESS_MISSING = ("a GDMS device/delete msg saying the device does not exist or is not found "
+                 "means it is already removed")
+GUESS_THROTTLED = ("a GDMS msg speaking of too many or too frequent requests or a rate "
+                   "limit means the login is throttled")
+GUESS_STALE_LOGIN = "a GDMS msg naming the token means the login's token was refused"
+GUESS_SIGNING = "a GDMS msg naming the signature or timestamp means the signature was refused"
 
 #: The MAC of the event an operation runs for, for the token request's log line.
-_MAC: ContextVar[str] = ContextVar("gdms_mac", default="-")
 
 
 class GrandstreamSettings(ProviderSettings):
@@ -130,19 +148,16 @@ class GrandstreamProvider(VendorProvider):
     service = "GDMS"
     settings_class = GrandstreamSettings
     access = AccessMode.NONE  # the site's template points phones at the PBX
-    phone_family = None
     can_list = True
     credentials_noun = "login"
 
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
-        self.tokens = TokenCache(self._fetch_token, refresh_before=REFRESH_BEFORE,
-                                 clock=context.clock)
-        self._by_key: dict[str, Account] = {}
-        self._refresh: dict[str, str] = {}  # account key → the latest refresh token
+        self.tokens: TokenCache[Account] = TokenCache(
+            self._fetch_token, refresh_before=REFRESH_BEFORE, clock=context.clock)
         # account key → (read at, MAC → device/list entry): see _org_device.
         self._known: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
-        self._list_locks: dict[str, asyncio.Lock] = {}
+        self._list_locks: KeyedLocks[str] = KeyedLocks()
 
     async def event_problem(self, action: str, server: int | None,
                             fields: Mapping[str, object]) -> tuple[str, str] | None:
@@ -169,6 +184,7 @@ class GrandstreamProvider(VendorProvider):
         if answer.ok:
             return
         if _OTHER_OWNER.search(answer.msg):
+            rely_on_guess(self.label, GUESS_OWNER)
             raise owned_by_other(self.service, answer.text("device/add"))
         if _EXISTS.search(answer.msg) and not _MISSING.search(answer.msg):
             await self._already_there(account, device.mac, site, answer)
@@ -196,12 +212,16 @@ class GrandstreamProvider(VendorProvider):
     async def vendor_deregister(self, account: Account, device: Device) -> None:
         log.info("Removing with an experimental call", component=self.label, mac=device.mac,
                  call="device/delete")
+        rely_on_guess(self.label, GUESS_DELETE)
         try:
             answer = await self._call(account, "device/delete", device.mac, "deregister",
                                       {"macList": [gdms_mac(device.mac)]})
         except ProviderError as err:
             raise _experimental(err) from None
-        if answer.ok or _MISSING.search(answer.msg):
+        gone = not answer.ok and bool(_MISSING.search(answer.msg))
+        if gone:
+            rely_on_guess(self.label, GUESS_MISSING)
+        if answer.ok or gone:
             cached = self._known.get(account.key)
             if cached:
                 cached[1].pop(device.mac, None)
@@ -233,21 +253,19 @@ class GrandstreamProvider(VendorProvider):
                 f"site_id {site} is not a site of this GDMS organisation (its sites: {known})",
                 Failure.PERMANENT)
         return (f"GDMS accepted the login {account.text('username')}; phones go to site "
-                f"{site} ({sites[site]}), whose template must point them at the PBX")
+                f"{site} ({sites[site]}); whether its template points them at the PBX is not "
+                "verified: the API does not show templates (check it in the GDMS portal)")
 
     async def close(self) -> None:
         await super().close()
         self.tokens.clear()
-        self._by_key.clear()
-        self._refresh.clear()
         self._known.clear()
-        self._list_locks.clear()
 
     # -- look-ups -------------------------------------------------------------------------
 
     async def _find(self, account: Account, mac: str) -> dict[str, Any] | None:
         async for entry in self._entries(account, mac):
-            if _plain_mac(entry.get("mac")) == mac:
+            if answer_mac(entry.get("mac")) == mac:
                 return entry
         return None
 
@@ -261,15 +279,20 @@ class GrandstreamProvider(VendorProvider):
         cached = self._known.get(account.key)
         if cached and self.clock() - cached[0] < LIST_TTL and mac in cached[1]:
             return cached[1][mac]
-        async with self._list_locks.setdefault(account.key, asyncio.Lock()):
+        async with self._list_locks(account.key):
             cached = self._known.get(account.key)
             if cached and self.clock() - cached[0] < LIST_TTL and mac in cached[1]:
                 return cached[1][mac]
             devices: dict[str, dict[str, Any]] = {}
             async for entry in self._entries(account, mac):
-                if plain := _plain_mac(entry.get("mac")):
+                if plain := answer_mac(entry.get("mac")):
                     devices[plain] = entry
-            self._known[account.key] = (self.clock(), devices)
+            now = self.clock()
+            # Lists past their time are never read again: keep none of them (an account
+            # whose credentials changed would otherwise hold its whole list forever).
+            for key in [k for k, (read, _) in self._known.items() if now - read >= LIST_TTL]:
+                del self._known[key]
+            self._known[account.key] = (now, devices)
             return devices.get(mac)
 
     async def _entries(self, account: Account, mac: str) -> AsyncIterator[dict[str, Any]]:
@@ -294,7 +317,7 @@ class GrandstreamProvider(VendorProvider):
 
     def _record(self, entry: dict[str, Any]) -> VendorRecord:
         site = entry.get("siteId")
-        return VendorRecord(_plain_mac(entry.get("mac")), None,
+        return VendorRecord(answer_mac(entry.get("mac")), None,
                             detail="" if site is None else f"site {site}")
 
     # -- HTTP -----------------------------------------------------------------------------
@@ -302,16 +325,11 @@ class GrandstreamProvider(VendorProvider):
     async def _call(self, account: Account, path: str, mac: str, operation: str,
                     body: object = None, method: str = "POST") -> Envelope:
         """One signed call; a non-2xx answer raises, an envelope is returned as it is."""
-        self._by_key[account.key] = account
-        auth = GdmsAuth(self.tokens, account.key, account.text("client_id"),
+        auth = GdmsAuth(self.tokens, account, mac, account.text("client_id"),
                         account.text("client_secret"), self._timestamp)
-        token = _MAC.set(mac)
-        try:
-            response = await self.request(account, method, self._url(API_PATH + path),
-                                          operation=operation, mac=mac, json_body=body,
-                                          headers=LANGUAGE, auth=auth)
-        finally:
-            _MAC.reset(token)
+        response = await self.request(account, method, self._url(API_PATH + path),
+                                      operation=operation, mac=mac, json_body=body,
+                                      headers=LANGUAGE, auth=auth)
         secrets = self._secrets(account, auth.used)
         if not response.is_success:
             raise self.error(response, account, secrets)
@@ -333,11 +351,15 @@ class GrandstreamProvider(VendorProvider):
         """The shared reading of a refused call (``retCode`` not 0), by its message."""
         text = answer.text(call)
         if _THROTTLED.search(answer.msg):
+            rely_on_guess(self.label, GUESS_THROTTLED)
             return ProviderError(text, Failure.THROTTLED)
         if _TOKEN.search(answer.msg):  # GdmsAuth already retried with a new token
+            rely_on_guess(self.label, GUESS_STALE_LOGIN)
             return ProviderError(text, Failure.BAD_LOGIN, hint=self.bad_login_hint())
         if _SIGNING.search(answer.msg):
-            return ProviderError(text, Failure.BAD_LOGIN, hint=f"{CLOCK_HINT} ({_WHERE})")
+            rely_on_guess(self.label, GUESS_SIGNING)
+            return ProviderError(text, Failure.BAD_LOGIN,
+                                 hint=f"{CLOCK_HINT} ({self.credentials_where})")
         if _SITE.search(answer.msg):
             return ProviderError(text, Failure.PERMANENT, hint=SITE_HINT)
         if _SERIAL.search(answer.msg):
@@ -345,7 +367,7 @@ class GrandstreamProvider(VendorProvider):
         return ProviderError(text, Failure.PERMANENT)
 
     def bad_login_hint(self) -> str:
-        return f"check username, password, client_id and client_secret ({_WHERE})"
+        return self.credentials_hint(("username", "password", "client_id", "client_secret"))
 
     def _url(self, path: str) -> str:
         return f"{self.settings.api_url}{path}"
@@ -361,19 +383,19 @@ class GrandstreamProvider(VendorProvider):
         return int(value)
 
     def _secrets(self, account: Account, tokens: list[str]) -> tuple[str, ...]:
-        refresh = self._refresh.get(account.key)
+        latest = self.tokens.latest(account)
+        refresh = latest.refresh if latest else None
         return (password_hash(account.text("password")), *tokens,
                 *((refresh,) if refresh else ()))
 
     # -- tokens ---------------------------------------------------------------------------
 
-    async def _fetch_token(self, key: str, previous: Token | None) -> Token:
+    async def _fetch_token(self, account: Account, previous: Token | None, mac: str) -> Token:
         """A new access token: the refresh grant when there is a refresh token, else (or
         when GDMS refuses it) a login with the password grant."""
-        account = self._by_key[key]
-        refresh = (previous.refresh if previous else None) or self._refresh.get(key)
+        refresh = previous.refresh if previous else None
         if refresh:
-            response = await self._token_request(account, {
+            response = await self._token_request(account, mac, {
                 "grant_type": "refresh_token", "refresh_token": refresh})
             if response.is_success:
                 return self._token(response, account)
@@ -381,20 +403,20 @@ class GrandstreamProvider(VendorProvider):
                 raise self._login_error(response, account, refresh)
             log.info("Refresh token refused, logging in again", component=self.label,
                      status=response.status_code)
-            self._refresh.pop(key, None)
-        response = await self._token_request(account, {
+            self.tokens.forget(account)  # a failed login next must not try it again
+        response = await self._token_request(account, mac, {
             "grant_type": "password", "username": account.text("username"),
             "password": password_hash(account.text("password"))})
         if not response.is_success:
             raise self._login_error(response, account)
         return self._token(response, account)
 
-    async def _token_request(self, account: Account, form: dict[str, str]
+    async def _token_request(self, account: Account, mac: str, form: dict[str, str]
                              ) -> httpx.Response:
         form |= {"client_id": account.text("client_id"),
                  "client_secret": account.text("client_secret")}
         return await self.request(account, "POST", self._url(TOKEN_PATH), operation="token",
-                                  mac=_MAC.get(), content=urlencode(form).encode(),
+                                  mac=mac, content=urlencode(form).encode(),
                                   content_type=FORM, headers=LANGUAGE)
 
     def _token(self, response: httpx.Response, account: Account) -> Token:
@@ -404,8 +426,6 @@ class GrandstreamProvider(VendorProvider):
             raise ProviderError(f"{self.service} answered the token request without an "
                                 "access_token", Failure.PERMANENT, status=response.status_code)
         expires_in = _int(data.get("expires_in")) or DEFAULT_EXPIRES_IN
-        if isinstance(refresh, str) and refresh:
-            self._refresh[account.key] = refresh
         return Token(value, self.clock() + expires_in,
                      refresh if isinstance(refresh, str) and refresh else None)
 
@@ -423,24 +443,18 @@ class GrandstreamProvider(VendorProvider):
         detail = str(data.get("error_description", "")) if isinstance(data, dict) else ""
         text = clean_text(f"{code}: {detail}" if code and detail else code or detail
                           or response.text, (*account.secrets, *secrets))
-        keys = ("client_id and client_secret" if code == "invalid_client"
-                else "username and password" if code == "invalid_grant"
-                else "username, password, client_id and client_secret")
+        hint = (self.credentials_hint(("client_id", "client_secret"))
+                if code == "invalid_client"
+                else self.credentials_hint(("username", "password"))
+                if code == "invalid_grant" else self.bad_login_hint())
         return ProviderError(f"GDMS refused the login ({status} {text})", Failure.BAD_LOGIN,
-                             status=status, hint=f"check {keys} ({_WHERE})")
-
-
-_WHERE = "[grandstream] of rps.ini or PUT /providers/grandstream/credentials/N"
+                             status=status, hint=hint)
 
 
 def gdms_mac(mac: str) -> str:
     """``000B82ABCDEF`` → ``00:0B:82:AB:CD:EF``, the form GDMS's own examples use."""
     return ":".join(mac[i:i + 2] for i in range(0, 12, 2))
 
-
-def _plain_mac(value: object) -> str:
-    text = re.sub(r"[:\-.]", "", value).upper() if isinstance(value, str) else ""
-    return text if re.fullmatch(r"[0-9A-F]{12}", text) else ""
 
 
 def _int(value: object) -> int | None:

@@ -10,14 +10,11 @@ our clock after a 401 that shows it is off.
 from __future__ import annotations
 
 import hmac
-import logging
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
 import httpx
-import mohawk.base
-import mohawk.util
 from mohawk import Sender
 from mohawk.base import EmptyValue
 from mohawk.exc import HawkFail
@@ -30,27 +27,6 @@ _log = get_logger()
 
 ALGORITHM = "sha256"
 
-
-class _Repr:
-    pformat = staticmethod(repr)
-
-
-def silence_mohawk_debug() -> None:
-    """Keep mohawk's DEBUG output out of every log, and stop paying for it.
-
-    mohawk logs the payload it hashes at DEBUG; our payloads carry device passwords, so
-    that output must never reach rps.log, even when the daemon runs at DEBUG. mohawk also
-    builds those messages with ``pprint.pformat`` before its logger drops them: two thirds
-    of the CPU of signing a request (60 of 90 µs) and more of verifying one (the sandbox).
-    The messages are never emitted, so a plain ``repr`` does for them.
-    """
-    logging.getLogger("mohawk").setLevel(logging.INFO)
-    for module in (mohawk.base, mohawk.util):
-        if hasattr(module, "pprint"):
-            setattr(module, "pprint", _Repr)  # noqa: B010 - a module attribute, not ours
-
-
-silence_mohawk_debug()
 
 # The attribute order @hapi/hawk emits; servers accept any order, but
 # operators comparing captures with the reference client should see the familiar shape.

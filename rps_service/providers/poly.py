@@ -21,7 +21,6 @@ credentials shared by that server's devices (:attr:`AccessMode.SERVER`).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -34,12 +33,17 @@ from pydantic import AfterValidator, SecretStr
 
 from rps_service.access import AccessMode
 from rps_service.logs import get_logger
+from rps_service.models import answer_mac
 from rps_service.providers.errors import error_text, owned_by_other
+from rps_service.providers.guesses import rely_on_guess
+from rps_service.providers.keyed import KeyedLocks
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import BaseUrl, ProviderSettings
 from rps_service.providers.vendor import Account, ProviderContext, VendorProvider
 
 log = get_logger()
+
+GUESS_GONE = "a 404 to Poly's DELETE of a device means it is already removed"
 
 #: Devices per page of ``GET /devices`` (the page size peers use; no maximum is published).
 PAGE_SIZE = 50
@@ -91,15 +95,15 @@ class PolyProvider(VendorProvider):
     label = "Poly"
     service = "Poly ZTP"
     settings_class = PolySettings
+    settings: PolySettings
     access = AccessMode.SERVER
     credentials_noun = "API key"
     can_list = True
-    phone_family = "poly"
 
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
         self._profiles: dict[tuple[str, int], Profile] = {}
-        self._locks: dict[tuple[str, int], asyncio.Lock] = {}
+        self._locks: KeyedLocks[tuple[str, int]] = KeyedLocks()
         # Per account: profile id → the address it sends phones to (look-ups, listings).
         self._addresses: dict[str, dict[str, str | None]] = {}
 
@@ -124,6 +128,8 @@ class PolyProvider(VendorProvider):
     async def vendor_deregister(self, account: Account, device: Device) -> None:
         response = await self._send(account, "DELETE", _device_path(device.mac),
                                     "deregister", device.mac, ok=(404, 409))
+        if response.status_code == 404:
+            rely_on_guess(self.label, GUESS_GONE)
         if response.status_code == 409:
             # Poly's answer for a MAC another account holds: nothing of ours to remove.
             log.warning("Device held by another account, nothing to remove",
@@ -142,8 +148,8 @@ class PolyProvider(VendorProvider):
         await self._list_profiles(account)  # the addresses of the account's profiles
         addresses = self._addresses[account.key]
         async for entry in self._pages(account, "devices", "list", PAGE_SIZE, MAX_PAGES):
-            mac = str(entry.get("id", "")).replace(":", "").replace("-", "").upper()
-            if len(mac) != 12:
+            mac = answer_mac(entry.get("id"))
+            if not mac:
                 continue
             profile_id = _profile_of(entry)
             yield VendorRecord(mac, addresses.get(profile_id) if profile_id else None)
@@ -155,7 +161,6 @@ class PolyProvider(VendorProvider):
     async def close(self) -> None:
         await super().close()
         self._profiles.clear()
-        self._locks.clear()
         self._addresses.clear()
 
     # -- devices --------------------------------------------------------------------------
@@ -207,7 +212,7 @@ class PolyProvider(VendorProvider):
         if known is not None and known.holds == wanted:
             return known.id
         # One creation per server, even when a burst of its devices arrives cold.
-        async with self._locks.setdefault(key, asyncio.Lock()):
+        async with self._locks(key):
             known = self._profiles.get(key)
             if known is None:
                 known = await self._find(account, device)
@@ -292,7 +297,7 @@ class PolyProvider(VendorProvider):
         return addresses[profile_id]
 
     def _template(self) -> str:
-        return str(getattr(self.settings, "profile_name", "rps-{server}"))
+        return self.settings.profile_name
 
     def _name(self, server: int) -> str:
         return self._template().replace("{server}", str(server))

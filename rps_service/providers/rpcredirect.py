@@ -12,7 +12,6 @@ a log.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -21,14 +20,16 @@ from xmlrpc.client import Fault
 import httpx
 from pydantic import SecretStr
 
-from rps_service.access import AccessMode
+from rps_service.access import AccessMode, mask_url_keys
 from rps_service.providers.errors import clean_text, http_error
 from rps_service.providers.protocol import Failure, ProviderError
 from rps_service.providers.section import ProviderSettings
 from rps_service.providers.vendor import Account, VendorProvider
 from rps_service.providers.xmlrpc import call
 
-_URL_KEY = re.compile(r"[0-9a-f]{12}[A-Za-z0-9_-]{24}")
+#: What a Test of these services cannot see: only an add shows it.
+NOT_VERIFIED = ("whether the account may redirect phones is not verified: it shows only at "
+                "the first add")
 
 
 class RpcRedirectSettings(ProviderSettings):
@@ -89,13 +90,13 @@ class RpcRedirectProvider(VendorProvider):
         """A text the vendor sent, fit for rps.log: one short line, no password, no URL
         key (a vendor may quote the URL it refused, and the URL holds the key)."""
         # Keys first: clean_text cuts long texts, and half a key must not survive.
-        return clean_text(mask_keys(text), account.secrets)
+        return clean_text(mask_url_keys(text), account.secrets)
 
     def classify(self, response: httpx.Response, text: str, account: Account
                  ) -> ProviderError | None:
         """The shared HTTP rules, on a text without URL keys (an error page may quote
         the request)."""
-        masked = mask_keys(text)
+        masked = mask_url_keys(text)
         if masked == text:
             return None
         return http_error(response, text=masked, bad_login_hint=self.bad_login_hint(),
@@ -117,16 +118,18 @@ class RpcRedirectProvider(VendorProvider):
         return ProviderError(f"{method} refused: {shown}", Failure.BAD_LOGIN,
                              hint=self.bad_login_hint())
 
-    def accepted(self, account: Account) -> str:
-        """The Test button's success text."""
-        return f"{self.service} accepted the login {account.text('username')}"
+    def accepted(self, account: Account, how: str) -> str:
+        """The Test button's success text: ``how`` the login showed it works, and what the
+        Test cannot know (no call tells it without registering a phone)."""
+        return (f"{self.service} accepted the login {account.text('username')} ({how}); "
+                f"{NOT_VERIFIED}")
 
+    def unconfirmed_login(self, method: str, answer: Any, account: Account) -> ProviderError:
+        """The Test's call answered, but not as the vendor answers a working login: the
+        Test fails, quoting the answer."""
+        shown = str(answer) if isinstance(answer, RpcFault) else self.vendor_text(
+            repr(answer), account)
+        return ProviderError(f"{self.service} answered the Test's {method} with {shown}: "
+                             "the login is not confirmed", Failure.PERMANENT,
+                             hint=self.bad_login_hint())
 
-def mask_keys(text: str) -> str:
-    """``text`` with every URL key cut to its selector (the part rps.log may show)."""
-    return _URL_KEY.sub(lambda m: m.group(0)[:12] + "***", text)
-
-
-def same_mac(value: Any, mac: str) -> bool:
-    """Whether a vendor's MAC field (any case, any separators) is ``mac``."""
-    return isinstance(value, str) and re.sub(r"[^0-9A-Fa-f]", "", value).upper() == mac

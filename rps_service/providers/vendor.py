@@ -6,7 +6,8 @@ A vendor subclasses :class:`VendorProvider`, sets its facts as class attributes 
 it, :meth:`VendorProvider.classify`. This class does the rest: which credentials an event
 uses (master or tenant mode), the device URL, the shared HTTP client (rate limit, throttle
 pause, lease fencing, the ``Sending Request.`` line, metrics, timeouts), the error classes
-and the Test button's wording. Add a vendor in one module plus a line in the registry.
+and the Test button's wording. A vendor is added with its module and a line in the
+manifest, :mod:`rps_service.vendors`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import abc
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeGuard, TypeVar
 from urllib.parse import urlsplit
@@ -98,9 +99,6 @@ class VendorProvider(abc.ABC):
     can_lookup: ClassVar[bool] = True
     #: Extra settings (docs/fleet.md) can be pushed with a registration (``Device.settings``).
     supports_settings: ClassVar[bool] = False
-    #: The phones' family at ``/ztprov/`` (:mod:`rps_service.ztp.registry`); None: the
-    #: vendor sends its phones nowhere of ours (its portal points them at the PBX).
-    phone_family: ClassVar[str | None] = None
 
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         self.settings = settings
@@ -294,9 +292,18 @@ class VendorProvider(abc.ABC):
             response, text=text, bad_login_hint=self.bad_login_hint(), now=self.clock())
 
     def bad_login_hint(self) -> str:
-        keys = self._required_keys() or self.settings_class.credential_keys
-        where = f"[{self.name}] of rps.ini or PUT /providers/{self.name}/credentials/N"
-        return f"check {' and '.join(keys)} ({where})"
+        return self.credentials_hint()
+
+    @property
+    def credentials_where(self) -> str:
+        """Where an operator sets this provider's credentials."""
+        return f"[{self.name}] of rps.ini or PUT /providers/{self.name}/credentials/N"
+
+    def credentials_hint(self, keys: Sequence[str] = ()) -> str:
+        """``check <keys> (<where they are set>)``; the provider's credential keys by default."""
+        keys = keys or self._required_keys() or self.settings_class.credential_keys
+        listed = " and ".join(keys) if len(keys) < 3 else f"{', '.join(keys[:-1])} and {keys[-1]}"
+        return f"check {listed} ({self.credentials_where})"
 
     def check_failure(self, err: ProviderError) -> str:
         """What the Test button says about a failed check."""

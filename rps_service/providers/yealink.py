@@ -10,7 +10,9 @@ A factory-reset Yealink asks YMCS where to go and is sent to the device's
   ``POST /v2/rps/addDevicesByMac`` when ``add_by_mac`` is on (Yealink enables that per
   account; others get 403 ``900403``). YMCS documents no edit: ``800003`` (the account
   already holds the MAC) is answered by a delete and a second add; ``800004`` means another
-  organisation holds it.
+  organisation holds it. A batch item without a code is read by its words (its shape is not
+  public: a guess, logged once), and an "exists" read that way is checked with a look-up
+  before anything is deleted.
 * Remove: ``POST /v2/rps/delDevices`` by MAC. Look-up and list: ``POST /v2/rps/listDevices``.
 
 Batch calls answer 200 even when an item failed: ``failureCount`` and ``errors`` say so.
@@ -18,7 +20,6 @@ Batch calls answer 200 even when an item failed: ``failureCount`` and ``errors``
 
 from __future__ import annotations
 
-import contextvars
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ import httpx
 from pydantic import AfterValidator, SecretStr, model_validator
 
 from rps_service.access import AccessMode
+from rps_service.models import answer_mac
 from rps_service.providers.auth_ymcs import YmcsAuth, token_request
 from rps_service.providers.errors import (
     clean_text,
@@ -36,6 +38,7 @@ from rps_service.providers.errors import (
     owned_by_other,
     parse_retry_after,
 )
+from rps_service.providers.guesses import rely_on_guess
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import ProviderSettings, http_url
 from rps_service.providers.tokens import Token, TokenCache
@@ -66,6 +69,16 @@ _PERMANENT_CODES = frozenset({"800001", "800002", "800005", "800006", "800007", 
                               "900400", "900404", "900409"})
 _EXISTS, _OWNED = "800003", "800004"
 _CODE_IN_TEXT = re.compile(r"\b(8000\d\d|900\d\d\d)\b")
+# A batch item's words (its errorInfo), read only when it carries no code.
+_OTHER_ORG_WORDS = re.compile(r"\b(?:an)?other organi[sz]ations?\b", re.IGNORECASE)
+_EXISTS_WORDS = re.compile(r"\b(?:already exists?|exists?|existed|already)\b", re.IGNORECASE)
+_MISSING_WORDS = re.compile(r"\b(?:not|n't|never) (?:be )?exists?\b|n't exists?\b",
+                            re.IGNORECASE)
+GUESS_OWNED = ("a YMCS batch item without a code whose words name another organization "
+               "means another organisation holds the MAC (800004)")
+GUESS_EXISTS = ("a YMCS batch item without a code whose words say it exists means this "
+                "account already holds the MAC (800003): checked with a look-up before the "
+                "delete and second add")
 
 
 def _api_url(value: str) -> str:
@@ -121,10 +134,8 @@ class _Refusal:
     code: str
     text: str
     status: int
-
-
-# The account and MAC whose call needs a token: TokenCache's fetch is told only the key.
-_CALLER: contextvars.ContextVar[tuple[Account, str]] = contextvars.ContextVar("ymcs_caller")
+    #: The code was read from the words of a batch item that gave none (a guess).
+    worded: bool = False
 
 
 class YealinkProvider(VendorProvider):
@@ -134,14 +145,15 @@ class YealinkProvider(VendorProvider):
     label = "Yealink"
     service = "YMCS"
     settings_class = YealinkSettings
+    settings: YealinkSettings
     access = AccessMode.CREDENTIALS
     credentials_noun = "API keys"
     can_list = True
-    phone_family = "yealink"
 
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
-        self.tokens = TokenCache(self._fetch_token, refresh_before=60.0, clock=self.clock)
+        self.tokens: TokenCache[Account] = TokenCache(self._fetch_token, refresh_before=60.0,
+                                                      clock=self.clock)
         #: Accounts whose last addDevicesByMac YMCS refused for want of the permission.
         self._by_mac_refused: dict[str, str] = {}
 
@@ -164,7 +176,7 @@ class YealinkProvider(VendorProvider):
         try:
             account = await self.account(server)
         except ProviderError:  # no credentials yet: the event fails later, saying so
-            return bool(getattr(self.settings, "add_by_mac", False))
+            return self.settings.add_by_mac
         return account.flag("add_by_mac")
 
     # -- operations -----------------------------------------------------------------------
@@ -178,10 +190,24 @@ class YealinkProvider(VendorProvider):
         refusal = await self._add(account, device, by_mac)
         if refusal is not None and refusal.code == _EXISTS:
             # Already in this account (perhaps with another URL): YMCS has no edit call.
+            await self._confirm_ours(account, device, refusal)
             await self._delete(account, device.mac)
             refusal = await self._add(account, device, by_mac)
         if refusal is not None:
             raise self._refused(refusal, device.mac)
+
+    async def _confirm_ours(self, account: Account, device: Device, refusal: _Refusal) -> None:
+        """Before a delete on an "exists" read from words alone, see the device in this
+        account's list (which shows only its own devices); not there, nothing is deleted."""
+        if not refusal.worded:
+            return  # 800003: YMCS's code for "this account already holds it"
+        rely_on_guess(self.label, GUESS_EXISTS)
+        if await self.vendor_lookup(account, device) is None:
+            raise ProviderError(
+                f"{refusal.status}: {refusal.text}: read as \"already exists\", but the MAC "
+                "is not among this account's YMCS devices, so nothing was deleted",
+                Failure.PERMANENT, status=refusal.status,
+                hint="look the MAC up in the YMCS portal")
 
     async def vendor_deregister(self, account: Account, device: Device) -> None:
         await self._delete(account, device.mac)
@@ -213,7 +239,7 @@ class YealinkProvider(VendorProvider):
                 return
 
     async def vendor_check(self, account: Account) -> str:
-        self.tokens.drop(account.key)  # prove the keys now, not a token from earlier
+        self.tokens.forget(account)  # prove the keys now, not a token from earlier
         page = await self._list(account, "-", {}, 0, 1, count=True)
         total = page.get("total")
         held = f"; the account holds {total} RPS devices" if isinstance(total, int) else ""
@@ -292,20 +318,16 @@ class YealinkProvider(VendorProvider):
     async def _call(self, account: Account, operation: str, path: str, body: object,
                     mac: str) -> httpx.Response:
         """One API call, signed (a token is fetched first when the cache has none)."""
-        caller = _CALLER.set((account, mac))
-        try:
-            return await self.request(
-                account, "POST", self._url(path), operation=operation, mac=mac,
-                json_body=body, auth=YmcsAuth(self.tokens, account.key, self.clock))
-        finally:
-            _CALLER.reset(caller)
+        return await self.request(
+            account, "POST", self._url(path), operation=operation, mac=mac,
+            json_body=body, auth=YmcsAuth(self.tokens, account, mac, self.clock))
 
-    async def _fetch_token(self, key: str, previous: Token | None) -> Token:
-        account, mac = _CALLER.get()
+    async def _fetch_token(self, account: Account, previous: Token | None, mac: str) -> Token:
         request = token_request(self.settings.api_url, account.text("access_key_id"),
                                 account.text("access_key_secret"), user_agent=USER_AGENT,
                                 clock=self.clock)
-        response = await self.http.send(request, account=key, operation="token", mac=mac)
+        response = await self.http.send(request, account=account.key, operation="token",
+                                        mac=mac)
         if not response.is_success:
             raise self.error(response, account)
         data = self.json_object(response, "the token request")
@@ -345,14 +367,18 @@ class YealinkProvider(VendorProvider):
                      if first.get(k)), f"{what} failed with no reason given")
         code = next((str(first[k]).strip() for k in ("code", "errorCode") if first.get(k)), "")
         found = _CODE_IN_TEXT.search(text)
-        code = code or (found.group(1) if found else _code_of_words(text))
-        return _Refusal(code, clean_text(text, secrets), response.status_code)
+        code = code or (found.group(1) if found else "")
+        worded = not code and bool(_code_of_words(text))
+        return _Refusal(code or _code_of_words(text), clean_text(text, secrets),
+                        response.status_code, worded)
 
     def _refused(self, refusal: _Refusal, mac: str) -> ProviderError:
         where = f"{refusal.status}: {refusal.text}"
         if refusal.code:
             where += f" ({refusal.code})"
         if refusal.code == _OWNED:
+            if refusal.worded:
+                rely_on_guess(self.label, GUESS_OWNED)
             return owned_by_other(self.service, where, refusal.status,
                                   "release it in the YMCS account that holds it or ask "
                                   "Yealink to move it")
@@ -417,20 +443,17 @@ def _oauth_error(response: httpx.Response) -> str:
 
 
 def _code_of_words(text: str) -> str:
-    """A batch item's code from its words, when it gives none (the shape is not public)."""
-    words = text.lower()
-    if "another organization" in words or "other organization" in words:
+    """A batch item's code from its words, when it gives none (the shape is not public):
+    matched tolerantly, and only ever a guess (see GUESS_OWNED, GUESS_EXISTS)."""
+    if _OTHER_ORG_WORDS.search(text):
         return _OWNED
-    if "exist" in words and "not exist" not in words:
+    if _EXISTS_WORDS.search(text) and not _MISSING_WORDS.search(text):
         return _EXISTS
     return ""
 
 
 def _record(entry: object) -> VendorRecord | None:
-    if not isinstance(entry, dict) or not isinstance(entry.get("mac"), str):
-        return None
-    mac = re.sub(r"[^0-9A-Fa-f]", "", entry["mac"]).upper()
-    if len(mac) != 12:
+    if not isinstance(entry, dict) or not (mac := answer_mac(entry.get("mac"))):
         return None
     url = entry.get("uniqueServerUrl") or entry.get("serverUrl")
     return VendorRecord(mac, url if isinstance(url, str) else None)

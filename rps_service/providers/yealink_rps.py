@@ -29,7 +29,6 @@ See docs/vendors/yealink-rps.md.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import re
@@ -42,8 +41,10 @@ from pydantic import SecretStr
 
 from rps_service.access import AccessMode
 from rps_service.logs import get_logger
+from rps_service.models import answer_mac
 from rps_service.providers.auth_xca import XcaAuth
 from rps_service.providers.errors import clean_text, owned_by_other
+from rps_service.providers.keyed import KeyedLocks
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import BaseUrl, ProviderSettings
 from rps_service.providers.vendor import Account, ProviderContext, VendorProvider
@@ -65,9 +66,8 @@ _SIGNING = re.compile(r"sign|nonce|timestamp|access.?key|\bkey\b|api\.key|unauth
 _SERVER = re.compile(r"server", re.IGNORECASE)
 _EXISTS = re.compile(r"exist|already|duplicat", re.IGNORECASE)
 
-WHERE = "[yealink-rps] of rps.ini or PUT /providers/yealink-rps/credentials/N"
-CLOCK_HINT = (f"check access_key_id and access_key_secret ({WHERE}) and this host's clock: "
-              "RPS checks the signature and that X-Ca-Timestamp is recent")
+CLOCK_HINT = ("and this host's clock: RPS checks the signature and that X-Ca-Timestamp is "
+              "recent")
 
 
 class YealinkRpsSettings(ProviderSettings):
@@ -110,11 +110,6 @@ def rps_mac(mac: str) -> str:
     return mac.lower()
 
 
-def plain_mac(value: object) -> str:
-    """A MAC from an answer as 12 upper-case hex digits, or ''."""
-    text = re.sub(r"[:\-.]", "", value).upper() if isinstance(value, str) else ""
-    return text if re.fullmatch(r"[0-9A-F]{12}", text) else ""
-
 
 def error_key(data: Any) -> tuple[str, str]:
     """``(error.msg, the field errors' msgs)`` of an envelope."""
@@ -136,14 +131,13 @@ class YealinkRpsProvider(VendorProvider):
     service = "Yealink RPS"
     settings_class = YealinkRpsSettings
     access = AccessMode.CREDENTIALS
-    phone_family = "yealink"
     can_list = True
     credentials_noun = "AccessKey"
 
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
         self._servers: dict[tuple[str, str], object] = {}  # (account key, URL) → server id
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._locks: KeyedLocks[tuple[str, str]] = KeyedLocks()
 
     # -- operations -----------------------------------------------------------------------
 
@@ -234,7 +228,6 @@ class YealinkRpsProvider(VendorProvider):
     async def close(self) -> None:
         await super().close()
         self._servers.clear()
-        self._locks.clear()
 
     # -- servers and devices --------------------------------------------------------------
 
@@ -243,7 +236,7 @@ class YealinkRpsProvider(VendorProvider):
         key = (account.key, url)
         if key in self._servers:
             return self._servers[key]
-        async with self._locks.setdefault(key, asyncio.Lock()):
+        async with self._locks(key):
             if key in self._servers:
                 return self._servers[key]
             name = server_name(account.text("access_key_id"), url)
@@ -281,7 +274,7 @@ class YealinkRpsProvider(VendorProvider):
     async def _find(self, account: Account, mac: str) -> dict[str, Any] | None:
         """The account's device with this MAC (``device/list``'s key is a fuzzy search)."""
         async for entry in self._entries(account, mac, rps_mac(mac)):
-            if plain_mac(entry.get("mac")) == mac:
+            if answer_mac(entry.get("mac")) == mac:
                 return entry
         return None
 
@@ -305,7 +298,7 @@ class YealinkRpsProvider(VendorProvider):
 
     def _record(self, entry: Mapping[str, Any]) -> VendorRecord:
         url = entry.get("uniqueServerUrl") or entry.get("serverUrl")
-        return VendorRecord(plain_mac(entry.get("mac")), url if isinstance(url, str) else None,
+        return VendorRecord(answer_mac(entry.get("mac")), url if isinstance(url, str) else None,
                             detail=str(entry.get("serverName") or ""))
 
     # -- HTTP -----------------------------------------------------------------------------
@@ -349,7 +342,7 @@ class YealinkRpsProvider(VendorProvider):
         if status in (401, 403) or (key and _SIGNING.search(key)):
             said = clean_text(key, account.secrets) or text
             return ProviderError(f"{status}: {said}", Failure.BAD_LOGIN, status=status,
-                                 hint=CLOCK_HINT)
+                                 hint=self.bad_login_hint())
         return None
 
     def _refusal(self, answer: Answer, call: str) -> ProviderError:
@@ -359,11 +352,11 @@ class YealinkRpsProvider(VendorProvider):
         if _THROTTLED.search(answer.key):
             return ProviderError(text, Failure.THROTTLED)
         if _SIGNING.search(answer.key):
-            return ProviderError(text, Failure.BAD_LOGIN, hint=CLOCK_HINT)
+            return ProviderError(text, Failure.BAD_LOGIN, hint=self.bad_login_hint())
         return ProviderError(text, Failure.PERMANENT)
 
     def bad_login_hint(self) -> str:
-        return CLOCK_HINT
+        return f"{self.credentials_hint()} {CLOCK_HINT}"
 
 
 def _items(data: Any) -> list[dict[str, Any]]:

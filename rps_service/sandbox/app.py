@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from ..mohawk_quiet import silence_mohawk_debug
 from . import control
 from . import sraps_api as api
 from .emulator import Emulator
@@ -29,6 +30,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def create_app(state: SandboxState) -> web.Application:
     """Build the sandbox application around ``state``, with every registered emulator."""
+    silence_mohawk_debug()  # the Hawk check's DEBUG output would show the payloads
     app = web.Application(middlewares=[_api_middleware])
     app[api.STATE] = state
     app[_PACER] = Pacer()

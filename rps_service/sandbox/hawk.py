@@ -20,10 +20,7 @@ from mohawk.exc import (
 )
 from mohawk.util import calculate_ts_mac, parse_authorization_header
 
-from ..providers.hawk import silence_mohawk_debug
 from .state import ApiKey, SrapsWorld
-
-silence_mohawk_debug()
 
 TIMESTAMP_SKEW_SECONDS = 60
 _REQUIRED_ATTRIBUTES = ("id", "ts", "nonce", "mac")

@@ -42,14 +42,20 @@ from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
-from rps_service.access import URL_KEY, AccessMode, new_url_key, url_key_selector
+from rps_service.access import (
+    URL_KEY,
+    AccessMode,
+    mask_url_keys,
+    new_url_key,
+    url_key_selector,
+)
 from rps_service.clock import utcnow
 from rps_service.config import ZtpSettings
 from rps_service.logs import get_logger, http_server_logger
 from rps_service.models import Device
-from rps_service.providers.registry import PROVIDERS
 from rps_service.store import Store, StoreUnavailable
 from rps_service.timeline import Timeline
+from rps_service.vendors import PROVIDERS, family_of
 from rps_service.ztp import fetches
 from rps_service.ztp.auth import (
     WRONG_CREDENTIALS,
@@ -66,13 +72,11 @@ from rps_service.ztp.connections import (
     raise_file_limit,
 )
 from rps_service.ztp.family import PhoneFamily, mac_in
-from rps_service.ztp.registry import FAMILIES
 from rps_service.ztp.throttle import FailureThrottle
 from rps_service.ztp.useragent import UserAgent, parse_user_agent
 
 log = get_logger()
 _LOGIN_MODES = (AccessMode.CREDENTIALS, AccessMode.SERVER)
-_KEY_IN_PATH = re.compile(r"(?<=/)([0-9a-f]{12})[A-Za-z0-9_-]{24}(?=/)")
 _DIGEST_USER = re.compile(r'username="([^"]*)"')
 _SPACE = re.compile(r"\s")
 #: The keys of an ``Authentication failed.`` line, first and in this order (fail2ban).
@@ -126,13 +130,8 @@ def _secret(device: Device | None) -> Secret | None:
     return Secret(device.http_username, device.http_password)
 
 
-def _family(device: Device) -> PhoneFamily | None:
-    provider = PROVIDERS.get(device.provider)
-    return FAMILIES.get(getattr(provider, "phone_family", "") or "")
-
-
 def _agent(device: Device, header: str | None) -> UserAgent:
-    family = _family(device)
+    family = family_of(device.provider)
     return (family.parse_user_agent if family else parse_user_agent)(header)
 
 
@@ -164,7 +163,7 @@ def _same(given: str, expected: str) -> bool:
 
 def loggable_path(path: str) -> str:
     """A request path as rps.log shows it: URL keys cut to their selector (they are secrets)."""
-    return _KEY_IN_PATH.sub(r"\1***", path)
+    return mask_url_keys(path)
 
 
 def _too_many(retry_after: int) -> web.Response:
@@ -327,7 +326,7 @@ class ZtpListener:
             retry_after = self._failed(request, ip, None, now, key=f"{selector}***",
                                        reason="unknown or revoked URL key")
             return _plain(403) if retry_after is None else _too_many(retry_after)
-        family = _family(device)
+        family = family_of(device.provider)
         agent = (family.parse_user_agent if family else parse_user_agent)(
             request.headers.get("User-Agent"))
         if agent.mac and agent.mac != device.mac:
@@ -350,7 +349,7 @@ class ZtpListener:
 
     async def _serve(self, request: web.Request, ip: str, device: Device,
                      name: str) -> web.Response:
-        family = _family(device)
+        family = family_of(device.provider)
         if family is None or not family.serves(name, device.mac):
             return _plain(404)  # the model file, firmware, probes: nothing to serve
         return await self._settings_file(request, ip, device, family, name)

@@ -4,12 +4,14 @@ json, logrotate."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import mohawk.base
 import pytest
 import structlog
 
@@ -313,3 +315,10 @@ def test_every_log_line_of_the_package_is_in_docs_logs_md() -> None:
     assert len(messages) > 50  # the pattern still finds the package's log calls
     missing = sorted(m for m in messages if f"{m}." not in documented)
     assert missing == [], f"not in docs/logs.md: {missing}"
+
+
+def test_configuring_the_log_keeps_mohawks_debug_out(configured: Configure) -> None:
+    # mohawk logs the payloads it signs (device passwords) at DEBUG: never, at any level.
+    configured("DEBUG")
+    assert not logging.getLogger("mohawk").isEnabledFor(logging.DEBUG)
+    assert mohawk.base.pprint.pformat is repr  # type: ignore[attr-defined]

@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rps_service.models import MAX_BATCH, EventIn, FieldError, normalize_mac, validate_events
+from rps_service.models import (
+    MAX_BATCH,
+    EventIn,
+    FieldError,
+    answer_mac,
+    normalize_mac,
+    validate_events,
+)
 
 PROVIDERS = frozenset({"snom"})
 HEX = "0123456789abcdefABCDEF"
@@ -266,3 +273,12 @@ def test_arbitrary_json_never_raises(body: Any) -> None:
     if 0 < len(items) <= MAX_BATCH:
         # Every item ends up either as an event or with at least one error.
         assert len(events) + len({e.index for e in errors}) == len(items)
+
+
+@pytest.mark.parametrize(("given", "read"), [
+    ("00:04:13:ab:cd:ef", "000413ABCDEF"), ("0004.13AB.CDEF", "000413ABCDEF"),
+    ("000413abcdef", "000413ABCDEF"), ("00-04-13-AB-CD-EF", "000413ABCDEF"),
+    ("000413ABCDE", ""), ("not a mac", ""), (None, ""), (12, ""), ("", ""),
+])
+def test_a_mac_in_a_vendor_answer_is_read_one_way(given: object, read: str) -> None:
+    assert answer_mac(given) == read

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from types import SimpleNamespace
 
 import httpx
 from hypothesis import given
@@ -76,8 +77,8 @@ async def test_a_token_fetched_for_a_request_never_shares_its_turn() -> None:
     http = VendorHttp(name="v", label="V", transport=httpx.MockTransport(handler), timeout=5,
                       rate_limit=1, retry_cap=30, monotonic=clock, sleep=sleep)
 
-    async def fetch(key: str, previous: Token | None) -> Token:
-        await http.send(httpx.Request("POST", "https://v.test/token"), account=key,
+    async def fetch(account: SimpleNamespace, previous: Token | None, mac: str) -> Token:
+        await http.send(httpx.Request("POST", "https://v.test/token"), account=account.key,
                         operation="token")
         return Token("t0ken", expires=clock.now + 3600)
 
@@ -90,5 +91,5 @@ async def test_a_token_fetched_for_a_request_never_shares_its_turn() -> None:
 
     tokens = TokenCache(fetch, clock=clock)
     await http.send(httpx.Request("POST", "https://v.test/api"), account="a", operation="x",
-                    auth=Signed(tokens, "a"))
+                    auth=Signed(tokens, SimpleNamespace(key="a")))
     assert sent == [("/token", 100.0), ("/api", 101.0)]
