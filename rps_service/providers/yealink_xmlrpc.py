@@ -28,10 +28,9 @@ docs/vendors/yealink-xmlrpc.md.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 import xmlrpc.client
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import httpx
 from pydantic import SecretStr
@@ -42,11 +41,11 @@ from rps_service.providers.errors import clean_text, owned_by_other
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import HttpUrl, ProviderSettings
 from rps_service.providers.vendor import Account, ProviderContext, VendorProvider
-from rps_service.providers.xmlrpc import call
+from rps_service.providers.xmlrpc import NAME_LIMIT as NAME_LIMIT  # re-exported
+from rps_service.providers.xmlrpc import answer_of, call, server_name
 
 log = get_logger()
 
-NAME_LIMIT = 20
 #: The Test button looks up this MAC: any answer proves the login (nothing is written).
 CHECK_MAC = "001565000000"
 SERVER_NAME = re.compile(r"[A-Za-z0-9_. -]{1,20}")
@@ -81,32 +80,9 @@ class YealinkXmlrpcSettings(ProviderSettings):
     override: bool = False
 
 
-def server_name(account: str, url: str) -> str:
-    """The RPS server name for ``url`` in ``account``: stable, 20 characters, unlikely to
-    be any other Yealink customer's (names are unique across all of them)."""
-    digest = hashlib.sha256(f"{account}\0{url}".encode()).hexdigest()
-    return f"rps-{digest[:NAME_LIMIT - 4]}"
-
-
 def rps_mac(mac: str) -> str:
     """``001565ABCDEF`` → ``001565abcdef``, the form Yealink's own examples use."""
     return mac.lower()
-
-
-def answer_of(result: Any) -> tuple[bool, str] | None:
-    """``(ok, text)`` from a ``[boolean, value]`` answer (booleans as 1/0 too), else None."""
-    if not isinstance(result, list) or not result:
-        return None
-    first = result[0]
-    if isinstance(first, bool):
-        ok = first
-    elif isinstance(first, int | str) and str(first).strip().lower() in ("1", "0", "true",
-                                                                           "false"):
-        ok = str(first).strip().lower() in ("1", "true")
-    else:
-        return None
-    text = result[1] if len(result) > 1 else ""
-    return ok, (text if isinstance(text, str) else str(text))
 
 
 class YealinkXmlrpcProvider(VendorProvider):
