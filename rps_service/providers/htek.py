@@ -187,6 +187,8 @@ class HtekProvider(RpcRedirectProvider):
                 log.info("Server already exists", component=self.label, mac=device.mac,
                          name=name)
             self._servers.add(key)
+        # One server per device: keep no lock per device (later calls see the set first).
+        self._locks.pop(key, None)
         return name
 
     async def _register(self, account: Account, mac: str, name: str, *,
