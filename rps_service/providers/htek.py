@@ -31,12 +31,12 @@ never taken silently: the override flag is sent only with ``[htek] override = tr
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any, ClassVar
 
 from rps_service.logs import get_logger
 from rps_service.providers.errors import owned_by_other
+from rps_service.providers.once import CreatedOnce
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.rpcredirect import RpcFault, RpcRedirectProvider, RpcRedirectSettings
 from rps_service.providers.section import HttpUrl, ProviderSettings
@@ -84,8 +84,7 @@ class HtekProvider(RpcRedirectProvider):
 
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
-        self._servers: set[tuple[str, str]] = set()  # (account key, name) known to exist
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._servers = CreatedOnce()  # by (account key, server name)
 
     @property
     def override(self) -> bool:
@@ -99,7 +98,7 @@ class HtekProvider(RpcRedirectProvider):
         ok, text = await self._register(account, device.mac, name)
         if not ok and _INVALID_SERVER.search(text):
             # The server was deleted behind our back: create it again, once.
-            self._servers.discard((account.key, name))
+            self._servers.forget((account.key, name))
             name = await self._server(account, device)
             ok, text = await self._register(account, device.mac, name)
         if ok:
@@ -172,23 +171,18 @@ class HtekProvider(RpcRedirectProvider):
     async def _server(self, account: Account, device: Device) -> str:
         """The name of this account's server for the device's URL, created on first use."""
         name = server_name(account.text("username"), device.url)
-        key = (account.key, name)
-        if key in self._servers:
-            return name
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            if key in self._servers:
-                return name
+
+        async def add() -> None:
             ok, text = await self._call(account, "redirect.addServer", name, device.url,
                                         operation="add_server", mac=device.mac, raw=True)
-            if not ok:
-                if not _EXISTS.search(text):
-                    raise self._refusal("addServer", text)
-                # Ours from an earlier run (the name is derived from the account and URL).
-                log.info("Server already exists", component=self.label, mac=device.mac,
-                         name=name)
-            self._servers.add(key)
-        # One server per device: keep no lock per device (later calls see the set first).
-        self._locks.pop(key, None)
+            if ok:
+                return
+            if not _EXISTS.search(text):
+                raise self._refusal("addServer", text)
+            # Ours from an earlier run (the name is derived from the account and URL).
+            log.info("Server already exists", component=self.label, mac=device.mac, name=name)
+
+        await self._servers.ensure((account.key, name), add)
         return name
 
     async def _register(self, account: Account, mac: str, name: str, *,

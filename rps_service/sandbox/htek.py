@@ -35,13 +35,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any
-from xml.sax.saxutils import escape
 
 from aiohttp import web
 
 from .rpcredirect import OTHER_USER, Method, RpcRedirectEmulator, http_url
 from .state import SandboxState
-from .xmlrpc import XmlRpcRefused, fault, string_params
+from .xmlrpc import XmlRpcRefused, fault, string_params, untyped_answer
 
 FOREIGN_MAC = "001FC1999999"
 OTHER_SERVER = "other-pbx"
@@ -57,6 +56,8 @@ NOT_EMULATED = ("redirect.listDevices", "redirect.registerDevices",
                 "redirect.deRegisterDevices", "redirect.editDevice")
 _NAME = re.compile(r"[A-Za-z0-9_. -]{1,20}")
 _MAC = re.compile(r"[0-9A-Fa-f]{12}|[0-9A-Fa-f]{2}([:\- ])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){4}")
+#: What Apache XML-RPC, which Htek's answers show it runs, declares on methodResponse.
+APACHE_NAMESPACE = 'xmlns:ex="http://ws.apache.org/xmlrpc/namespaces/extensions"'
 Result = tuple[bool, str]
 Call = Callable[[str, tuple[Any, ...]], Result]
 
@@ -64,16 +65,6 @@ Call = Callable[[str, tuple[Any, ...]], Result]
 def plain_mac(value: str) -> str | None:
     """12 upper-case hex digits for a MAC in one of the four forms, else None."""
     return re.sub(r"[:\- ]", "", value).upper() if _MAC.fullmatch(value) else None
-
-
-def untyped_answer(ok: bool, text: str) -> web.Response:
-    """``[boolean, value]`` with the value untyped, in Apache XML-RPC's envelope."""
-    body = ('<?xml version="1.0" encoding="UTF-8"?>\n<methodResponse '
-            'xmlns:ex="http://ws.apache.org/xmlrpc/namespaces/extensions"><params><param>'
-            f"<value><array><data><value><boolean>{int(ok)}</boolean></value>"
-            f"<value>{escape(text)}</value></data></array></value></param></params>"
-            "</methodResponse>\n")
-    return web.Response(body=body.encode("utf-8"), content_type="text/xml", charset="utf-8")
 
 
 class HtekEmulator(RpcRedirectEmulator):
@@ -177,7 +168,7 @@ class HtekEmulator(RpcRedirectEmulator):
 
 def _answered(run: Call) -> Method:
     def method(user: str, params: tuple[Any, ...]) -> web.Response:
-        return untyped_answer(*run(user, params))
+        return untyped_answer(*run(user, params), namespaces=APACHE_NAMESPACE)
     return method
 
 
