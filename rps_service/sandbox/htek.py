@@ -96,6 +96,8 @@ class HtekEmulator(RpcRedirectEmulator):
     def snapshot(self) -> dict[str, Any]:
         world = super().snapshot()
         world["servers"] = {n: {"owner": o} for n, (o, _) in sorted(self.servers.items())}
+        for mac, entry in world["devices"].items():
+            entry["server"] = self.server_of.get(mac)
         return world
 
     def call(self, user: str, method: str, params: tuple[Any, ...]) -> Result:

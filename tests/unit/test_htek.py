@@ -143,6 +143,8 @@ async def test_register_adds_a_server_for_the_device_url_then_registers_the_mac(
                          ("redirect.registerDevice", ("001fc1abcdef", name))]
     held = fake.emulator.holds(MAC)
     assert held is not None and held.url == URL
+    snapshot = fake.emulator.snapshot()
+    assert snapshot["devices"][MAC]["server"] == name and KEY not in str(snapshot)
     await provider.register(DEVICE)  # again: the server is known, the MAC is ours
     assert fake.methods()[2:] == ["registerDevice", "deRegisterDevice", "registerDevice"]
     assert fake.emulator.holds(MAC) == held
