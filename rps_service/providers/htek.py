@@ -48,7 +48,7 @@ log = get_logger()
 #: The Test button looks up this MAC (Htek's OUI, no phone): any answer proves the login.
 CHECK_MAC = "001fc1000000"
 _EXISTING = re.compile(r"existing\s*mac", re.IGNORECASE)
-_OVERRIDE = re.compile(r"override", re.IGNORECASE)
+_OVERRIDE = re.compile(r"override\s*mac", re.IGNORECASE)
 _INVALID_MAC = re.compile(r"invalid\s*mac", re.IGNORECASE)
 _INVALID_SERVER = re.compile(r"invalid\s*server", re.IGNORECASE)
 _EXISTS = re.compile(r"exist|already|duplicat", re.IGNORECASE)

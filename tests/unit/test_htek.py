@@ -189,6 +189,15 @@ async def test_override_true_sends_the_flag_with_a_warning(fake: Rps) -> None:
                if e["log_level"] == "warning")
 
 
+async def test_a_refused_override_flag_is_not_read_as_another_users(fake: Rps) -> None:
+    provider = make_provider(fake, override=True)
+    fake.inject("redirect.registerDevice", lambda: untyped(0, OVERRIDE_PROMPT))
+    fake.inject("redirect.registerDevice", lambda: untyped(0, "Error:Invalid override flag"))
+    err = await failure(provider.register(DEVICE))
+    assert err.failure is Failure.PERMANENT and "Invalid override flag" in err.message
+    assert "experimental" in err.hint
+
+
 @pytest.mark.parametrize("text", [
     OVERRIDE_PROMPT, "ARE YOU SURE YOU WANT TO OVERRIDE MAC ADDRESSES?",
     "Error: are you sure you want to override mac address(es)"])
