@@ -76,7 +76,7 @@ class SnomXmlRpcProvider(RpcRedirectProvider):
         answer = await self.rpc(account, "network.echo", "ping", operation="check")
         if isinstance(answer, RpcFault):
             raise self.refused_login("network.echo", answer, account)
-        return self.accepted(account)
+        return self.accepted(account, "network.echo answered without a fault")
 
     async def _call(self, account: Account, method: str, operation: str, mac: str,
                     *more: str) -> tuple[bool, str]:
