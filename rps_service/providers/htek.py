@@ -1,10 +1,10 @@
 """Htek's RPS over XML-RPC (Yealink-style): a named server per URL, then a MAC per server.
 
 **Experimental.** Htek's API page could be read only in part and no public client calls the
-service, so most facts here rest on one source or on the Yealink service it copies; the
-first operation of each process logs a WARNING saying so, and refusals this module does not
-recognise carry a hint pointing at docs/vendors/htek.md (which lists what to check with a
-real account).
+service, so most facts here rest on one source or on the Yealink service it copies. Each
+guess is said once per process when first relied on (``Relying on a guess.``, the first one
+being that the provider is experimental), and refusals this module does not recognise carry
+a hint pointing at docs/vendors/htek.md (which lists what to check with a real account).
 
 Wire facts (tags as in docs/vendors/htek.md: one source unless said otherwise):
 
@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 
 from rps_service.logs import get_logger
 from rps_service.providers.errors import owned_by_other
+from rps_service.providers.guesses import rely_on_guess
 from rps_service.providers.once import CreatedOnce
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.rpcredirect import RpcFault, RpcRedirectProvider, RpcRedirectSettings
@@ -60,7 +61,20 @@ EXPERIMENTAL_HINT = ("Htek RPS support is experimental: this answer is not one t
                      "Htek documentation lists (docs/vendors/htek.md)")
 OWNED_HINT = ("release it in the Htek RPS account that holds it, or set [htek] "
               "override = true to take it from that user")
-_warned = False
+GUESS_EXPERIMENTAL = ("Htek RPS works as its partly readable API page and Yealink's RPS it "
+                      "copies say (an experimental provider: docs/vendors/htek.md)")
+GUESS_ADD_SERVER = "Htek RPS takes addServer(serverName, url), two strings, as Yealink's RPS"
+GUESS_SERVER_EXISTS = ("an addServer refusal whose words say the name exists (or is already "
+                       "taken, a duplicate) means this account's server of an earlier run: "
+                       "its name is derived from the account and the URL")
+GUESS_FLAG = "Htek RPS takes registerDevice's override flag as the string \"1\""
+GUESS_DEREGISTER = "Htek RPS removes a device with deRegisterDevice(mac), as Yealink's RPS"
+GUESS_GONE = ("a deRegisterDevice refusal saying the MAC is not registered (not found, no "
+              "such MAC) means there is nothing to remove")
+GUESS_CHECK = ("Htek RPS's checkDevice(mac) answers registered, unregistered or registered "
+               "elsewhere, as Yealink's RPS")
+GUESS_LOGIN = ("Htek RPS answers a wrong login with HTTP 401 (or a fault), so a look-up it "
+               "answers proves the login")
 
 
 class HtekSettings(RpcRedirectSettings):
@@ -93,7 +107,7 @@ class HtekProvider(RpcRedirectProvider):
     # -- operations -----------------------------------------------------------------------
 
     async def vendor_register(self, account: Account, device: Device) -> None:
-        _experimental()
+        rely_on_guess(self.label, GUESS_EXPERIMENTAL)
         name = await self._server(account, device)
         ok, text = await self._register(account, device.mac, name)
         if not ok and _INVALID_SERVER.search(text):
@@ -121,6 +135,7 @@ class HtekProvider(RpcRedirectProvider):
                                  hint=OWNED_HINT)
         log.warning("Taking the MAC from another Htek RPS account (override = true)",
                     component=self.label, mac=device.mac, server=device.server)
+        rely_on_guess(self.label, GUESS_FLAG)
         ok, text = await self._register(account, device.mac, name, override=True)
         if ok:
             return
@@ -130,15 +145,18 @@ class HtekProvider(RpcRedirectProvider):
         raise self._refusal("registerDevice", text)
 
     async def vendor_deregister(self, account: Account, device: Device) -> None:
-        _experimental()
+        rely_on_guess(self.label, GUESS_EXPERIMENTAL)
         await self._deregister(account, device.mac)
 
     async def _deregister(self, account: Account, mac: str) -> None:
+        rely_on_guess(self.label, GUESS_DEREGISTER)
         ok, text = await self._call(account, "redirect.deRegisterDevice", mac,
                                     operation="deregister", mac=mac)
         if ok:
             return
-        if not _GONE.search(text):
+        if _GONE.search(text):
+            rely_on_guess(self.label, GUESS_GONE)
+        else:
             # The refusal's words for "not there" are not public: ask what RPS holds.
             status = await self._status(account, mac)
             if status == "registered":
@@ -146,7 +164,7 @@ class HtekProvider(RpcRedirectProvider):
         log.info("Nothing to remove", component=self.label, mac=mac)
 
     async def vendor_lookup(self, account: Account, device: Device) -> VendorRecord | None:
-        _experimental()
+        rely_on_guess(self.label, GUESS_EXPERIMENTAL)
         status = await self._status(account, device.mac)
         if status == "registered":
             return VendorRecord(device.mac, None, detail=status)
@@ -155,16 +173,20 @@ class HtekProvider(RpcRedirectProvider):
         return None
 
     async def vendor_check(self, account: Account) -> str:
-        _experimental()
-        # Htek has no login check: a look-up that gets any XML-RPC answer (even a fault)
-        # proves the login (a bad one is an HTTP 401); nothing is written.
-        answer = await self.rpc(account, "redirect.checkDevice", CHECK_MAC, operation="check")
-        if isinstance(answer, RpcFault) and _LOGIN.search(answer.text):
-            raise self.refused_login("redirect.checkDevice", answer, account)
-        read = answer_of(answer)
-        said = str(answer) if read is None else (read[1] or str(read[0]).lower())
-        return (f"{self.accepted(account)} (a look-up answered {said}; whether the account "
-                "may register devices is not checked: Htek support is experimental)")
+        rely_on_guess(self.label, GUESS_EXPERIMENTAL)
+        # Htek has no login check: a look-up answered ``true`` proves it (a bad login is
+        # taken to be an HTTP 401 or a fault); a ``false`` or a fault fails the Test.
+        method = "redirect.checkDevice"
+        answer = await self.rpc(account, method, CHECK_MAC, operation="check")
+        read = None if isinstance(answer, RpcFault) else _tolerant(answer)
+        said = answer.text if isinstance(answer, RpcFault) else read[1] if read else ""
+        if (read is None or not read[0]) and _LOGIN.search(said):
+            raise self.refused_login(method, answer, account)
+        if read is None or not read[0]:
+            raise self.unconfirmed_login(method, answer, account)
+        rely_on_guess(self.label, GUESS_LOGIN)
+        shown = self.vendor_text(read[1], account) or "OK"
+        return self.accepted(account, f"{method} answered a look-up with {shown}")
 
     # -- calls ----------------------------------------------------------------------------
 
@@ -173,13 +195,14 @@ class HtekProvider(RpcRedirectProvider):
         name = server_name(account.text("username"), device.url)
 
         async def add() -> None:
+            rely_on_guess(self.label, GUESS_ADD_SERVER)
             ok, text = await self._call(account, "redirect.addServer", name, device.url,
                                         operation="add_server", mac=device.mac, raw=True)
             if ok:
                 return
             if not _EXISTS.search(text):
                 raise self._refusal("addServer", text)
-            # Ours from an earlier run (the name is derived from the account and URL).
+            rely_on_guess(self.label, GUESS_SERVER_EXISTS)
             log.info("Server already exists", component=self.label, mac=device.mac, name=name)
 
         await self._servers.ensure((account.key, name), add)
@@ -192,6 +215,7 @@ class HtekProvider(RpcRedirectProvider):
                                 operation="register", mac=mac)
 
     async def _status(self, account: Account, mac: str) -> str:
+        rely_on_guess(self.label, GUESS_CHECK)
         ok, text = await self._call(account, "redirect.checkDevice", mac, operation="lookup",
                                     mac=mac)
         status = " ".join(text.replace("_", " ").split()).lower()
@@ -247,13 +271,3 @@ def _hinted(err: ProviderError) -> ProviderError:
     hint = f"{err.hint}; {EXPERIMENTAL_HINT}" if err.hint else EXPERIMENTAL_HINT
     return ProviderError(err.message, err.failure, hint=hint, status=err.status,
                          retry_after=err.retry_after)
-
-
-def _experimental() -> None:
-    """Say once per process that the provider rests on unconfirmed facts."""
-    global _warned
-    if not _warned:
-        _warned = True
-        log.warning("Experimental provider in use: most Htek RPS facts are unconfirmed",
-                    component="Htek", see="docs/vendors/htek.md")
-

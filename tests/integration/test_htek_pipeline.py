@@ -13,9 +13,9 @@ import xmlrpc.client
 from urllib.parse import urlsplit
 
 import httpx
-import pytest
 
 from rps_service.providers import htek
+from rps_service.providers.guesses import forget_guesses
 from rps_service.sandbox.htek import FOREIGN_MAC, HtekEmulator
 from rps_service.sandbox.rpcredirect import DEMO_USER
 from tests.conftest import SECRETS
@@ -25,9 +25,8 @@ from tests.integration.test_pipeline import wait_events
 MAC = "001FC1000101"
 
 
-async def test_the_phone_fetches_its_xml_however_rps_joins_the_name(
-        daemons: Daemons, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(htek, "_warned", False)  # as in a freshly started daemon
+async def test_the_phone_fetches_its_xml_however_rps_joins_the_name(daemons: Daemons) -> None:
+    forget_guesses()  # as in a freshly started daemon
     d = await daemons.start("htek")
     r = await d.api.post("/events", json={"action": "add", "provider": "htek", "mac": MAC,
                                           "server": 8})
@@ -56,8 +55,8 @@ async def test_the_phone_fetches_its_xml_however_rps_joins_the_name(
     fetched = (await d.api.get(f"/devices/htek/{MAC}")).json()
     assert (fetched["ztp_model"], fetched["ztp_firmware"]) == ("UC926", "2.0.4.2")
     text = d.log_path.read_text()
-    assert text.count("WARNING (Htek): Experimental provider in use: most Htek RPS facts are "
-                      "unconfirmed. See=docs/vendors/htek.md") == 1
+    assert text.count(f"WARNING (Htek): Relying on a guess. Guess={htek.GUESS_EXPERIMENTAL}"
+                      ) == 1
 
 
 async def test_the_emulator_is_strict_over_http(daemons: Daemons) -> None:

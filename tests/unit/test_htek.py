@@ -23,6 +23,7 @@ from structlog.testing import capture_logs
 from rps_service.access import new_url_key
 from rps_service.models import Credentials, Device, ServerProvisioning
 from rps_service.providers import htek
+from rps_service.providers.guesses import forget_guesses
 from rps_service.providers.htek import HtekProvider, HtekSettings
 from rps_service.providers.protocol import Device as VendorDevice
 from rps_service.providers.protocol import Failure, ProviderError
@@ -282,25 +283,40 @@ async def test_lookup(fake: Rps, provider: HtekProvider) -> None:
         is Failure.PERMANENT
 
 
-async def test_the_test_button_says_what_it_did_not_check(fake: Rps,
-                                                          provider: HtekProvider) -> None:
+async def test_the_test_button_says_what_it_did_not_verify(fake: Rps,
+                                                           provider: HtekProvider) -> None:
     result = await provider.check_credentials(8)
-    assert result.ok and DEMO_USER in result.message and "not checked" in result.message
-    fake.inject("redirect.checkDevice", lambda: faulted(-32601, "method not found"))
-    assert (await provider.check_credentials(8)).ok  # the login was accepted all the same
+    assert result.ok and DEMO_USER in result.message, result
+    assert "answered a look-up with unregistered" in result.message
+    assert "may redirect phones is not verified" in result.message
     result = await make_provider(fake, password="not-the-password").check_credentials(8)
     assert not result.ok and "rejected" in result.message
 
 
-async def test_experimental_is_logged_once_per_process(
-        fake: Rps, provider: HtekProvider, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(htek, "_warned", False)
+@pytest.mark.parametrize(("outcome", "words"), [
+    (lambda: faulted(-32601, "method not found"), "the login is not confirmed"),
+    (lambda: untyped(0, "Error:Invalid MAC(s):x"), "the login is not confirmed"),
+    (lambda: faulted(2, "Permission denied"), "rejected"),
+    (lambda: untyped(0, "Error:Login failed"), "rejected"),
+])
+async def test_the_test_fails_on_what_no_working_login_gets(
+        fake: Rps, provider: HtekProvider, outcome: Outcome, words: str) -> None:
+    fake.inject("redirect.checkDevice", outcome)
+    result = await provider.check_credentials(8)
+    assert not result.ok and words in result.message, result
+
+
+async def test_each_guess_is_said_once_per_process(fake: Rps, provider: HtekProvider) -> None:
+    forget_guesses()
     with capture_logs() as logs:
         await provider.register(DEVICE)
         await provider.deregister(VendorDevice(mac=MAC, server=8))
-    warnings = [e for e in logs if e["log_level"] == "warning"]
-    assert [e["event"] for e in warnings] == [
-        "Experimental provider in use: most Htek RPS facts are unconfirmed"]
+        await provider.register(DEVICE)
+        await provider.deregister(VendorDevice(mac=MAC, server=8))
+    guesses = [e["guess"] for e in logs if e["event"] == "Relying on a guess"]
+    assert all(e["log_level"] == "warning" for e in logs if e["event"] == "Relying on a guess")
+    assert guesses == [htek.GUESS_EXPERIMENTAL, htek.GUESS_ADD_SERVER, htek.GUESS_DEREGISTER]
+    forget_guesses()
 
 
 async def test_url_keys_and_passwords_never_reach_an_error_text(
