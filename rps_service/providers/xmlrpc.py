@@ -9,6 +9,7 @@ to classify; an answer that is not XML-RPC at all is a permanent error naming th
 
 from __future__ import annotations
 
+import hashlib
 import xmlrpc.client
 from typing import TYPE_CHECKING, Any
 from xml.parsers.expat import ExpatError
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from rps_service.providers.vendor import Account, VendorProvider
 
 XML = "text/xml"
+#: Longest server name a Yealink-style RPS takes (Yealink's limit; Htek publishes none).
+NAME_LIMIT = 20
 MAX_ANSWER = 1_048_576  # an XML-RPC answer larger than this is not a redirection service's
 
 
@@ -49,3 +52,27 @@ async def call(provider: VendorProvider, account: Account, method: str, *params:
                             f"({response.status_code})", Failure.PERMANENT,
                             status=response.status_code) from None
     return result[0] if len(result) == 1 else list(result)
+
+
+def answer_of(result: Any) -> tuple[bool, str] | None:
+    """``(ok, text)`` from a ``[boolean, value]`` answer (booleans as 1/0 too), else None."""
+    if not isinstance(result, list) or not result:
+        return None
+    first = result[0]
+    if isinstance(first, bool):
+        ok = first
+    elif isinstance(first, int | str) and str(first).strip().lower() in ("1", "0", "true",
+                                                                           "false"):
+        ok = str(first).strip().lower() in ("1", "true")
+    else:
+        return None
+    text = result[1] if len(result) > 1 else ""
+    return ok, (text if isinstance(text, str) else str(text))
+
+
+def server_name(account: str, url: str) -> str:
+    """The name of a Yealink-style RPS *server* (a named URL) for ``url`` in ``account``:
+    stable, 20 characters, unlikely to be any other customer's (Yealink's names are unique
+    across all customers)."""
+    digest = hashlib.sha256(f"{account}\0{url}".encode()).hexdigest()
+    return f"rps-{digest[:NAME_LIMIT - 4]}"

@@ -27,10 +27,9 @@ docs/vendors/yealink-xmlrpc.md.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import xmlrpc.client
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import httpx
 from pydantic import SecretStr
@@ -39,15 +38,15 @@ from rps_service.access import URL_KEY, AccessMode
 from rps_service.logs import get_logger
 from rps_service.providers.errors import clean_text, owned_by_other
 from rps_service.providers.guesses import rely_on_guess
-from rps_service.providers.keyed import KeyedLocks
+from rps_service.providers.keyed import CreatedOnce
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import HttpUrl, ProviderSettings
 from rps_service.providers.vendor import Account, ProviderContext, VendorProvider
-from rps_service.providers.xmlrpc import call
+from rps_service.providers.xmlrpc import NAME_LIMIT as NAME_LIMIT  # re-exported
+from rps_service.providers.xmlrpc import answer_of, call, server_name
 
 log = get_logger()
 
-NAME_LIMIT = 20
 #: The Test button looks up this MAC: any answer proves the login (nothing is written).
 CHECK_MAC = "001565000000"
 SERVER_NAME = re.compile(r"[A-Za-z0-9_. -]{1,20}")
@@ -87,32 +86,9 @@ class YealinkXmlrpcSettings(ProviderSettings):
     override: bool = False
 
 
-def server_name(account: str, url: str) -> str:
-    """The RPS server name for ``url`` in ``account``: stable, 20 characters, unlikely to
-    be any other Yealink customer's (names are unique across all of them)."""
-    digest = hashlib.sha256(f"{account}\0{url}".encode()).hexdigest()
-    return f"rps-{digest[:NAME_LIMIT - 4]}"
-
-
 def rps_mac(mac: str) -> str:
     """``001565ABCDEF`` → ``001565abcdef``, the form Yealink's own examples use."""
     return mac.lower()
-
-
-def answer_of(result: Any) -> tuple[bool, str] | None:
-    """``(ok, text)`` from a ``[boolean, value]`` answer (booleans as 1/0 too), else None."""
-    if not isinstance(result, list) or not result:
-        return None
-    first = result[0]
-    if isinstance(first, bool):
-        ok = first
-    elif isinstance(first, int | str) and str(first).strip().lower() in ("1", "0", "true",
-                                                                           "false"):
-        ok = str(first).strip().lower() in ("1", "true")
-    else:
-        return None
-    text = result[1] if len(result) > 1 else ""
-    return ok, (text if isinstance(text, str) else str(text))
 
 
 class YealinkXmlrpcProvider(VendorProvider):
@@ -127,8 +103,7 @@ class YealinkXmlrpcProvider(VendorProvider):
 
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
-        self._servers: set[tuple[str, str]] = set()  # (account key, name) known to exist
-        self._locks: KeyedLocks[tuple[str, str]] = KeyedLocks()
+        self._servers: CreatedOnce[tuple[str, str]] = CreatedOnce()  # (account key, name)
 
     @property
     def override(self) -> bool:
@@ -144,7 +119,7 @@ class YealinkXmlrpcProvider(VendorProvider):
         ok, text = await self._register(account, device.mac, name, url, "0", secrets)
         if not ok and _INVALID_SERVER.search(text):
             # The server was deleted behind our back: create it again, once.
-            self._servers.discard((account.key, name))
+            self._servers.forget((account.key, name))
             name = await self._server(account, base, device.mac)
             ok, text = await self._register(account, device.mac, name, url, "0", secrets)
         if ok:
@@ -225,12 +200,8 @@ class YealinkXmlrpcProvider(VendorProvider):
     async def _server(self, account: Account, url: str, mac: str) -> str:
         """The name of this account's server for ``url``, created on first use."""
         name = server_name(account.text("username"), url)
-        key = (account.key, name)
-        if key in self._servers:
-            return name
-        async with self._locks(key):
-            if key in self._servers:
-                return name
+
+        async def add() -> None:
             ok, text = await self._call(account, "redirect.addServer", name, url,
                                         operation="add_server", mac=mac)
             if not ok:
@@ -239,7 +210,8 @@ class YealinkXmlrpcProvider(VendorProvider):
                 # Ours from an earlier run (the name is derived from the account and URL).
                 rely_on_guess(self.label, GUESS_SERVER_EXISTS)
                 log.info("Server already exists", component=self.label, mac=mac, name=name)
-            self._servers.add(key)
+
+        await self._servers.ensure((account.key, name), add)
         return name
 
     async def _register(self, account: Account, mac: str, name: str, url: str,
