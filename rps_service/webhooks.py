@@ -72,6 +72,10 @@ class WebhookSender:
         self._wake.set()
 
     async def close(self) -> None:
+        """Give back what this instance holds (another instance, or the next start, posts
+        it at once rather than when the lease runs out) and close the client."""
+        with contextlib.suppress(Exception):
+            await self.store.release_notices(self.owner)
         await self.client.aclose()
 
     async def run(self) -> None:
@@ -119,11 +123,13 @@ class WebhookSender:
                    "X-RPS-Signature": signature(self._secret, stamp, row.body),
                    "User-Agent": "rps-service-webhooks"}
         try:
-            answer = await self.client.post(self.settings.url, content=row.body,
-                                            headers=headers)
+            async with asyncio.timeout(self.settings.timeout):  # all of it, a trickle too
+                answer = await self.client.post(self.settings.url, content=row.body,
+                                                headers=headers)
+        except TimeoutError:
+            failure: str | None = f"no answer within {self.settings.timeout:g}s (timeout)"
         except httpx.HTTPError as exc:
-            failure: str | None = f"{type(exc).__name__}: {exc}" if str(exc) \
-                else type(exc).__name__
+            failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         else:
             failure = None if answer.is_success else f"HTTP {answer.status_code}"
         if failure is not None:

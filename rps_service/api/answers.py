@@ -200,7 +200,7 @@ class Job(_Answer):
                                                             "in MAC order")
     not_fetched_next: str | None = Field(None, description="repoint: pass as "
                                                            "`not_fetched_after` for the next "
-                                                           "page; null on the last")
+                                                           "page; absent on the last")
 
 
 class JobList(_Answer):

@@ -42,7 +42,8 @@ async def get_job(request: web.Request) -> web.Response:
         body["fetched"] = fetched
         body["not_fetched_total"] = left
         body["not_fetched"] = waiting[:limit]
-        body["not_fetched_next"] = waiting[limit - 1] if len(waiting) > limit else None
+        if len(waiting) > limit:  # absent on the last page
+            body["not_fetched_next"] = waiting[limit - 1]
     return json_response(body)
 
 

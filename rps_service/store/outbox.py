@@ -134,6 +134,13 @@ class OutboxQueries(SqlBackend):
                     " lease_owner = NULL, lease_until = NULL, last_error = ?"
                     " WHERE id = ? AND lease_owner = ?", [when, why[:1000], row, owner])
 
+    async def release_notices(self, owner: str) -> int:
+        """Give back every row ``owner`` holds (a stop): due again at once."""
+        async with self._tx() as tx:
+            return await tx.execute(
+                "UPDATE rps_webhooks SET lease_owner = NULL, lease_until = NULL"
+                " WHERE lease_owner = ?", [owner])
+
     async def webhooks_pending(self) -> int:
         """How many notifications wait to be delivered."""
         async with self._tx() as tx:

@@ -73,13 +73,13 @@ async def test_a_repoint_reports_which_phones_fetched_since(daemons: Daemons) ->
     assert await phone_fetches(d, MACS[0]) == 200
     job = (await d.api.get(f"/jobs/{job_id}")).json()
     assert (job["fetched"], job["not_fetched_total"]) == (1, 2)
-    assert (job["not_fetched"], job["not_fetched_next"]) == (MACS[1:], None)
+    assert job["not_fetched"] == MACS[1:] and "not_fetched_next" not in job
     # Paged: one MAC at a time.
     page = (await d.api.get(f"/jobs/{job_id}", params={"not_fetched_limit": 1})).json()
     assert (page["not_fetched"], page["not_fetched_next"]) == ([MACS[1]], MACS[1])
     page = (await d.api.get(f"/jobs/{job_id}", params={
         "not_fetched_limit": 1, "not_fetched_after": MACS[1]})).json()
-    assert (page["not_fetched"], page["not_fetched_next"]) == ([MACS[2]], None)
+    assert page["not_fetched"] == [MACS[2]] and "not_fetched_next" not in page
     r = await d.api.get(f"/jobs/{job_id}", params={"not_fetched_limit": 0})
     assert r.status_code == 400
 
