@@ -19,8 +19,8 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
 
-from rps_service.providers.registry import PROVIDERS
 from rps_service.providers.section import ProviderSettings, Section, http_url
+from rps_service.vendors import PROVIDERS
 
 DEFAULT_PATHS = (Path("etc/rps.ini"), Path("/etc/rps/rps.ini"))
 ENV_PREFIX = "RPS_"

@@ -17,10 +17,10 @@ from pathlib import Path
 from rps_service import keyfile
 from rps_service.keyfile import KeyFileError
 from rps_service.logs import get_logger
-from rps_service.providers.registry import PROVIDERS
 from rps_service.store import Store
 from rps_service.store.sealing import Convert
 from rps_service.store.secrets import Cell, SecretBox, SecretError, sealed_key_id
+from rps_service.vendors import PROVIDERS
 
 log = get_logger()
 

@@ -332,9 +332,6 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") + "Z" if value else None
 
 
-JOB_KINDS = ("reconcile", "repoint")
-JOB_STATES = ("pending", "running", "done", "failed")
-
 
 @dataclass
 class Job:

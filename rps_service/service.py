@@ -39,14 +39,13 @@ from rps_service.notify import Monitor, Notifier
 from rps_service.pipeline.distributor import Distributor
 from rps_service.pipeline.jobs import JobRunner
 from rps_service.pipeline.worker import Worker
-from rps_service.providers import build_providers
 from rps_service.providers.protocol import Provider
-from rps_service.providers.registry import PROVIDERS
 from rps_service.providers.section import PLACEHOLDER_HOST
 from rps_service.providers.transport import AiohttpTransport
 from rps_service.store import Store, StoreUnavailable, create_store
+from rps_service.vendors import PROVIDERS, build_providers
 from rps_service.webhooks import WebhookSender
-from rps_service.ztp import ZtpListener
+from rps_service.ztp.app import ZtpListener
 
 log = get_logger()
 

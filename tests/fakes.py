@@ -28,6 +28,7 @@ class ScriptedProvider:
     name = "fake"
     access = AccessMode.CREDENTIALS
     settings_class = FakeSettings
+    can_list = False
     can_lookup = True  # reconcile looks devices up one by one
     supports_settings = True
 

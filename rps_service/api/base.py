@@ -17,9 +17,8 @@ from rps_service.metrics import Metrics
 from rps_service.models import FieldError
 from rps_service.pipeline.distributor import Distributor
 from rps_service.providers.protocol import Provider
-from rps_service.providers.registry import PROVIDERS
-from rps_service.providers.section import ProviderSettings
 from rps_service.store import Store
+from rps_service.vendors import PROVIDERS
 
 if TYPE_CHECKING:
     from rps_service.pipeline.jobs import JobRunner
@@ -141,13 +140,6 @@ def validated(model: type[M], body: Any) -> M | web.Response:
             for e in exc.errors(include_url=False)
         ]
         return error(400, "invalid body", details)
-
-
-def credential_section(provider: Provider) -> type[ProviderSettings]:
-    section: type[ProviderSettings] | None = getattr(provider, "settings_class", None)
-    if section is None:
-        raise web.HTTPNotFound(reason=f"provider {provider.name} takes no credentials")
-    return section
 
 
 def wake_jobs(request: web.Request) -> None:

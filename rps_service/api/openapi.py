@@ -30,15 +30,12 @@ from rps_service.api.devices import ReplaceIn
 from rps_service.api.providers import ReconcileIn, TestIn
 from rps_service.api.servers import RepointIn, ServerProvisioningIn, SettingsIn
 from rps_service.models import DEVICE_STATUSES, EVENT_STATES, MAX_BATCH, EventIn
-from rps_service.providers.registry import PROVIDERS
 from rps_service.providers.section import (
     ProviderSettings,
     credentials_model,
     provisioning_url_model,
 )
-
-#: Routes that are not the API: the console's static files (README, Web console).
-UNDESCRIBED_PREFIXES = ("/ui",)
+from rps_service.vendors import PROVIDERS
 
 MAC_PATTERN = r"^\s*(?:[:.-]*[0-9A-Fa-f]){12}[:.-]*\s*$"
 MAC_TEXT = ("12 hex digits, in any case, optionally separated by `:`, `-` or `.`; "

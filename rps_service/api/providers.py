@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rps_service.api.base import (
     API,
-    credential_section,
     error,
     int_param,
     json_body,
@@ -49,7 +48,7 @@ async def list_providers(request: web.Request) -> web.Response:
 
 async def put_credentials(request: web.Request) -> web.Response:
     provider = provider_of(request)
-    section = credential_section(provider)
+    section = provider.settings_class
     server = int_param(request, "server", request.match_info["server"])
     raw = await json_body(request)
     if isinstance(raw, dict) and set(raw) == {"provisioning_url"}:
@@ -90,7 +89,7 @@ async def _store(request: web.Request, section: type[ProviderSettings], creds: C
 
 async def get_credentials(request: web.Request) -> web.Response:
     provider = provider_of(request)
-    section = credential_section(provider)
+    section = provider.settings_class
     server = int_param(request, "server", request.match_info["server"])
     creds = await request.app[API].store.get_credentials(provider.name, server)
     if creds is None:

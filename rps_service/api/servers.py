@@ -106,7 +106,7 @@ async def put_settings(request: web.Request) -> web.Response:
     body = validated(SettingsIn, await json_body(request))
     if isinstance(body, web.Response):
         return body
-    if not getattr(provider, "supports_settings", False):
+    if not provider.supports_settings:
         return error(400, f"provider {provider.name} takes no extra settings")
     await api.store.put_server_settings(provider.name, server, body.settings, utcnow())
     log.info("Server settings stored", component="LISTENER", names=",".join(body.settings)

@@ -45,7 +45,7 @@ class JobLost(Exception):
 
 def can_reconcile(provider: Provider) -> bool:
     """Whether the vendor's API can list the account's devices or look one up."""
-    return bool(getattr(provider, "can_list", False) or getattr(provider, "can_lookup", False))
+    return provider.can_list or provider.can_lookup
 
 
 @dataclass

@@ -188,7 +188,7 @@ class Worker:
         access = await self._access(provider, event, stored)
         url = await provider.device_url(event.server, access.url_key)
         device = self._device(event, stored, url, access)
-        if getattr(provider, "supports_settings", False):
+        if provider.supports_settings:
             # The server's extra settings, then the event's own (docs/fleet.md).
             pushed = await self.store.get_server_settings(event.provider, event.server)
             if pushed:

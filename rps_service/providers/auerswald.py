@@ -20,6 +20,7 @@ from typing import Any
 
 from rps_service.logs import get_logger
 from rps_service.providers.errors import owned_by_other
+from rps_service.providers.guesses import rely_on_guess
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.rpcredirect import (
     RpcFault,
@@ -34,6 +35,8 @@ log = get_logger()
 
 #: A well-formed MAC no phone has (Auerswald's OUI), for the Test button's look-up.
 PROBE_MAC = "000952000000"
+GUESS_OWNED = ("a refused DeviceRegister for a MAC this account does not hold means another "
+               "account holds it")
 
 
 class AuerswaldSettings(RpcRedirectSettings):
@@ -49,7 +52,6 @@ class AuerswaldProvider(RpcRedirectProvider):
     label = "Auerswald"
     service = "Auerswald redirection"
     settings_class = AuerswaldSettings
-    phone_family = "auerswald"
     file_name = "<MACADR>.xml"
     upper_mac = False
 
@@ -68,6 +70,7 @@ class AuerswaldProvider(RpcRedirectProvider):
                 f"{self.service} refused DeviceRegister (answered {shown}); the MAC stays "
                 "registered to this account with its previous URL", Failure.PERMANENT,
                 hint=f"check provisioning_url of [{self.name}]")
+        rely_on_guess(self.label, GUESS_OWNED)
         raise owned_by_other(
             self.service, f"DeviceRegister answered {shown} and DeviceInfo does not show the "
             "MAC in this account; Auerswald does not say why it refuses",
@@ -96,10 +99,12 @@ class AuerswaldProvider(RpcRedirectProvider):
         return VendorRecord(device.mac, url=url if isinstance(url, str) else None)
 
     async def vendor_check(self, account: Account) -> str:
-        # No login check exists: a look-up that gets any XML-RPC answer proves the login
-        # (a bad one is an HTTP 401).
-        await self.rpc(account, "DeviceInfo", PROBE_MAC, operation="check")
-        return self.accepted(account)
+        # No login check exists: a look-up answered without a fault proves the login (a bad
+        # one is an HTTP 401); a fault fails the Test.
+        answer = await self.rpc(account, "DeviceInfo", PROBE_MAC, operation="check")
+        if isinstance(answer, RpcFault):
+            raise self.unconfirmed_login("DeviceInfo", answer, account)
+        return self.accepted(account, "DeviceInfo answered a look-up of a MAC no phone has")
 
     async def _holds(self, account: Account, device: Device) -> bool:
         return await self._info(account, device.mac) is not None

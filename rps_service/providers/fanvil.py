@@ -174,7 +174,6 @@ class FanvilProvider(VendorProvider):
     service = "FDPS"
     settings_class = FanvilSettings
     access = AccessMode.URL_KEY
-    phone_family = "fanvil"
     can_list = True
     credentials_noun = "login"
 
@@ -278,7 +277,8 @@ class FanvilProvider(VendorProvider):
         entries = _server_entries(answer.text)
         count = "" if entries is None else (
             f" ({len(entries)} server{'' if len(entries) == 1 else 's'})")
-        return f"FDPS accepted the login {account.text('username')}{count}"
+        return (f"FDPS accepted the login {account.text('username')}{count}; whether the "
+                "account may redirect phones is not verified: it shows only at the first add")
 
     # -- XML-RPC --------------------------------------------------------------------------
 

@@ -12,7 +12,8 @@ events reuse the one stored on the device row.
 * remove: ``autoprov.deregisterDevice(macId)``; ``mac_not_found:`` is success;
 * look-up: ``autoprov.checkDevice(macId)`` (it says whether, not where: no URL); no list;
 * Test: there is no call that only checks a login; ``checkDevice`` on a dummy MAC-ID proves
-  the login (an HTTP 401 is a bad one), whatever it says about the MAC-ID.
+  the login (an HTTP 401 is taken to be a bad one: a guess, logged once) when it answers
+  ``true`` or a code about the MAC-ID; any other ``false`` fails the Test.
 
 Answers are ``[boolean, value]``; a failure's value is ``<code>:<the input>``. Codes:
 ``mac_already_in_use`` (another account holds the MAC), ``mac_invalid`` / ``mac_not_exist``
@@ -35,6 +36,7 @@ from pydantic import Field, SecretStr
 from rps_service.access import AccessMode
 from rps_service.providers import xmlrpc
 from rps_service.providers.errors import clean_text, owned_by_other
+from rps_service.providers.guesses import rely_on_guess
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import HttpUrl, ProviderSettings
 from rps_service.providers.vendor import Account, VendorProvider
@@ -42,8 +44,13 @@ from rps_service.providers.vendor import Account, VendorProvider
 DEFAULT_PROVIDER_NAME = "rps-service"
 #: The file the phone asks for: the service puts the phone's MAC in place of %MACD.
 FILE_PLACEHOLDER = "%MACD.xml"
-#: Test: a MAC-ID no device has; any XML-RPC answer about it proves the login.
+#: Test: a MAC-ID no device has; an answer about it proves the login.
 DUMMY_MAC_ID = "000000000000-0000"
+#: The codes of a ``false`` answer that speak of the MAC-ID (not of the caller).
+_MAC_ID_CODES = frozenset({"mac_not_found", "mac_invalid", "mac_not_exist",
+                           "mac_already_in_use"})
+GUESS_LOGIN = ("the Gigaset redirect service answers a wrong login with HTTP 401, so a "
+               "look-up it answers proves the login")
 _CODE = re.compile(r"[A-Za-z0-9]{4}")
 _FULL = re.compile(r"(?P<mac>[0-9A-Fa-f]{12})-?(?P<code>[A-Za-z0-9]{4})")
 _KEY = re.compile(r"([0-9a-f]{12})[A-Za-z0-9_-]{24}")  # a URL key: selector, secret
@@ -87,7 +94,6 @@ class GigasetProvider(VendorProvider):
     service = "Gigaset redirect"
     settings_class = GigasetSettings
     access = AccessMode.URL_KEY
-    phone_family = "gigaset"
     credentials_noun = "login"
 
     async def device_url(self, server: int, url_key: str | None = None) -> str:
@@ -146,9 +152,20 @@ class GigasetProvider(VendorProvider):
         raise self._refusal(text, mac_id)
 
     async def vendor_check(self, account: Account) -> str:
-        # Any XML-RPC answer, even about the dummy MAC-ID, means the login was accepted.
-        await self._call(account, "autoprov.checkDevice", DUMMY_MAC_ID, operation="check")
-        return f"{self.service} accepted the login {account.text('username')}"
+        # No call only checks a login: a look-up of a dummy MAC-ID answered with what the
+        # service says about a MAC-ID proves the login (a bad one is taken to be an HTTP
+        # 401); any other refusal fails the Test, quoting it.
+        method = "autoprov.checkDevice"
+        ok, text = await self._call(account, method, DUMMY_MAC_ID, operation="check")
+        if not ok and _code(text) not in _MAC_ID_CODES:
+            raise ProviderError(f"{self.service} answered the Test's {method} with "
+                                f"{self._text(text) or 'false'}: the login is not confirmed",
+                                Failure.PERMANENT, hint=self.bad_login_hint())
+        rely_on_guess(self.label, GUESS_LOGIN)
+        answered = self._text(text) if not ok else "true"
+        return (f"{self.service} accepted the login {account.text('username')} ({method} "
+                f"answered a dummy MAC-ID with {answered}); whether the account may redirect "
+                "phones is not verified: it shows only at the first add")
 
     # -- XML-RPC --------------------------------------------------------------------------
 

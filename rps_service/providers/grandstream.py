@@ -40,6 +40,7 @@ from rps_service.access import AccessMode
 from rps_service.logs import get_logger
 from rps_service.providers.auth_gdms import GdmsAuth, password_hash
 from rps_service.providers.errors import clean_text, owned_by_other
+from rps_service.providers.guesses import rely_on_guess
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import BaseUrl, ProviderSettings
 from rps_service.providers.tokens import Token, TokenCache
@@ -70,16 +71,34 @@ SERIAL_HINT = ("check the event's sn: the serial number on the phone's label, wh
 CLOCK_HINT = ("check client_secret and this host's clock: GDMS refused the request's "
               "signature or timestamp")
 
-_MISSING = re.compile(r"not (?:be )?(?:exist|found)|n[o']t exist|no such|nonexist",
-                      re.IGNORECASE)
-_EXISTS = re.compile(r"exist|already|duplicat", re.IGNORECASE)
-_OTHER_OWNER = re.compile(r"another|other (?:org|user|account|customer|compan)", re.IGNORECASE)
-_THROTTLED = re.compile(r"too (?:many|frequent)|frequen|rate.?limit|limit exceeded|throttl",
-                        re.IGNORECASE)
-_TOKEN = re.compile(r"token", re.IGNORECASE)
-_SIGNING = re.compile(r"sign|timestamp", re.IGNORECASE)
-_SITE = re.compile(r"\bsite", re.IGNORECASE)
-_SERIAL = re.compile(r"\bsn\b|serial", re.IGNORECASE)
+
+def _words(pattern: str) -> re.Pattern[str]:
+    """``pattern`` as whole words, in any case: "assigned" holds no ``sign``."""
+    return re.compile(rf"(?<![a-z])(?:{pattern})(?![a-z])", re.IGNORECASE)
+
+
+# GDMS publishes no retCode values: a refusal is read by the words of its msg.
+_MISSING = re.compile(r"(?:(?<![a-z])not|n't) (?:be )?(?:exists?|existed|found)(?![a-z])"
+                      r"|(?<![a-z])(?:no such|non-?exist(?:ent|ing)?)(?![a-z])", re.IGNORECASE)
+_EXISTS = _words(r"exists?|existed|existing|already|duplicated?|duplicates")
+_OTHER_OWNER = _words(r"another|other (?:org|orgs|organi[sz]ations?|users?|accounts?"
+                      r"|customers?|company|companies)")
+_THROTTLED = _words(r"too (?:many|frequent(?:ly)?)|frequen(?:cy|t|tly)|rate.?limit(?:s|ed)?"
+                    r"|limit exceeded|throttl(?:e|ed|es|ing)")
+_TOKEN = _words(r"tokens?")
+_SIGNING = _words(r"sign|signs|signed|signing|signatures?|timestamps?")
+_SITE = _words(r"sites?|site_?ids?")
+_SERIAL = _words(r"sn|serial|serials|serial ?numbers?|serialnumbers?|serial_?no")
+#: The guesses a reading of ``msg`` relies on (logged once when first relied on).
+GUESS_DELETE = "GDMS removes a device with device/delete {macList} (seen in no client)"
+GUESS_OWNER = ("a GDMS msg naming another organisation, user or account means another "
+               "GDMS account holds the MAC")
+GUESS_MISSING = ("a GDMS device/delete msg saying the device does not exist or is not found "
+                 "means it is already removed")
+GUESS_THROTTLED = ("a GDMS msg speaking of too many or too frequent requests or a rate "
+                   "limit means the login is throttled")
+GUESS_STALE_LOGIN = "a GDMS msg naming the token means the login's token was refused"
+GUESS_SIGNING = "a GDMS msg naming the signature or timestamp means the signature was refused"
 
 #: The MAC of the event an operation runs for, for the token request's log line.
 _MAC: ContextVar[str] = ContextVar("gdms_mac", default="-")
@@ -130,7 +149,6 @@ class GrandstreamProvider(VendorProvider):
     service = "GDMS"
     settings_class = GrandstreamSettings
     access = AccessMode.NONE  # the site's template points phones at the PBX
-    phone_family = None
     can_list = True
     credentials_noun = "login"
 
@@ -169,6 +187,7 @@ class GrandstreamProvider(VendorProvider):
         if answer.ok:
             return
         if _OTHER_OWNER.search(answer.msg):
+            rely_on_guess(self.label, GUESS_OWNER)
             raise owned_by_other(self.service, answer.text("device/add"))
         if _EXISTS.search(answer.msg) and not _MISSING.search(answer.msg):
             await self._already_there(account, device.mac, site, answer)
@@ -196,12 +215,16 @@ class GrandstreamProvider(VendorProvider):
     async def vendor_deregister(self, account: Account, device: Device) -> None:
         log.info("Removing with an experimental call", component=self.label, mac=device.mac,
                  call="device/delete")
+        rely_on_guess(self.label, GUESS_DELETE)
         try:
             answer = await self._call(account, "device/delete", device.mac, "deregister",
                                       {"macList": [gdms_mac(device.mac)]})
         except ProviderError as err:
             raise _experimental(err) from None
-        if answer.ok or _MISSING.search(answer.msg):
+        gone = not answer.ok and bool(_MISSING.search(answer.msg))
+        if gone:
+            rely_on_guess(self.label, GUESS_MISSING)
+        if answer.ok or gone:
             cached = self._known.get(account.key)
             if cached:
                 cached[1].pop(device.mac, None)
@@ -233,7 +256,8 @@ class GrandstreamProvider(VendorProvider):
                 f"site_id {site} is not a site of this GDMS organisation (its sites: {known})",
                 Failure.PERMANENT)
         return (f"GDMS accepted the login {account.text('username')}; phones go to site "
-                f"{site} ({sites[site]}), whose template must point them at the PBX")
+                f"{site} ({sites[site]}); whether its template points them at the PBX is not "
+                "verified: the API does not show templates (check it in the GDMS portal)")
 
     async def close(self) -> None:
         await super().close()
@@ -333,10 +357,13 @@ class GrandstreamProvider(VendorProvider):
         """The shared reading of a refused call (``retCode`` not 0), by its message."""
         text = answer.text(call)
         if _THROTTLED.search(answer.msg):
+            rely_on_guess(self.label, GUESS_THROTTLED)
             return ProviderError(text, Failure.THROTTLED)
         if _TOKEN.search(answer.msg):  # GdmsAuth already retried with a new token
+            rely_on_guess(self.label, GUESS_STALE_LOGIN)
             return ProviderError(text, Failure.BAD_LOGIN, hint=self.bad_login_hint())
         if _SIGNING.search(answer.msg):
+            rely_on_guess(self.label, GUESS_SIGNING)
             return ProviderError(text, Failure.BAD_LOGIN, hint=f"{CLOCK_HINT} ({_WHERE})")
         if _SITE.search(answer.msg):
             return ProviderError(text, Failure.PERMANENT, hint=SITE_HINT)

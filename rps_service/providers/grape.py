@@ -13,7 +13,10 @@ catalogue, ``PUT``/``DELETE`` of ``…/endpoints/{mac}``); this module states GR
 * the phones (Gigaset IP PRO desk phones, Snom hardware) are the ``snom`` family at
   ``/ztprov/``;
 * how a token object shows a key's Role is not known for GRAPE: a token without a ``role``
-  field is not refused at the Test (an explicit empty or ``none`` Role still is).
+  field is not refused at the Test (an explicit empty or ``none`` Role still is);
+* no public GRAPE client removes, looks up or lists devices: the endpoint's ``DELETE``
+  (a 404 counting as removed) and ``GET`` and the collection's ``GET`` are SRAPS's, a
+  guess that rps.log names once (``Relying on a guess.``) when first relied on.
 """
 
 from __future__ import annotations
@@ -38,10 +41,10 @@ class GrapeProvider(SrapsProvider):
     vendor = "Gigaset"
     settings_class = GrapeSettings
     access = AccessMode.URL_KEY
-    phone_family = "snom"
     url_setting = "ProvisioningServer"
     user_setting = None
     pass_setting = None
     catalogue_section = None
     endpoints_from_links = True
     role_absent_means_none = False
+    calls_guessed = True

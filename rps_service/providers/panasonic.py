@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from rps_service.providers.errors import owned_by_other
+from rps_service.providers.guesses import rely_on_guess
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.rpcredirect import (
     RpcFault,
@@ -31,6 +32,8 @@ NOT_FOUND = 201
 OWNED = 202
 #: A well-formed MAC no phone has, for the Test button's look-up.
 PROBE_MAC = "0080F0000000"
+GUESS_LOGIN = ("Panasonic answers a wrong login with HTTP 401, so a look-up it answers "
+               "proves the login")
 
 
 class PanasonicSettings(RpcRedirectSettings):
@@ -46,7 +49,6 @@ class PanasonicProvider(RpcRedirectProvider):
     label = "Panasonic"
     service = "Panasonic redirection"
     settings_class = PanasonicSettings
-    phone_family = "panasonic"
     file_name = "Config{MAC}.cfg"
 
     async def vendor_register(self, account: Account, device: Device) -> None:
@@ -83,10 +85,15 @@ class PanasonicProvider(RpcRedirectProvider):
         raise self._failure(method, answer if code is None else RpcFault(code, ""), account)
 
     async def vendor_check(self, account: Account) -> str:
-        # Panasonic offers no login check: a look-up that gets any XML-RPC answer (even a
-        # fault about the MAC) proves the login; a bad one is an HTTP 401.
-        await self.rpc(account, "ipredirect.checkPhones", PROBE_MAC, operation="check")
-        return self.accepted(account)
+        # Panasonic offers no login check: a look-up of a MAC no phone has, answered with
+        # the list of per-MAC codes ``checkPhones`` gives, proves the login (a bad one is
+        # taken to be an HTTP 401); a fault or any other answer fails the Test.
+        method = "ipredirect.checkPhones"
+        answer = await self.rpc(account, method, PROBE_MAC, operation="check")
+        if not isinstance(answer, list) or _code_for(answer, PROBE_MAC) is None:
+            raise self.unconfirmed_login(method, answer, account)
+        rely_on_guess(self.label, GUESS_LOGIN)
+        return self.accepted(account, f"{method} answered a look-up of a MAC no phone has")
 
     def _failure(self, method: str, answer: Any, account: Account) -> ProviderError:
         if not isinstance(answer, RpcFault):

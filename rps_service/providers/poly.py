@@ -35,11 +35,14 @@ from pydantic import AfterValidator, SecretStr
 from rps_service.access import AccessMode
 from rps_service.logs import get_logger
 from rps_service.providers.errors import error_text, owned_by_other
+from rps_service.providers.guesses import rely_on_guess
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import BaseUrl, ProviderSettings
 from rps_service.providers.vendor import Account, ProviderContext, VendorProvider
 
 log = get_logger()
+
+GUESS_GONE = "a 404 to Poly's DELETE of a device means it is already removed"
 
 #: Devices per page of ``GET /devices`` (the page size peers use; no maximum is published).
 PAGE_SIZE = 50
@@ -91,10 +94,10 @@ class PolyProvider(VendorProvider):
     label = "Poly"
     service = "Poly ZTP"
     settings_class = PolySettings
+    settings: PolySettings
     access = AccessMode.SERVER
     credentials_noun = "API key"
     can_list = True
-    phone_family = "poly"
 
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
@@ -124,6 +127,8 @@ class PolyProvider(VendorProvider):
     async def vendor_deregister(self, account: Account, device: Device) -> None:
         response = await self._send(account, "DELETE", _device_path(device.mac),
                                     "deregister", device.mac, ok=(404, 409))
+        if response.status_code == 404:
+            rely_on_guess(self.label, GUESS_GONE)
         if response.status_code == 409:
             # Poly's answer for a MAC another account holds: nothing of ours to remove.
             log.warning("Device held by another account, nothing to remove",
@@ -292,7 +297,7 @@ class PolyProvider(VendorProvider):
         return addresses[profile_id]
 
     def _template(self) -> str:
-        return str(getattr(self.settings, "profile_name", "rps-{server}"))
+        return self.settings.profile_name
 
     def _name(self, server: int) -> str:
         return self._template().replace("{server}", str(server))

@@ -16,6 +16,7 @@ from typing import ClassVar, Protocol
 
 from rps_service.access import AccessMode
 from rps_service.models import Credentials
+from rps_service.providers.section import ProviderSettings
 
 #: Told of every HTTP request a provider makes, for metrics:
 #: ``(provider, operation, status, seconds)``; status is the HTTP status or an error class.
@@ -123,6 +124,14 @@ class Provider(Protocol):
     name: ClassVar[str]
     #: What the vendor carries to the phone (so what the daemon generates per device).
     access: ClassVar[AccessMode]
+    #: Its rps.ini section: the keys the credentials API takes (docs/configuration.md).
+    settings_class: ClassVar[type[ProviderSettings]]
+    #: The API can list the account's devices (reconcile pages through them).
+    can_list: ClassVar[bool]
+    #: The API can look one device up (reconcile checks devices one by one without a list).
+    can_lookup: ClassVar[bool]
+    #: Extra settings (docs/fleet.md) can be pushed with a registration.
+    supports_settings: ClassVar[bool]
 
     async def device_url(self, server: int, url_key: str | None = None) -> str:
         """The URL a phone of ``server`` is redirected to; a :class:`ProviderError` when

@@ -29,6 +29,9 @@ from rps_service.providers.vendor import Account, VendorProvider
 from rps_service.providers.xmlrpc import call
 
 _URL_KEY = re.compile(r"[0-9a-f]{12}[A-Za-z0-9_-]{24}")
+#: What a Test of these services cannot see: only an add shows it.
+NOT_VERIFIED = ("whether the account may redirect phones is not verified: it shows only at "
+                "the first add")
 
 
 class RpcRedirectSettings(ProviderSettings):
@@ -117,9 +120,20 @@ class RpcRedirectProvider(VendorProvider):
         return ProviderError(f"{method} refused: {shown}", Failure.BAD_LOGIN,
                              hint=self.bad_login_hint())
 
-    def accepted(self, account: Account) -> str:
-        """The Test button's success text."""
-        return f"{self.service} accepted the login {account.text('username')}"
+    def accepted(self, account: Account, how: str) -> str:
+        """The Test button's success text: ``how`` the login showed it works, and what the
+        Test cannot know (no call tells it without registering a phone)."""
+        return (f"{self.service} accepted the login {account.text('username')} ({how}); "
+                f"{NOT_VERIFIED}")
+
+    def unconfirmed_login(self, method: str, answer: Any, account: Account) -> ProviderError:
+        """The Test's call answered, but not as the vendor answers a working login: the
+        Test fails, quoting the answer."""
+        shown = str(answer) if isinstance(answer, RpcFault) else self.vendor_text(
+            repr(answer), account)
+        return ProviderError(f"{self.service} answered the Test's {method} with {shown}: "
+                             "the login is not confirmed", Failure.PERMANENT,
+                             hint=self.bad_login_hint())
 
 
 def mask_keys(text: str) -> str:

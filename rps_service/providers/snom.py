@@ -25,4 +25,3 @@ class SnomProvider(SrapsProvider):
     label = "Snom"
     service = "SRAPS"
     settings_class = SnomSettings
-    phone_family = "snom"

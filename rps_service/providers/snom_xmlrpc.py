@@ -38,7 +38,6 @@ class SnomXmlRpcProvider(RpcRedirectProvider):
     label = "Snom"
     service = "Snom redirection"
     settings_class = SnomXmlRpcSettings
-    phone_family = "snom"
 
     async def vendor_register(self, account: Account, device: Device) -> None:
         # Registering a MAC this account holds again re-points it (the URL is sent raw).
@@ -77,7 +76,7 @@ class SnomXmlRpcProvider(RpcRedirectProvider):
         answer = await self.rpc(account, "network.echo", "ping", operation="check")
         if isinstance(answer, RpcFault):
             raise self.refused_login("network.echo", answer, account)
-        return self.accepted(account)
+        return self.accepted(account, "network.echo answered without a fault")
 
     async def _call(self, account: Account, method: str, operation: str, mac: str,
                     *more: str) -> tuple[bool, str]:

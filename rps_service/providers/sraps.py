@@ -27,6 +27,7 @@ from pydantic import SecretStr
 from rps_service.logs import get_logger
 from rps_service.providers import hawk
 from rps_service.providers.errors import owned_by_other
+from rps_service.providers.guesses import rely_on_guess
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import ProviderSettings
 from rps_service.providers.vendor import Account, ProviderContext, VendorProvider
@@ -39,6 +40,16 @@ MAX_PAGES = 50
 PAGE_SIZE = 1000
 #: How a token object shows a missing Role is not public: all of these mean none.
 _NO_ROLE = ("", "none", "null")
+#: What a service whose ``calls_guessed`` relies on (``{service}``: its name).
+GUESS_GET = ("{service} shows a device with GET of its endpoint and answers 404 when it "
+             "holds none, as SRAPS does")
+GUESS_DELETE = "{service} removes a device with DELETE of its endpoint, as SRAPS does"
+GUESS_DELETE_404 = ("a 404 to {service}'s DELETE of an endpoint means the device is "
+                    "already removed")
+GUESS_NO_ROLE = "a {service} token without a role field means the key has no Role"
+GUESS_LOGIN_SETTINGS = ("the phone's HTTP login goes in the {service} catalogue settings "
+                        "{user} and {password} (no public client writes them)")
+GUESS_LIST = "{service} lists its devices with GET of the endpoint collection, as SRAPS does"
 
 
 class SrapsSettings(ProviderSettings):
@@ -60,11 +71,14 @@ class Catalogue:
     company_id: str
     uuids: Mapping[str, str]  # param_name → uuid, in the section our settings live in
     endpoints: str  # the company's endpoint collection, ending in "/"
+    #: Whether the key's token showed no Role (None: the token does not show it).
+    no_role: bool | None = None
 
 
 class SrapsProvider(VendorProvider):
     """SRAPS REST v1; subclasses state the service's URL and setting names."""
 
+    settings: SrapsSettings
     credentials_noun = "API keys"
     can_list = True
     supports_settings = True
@@ -82,6 +96,9 @@ class SrapsProvider(VendorProvider):
     role_absent_means_none: ClassVar[bool] = True
     #: Whose support can move a MAC another account holds.
     vendor: ClassVar[str] = "Snom"
+    #: The endpoint's ``GET`` and ``DELETE`` and the collection's ``GET`` are inferred from
+    #: SRAPS, not seen in any client of this service: relying on them logs the guess.
+    calls_guessed: ClassVar[bool] = False
 
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
@@ -96,9 +113,10 @@ class SrapsProvider(VendorProvider):
         url = _endpoint_url(catalogue, device.mac)
         body: dict[str, Any] = {"mac": device.mac.lower(), "autoprovisioning_enabled": True,
                                 "settings_manager": self._our_settings(catalogue, device)}
-        if getattr(self.settings, "keep_portal_settings", True):
+        if self.settings.keep_portal_settings:
             response = await self._send(account, "GET", url, "lookup", device.mac, ok=(404,),
                                         secrets=(device.http_password,))
+            self._guessed(GUESS_GET)
             if response.status_code != 404:
                 body = _merged(self.json_object(response, "the endpoint lookup"), body)
         await self._send(account, "PUT", url, "register", device.mac, body=body,
@@ -106,13 +124,17 @@ class SrapsProvider(VendorProvider):
 
     async def vendor_deregister(self, account: Account, device: Device) -> None:
         catalogue = await self._catalogue(account, device.mac)
-        await self._send(account, "DELETE", _endpoint_url(catalogue, device.mac),
-                         "deregister", device.mac, ok=(404,))
+        response = await self._send(account, "DELETE", _endpoint_url(catalogue, device.mac),
+                                    "deregister", device.mac, ok=(404,))
+        self._guessed(GUESS_DELETE)
+        if response.status_code == 404:
+            self._guessed(GUESS_DELETE_404)
 
     async def vendor_lookup(self, account: Account, device: Device) -> VendorRecord | None:
         catalogue = await self._catalogue(account, device.mac)
         response = await self._send(account, "GET", _endpoint_url(catalogue, device.mac),
                                     "lookup", device.mac, ok=(404,))
+        self._guessed(GUESS_GET)
         if response.status_code == 404:
             return None
         return self._record(catalogue, self.json_object(response, "the endpoint lookup"))
@@ -124,6 +146,7 @@ class SrapsProvider(VendorProvider):
         while url and url not in seen and len(seen) < MAX_PAGES * 100:
             seen.add(url)
             response = await self._send(account, "GET", url, "list", "-")
+            self._guessed(GUESS_LIST)
             page = self.json_value(response, "the endpoint list")
             if not isinstance(page, list):
                 raise ProviderError(f"{self.service} answered the endpoint list with no list",
@@ -136,13 +159,18 @@ class SrapsProvider(VendorProvider):
     async def vendor_check(self, account: Account) -> str:
         token = await self._fetch_token(account)
         key_id = account.text("access_key_id")
-        if self._has_no_role(token):
+        no_role = self._no_role(token)
+        if no_role:
             raise ProviderError(
                 f"The key {key_id} has no Role: {self.service} refuses to register devices "
                 f"with it. Choose a Role for the key in {self.service}.", Failure.PERMANENT)
         catalogue = await self._load(account, token, "-")
         self._credential_uuids(catalogue)  # fails loudly when the phone would get no login
-        return f"{self.service} accepted the key {key_id} (company {catalogue.company_id})"
+        unverified = "" if no_role is False else (
+            f"; whether the key has a Role is not verified: {self.service}'s token does not "
+            "show it (a write refused with 403 is the first sign)")
+        return (f"{self.service} accepted the key {key_id} (company {catalogue.company_id})"
+                f"{unverified}")
 
     async def close(self) -> None:
         await super().close()
@@ -164,7 +192,8 @@ class SrapsProvider(VendorProvider):
     async def _load(self, account: Account, token: dict[str, Any], mac: str) -> Catalogue:
         company_id = self._company_id(token, account.text("access_key_id"))
         endpoints = await self._endpoints(account, token, company_id, mac)
-        catalogue = Catalogue(company_id, await self._fetch_uuids(account, mac), endpoints)
+        catalogue = Catalogue(company_id, await self._fetch_uuids(account, mac), endpoints,
+                              self._no_role(token))
         # A changed secret for the same key id makes the old entry unreachable: drop it.
         prefix = account.key.rsplit("|", 1)[0] + "|"
         for old in [k for k in self._cache if k.startswith(prefix)]:
@@ -233,6 +262,8 @@ class SrapsProvider(VendorProvider):
         ours[catalogue.uuids[self.url_setting]] = _rw(device.url)
         credential_uuids = self._credential_uuids(catalogue)
         if credential_uuids is not None:
+            rely_on_guess(self.label, GUESS_LOGIN_SETTINGS.format(
+                service=self.service, user=self.user_setting, password=self.pass_setting))
             ours[credential_uuids[0]] = _rw(device.http_username)
             ours[credential_uuids[1]] = _rw(device.http_password)
         return ours
@@ -301,11 +332,19 @@ class SrapsProvider(VendorProvider):
                 hint=f"api_url is {self.settings.api_url}; links are followed only there")
         return own
 
-    def _has_no_role(self, token: dict[str, Any]) -> bool:
+    def _no_role(self, token: dict[str, Any]) -> bool | None:
+        """Whether the token shows the key has no Role (None: it does not show it)."""
         if "role" not in token:
-            return self.role_absent_means_none
+            if not self.role_absent_means_none:
+                return None
+            rely_on_guess(self.label, GUESS_NO_ROLE.format(service=self.service))
+            return True
         role = token["role"]
         return role is None or (isinstance(role, str) and role.strip().lower() in _NO_ROLE)
+
+    def _guessed(self, guess: str) -> None:
+        if self.calls_guessed:
+            rely_on_guess(self.label, guess.format(service=self.service))
 
     # -- HTTP -----------------------------------------------------------------------------
 
@@ -339,8 +378,14 @@ class SrapsProvider(VendorProvider):
             hint = (f"release it in the account that holds it or ask {self.vendor} support "
                     "to move it")
             return owned_by_other(self.service, f"403: {text}", 403, hint)
-        hint = (f"{self.service} refuses to register devices with this key: the key has no "
-                f"Role; choose a Role for the key in {self.service} (API keys)")
+        cached = self._cache.get(account.key)
+        if cached is not None and cached.no_role:
+            hint = (f"{self.service} refuses to register devices with this key: the key has "
+                    f"no Role; choose a Role for the key in {self.service} (API keys)")
+            return ProviderError(f"403: {text}", Failure.PERMANENT, status=403, hint=hint)
+        # Nothing says why: a key without a Role is refused this way, but so may be more.
+        hint = (f"a 403 not recognised: a missing Role on the API key is one cause; choose a "
+                f"Role for the key in {self.service} (API keys) if it has none")
         return ProviderError(f"403: {text}", Failure.PERMANENT, status=403, hint=hint)
 
 

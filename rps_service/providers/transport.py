@@ -1,7 +1,7 @@
 """An httpx transport that sends through aiohttp's HTTP client.
 
 The providers keep httpx's API: its requests and responses, ``MockTransport`` in the unit
-tests, and its exception classes, which :mod:`.sraps_errors` classifies. Only the bytes go
+tests, and its exception classes, which :mod:`.errors` classifies. Only the bytes go
 through aiohttp's client, which spends about a sixth of the CPU per request that httpcore
 does (see docs/performance.md, "Pipeline"). The vendor's latency is what bounds the
 pipeline, but a worker's next request leaves only after the CPU work of every response that

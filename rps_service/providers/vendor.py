@@ -6,7 +6,8 @@ A vendor subclasses :class:`VendorProvider`, sets its facts as class attributes 
 it, :meth:`VendorProvider.classify`. This class does the rest: which credentials an event
 uses (master or tenant mode), the device URL, the shared HTTP client (rate limit, throttle
 pause, lease fencing, the ``Sending Request.`` line, metrics, timeouts), the error classes
-and the Test button's wording. Add a vendor in one module plus a line in the registry.
+and the Test button's wording. A vendor is added with its module and a line in the
+manifest, :mod:`rps_service.vendors`.
 """
 
 from __future__ import annotations
@@ -98,9 +99,6 @@ class VendorProvider(abc.ABC):
     can_lookup: ClassVar[bool] = True
     #: Extra settings (docs/fleet.md) can be pushed with a registration (``Device.settings``).
     supports_settings: ClassVar[bool] = False
-    #: The phones' family at ``/ztprov/`` (:mod:`rps_service.ztp.registry`); None: the
-    #: vendor sends its phones nowhere of ours (its portal points them at the PBX).
-    phone_family: ClassVar[str | None] = None
 
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         self.settings = settings

@@ -10,7 +10,9 @@ A factory-reset Yealink asks YMCS where to go and is sent to the device's
   ``POST /v2/rps/addDevicesByMac`` when ``add_by_mac`` is on (Yealink enables that per
   account; others get 403 ``900403``). YMCS documents no edit: ``800003`` (the account
   already holds the MAC) is answered by a delete and a second add; ``800004`` means another
-  organisation holds it.
+  organisation holds it. A batch item without a code is read by its words (its shape is not
+  public: a guess, logged once), and an "exists" read that way is checked with a look-up
+  before anything is deleted.
 * Remove: ``POST /v2/rps/delDevices`` by MAC. Look-up and list: ``POST /v2/rps/listDevices``.
 
 Batch calls answer 200 even when an item failed: ``failureCount`` and ``errors`` say so.
@@ -36,6 +38,7 @@ from rps_service.providers.errors import (
     owned_by_other,
     parse_retry_after,
 )
+from rps_service.providers.guesses import rely_on_guess
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import ProviderSettings, http_url
 from rps_service.providers.tokens import Token, TokenCache
@@ -66,6 +69,16 @@ _PERMANENT_CODES = frozenset({"800001", "800002", "800005", "800006", "800007", 
                               "900400", "900404", "900409"})
 _EXISTS, _OWNED = "800003", "800004"
 _CODE_IN_TEXT = re.compile(r"\b(8000\d\d|900\d\d\d)\b")
+# A batch item's words (its errorInfo), read only when it carries no code.
+_OTHER_ORG_WORDS = re.compile(r"\b(?:an)?other organi[sz]ations?\b", re.IGNORECASE)
+_EXISTS_WORDS = re.compile(r"\b(?:already exists?|exists?|existed|already)\b", re.IGNORECASE)
+_MISSING_WORDS = re.compile(r"\b(?:not|n't|never) (?:be )?exists?\b|n't exists?\b",
+                            re.IGNORECASE)
+GUESS_OWNED = ("a YMCS batch item without a code whose words name another organization "
+               "means another organisation holds the MAC (800004)")
+GUESS_EXISTS = ("a YMCS batch item without a code whose words say it exists means this "
+                "account already holds the MAC (800003): checked with a look-up before the "
+                "delete and second add")
 
 
 def _api_url(value: str) -> str:
@@ -121,6 +134,8 @@ class _Refusal:
     code: str
     text: str
     status: int
+    #: The code was read from the words of a batch item that gave none (a guess).
+    worded: bool = False
 
 
 # The account and MAC whose call needs a token: TokenCache's fetch is told only the key.
@@ -134,10 +149,10 @@ class YealinkProvider(VendorProvider):
     label = "Yealink"
     service = "YMCS"
     settings_class = YealinkSettings
+    settings: YealinkSettings
     access = AccessMode.CREDENTIALS
     credentials_noun = "API keys"
     can_list = True
-    phone_family = "yealink"
 
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
@@ -164,7 +179,7 @@ class YealinkProvider(VendorProvider):
         try:
             account = await self.account(server)
         except ProviderError:  # no credentials yet: the event fails later, saying so
-            return bool(getattr(self.settings, "add_by_mac", False))
+            return self.settings.add_by_mac
         return account.flag("add_by_mac")
 
     # -- operations -----------------------------------------------------------------------
@@ -178,10 +193,24 @@ class YealinkProvider(VendorProvider):
         refusal = await self._add(account, device, by_mac)
         if refusal is not None and refusal.code == _EXISTS:
             # Already in this account (perhaps with another URL): YMCS has no edit call.
+            await self._confirm_ours(account, device, refusal)
             await self._delete(account, device.mac)
             refusal = await self._add(account, device, by_mac)
         if refusal is not None:
             raise self._refused(refusal, device.mac)
+
+    async def _confirm_ours(self, account: Account, device: Device, refusal: _Refusal) -> None:
+        """Before a delete on an "exists" read from words alone, see the device in this
+        account's list (which shows only its own devices); not there, nothing is deleted."""
+        if not refusal.worded:
+            return  # 800003: YMCS's code for "this account already holds it"
+        rely_on_guess(self.label, GUESS_EXISTS)
+        if await self.vendor_lookup(account, device) is None:
+            raise ProviderError(
+                f"{refusal.status}: {refusal.text}: read as \"already exists\", but the MAC "
+                "is not among this account's YMCS devices, so nothing was deleted",
+                Failure.PERMANENT, status=refusal.status,
+                hint="look the MAC up in the YMCS portal")
 
     async def vendor_deregister(self, account: Account, device: Device) -> None:
         await self._delete(account, device.mac)
@@ -345,14 +374,18 @@ class YealinkProvider(VendorProvider):
                      if first.get(k)), f"{what} failed with no reason given")
         code = next((str(first[k]).strip() for k in ("code", "errorCode") if first.get(k)), "")
         found = _CODE_IN_TEXT.search(text)
-        code = code or (found.group(1) if found else _code_of_words(text))
-        return _Refusal(code, clean_text(text, secrets), response.status_code)
+        code = code or (found.group(1) if found else "")
+        worded = not code and bool(_code_of_words(text))
+        return _Refusal(code or _code_of_words(text), clean_text(text, secrets),
+                        response.status_code, worded)
 
     def _refused(self, refusal: _Refusal, mac: str) -> ProviderError:
         where = f"{refusal.status}: {refusal.text}"
         if refusal.code:
             where += f" ({refusal.code})"
         if refusal.code == _OWNED:
+            if refusal.worded:
+                rely_on_guess(self.label, GUESS_OWNED)
             return owned_by_other(self.service, where, refusal.status,
                                   "release it in the YMCS account that holds it or ask "
                                   "Yealink to move it")
@@ -417,11 +450,11 @@ def _oauth_error(response: httpx.Response) -> str:
 
 
 def _code_of_words(text: str) -> str:
-    """A batch item's code from its words, when it gives none (the shape is not public)."""
-    words = text.lower()
-    if "another organization" in words or "other organization" in words:
+    """A batch item's code from its words, when it gives none (the shape is not public):
+    matched tolerantly, and only ever a guess (see GUESS_OWNED, GUESS_EXISTS)."""
+    if _OTHER_ORG_WORDS.search(text):
         return _OWNED
-    if "exist" in words and "not exist" not in words:
+    if _EXISTS_WORDS.search(text) and not _MISSING_WORDS.search(text):
         return _EXISTS
     return ""
 

@@ -136,7 +136,6 @@ class YealinkRpsProvider(VendorProvider):
     service = "Yealink RPS"
     settings_class = YealinkRpsSettings
     access = AccessMode.CREDENTIALS
-    phone_family = "yealink"
     can_list = True
     credentials_noun = "AccessKey"
 

@@ -39,6 +39,7 @@ from pydantic import SecretStr
 from rps_service.access import URL_KEY, AccessMode
 from rps_service.logs import get_logger
 from rps_service.providers.errors import clean_text, owned_by_other
+from rps_service.providers.guesses import rely_on_guess
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import HttpUrl, ProviderSettings
 from rps_service.providers.vendor import Account, ProviderContext, VendorProvider
@@ -60,6 +61,11 @@ _OWNED_CODE = re.compile(r"^Error:[a-z0-9]{10}")
 _EXISTS = re.compile(r"exist|already|duplicat", re.IGNORECASE)
 _LOGIN = re.compile(r"auth|login|password|permission", re.IGNORECASE)
 _STATUSES = ("registered", "unregistered", "unknown", "registered elsewhere")
+GUESS_LOGIN = ("Yealink RPS answers a wrong login with HTTP 401 (or a fault), so a look-up "
+               "it answers proves the login")
+GUESS_SERVER_EXISTS = ("an addServer refusal whose words say the name exists (or is "
+                       "already taken, a duplicate) means this account's server of an "
+                       "earlier run: its name is derived from the account and the URL")
 
 OWNED_HINT = ("release it in the Yealink RPS account that holds it, or set "
               "[yealink-xmlrpc] override = true to take it from that customer")
@@ -117,7 +123,6 @@ class YealinkXmlrpcProvider(VendorProvider):
     service = "Yealink RPS"
     settings_class = YealinkXmlrpcSettings
     access = AccessMode.URL_KEY
-    phone_family = "yealink"
     credentials_noun = "login"
 
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
@@ -201,10 +206,19 @@ class YealinkXmlrpcProvider(VendorProvider):
         return None
 
     async def vendor_check(self, account: Account) -> str:
+        # No call only checks a login: a look-up answered ``true`` proves it (a bad login
+        # is taken to be an HTTP 401 or a fault); a ``false`` fails the Test, quoting it.
         ok, text = await self._call(account, "redirect.checkDevice", CHECK_MAC,
                                     operation="check")
+        if not ok:
+            failure = Failure.BAD_LOGIN if _LOGIN.search(text) else Failure.PERMANENT
+            raise ProviderError(f"{self.service} answered the Test's redirect.checkDevice "
+                                f"with {text or 'false'}: the login is not confirmed", failure,
+                                hint=self.bad_login_hint())
+        rely_on_guess(self.label, GUESS_LOGIN)
         return (f"Yealink RPS accepted the login {account.text('username')} (a look-up "
-                f"answered {text or ('OK' if ok else 'false')})")
+                f"answered {text or 'OK'}); whether the account may redirect phones is not "
+                "verified: it shows only at the first add")
 
     # -- calls ----------------------------------------------------------------------------
 
@@ -223,6 +237,7 @@ class YealinkXmlrpcProvider(VendorProvider):
                 if not _EXISTS.search(text):
                     raise self._refusal("addServer", text)
                 # Ours from an earlier run (the name is derived from the account and URL).
+                rely_on_guess(self.label, GUESS_SERVER_EXISTS)
                 log.info("Server already exists", component=self.label, mac=mac, name=name)
             self._servers.add(key)
         return name

@@ -39,7 +39,7 @@ class Held:
 class Emulator(abc.ABC):
     """One vendor's API in the sandbox."""
 
-    #: The provider it emulates (``rps_service.providers.registry``).
+    #: The provider it emulates (its line in :mod:`rps_service.vendors`).
     name: ClassVar[str]
     #: Where its routes live on the sandbox (``/yealink``); SRAPS keeps the root.
     prefix: ClassVar[str]

@@ -22,6 +22,7 @@ Throttling answers HTTP 429 with Retry-After: a guess, FDPS publishes no limit.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import re
@@ -32,7 +33,6 @@ from typing import Any
 
 from aiohttp import web
 
-from ..providers.fanvil import SCHEMES, fdps_password
 from .emulator import Held
 from .state import SandboxState
 from .xmlrpc import (
@@ -57,6 +57,8 @@ SERVER_IN_USE = "Error:server_has_device"
 CONFIG_KEYS = frozenset({"cfgName", "cfgPfMode", "cfgDhcpOpt", "cfgPnpEnable", "cfgPfSrv",
                          "cfgPfName", "cfgPfProt"})
 REQUIRED_KEYS = ("cfgName", "cfgPfSrv", "cfgPfName", "cfgPfProt")
+#: ``cfgPfProt`` codes and the scheme FDPS rebuilds a phone's URL with.
+SCHEMES = {"1": "ftp", "2": "tftp", "4": "http", "5": "https"}
 _MAC = re.compile(r"[0-9A-F]{12}")
 _HOST = re.compile(r"([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(:[0-9]{1,5})?")
 _PATH = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@%/-]{0,1024}")
@@ -79,6 +81,12 @@ def server_url(config: dict[str, str]) -> str:
     """The URL FDPS sends a phone to: the protocol's scheme, host, ``/``, path."""
     scheme = SCHEMES.get(config.get("cfgPfProt", ""), "?")
     return f"{scheme}://{config.get('cfgPfSrv', '')}/{config.get('cfgPfName', '')}"
+
+
+def basic_password(password: str) -> str:
+    """The password FDPS expects in Basic auth: hex(MD5(hex(MD5(password)))), lower case."""
+    inner = hashlib.md5(password.encode(), usedforsecurity=False).hexdigest()
+    return hashlib.md5(inner.encode(), usedforsecurity=False).hexdigest()
 
 
 class FanvilEmulator(XmlRpcEmulator):
@@ -167,7 +175,7 @@ class FanvilEmulator(XmlRpcEmulator):
     def login_ok(self, user: str, password: str) -> bool:
         """Whether Basic carried a known user and hex(MD5(hex(MD5(its password))))."""
         account = self.accounts.get(user)
-        expected = fdps_password(account.password if account else "decoy")
+        expected = basic_password(account.password if account else "decoy")
         return hmac.compare_digest(password.encode(), expected.encode()) and account is not None
 
     # -- methods --------------------------------------------------------------------------

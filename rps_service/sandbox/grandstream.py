@@ -41,8 +41,8 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from ..providers.auth_gdms import password_hash, signature
 from .emulator import Emulator, Held
+from .gdms_signing import expected_signature, token_password
 from .state import SandboxState
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -271,7 +271,7 @@ class GrandstreamEmulator(Emulator):
         grant = params.get("grant_type")
         if grant == "password":
             if params.get("username") != org.username or not hmac.compare_digest(
-                    password_hash(org.password), params.get("password", "")):
+                    token_password(org.password), params.get("password", "")):
                 return oauth_error(400, "invalid_grant", "Bad credentials")
             self.logins += 1
         elif grant == "refresh_token":
@@ -328,7 +328,7 @@ class GrandstreamEmulator(Emulator):
         if body and request.content_type != "application/json":
             raise _bad("the body must be application/json")
         params = [(k, v) for k, v in query.items() if k != "signature"]
-        expected = signature(params, org.client_id, org.client_secret, body)
+        expected = expected_signature(params, org.client_id, org.client_secret, body)
         if not hmac.compare_digest(expected, query.get("signature", "")):
             raise Refused(envelope(SIGNATURE_ERROR))
         return org

@@ -20,7 +20,7 @@ from mohawk.exc import (
 )
 from mohawk.util import calculate_ts_mac, parse_authorization_header
 
-from ..providers.hawk import silence_mohawk_debug
+from ..mohawk_quiet import silence_mohawk_debug
 from .state import ApiKey, SrapsWorld
 
 silence_mohawk_debug()

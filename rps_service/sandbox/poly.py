@@ -15,13 +15,16 @@ What it enforces, as far as the public facts go:
 * Profiles (``/profiles``, ``/profiles/{id}``): bodies in the shape clients send (``name``,
   ``enabled``, ``template.{software, provisioning, dhcp, localization}``, ``custom``),
   unknown fields and wrong types refused (400), ``template.provisioning.server.address``
-  required. Read back whole, passwords included (``show_passwords = False`` hides them).
+  required. Read back whole, passwords included (``show_passwords = False`` hides them);
+  a creation answers the profile with its ``id`` (``id_in_answer = False`` leaves it out).
 * Devices: a MAC belongs to one profile of one organization. ``POST /devices {id, profile}``
   for a MAC held anywhere, even in another profile of the caller, answers 409 "Device
   claimed by another organization" (Poly words it the same for every holder).
-  ``GET /devices/{mac}`` shows the caller's own devices only (``profileid``), 404 for
+  ``GET /devices/{mac}`` shows the caller's own devices only (their profile's id under
+  ``device_field``, ``profileid`` by default: which name Poly uses is not known), 404 for
   others; ``DELETE`` answers 409 for another organization's MAC, 404 for an unknown one.
-  ``GET /devices?limit=&cursor=`` pages the caller's devices (``profile``, ``next`` cursor).
+  ``GET /devices?limit=&cursor=`` pages the caller's devices (``profile``, ``next`` cursor;
+  ``page_cap`` answers fewer than ``limit`` per page, as a service may).
 * Throttling and injected faults come from the shared core: 429 ``{"message": "Too Many
   Requests"}`` with ``Retry-After``.
 
@@ -163,7 +166,11 @@ class PolyEmulator(Emulator):
         self.organizations: dict[str, Organization] = {}
         # MAC (lower case) → (organization, profile id): one holder per MAC, worldwide.
         self.devices: dict[str, tuple[str, str]] = {}
+        # What is not confirmed, for in-process tests to vary:
         self.show_passwords = True  # profiles read back with their password
+        self.id_in_answer = True  # a creation's answer carries the new profile's id
+        self.device_field = "profileid"  # GET /devices/{mac} names the profile so
+        self.page_cap: int | None = None  # devices per listed page at most, whatever limit
         self._profile_count = 0
         self.organizations[DEMO_ORG] = Organization(DEMO_ORG, DEMO_API_KEY)
         other = self.organizations[OTHER_ORG] = Organization(OTHER_ORG, OTHER_API_KEY)
@@ -311,7 +318,10 @@ class PolyEmulator(Emulator):
 
     async def _create_profile(self, request: web.Request, org: Organization) -> web.Response:
         pid = self._new_profile(org, await _json_body(request))
-        return web.json_response(self._shown(org.profiles[pid]), status=201)
+        shown = dict(self._shown(org.profiles[pid]))
+        if not self.id_in_answer:
+            del shown["id"]
+        return web.json_response(shown, status=201)
 
     async def _get_profile(self, request: web.Request, org: Organization) -> web.Response:
         return web.json_response(self._shown(_own_profile(request, org)))
@@ -333,7 +343,7 @@ class PolyEmulator(Emulator):
     # -- devices --------------------------------------------------------------------------
 
     async def _list_devices(self, request: web.Request, org: Organization) -> web.Response:
-        limit = _limit(request.query.get("limit"))
+        limit = min(_limit(request.query.get("limit")), self.page_cap or MAX_LIMIT)
         start = _cursor(request.query.get("cursor"))
         mine = sorted((mac, pid) for mac, (name, pid) in self.devices.items()
                       if name == org.name)
@@ -366,7 +376,7 @@ class PolyEmulator(Emulator):
         holder = self.devices.get(mac)
         if holder is None or holder[0] != org.name:
             raise PolyError(404, NOT_FOUND)
-        return web.json_response({"id": mac, "profileid": holder[1]})
+        return web.json_response({"id": mac, self.device_field: holder[1]})
 
     async def _delete_device(self, request: web.Request, org: Organization) -> web.Response:
         mac = _path_mac(request)

@@ -1,32 +1,30 @@
-"""Every vendor emulator the sandbox serves (one line per vendor, as in the providers')."""
+"""Every vendor emulator the sandbox serves: the ones the vendor manifest names.
+
+Imported here, not by the manifest, so the daemon never loads the sandbox. An emulator that
+cannot be found, or that emulates another vendor than the one it is listed for, stops the
+import with the manifest line to fix.
+"""
 
 from __future__ import annotations
 
-from .auerswald import AuerswaldEmulator
-from .emulator import Emulator
-from .fanvil import FanvilEmulator
-from .gigaset import GigasetEmulator
-from .grandstream import GrandstreamEmulator
-from .grape import GrapeEmulator
-from .panasonic import PanasonicEmulator
-from .poly import PolyEmulator
-from .snom_xmlrpc import SnomXmlRpcEmulator
-from .sraps import SrapsEmulator
-from .yealink import YealinkEmulator
-from .yealink_rps import YealinkRpsEmulator
-from .yealink_xmlrpc import YealinkXmlrpcEmulator
+import importlib
 
-EMULATORS: tuple[type[Emulator], ...] = (
-    SrapsEmulator,
-    YealinkEmulator,
-    PolyEmulator,
-    GrandstreamEmulator,
-    FanvilEmulator,
-    SnomXmlRpcEmulator,
-    GigasetEmulator,
-    GrapeEmulator,
-    YealinkRpsEmulator,
-    PanasonicEmulator,
-    YealinkXmlrpcEmulator,
-    AuerswaldEmulator,
-)
+from rps_service.vendors import VENDORS
+
+from .emulator import Emulator
+
+
+def _emulator(vendor: str, spec: str) -> type[Emulator]:
+    module, _, name = spec.partition(":")
+    cls = getattr(importlib.import_module(f"{__package__}.{module}"), name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Emulator)):
+        raise ImportError(f"vendor manifest: {vendor!r} names emulator {spec!r}, "
+                          f"which is not an Emulator in rps_service.sandbox")
+    if cls.name != vendor:
+        raise ImportError(f"vendor manifest: {vendor!r} names emulator {spec!r}, "
+                          f"which emulates {cls.name!r}")
+    return cls
+
+
+EMULATORS: tuple[type[Emulator], ...] = tuple(
+    _emulator(name, vendor.emulator) for name, vendor in VENDORS.items())

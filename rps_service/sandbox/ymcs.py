@@ -33,7 +33,6 @@ DEFAULT_TOKEN_LIFETIME = 3600  # seconds, as YMCS answers
 #: How far a request's ``timestamp`` may be from the server's clock. YMCS publishes none;
 #: five minutes is the common choice.
 TIMESTAMP_WINDOW = 300.0
-MAX_NONCE = 32
 NONCE = re.compile(r"[0-9A-Za-z]{1,32}")
 
 

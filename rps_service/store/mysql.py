@@ -17,12 +17,15 @@ from typing import TYPE_CHECKING, Any
 import aiomysql
 import pymysql
 
+from rps_service.logs import get_logger
 from rps_service.store.base import Store
 from rps_service.store.schema import MYSQL
 from rps_service.store.sql import DatabaseMissing, DuplicateKey, StoreUnavailable, Tx
 
 if TYPE_CHECKING:  # config imports every vendor module: not at run time
     from rps_service.config import DatabaseUrl
+
+log = get_logger()
 
 _CONNECT_TIMEOUT = 5
 _RECYCLE_SECONDS = 600  # well below the usual wait_timeout (28800) and proxies' idle limits
@@ -213,9 +216,13 @@ async def _run_ddl(tx: Tx, statement: str) -> None:
 
 
 async def _rollback(conn: Any) -> None:
+    # The transaction's own error is what the caller raises; a failed rollback only means
+    # the connection is broken, so it is closed (the pool then drops it) and said once.
     try:
         await conn.rollback()
-    except Exception:
+    except Exception as exc:
+        log.warning("Rollback failed, connection dropped", component="DATABASE",
+                    err=_describe(exc))
         conn.close()
 
 

@@ -1,7 +1,4 @@
-"""The phone's side of zero-touch provisioning: ``/ztprov/`` (docs/phone-side.md)."""
+"""The phone's side of zero-touch provisioning: ``/ztprov/`` (docs/phone-side.md).
 
-from __future__ import annotations
-
-from rps_service.ztp.app import ZtpListener
-
-__all__ = ["ZtpListener"]
+The listener is :mod:`rps_service.ztp.app`; each phone family has a module of its own.
+"""

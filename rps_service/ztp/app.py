@@ -47,9 +47,9 @@ from rps_service.clock import utcnow
 from rps_service.config import ZtpSettings
 from rps_service.logs import get_logger, http_server_logger
 from rps_service.models import Device
-from rps_service.providers.registry import PROVIDERS
 from rps_service.store import Store, StoreUnavailable
 from rps_service.store.outbox import Notice
+from rps_service.vendors import PROVIDERS, family_of
 from rps_service.ztp.auth import (
     WRONG_CREDENTIALS,
     Authenticator,
@@ -65,7 +65,6 @@ from rps_service.ztp.connections import (
     raise_file_limit,
 )
 from rps_service.ztp.family import PhoneFamily, mac_in
-from rps_service.ztp.registry import FAMILIES
 from rps_service.ztp.throttle import FailureThrottle
 from rps_service.ztp.useragent import parse_user_agent
 
@@ -124,11 +123,6 @@ def _secret(device: Device | None) -> Secret | None:
     if device is None or not device.http_username or not device.http_password:
         return None
     return Secret(device.http_username, device.http_password)
-
-
-def _family(device: Device) -> PhoneFamily | None:
-    provider = PROVIDERS.get(device.provider)
-    return FAMILIES.get(getattr(provider, "phone_family", "") or "")
 
 
 def _login_mode(provider: str) -> bool:
@@ -335,7 +329,7 @@ class ZtpListener:
             retry_after = self._failed(request, ip, None, now, key=f"{selector}***",
                                        reason="unknown or revoked URL key")
             return _plain(403) if retry_after is None else _too_many(retry_after)
-        family = _family(device)
+        family = family_of(device.provider)
         agent = (family.parse_user_agent if family else parse_user_agent)(
             request.headers.get("User-Agent"))
         if agent.mac and agent.mac != device.mac:
@@ -346,7 +340,7 @@ class ZtpListener:
 
     async def _serve(self, request: web.Request, ip: str, device: Device,
                      name: str) -> web.Response:
-        family = _family(device)
+        family = family_of(device.provider)
         if family is None or not family.serves(name, device.mac):
             return _plain(404)  # the model file, firmware, probes: nothing to serve
         return await self._settings_file(request, ip, device, family, name)

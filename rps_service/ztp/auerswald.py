@@ -30,7 +30,6 @@ from rps_service.ztp.useragent import UserAgent
 
 MARKER = "<MACADR>"
 FILE_NAME = f"{MARKER}.xml"
-AUERSWALD_OUI = "000952"
 _FILE = re.compile(r"([0-9A-Fa-f]{12})(?:\.xml)?")
 _PLACEHOLDERS = (FILE_NAME, MARKER)
 _MODEL = re.compile(r"(?:COMfortel[ _-]?|\b)(D-\d{3}[A-Za-z]?|[0-9]{4} ?IP)\b", re.I)

@@ -3,9 +3,8 @@
 Phones of different vendors ask for different file names (``snomD785-<MAC>.htm``,
 ``<mac>.cfg``, ...) and read different formats. A :class:`PhoneFamily` states that for one
 family; the listener (:mod:`rps_service.ztp.app`) does everything else the same way for all
-(authentication, throttling, logging, the fetch on the device row). Each provider names the
-family of its phones (``phone_family``); a family is added in one module plus a line in
-:mod:`rps_service.ztp.registry`.
+(authentication, throttling, logging, the fetch on the device row). The vendor manifest,
+:mod:`rps_service.vendors`, gives each provider the family of its phones.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ def mac_in(name: str, digits: bool = False) -> str | None:
 class PhoneFamily(abc.ABC):
     """What one family of phones asks ``/ztprov/`` for, and the file that points it on."""
 
-    #: The family's name, as providers' ``phone_family`` give it.
+    #: The family's name (a vendor's phones in docs and the contract tests).
     name: ClassVar[str]
     #: The settings file's media type.
     content_type: ClassVar[str] = "text/plain"

@@ -276,7 +276,11 @@ async def test_vendor_faults_all_complete(
     sandbox.state.error_rate = 0.3
     sandbox.state.rate_limit_rate = 0.1
     sandbox.state.retry_after = 0
-    daemon = Daemon(tmp_path, general(mysql_database, max_attempts=15, retry_cap=0.2),
+    # An add is two or three requests, each answered 503 or 429 four times in ten: an
+    # attempt gets through about one time in three. With 15 attempts, one event of the
+    # ~150 that reach the vendor ran out of them in about one run in six (0.64^15 each);
+    # with 40 none does (0.64^40 ~ 2e-8), and the backoff (at most retry_cap) keeps it short.
+    daemon = Daemon(tmp_path, general(mysql_database, max_attempts=40, retry_cap=0.2),
                     snom(sandbox, timeout=0.5))
     daemons.append(daemon)
     rng = random.Random(3)

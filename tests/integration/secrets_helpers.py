@@ -11,11 +11,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from rps_service.config import parse_database_url
-from rps_service.providers.registry import PROVIDERS
 from rps_service.store import Store
 from rps_service.store.schema import MYSQL, SQLITE
 from rps_service.store.secrets import PREFIX
-from rps_service.ztp.registry import FAMILIES
+from rps_service.vendors import family_of
 from tests.conftest import MYSQL_HOST, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER
 from tests.integration.daemons import Daemon
 from tests.integration.test_pipeline import wait_events
@@ -66,7 +65,8 @@ async def access(d: Daemon, vendor: str, mac: str) -> dict[str, Any]:
 async def phone_fetch(d: Daemon, vendor: str, mac: str, url: str, username: str | None,
                       password: str | None) -> httpx.Response:
     """The phone asks ``d``'s /ztprov/ for its first file, as the vendor sent it there."""
-    family = FAMILIES[PROVIDERS[vendor].phone_family or ""]
+    family = family_of(vendor)
+    assert family is not None
     name, agent = family.sample_request(mac, "T46U")
     assert d.service.ztp is not None
     folder = f"http://{d.service.ztp.address}{urlsplit(url).path}"

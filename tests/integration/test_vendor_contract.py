@@ -19,13 +19,12 @@ import httpx
 import pytest
 
 from rps_service.access import AccessMode
-from rps_service.providers.registry import PROVIDERS
 from rps_service.providers.vendor import VendorProvider
 from rps_service.sandbox.emulator import Emulator, Held
 from rps_service.sandbox.registry import EMULATORS
 from rps_service.sandbox.runner import RunningSandbox
 from rps_service.service import Service
-from rps_service.ztp.registry import FAMILIES
+from rps_service.vendors import PROVIDERS, family_of
 from tests.conftest import SECRETS
 from tests.integration.daemons import Daemons
 from tests.integration.test_pipeline import wait_events, wait_for
@@ -214,7 +213,7 @@ async def test_throttling_pauses_the_whole_account(
 
 async def test_phone_fetches_its_file(env: Callable[..., Awaitable[Env]]) -> None:
     e = await env()
-    family = FAMILIES.get(e.provider.phone_family or "")
+    family = family_of(e.provider.name)
     if family is None:
         pytest.skip(f"{e.name} sends its phones nowhere of ours (documented)")
     mac = e.emulator.sample_mac(3)

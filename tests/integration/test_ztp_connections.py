@@ -20,7 +20,7 @@ import structlog
 from rps_service import logs
 from rps_service.config import ZtpSettings
 from rps_service.store import Store
-from rps_service.ztp import ZtpListener
+from rps_service.ztp.app import ZtpListener
 from tests.conftest import free_port
 
 REQUEST = b"GET /ztprov/8/snomD717-000413ABCDEF.htm HTTP/1.1\r\nHost: pbx\r\n\r\n"

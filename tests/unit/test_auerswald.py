@@ -14,10 +14,12 @@ from xmlrpc.client import Fault
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from rps_service.models import Device as DeviceRow
 from rps_service.models import ServerProvisioning
 from rps_service.providers.auerswald import AuerswaldProvider
+from rps_service.providers.guesses import forget_guesses
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.ztp.auerswald import AuerswaldFamily
 from rps_service.ztp.useragent import UserAgent
@@ -28,6 +30,11 @@ WIRE_MAC = "000952abcdef"
 URL = f"https://pbx.test/ztprov/8/{KEY}/<MACADR>.xml"
 DEVICE = Device(mac=MAC, server=8, url=URL)
 FAMILY = AuerswaldFamily()
+
+
+@pytest.fixture(autouse=True)
+def _say_guesses_again() -> None:
+    forget_guesses()  # each test sees the first use of a guess
 
 
 def provider(fake: FakeRpc) -> AuerswaldProvider:
@@ -71,6 +78,16 @@ async def test_a_refused_mac_this_account_does_not_hold_is_anothers(falsy: Any) 
     assert "Auerswald does not say why" in err.text
     assert [(c.method, c.params) for c in fake.calls] == [
         ("DeviceRegister", (WIRE_MAC, URL)), ("DeviceInfo", (WIRE_MAC,))]
+
+
+async def test_reading_a_refusal_as_anothers_says_the_guess_once() -> None:
+    with capture_logs() as logs:
+        for _ in range(2):
+            await failure(provider(world(register=False, info=False)).register(DEVICE))
+    assert [(e["log_level"], e["component"], e["guess"]) for e in logs
+            if e["event"] == "Relying on a guess"] == [
+        ("warning", "Auerswald", "a refused DeviceRegister for a MAC this account does not "
+                                 "hold means another account holds it")]
 
 
 async def test_a_refused_mac_this_account_holds_is_a_plain_refusal() -> None:
@@ -121,10 +138,21 @@ async def test_check() -> None:
     fake = world(info=False)
     result = await provider(fake).check_credentials(8)
     assert (result.ok, result.message) == (
-        True, "Auerswald redirection accepted the login acct-user")
+        True, "Auerswald redirection accepted the login acct-user (DeviceInfo answered a "
+              "look-up of a MAC no phone has); "
+              "whether the account may redirect phones is not verified: it shows only "
+              "at the first add")
     assert fake.methods() == ["DeviceInfo"]
     refused = await provider(FakeRpc(password="other")).check_credentials(8)
     assert refused.ok is False and "check username and password" in refused.message
+
+
+async def test_a_fault_fails_the_check() -> None:
+    result = await provider(world(info=Fault(7, "access denied"))).check_credentials(8)
+    assert (result.ok, result.message) == (
+        False, "Auerswald redirection answered the Test's DeviceInfo with fault 7: access "
+               "denied: the login is not confirmed (check username and password "
+               "([auerswald] of rps.ini or PUT /providers/auerswald/credentials/N))")
 
 
 # -- the phone family ---------------------------------------------------------------------

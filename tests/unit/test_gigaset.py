@@ -14,6 +14,7 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from rps_service.models import Credentials, ServerProvisioning
 from rps_service.models import Device as DeviceRow
@@ -23,6 +24,7 @@ from rps_service.providers.gigaset import (
     GigasetSettings,
     normalize_mac_id,
 )
+from rps_service.providers.guesses import forget_guesses
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.transport import AiohttpTransport
 from rps_service.providers.vendor import ProviderContext
@@ -115,6 +117,11 @@ def device(mac: str = MAC, mac_id: str | None = None, url: str = URL) -> Device:
                   mac_id=mac_id or GigasetEmulator.label_code(mac))
 
 
+@pytest.fixture(autouse=True)
+def _say_guesses_again() -> None:
+    forget_guesses()  # each test sees the first use of a guess
+
+
 async def failure(call: Any) -> ProviderError:
     with pytest.raises(ProviderError) as info:
         await call
@@ -204,7 +211,12 @@ async def test_test_button_and_a_wrong_password(
     sandbox: RunningSandbox, transport: AiohttpTransport
 ) -> None:
     check = await gigaset(sandbox, transport).check_credentials(8)
-    assert check.ok and check.message == f"Gigaset redirect accepted the login {DEMO_USER}"
+    # The dummy MAC-ID's code is not its label's: the answer is about the MAC-ID.
+    assert check.ok and check.message == (
+        f"Gigaset redirect accepted the login {DEMO_USER} (autoprov.checkDevice answered a "
+        "dummy MAC-ID with mac_not_exist:000000000000); "
+        "whether the account may redirect phones is not verified: it shows only "
+        "at the first add")
     bad = gigaset(sandbox, transport, password="not-the-secret")
     check = await bad.check_credentials(8)
     assert not check.ok and check.message.startswith("Gigaset redirect rejected the login: 401")
@@ -278,6 +290,25 @@ async def test_a_5xx_is_transient() -> None:
     transport = httpx.MockTransport(lambda r: httpx.Response(503, text="busy"))
     err = await failure(make_provider(transport).register(device()))
     assert err.failure is Failure.TRANSIENT
+
+
+@pytest.mark.parametrize("answer", [[False, "access_denied"], [False, ""]])
+async def test_a_refusal_that_is_not_about_the_mac_id_fails_the_test(answer: Any) -> None:
+    check = await make_provider(httpx.MockTransport(rpc_answer(answer))).check_credentials(8)
+    assert not check.ok
+    assert check.message.startswith("Gigaset redirect answered the Test's autoprov.checkDevice "
+                                    f"with {answer[1] or 'false'}: the login is not confirmed")
+
+
+async def test_the_test_says_the_guess_it_relies_on_once() -> None:
+    provider = make_provider(httpx.MockTransport(rpc_answer([False, "mac_not_found:0"])))
+    with capture_logs() as logs:
+        assert (await provider.check_credentials(8)).ok
+        assert (await provider.check_credentials(8)).ok
+    assert [(e["log_level"], e["component"], e["guess"]) for e in logs
+            if e["event"] == "Relying on a guess"] == [
+        ("warning", "Gigaset", "the Gigaset redirect service answers a wrong login with HTTP "
+                               "401, so a look-up it answers proves the login")]
 
 
 # -- the phone family ---------------------------------------------------------------------

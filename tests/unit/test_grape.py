@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 from rps_service.access import AccessMode
 from rps_service.models import Credentials
 from rps_service.providers.grape import GrapeProvider, GrapeSettings
+from rps_service.providers.guesses import forget_guesses
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.transport import AiohttpTransport
 from rps_service.providers.vendor import ProviderContext
@@ -30,6 +31,7 @@ from rps_service.sandbox.grape import (
 )
 from rps_service.sandbox.runner import RunningSandbox
 from rps_service.sandbox.state import SandboxState
+from rps_service.vendors import VENDORS
 from tests.conftest import SECRETS
 
 SECRETS.update({DEMO_SECRET, NOROLE_SECRET})
@@ -87,12 +89,22 @@ async def failure(call: Any) -> ProviderError:
     return info.value
 
 
+@pytest.fixture(autouse=True)
+def _say_guesses_again() -> None:
+    forget_guesses()  # each test sees the first use of a guess
+
+
+def guesses(logs: list[dict[str, Any]]) -> list[str]:
+    return [e["guess"] for e in logs
+            if e["event"] == "Relying on a guess" and e["log_level"] == "warning"]
+
+
 # -- against the emulator -----------------------------------------------------------------
 
 
 async def test_facts() -> None:
     assert GrapeProvider.access is AccessMode.URL_KEY
-    assert GrapeProvider.phone_family == "snom"
+    assert VENDORS["gigaset-grape"].family is VENDORS["snom"].family
     assert GrapeSettings().api_url == "https://api.grape.gigaset.net/api/v1/"
     assert GrapeSettings.credential_keys == ("access_key_id", "access_key_secret")
 
@@ -190,8 +202,11 @@ async def test_test_button_and_a_wrong_secret(
     sandbox: RunningSandbox, transport: AiohttpTransport
 ) -> None:
     check = await grape(sandbox, transport).check_credentials(8)
+    # The Role is not shown by GRAPE's token: the Test says it did not verify it.
     assert check.ok and check.message == (
-        f"GRAPE accepted the key {DEMO_KEY_ID} (company {DEMO_COMPANY_ID})")
+        f"GRAPE accepted the key {DEMO_KEY_ID} (company {DEMO_COMPANY_ID}); whether the "
+        "key has a Role is not verified: GRAPE's token does not show it (a write refused "
+        "with 403 is the first sign)")
 
     bad = grape(sandbox, transport, secret="not-the-secret")
     err = await failure(bad.register(DEVICE))
@@ -279,3 +294,53 @@ async def test_a_skewed_clock_is_corrected_by_grapes_challenge(
     statuses = [r.status for r in sandbox.state.records]
     assert statuses[0] == 401 and statuses[-1] == 201  # one stale answer, then corrected
     assert emulator(sandbox).holds(MAC) is not None
+
+
+# -- guesses ------------------------------------------------------------------------------
+
+
+async def test_remove_says_its_guesses_once(sandbox: RunningSandbox,
+                                            transport: AiohttpTransport) -> None:
+    """No public GRAPE client removes a device: the DELETE and its 404 are SRAPS's, and
+    rps.log says so the first time they are relied on, not on every remove."""
+    provider = grape(sandbox, transport)
+    await provider.register(DEVICE)
+    with capture_logs() as logs:
+        await provider.deregister(DEVICE)
+        await provider.deregister(DEVICE)  # gone: 404, counted as removed
+        await provider.deregister(DEVICE)
+    assert emulator(sandbox).holds(MAC) is None
+    assert guesses(logs) == [
+        "GRAPE removes a device with DELETE of its endpoint, as SRAPS does",
+        "a 404 to GRAPE's DELETE of an endpoint means the device is already removed"]
+    assert all(e["component"] == "Gigaset" for e in logs if e["event"] == "Relying on a guess")
+
+
+async def test_lookup_and_list_say_their_guesses(sandbox: RunningSandbox,
+                                                 transport: AiohttpTransport) -> None:
+    provider = grape(sandbox, transport)
+    with capture_logs() as logs:
+        assert await provider.lookup(DEVICE) is None
+        listing = provider.list_devices(8)
+        assert listing is not None and [r async for r in listing] == []
+    assert guesses(logs) == [
+        "GRAPE shows a device with GET of its endpoint and answers 404 when it holds none, "
+        "as SRAPS does",
+        "GRAPE lists its devices with GET of the endpoint collection, as SRAPS does"]
+
+
+async def test_an_unrecognised_403_is_not_called_a_missing_role() -> None:
+    """GRAPE's token shows no Role, so a 403 on the PUT has no known cause: the error
+    says so and names the Role as one cause, without claiming it."""
+    def refuse(request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT":
+            return httpx.Response(403, json={"detail": "Forbidden by policy"})
+        return fake(request)
+
+    fake = FakeGrape(token(), {"links": {"endpoints": f"{API}companies/c9/endpoints/"}})
+    err = await failure(provider_for(API, httpx.MockTransport(refuse)).register(DEVICE))
+    assert err.failure is Failure.PERMANENT and err.status == 403
+    assert err.text == ("403: Forbidden by policy (a 403 not recognised: a missing Role on the "
+                        "API key is one cause; choose a Role for the key in GRAPE (API keys) "
+                        "if it has none)")
+    assert "has no Role" not in err.text

@@ -10,7 +10,18 @@ from rps_service.providers.protocol import Device, ProviderError
 from rps_service.providers.snom import SnomProvider
 from rps_service.providers.vendor import ProviderContext
 from tests.ops import scrape
-from tests.unit.test_snom import DEVICE, NOW, FakeCredentials, FakeSraps, make_settings
+from tests.unit.test_snom import (
+    DEVICE,
+    NOW,
+    FakeCredentials,
+    Sraps,
+    fake,
+    make_settings,
+    sandbox,
+    wire,
+)
+
+__all__ = ["fake", "sandbox", "wire"]  # the SRAPS emulator's fixtures
 
 
 class Pipeline:
@@ -41,22 +52,23 @@ async def test_scrape_reads_queues_and_backlog_at_that_moment() -> None:
 Observed = list[tuple[str, str, str, float]]
 
 
-def observing_provider(handler: httpx.MockTransport, seen: Observed) -> SnomProvider:
+def observing_provider(handler: httpx.AsyncBaseTransport, seen: Observed,
+                       api: str = "https://sraps.test/api/v1/") -> SnomProvider:
     context = ProviderContext(mode="master", retry_cap=300, credentials=FakeCredentials(),
                               transport=handler, clock=lambda: NOW,
                               observe=lambda *args: seen.append(args))
-    return SnomProvider(make_settings(), context)
+    return SnomProvider(make_settings(api), context)
 
 
-async def test_snom_requests_are_observed_by_operation_and_status() -> None:
+async def test_snom_requests_are_observed_by_operation_and_status(fake: Sraps) -> None:
     seen: Observed = []
-    provider = observing_provider(httpx.MockTransport(FakeSraps()), seen)
+    provider = observing_provider(fake.front, seen, fake.api)
     await provider.register(DEVICE)
     await provider.lookup(Device(mac=DEVICE.mac, server=8))
     await provider.deregister(Device(mac=DEVICE.mac, server=8))
     assert [(p, op, status) for p, op, status, _ in seen] == [
         ("snom", "token", "200"), ("snom", "settings", "200"), ("snom", "lookup", "404"),
-        ("snom", "register", "200"), ("snom", "lookup", "200"), ("snom", "deregister", "204"),
+        ("snom", "register", "201"), ("snom", "lookup", "200"), ("snom", "deregister", "204"),
     ]
     assert all(seconds >= 0 for *_, seconds in seen)
 

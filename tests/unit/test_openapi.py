@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from rps_service.api import answers
 from rps_service.api.app import Api, create_app
-from rps_service.api.openapi import ROUTES, UNDESCRIBED_PREFIXES, document, render
+from rps_service.api.openapi import ROUTES, document, render
 from rps_service.config import load_settings
 from rps_service.models import Device, Event
 from rps_service.service import Service
@@ -21,6 +21,8 @@ from tests.conftest import write_ini
 from tests.fakes import ScriptedProvider
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Routes that are not the API: the console's static files.
+UNDESCRIBED_PREFIXES = ("/ui",)
 
 
 def _app_routes(tmp_path: Path) -> set[tuple[str, str]]:

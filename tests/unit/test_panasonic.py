@@ -13,9 +13,11 @@ from xmlrpc.client import Fault
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from rps_service.models import Device as DeviceRow
 from rps_service.models import ServerProvisioning
+from rps_service.providers.guesses import forget_guesses
 from rps_service.providers.panasonic import PanasonicProvider
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.ztp.panasonic import HEADER, PanasonicFamily
@@ -40,6 +42,11 @@ async def failure(call: Any) -> ProviderError:
 
 def checked(code: int, mac: str = MAC) -> list[dict[str, Any]]:
     return [{"mac": mac, "faultCode": code, "faultString": "text"}]
+
+
+@pytest.fixture(autouse=True)
+def _say_guesses_again() -> None:
+    forget_guesses()  # each test sees the first use of a guess
 
 
 # -- the provider -------------------------------------------------------------------------
@@ -127,14 +134,32 @@ async def test_lookup_failures(answer: Any) -> None:
     assert err.failure is Failure.PERMANENT
 
 
-async def test_check_accepts_any_xmlrpc_answer() -> None:
-    fake = FakeRpc(lambda m, p: Fault(201, "not found"))
-    result = await provider(fake).check_credentials(8)
+async def test_check_accepts_the_per_mac_answer_and_says_what_it_did_not_verify() -> None:
+    fake = FakeRpc(lambda m, p: checked(201, p[0]))
+    with capture_logs() as logs:
+        result = await provider(fake).check_credentials(8)
     assert (result.ok, result.message) == (
-        True, "Panasonic redirection accepted the login acct-user")
+        True, "Panasonic redirection accepted the login acct-user (ipredirect.checkPhones "
+              "answered a look-up of a MAC no phone has); "
+              "whether the account may redirect phones is not verified: it shows only "
+              "at the first add")
     assert fake.calls[0].method == "ipredirect.checkPhones"
+    assert [(e["log_level"], e["guess"]) for e in logs if e["event"] == "Relying on a guess"] \
+        == [("warning", "Panasonic answers a wrong login with HTTP 401, so a look-up it "
+                        "answers proves the login")]
     refused = await provider(FakeRpc(password="other")).check_credentials(8)
     assert refused.ok is False and "check username and password" in refused.message
+
+
+@pytest.mark.parametrize("answer", [Fault(201, "not found"), Fault(3, "login refused"), True,
+                                    [], "OK"])
+async def test_a_fault_or_another_answer_fails_the_check(answer: Any) -> None:
+    result = await provider(FakeRpc(lambda m, p: answer)).check_credentials(8)
+    assert result.ok is False
+    assert result.message.startswith(
+        "Panasonic redirection answered the Test's ipredirect.checkPhones with ")
+    assert "the login is not confirmed" in result.message
+    assert "accepted" not in result.message
 
 
 # -- the phone family ---------------------------------------------------------------------

@@ -1,16 +1,17 @@
-"""PolyProvider against an in-process fake of Poly ZTP (httpx.MockTransport), and the Poly
-phone family's files.
+"""PolyProvider against the Poly ZTP emulator served in-process, and the Poly phone
+family's files.
 
-The fake keeps profiles and devices per organization the way the facts describe the
+The emulator keeps profiles and devices per organization the way the facts describe the
 service (one holder per MAC, the same "claimed" answer for every holder, ``{results,
-next}`` listings); switches let a test vary what is not confirmed (``profile`` or
-``profileid``, passwords read back or not, ids in creation answers or not).
+next}`` listings); its switches vary what is not confirmed (``profile`` or ``profileid``,
+passwords read back or not, ids in creation answers or not). Answers it never gives are
+scripted in front of it.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+import base64
+from collections.abc import Iterator
 from typing import Any
 from xml.etree import ElementTree
 
@@ -21,14 +22,21 @@ from structlog.testing import capture_logs
 
 from rps_service.models import Device as DeviceRow
 from rps_service.models import ServerProvisioning
+from rps_service.providers.guesses import forget_guesses
 from rps_service.providers.poly import PolyProvider, PolySettings
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
+from rps_service.providers.transport import AiohttpTransport
 from rps_service.providers.vendor import ProviderContext
+from rps_service.sandbox.poly import DEMO_API_KEY, DEMO_ORG, OTHER_ORG, PolyEmulator
+from rps_service.sandbox.runner import RunningSandbox
 from rps_service.ztp.poly import PolyFamily
 from tests.conftest import SECRETS
+from tests.emulated import Scripted, sandbox, transport
 
-API = "https://poly.test/v1/"
-KEY = "poly-unit-api-key-0123456789"
+__all__ = ["sandbox", "transport"]  # fixtures
+
+ROOT = "/poly/v1/"
+KEY = DEMO_API_KEY
 PASSWORD = "server8-pass-ABCDEFGHIJKLMNOP"
 MAC = "0004F2ABCDEF"
 URL8 = "https://pbx.test/ztprov/8/"
@@ -41,95 +49,41 @@ def device(mac: str = MAC, server: int = 8, url: str = URL8, user: str = "ztp-s8
                   **extra)
 
 
-@dataclass
-class FakePoly:
-    """Poly ZTP for one API key (ours) plus MACs other organizations hold."""
+class Poly:
+    """The emulator seen from a test: the demo organization's profiles and devices, what
+    was sent (``seen``, ``calls()``) and scripted answers (``inject``)."""
 
-    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
-    devices: dict[str, str] = field(default_factory=dict)  # mac (lower) → profile id
-    foreign: set[str] = field(default_factory=set)  # MACs of other organizations
-    seen: list[tuple[str, str, Any]] = field(default_factory=list)
-    device_key: str = "profileid"  # how GET /devices/{mac} names the profile
-    show_passwords: bool = True
-    id_in_answer: bool = True
-    page_size: int = 2
-    injected: list[tuple[str, httpx.Response]] = field(default_factory=list)
+    def __init__(self, sandbox: RunningSandbox, transport: AiohttpTransport) -> None:
+        found = sandbox.state.emulators["poly"]
+        assert isinstance(found, PolyEmulator)
+        self.emulator = found
+        self.sandbox = sandbox
+        self.api = found.api_url(sandbox.base_url) + "/"
+        self.front = Scripted(transport, ROOT)
+        self.seen = self.front.seen
+        self.calls = self.front.calls
+        self.inject = self.front.inject
 
-    def calls(self) -> list[str]:
-        return [f"{method} {target}" for method, target, _ in self.seen]
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content) if request.content else None
-        target = request.url.raw_path.decode().removeprefix("/v1/")
-        self.seen.append((request.method, target, body))
-        for i, (prefix, response) in enumerate(self.injected):
-            if f"{request.method} {target}".startswith(prefix):
-                del self.injected[i]
-                return response
-        if request.headers.get("API-KEY") != KEY:
-            return httpx.Response(401, json={"message": "Unauthorized"})
-        path = request.url.path.removeprefix("/v1/").split("/")
-        if path[0] == "profiles":
-            return self._profiles(request.method, path[1:], body)
-        if path[0] == "devices":
-            return self._devices(request, path[1:], body)
-        return httpx.Response(404, json={"message": "Not Found"})
-
-    def _shown(self, profile: dict[str, Any]) -> dict[str, Any]:
-        shown = json.loads(json.dumps(profile))
-        if not self.show_passwords:
-            del shown["template"]["provisioning"]["server"]["password"]
-        return dict(shown)
-
-    def _profiles(self, method: str, rest: list[str], body: Any) -> httpx.Response:
-        if not rest and method == "GET":
-            return httpx.Response(200, json={"results": [self._shown(p)
-                                                         for p in self.profiles.values()]})
-        if not rest and method == "POST":
-            pid = f"p{len(self.profiles) + 1}"
-            self.profiles[pid] = {"id": pid, **body}
-            answer = self._shown(self.profiles[pid])
-            if not self.id_in_answer:
-                del answer["id"]
-            return httpx.Response(201, json=answer)
-        pid = rest[0]
-        if pid not in self.profiles:
-            return httpx.Response(404, json={"message": "Not Found"})
-        if method == "PUT":
-            self.profiles[pid] = {"id": pid, **body}
-        return httpx.Response(200, json=self._shown(self.profiles[pid]))
-
-    def _devices(self, request: httpx.Request, rest: list[str], body: Any) -> httpx.Response:
-        if not rest and request.method == "POST":
-            mac = body["id"]
-            if mac in self.devices or mac in self.foreign:
-                return httpx.Response(409, json={"message": "Device claimed by another "
-                                                            "organization"})
-            if body["profile"] not in self.profiles:
-                return httpx.Response(400, json={"message": "Invalid profile"})
-            self.devices[mac] = body["profile"]
-            return httpx.Response(200, json={"id": mac, "profile": body["profile"]})
-        if not rest:
-            start = int(request.url.params.get("cursor") or 0)
-            macs = sorted(self.devices)[start:start + self.page_size]
-            more = start + self.page_size < len(self.devices)
-            return httpx.Response(200, json={
-                "results": [{"id": m, "profile": self.devices[m]} for m in macs],
-                "next": str(start + self.page_size) if more else None})
-        mac = rest[0]
-        if mac in self.foreign and request.method == "DELETE":
-            return httpx.Response(409, json={"message": "Device claimed by another "
-                                                        "organization"})
-        if mac not in self.devices:
-            return httpx.Response(404, json={"message": "Not Found"})
-        if request.method == "DELETE":
-            del self.devices[mac]
-            return httpx.Response(200, json={"id": mac})
-        return httpx.Response(200, json={"id": mac, self.device_key: self.devices[mac]})
+    @property
+    def profiles(self) -> dict[str, dict[str, Any]]:
+        return self.emulator.organizations[DEMO_ORG].profiles
 
     def profile(self, name: str) -> dict[str, Any]:
         [profile] = [p for p in self.profiles.values() if p["name"] == name]
         return profile
+
+    def held(self, mac: str) -> str | None:
+        """The id of the demo profile holding ``mac`` (lower case), or None."""
+        holder = self.emulator.devices.get(mac)
+        return holder[1] if holder and holder[0] == DEMO_ORG else None
+
+    def demo_devices(self) -> Iterator[str]:
+        return (mac for mac, (org, _) in self.emulator.devices.items() if org == DEMO_ORG)
+
+    def foreign(self, mac: str) -> None:
+        """Give ``mac`` to another organization."""
+        other = self.emulator.organizations[OTHER_ORG]
+        self.emulator.devices[mac] = (OTHER_ORG, next(iter(other.profiles)))
 
 
 class NoCredentials:
@@ -137,18 +91,28 @@ class NoCredentials:
         return None
 
 
-def make_provider(fake: FakePoly, **settings: Any) -> PolyProvider:
-    section = PolySettings.model_validate({"api_url": API, "api_key": KEY,
+def make_provider(fake: Poly, **settings: Any) -> PolyProvider:
+    section = PolySettings.model_validate({"api_url": fake.api, "api_key": KEY,
                                            "provisioning_url": URL8, "rate_limit": 1000,
                                            **settings})
     context = ProviderContext(mode="master", retry_cap=300, credentials=NoCredentials(),
-                              transport=httpx.MockTransport(fake), clock=lambda: 1e9)
+                              transport=fake.front, clock=lambda: 1e9)
     return PolyProvider(section, context)
 
 
+@pytest.fixture(autouse=True)
+def _say_guesses_again() -> None:
+    forget_guesses()  # each test sees the first use of a guess
+
+
 @pytest.fixture
-def fake() -> FakePoly:
-    return FakePoly()
+def fake(sandbox: RunningSandbox, transport: AiohttpTransport) -> Poly:
+    return Poly(sandbox, transport)
+
+
+def cursor(offset: int) -> str:
+    """The emulator's cursor for the page starting at ``offset``."""
+    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode()
 
 
 # -- settings ----------------------------------------------------------------------------
@@ -166,7 +130,7 @@ def test_settings_defaults_and_profile_name_check() -> None:
 # -- register ------------------------------------------------------------------------------
 
 
-async def test_first_device_creates_the_profile_then_adds_the_device(fake: FakePoly) -> None:
+async def test_first_device_creates_the_profile_then_adds_the_device(fake: Poly) -> None:
     provider = make_provider(fake)
     await provider.register(device())
     assert fake.calls() == ["GET profiles", "POST profiles", "POST devices"]
@@ -181,7 +145,7 @@ async def test_first_device_creates_the_profile_then_adds_the_device(fake: FakeP
     assert len(fake.profiles) == 1
 
 
-async def test_a_restart_finds_the_profile_by_name(fake: FakePoly) -> None:
+async def test_a_restart_finds_the_profile_by_name(fake: Poly) -> None:
     await make_provider(fake).register(device())
     fake.seen.clear()
     await make_provider(fake).register(device(mac="0004F2000002"))  # a new process
@@ -189,9 +153,9 @@ async def test_a_restart_finds_the_profile_by_name(fake: FakePoly) -> None:
     assert len(fake.profiles) == 1
 
 
-async def test_a_profile_whose_password_is_not_shown_is_rewritten_once(fake: FakePoly) -> None:
+async def test_a_profile_whose_password_is_not_shown_is_rewritten_once(fake: Poly) -> None:
     await make_provider(fake).register(device())
-    fake.show_passwords = False
+    fake.emulator.show_passwords = False
     fake.seen.clear()
     provider = make_provider(fake)
     await provider.register(device(mac="0004F2000002"))
@@ -202,7 +166,7 @@ async def test_a_profile_whose_password_is_not_shown_is_rewritten_once(fake: Fak
 
 
 async def test_a_changed_url_updates_the_profile_and_keeps_portal_fields(
-    fake: FakePoly
+    fake: Poly
 ) -> None:
     provider = make_provider(fake)
     await provider.register(device())
@@ -222,23 +186,23 @@ async def test_a_changed_url_updates_the_profile_and_keeps_portal_fields(
     assert set(fake.profiles[pid]) == {"id", "name", "enabled", "template"}
 
 
-async def test_a_disabled_profile_is_enabled_again(fake: FakePoly) -> None:
+async def test_a_disabled_profile_is_enabled_again(fake: Poly) -> None:
     await make_provider(fake).register(device())
     fake.profile("rps-8")["enabled"] = False
     await make_provider(fake).register(device(mac="0004F2000002"))
     assert fake.profile("rps-8")["enabled"] is True
 
 
-async def test_two_servers_get_two_profiles(fake: FakePoly) -> None:
+async def test_two_servers_get_two_profiles(fake: Poly) -> None:
     provider = make_provider(fake, profile_name="pbx1-{server}")
     await provider.register(device())
     await provider.register(device(mac="0004F2000009", server=9,
                                    url="https://pbx.test/ztprov/9/", user="ztp-s9"))
     assert sorted(p["name"] for p in fake.profiles.values()) == ["pbx1-8", "pbx1-9"]
-    assert fake.devices["0004f2000009"] == fake.profile("pbx1-9")["id"]
+    assert fake.held("0004f2000009") == fake.profile("pbx1-9")["id"]
 
 
-async def test_a_cold_start_lists_the_profiles_once_for_all_servers(fake: FakePoly) -> None:
+async def test_a_cold_start_lists_the_profiles_once_for_all_servers(fake: Poly) -> None:
     provider = make_provider(fake, profile_name="pbx0-{server}")
     await provider.register(device())
     await provider.register(device(mac="0004F2000009", server=9,
@@ -252,40 +216,41 @@ async def test_a_cold_start_lists_the_profiles_once_for_all_servers(fake: FakePo
     await fresh.register(device(mac="0004F2000003", server=9,
                                 url="https://pbx.test/ztprov/9/", user="ztp-s9"))
     assert fake.calls() == ["GET profiles", "POST devices", "POST devices"]
-    assert fake.devices["0004f2000002"] == fake.profile("pbx0-8")["id"]
-    assert fake.devices["0004f2000003"] == fake.profile("pbx0-9")["id"]
+    assert fake.held("0004f2000002") == fake.profile("pbx0-8")["id"]
+    assert fake.held("0004f2000003") == fake.profile("pbx0-9")["id"]
 
 
-async def test_duplicate_names_use_the_first_and_say_so(fake: FakePoly) -> None:
+async def test_duplicate_names_use_the_first_and_say_so(fake: Poly) -> None:
     await make_provider(fake).register(device())
     first = fake.profile("rps-8")["id"]
     fake.profiles["dup"] = {**fake.profiles[first], "id": "dup"}
     with capture_logs() as logs:
         await make_provider(fake).register(device(mac="0004F2000002"))
-    assert fake.devices["0004f2000002"] == first
+    assert fake.held("0004f2000002") == first
     assert any(e["event"] == "Several profiles have our name, using the first"
                and e["count"] == 2 for e in logs)
 
 
-async def test_a_creation_answer_without_id_is_found_in_the_list(fake: FakePoly) -> None:
-    fake.id_in_answer = False
+async def test_a_creation_answer_without_id_is_found_in_the_list(fake: Poly) -> None:
+    fake.emulator.id_in_answer = False
     await make_provider(fake).register(device())
     assert fake.calls() == ["GET profiles", "POST profiles", "GET profiles", "POST devices"]
-    assert fake.devices["0004f2abcdef"] == fake.profile("rps-8")["id"]
+    assert fake.held("0004f2abcdef") == fake.profile("rps-8")["id"]
 
 
-async def test_a_profile_deleted_in_the_portal_is_created_again(fake: FakePoly) -> None:
+async def test_a_profile_deleted_in_the_portal_is_created_again(fake: Poly) -> None:
     provider = make_provider(fake)
     await provider.register(device())
     fake.profiles.clear()
-    fake.devices.clear()
+    for mac in list(fake.demo_devices()):
+        del fake.emulator.devices[mac]
     await provider.register(device(mac="0004F2000002"))
     assert fake.calls()[3:] == ["POST devices", "GET profiles", "POST profiles",
                                 "POST devices"]
-    assert fake.devices["0004f2000002"] == fake.profile("rps-8")["id"]
+    assert fake.held("0004f2000002") == fake.profile("rps-8")["id"]
 
 
-async def test_readding_a_device_of_this_profile_is_done(fake: FakePoly) -> None:
+async def test_readding_a_device_of_this_profile_is_done(fake: Poly) -> None:
     provider = make_provider(fake)
     await provider.register(device())
     await provider.register(device())
@@ -293,25 +258,22 @@ async def test_readding_a_device_of_this_profile_is_done(fake: FakePoly) -> None
 
 
 @pytest.mark.parametrize("key", ["profileid", "profile"])
-async def test_a_device_in_another_of_our_profiles_is_moved(fake: FakePoly, key: str) -> None:
-    fake.device_key = key
-    fake.profiles["admin"] = {"id": "admin", "name": "migrated", "enabled": True,
-                              "template": {"provisioning": {"server": {
-                                  "address": "https://old.test/"}}}}
-    fake.devices["0004f2abcdef"] = "admin"
+async def test_a_device_in_another_of_our_profiles_is_moved(fake: Poly, key: str) -> None:
+    fake.emulator.device_field = key
+    admin = fake.emulator.portal_claim("0004f2abcdef", "migrated", "https://old.test/")
     provider = make_provider(fake)
     with capture_logs() as logs:
         await provider.register(device())
     pid = fake.profile("rps-8")["id"]
     assert fake.calls()[2:] == ["POST devices", "GET devices/0004f2abcdef",
                                 "DELETE devices/0004f2abcdef", "POST devices"]
-    assert fake.devices["0004f2abcdef"] == pid
-    assert any(e["event"] == "Moving device to our profile" and e["previous"] == "admin"
+    assert fake.held("0004f2abcdef") == pid
+    assert any(e["event"] == "Moving device to our profile" and e["previous"] == admin
                for e in logs)
 
 
-async def test_another_organizations_mac_is_owned_by_another(fake: FakePoly) -> None:
-    fake.foreign.add("0004f2abcdef")
+async def test_another_organizations_mac_is_owned_by_another(fake: Poly) -> None:
+    fake.foreign("0004f2abcdef")
     with pytest.raises(ProviderError) as err:
         await make_provider(fake).register(device())
     assert err.value.failure is Failure.OWNED
@@ -320,7 +282,7 @@ async def test_another_organizations_mac_is_owned_by_another(fake: FakePoly) -> 
     assert "DELETE devices/0004f2abcdef" not in fake.calls()
 
 
-async def test_bad_key_is_a_bad_login_naming_the_key(fake: FakePoly) -> None:
+async def test_bad_key_is_a_bad_login_naming_the_key(fake: Poly) -> None:
     provider = make_provider(fake, api_key="wrong-key")
     with pytest.raises(ProviderError) as err:
         await provider.register(device())
@@ -330,32 +292,31 @@ async def test_bad_key_is_a_bad_login_naming_the_key(fake: FakePoly) -> None:
     assert result.ok is False and "Unauthorized" in result.message
 
 
-async def test_throttling_pauses_with_the_retry_after(fake: FakePoly) -> None:
-    fake.injected.append(("GET profiles", httpx.Response(
-        429, json={"message": "Too Many Requests"}, headers={"Retry-After": "7"})))
+async def test_throttling_pauses_with_the_retry_after(fake: Poly) -> None:
+    fake.sandbox.state.fail_next = [429]  # the emulator's own throttling answer
+    fake.sandbox.state.retry_after = 7
     with pytest.raises(ProviderError) as err:
         await make_provider(fake).register(device())
     assert err.value.failure is Failure.THROTTLED and err.value.retry_after == 7
 
 
-async def test_server_errors_are_transient_and_texts_mask_secrets(fake: FakePoly) -> None:
-    fake.injected.append(("POST profiles", httpx.Response(
-        502, json={"message": f"upstream saw {PASSWORD} and {KEY}"})))
+async def test_server_errors_are_transient_and_texts_mask_secrets(fake: Poly) -> None:
+    fake.inject("POST profiles", httpx.Response(
+        502, json={"message": f"upstream saw {PASSWORD} and {KEY}"}))
     with pytest.raises(ProviderError) as err:
         await make_provider(fake).register(device())
     assert err.value.failure is Failure.TRANSIENT
     assert PASSWORD not in err.value.text and KEY not in err.value.text
 
 
-async def test_an_invalid_mac_is_permanent(fake: FakePoly) -> None:
-    fake.injected.append(("POST devices", httpx.Response(
-        400, json={"message": "Invalid device id"})))
+async def test_an_invalid_mac_is_permanent(fake: Poly) -> None:
+    fake.inject("POST devices", httpx.Response(400, json={"message": "Invalid device id"}))
     with pytest.raises(ProviderError) as err:
         await make_provider(fake).register(device())
     assert err.value.failure is Failure.PERMANENT and "Invalid device id" in err.value.text
 
 
-async def test_mac_placeholders_and_device_settings_are_refused(fake: FakePoly) -> None:
+async def test_mac_placeholders_and_device_settings_are_refused(fake: Poly) -> None:
     provider = make_provider(fake)
     with pytest.raises(ProviderError, match="contains \\{mac\\}"):
         await provider.register(device(url="https://pbx.test/ztprov/8/{mac}"))
@@ -367,21 +328,25 @@ async def test_mac_placeholders_and_device_settings_are_refused(fake: FakePoly) 
 # -- remove, look-up, list, test --------------------------------------------------------------
 
 
-async def test_remove(fake: FakePoly) -> None:
+async def test_remove(fake: Poly) -> None:
     provider = make_provider(fake)
     await provider.register(device())
     await provider.deregister(Device(mac=MAC, server=8))
-    assert "0004f2abcdef" not in fake.devices
-    await provider.deregister(Device(mac=MAC, server=8))  # 404: already gone
-    fake.foreign.add("0004f2000099")
+    assert "0004f2abcdef" not in fake.emulator.devices
+    with capture_logs() as logs:
+        await provider.deregister(Device(mac=MAC, server=8))  # 404: already gone
+        await provider.deregister(Device(mac=MAC, server=8))
+    assert [(e["log_level"], e["guess"]) for e in logs if e["event"] == "Relying on a guess"] \
+        == [("warning", "a 404 to Poly's DELETE of a device means it is already removed")]
+    fake.foreign("0004f2000099")
     with capture_logs() as logs:
         await provider.deregister(Device(mac="0004F2000099", server=8))
     assert any(e["event"] == "Device held by another account, nothing to remove" for e in logs)
 
 
 @pytest.mark.parametrize("key", ["profileid", "profile"])
-async def test_lookup_reads_either_profile_field(fake: FakePoly, key: str) -> None:
-    fake.device_key = key
+async def test_lookup_reads_either_profile_field(fake: Poly, key: str) -> None:
+    fake.emulator.device_field = key
     await make_provider(fake).register(device())
     provider = make_provider(fake)  # cold: the profile's address is read once
     assert await provider.lookup(device()) == VendorRecord(MAC, URL8)
@@ -390,21 +355,23 @@ async def test_lookup_reads_either_profile_field(fake: FakePoly, key: str) -> No
     assert fake.calls().count(f"GET profiles/{pid}") == 1
 
 
-async def test_list_follows_cursors(fake: FakePoly) -> None:
+async def test_list_follows_cursors(fake: Poly) -> None:
     provider = make_provider(fake)
     macs = [f"0004F20000{i:02X}" for i in range(5)]
     for mac in macs:
         await provider.register(device(mac=mac))
     fake.seen.clear()
+    fake.emulator.page_cap = 2
     listing = provider.list_devices(8)
     assert listing is not None
     records = [record async for record in listing]
     assert records == [VendorRecord(mac, URL8) for mac in macs]
     assert fake.calls() == ["GET profiles", "GET devices?limit=50",
-                            "GET devices?limit=50&cursor=2", "GET devices?limit=50&cursor=4"]
+                            f"GET devices?limit=50&cursor={cursor(2)}",
+                            f"GET devices?limit=50&cursor={cursor(4)}"]
 
 
-async def test_check_counts_profiles(fake: FakePoly) -> None:
+async def test_check_counts_profiles(fake: Poly) -> None:
     provider = make_provider(fake)
     await provider.register(device())
     result = await provider.check_credentials(8)

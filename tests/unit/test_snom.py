@@ -1,35 +1,35 @@
-"""SnomProvider against an in-process fake of SRAPS (httpx.MockTransport).
+"""SnomProvider against the SRAPS emulator served in-process.
 
-The fake checks every request's Hawk signature with mohawk's Receiver (payload hash,
-replayed nonces and clock skew included), so a test passing here means SRAPS's own rules
-were met, not merely that some call was made.
+The emulator checks every request's Hawk signature (payload hash, replayed nonces and
+clock skew included), so a test passing here means SRAPS's own rules were met, not merely
+that some call was made. The tests add their own key and settings catalogue to its world;
+answers it never gives are scripted in front of it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import calendar
 import email.utils
-import json
 import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
-from mohawk import Receiver
-from mohawk.base import EmptyValue
-from mohawk.exc import HawkFail, TokenExpired
 from structlog.testing import capture_logs
 
 from rps_service.models import Credentials
+from rps_service.providers.guesses import forget_guesses
 from rps_service.providers.protocol import Device, Failure, Provider, ProviderError, VendorRecord
 from rps_service.providers.snom import SnomProvider, SnomSettings
+from rps_service.providers.transport import AiohttpTransport
 from rps_service.providers.vendor import ProviderContext
+from rps_service.sandbox import start_sandbox
+from rps_service.sandbox.runner import RunningSandbox
+from rps_service.sandbox.state import DEMO_COMPANY_ID, OTHER_COMPANY_ID, SandboxState, Setting
+from tests.emulated import Scripted
 
-API = "https://sraps.test/api/v1/"
 KEY_ID = "KEYID"
 SECRET = "key-secret-0123456789"
 PASSWORD = "device-pass-ABCDEFGHIJKLMNOP"
@@ -50,6 +50,9 @@ EXPECTED_BODY = {
         "uuid-pass": {"value": PASSWORD, "attrs": {"perm": "RW"}},
     },
 }
+#: EXPECTED_BODY as SRAPS stores it: a PUT replaces the endpoint whole, absent fields null.
+EXPECTED_STORED = {**EXPECTED_BODY, "name": None, "description": None,
+                   "provisioning_profile": None}
 
 
 def catalogue(filler: int = 5) -> list[dict[str, str]]:
@@ -68,137 +71,110 @@ def catalogue(filler: int = 5) -> list[dict[str, str]]:
     return entries
 
 
-@dataclass
 class Seen:
-    method: str
-    target: str  # path and query as sent
-    body: Any
-    authorization: str
-    accept: str
+    """One request as sent."""
+
+    def __init__(self, request: httpx.Request, body: Any) -> None:
+        self.method = request.method
+        self.target = request.url.raw_path.decode()  # path and query as sent
+        self.body = body
+        self.authorization = request.headers.get("authorization", "")
+        self.accept = request.headers.get("accept", "")
 
 
 Outcome = Callable[[httpx.Request], httpx.Response]
 
 
-@dataclass
-class FakeSraps:
-    """Enough of SRAPS for the provider: tokens, paginated settings, endpoints."""
+class Sraps:
+    """The emulator seen from a test: its world with our key (``KEYID``, Role
+    "Provisioning", company 1001) and our catalogue, what was sent (``seen``,
+    ``targets()``), scripted answers (``inject``) and server clock moves
+    (``clock_jumps``: the server's time for each next request)."""
 
-    keys: dict[str, str] = field(default_factory=lambda: {KEY_ID: SECRET})
-    roles: dict[str, str | None] = field(default_factory=lambda: {KEY_ID: "Provisioning"})
-    company: str = "1001"
-    settings: list[dict[str, str]] = field(default_factory=catalogue)
-    max_page_size: int = 1000
-    endpoints: dict[str, Any] = field(default_factory=dict)
-    foreign_macs: set[str] = field(default_factory=set)
-    now: int = NOW
-    seen: list[Seen] = field(default_factory=list)
-    injected: list[tuple[str, Outcome]] = field(default_factory=list)
-    nonces: set[tuple[str, str]] = field(default_factory=set)
-    clock_jumps: list[int] = field(default_factory=list)  # server times for the next requests
-    challenge: bool = True  # a stale 401 tells the server's time (Hawk ts/tsm)
+    def __init__(self, sandbox: RunningSandbox, wire: AiohttpTransport) -> None:
+        self.sandbox = sandbox
+        self.state = sandbox.state
+        self.api = sandbox.url
+        self.state.add_key(KEY_ID, SECRET, DEMO_COMPANY_ID, "Provisioning")
+        self.settings = catalogue()
+        self.set_server_time(NOW)
+        self.clock_jumps: list[int] = []
+        self.front = Transport(wire, "", check=self._jump)
+        self.front.api = self.api
+        self.inject = self.front.inject
 
-    def inject(self, path_part: str, outcome: Outcome) -> None:
-        """Answer the next request whose path contains ``path_part`` with ``outcome``."""
-        self.injected.append((path_part, outcome))
+    @property
+    def settings(self) -> list[dict[str, str]]:
+        return [{"uuid": s.uuid, "param_name": s.param_name, "section": s.section}
+                for s in self.state.settings]
+
+    @settings.setter
+    def settings(self, entries: list[dict[str, str]]) -> None:
+        self.state.settings = [Setting(e["uuid"], e["param_name"], e["section"])
+                               for e in entries]
+        self.state.settings_by_uuid = {}
+        for setting in self.state.settings:  # the first of a uuid wins, as in a listing
+            self.state.settings_by_uuid.setdefault(setting.uuid, setting)
+
+    @property
+    def endpoints(self) -> dict[str, dict[str, Any]]:
+        return self.state.endpoints(DEMO_COMPANY_ID)
+
+    @property
+    def seen(self) -> list[Seen]:
+        return [Seen(request, body)
+                for request, (_, _, body) in zip(self.front.sent, self.front.seen, strict=True)]
 
     def targets(self) -> list[str]:
         return [f"{s.method} {s.target}" for s in self.seen]
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content) if request.content else None
-        self.seen.append(
-            Seen(
-                request.method,
-                request.url.raw_path.decode(),
-                body,
-                request.headers.get("authorization", ""),
-                request.headers.get("accept", ""),
-            )
-        )
-        for i, (part, outcome) in enumerate(self.injected):
-            if part in request.url.path:
-                del self.injected[i]
-                return outcome(request)
-        key_id, denied = self._authenticate(request)
-        return denied or self._route(request, key_id, body)
+    def clear(self) -> None:
+        """Forget what was sent so far."""
+        self.front.sent.clear()
+        self.front.seen.clear()
 
-    def _authenticate(self, request: httpx.Request) -> tuple[str, httpx.Response | None]:
-        has_body = bool(request.content)
+    def foreign(self, mac: str) -> None:
+        """Give ``mac`` to another SRAPS account."""
+        self.state.endpoints(OTHER_COMPANY_ID)[mac] = {
+            "mac": mac, "name": None, "description": None, "provisioning_profile": None,
+            "autoprovisioning_enabled": True, "settings_manager": {}}
+
+    def set_server_time(self, when: int) -> None:
+        # Hawk's check reads whole seconds of the wall clock: offset by whole seconds.
+        self.state.clock_offset = when - int(time.time())
+
+    def _jump(self, request: httpx.Request) -> None:
         if self.clock_jumps:
-            self.now = self.clock_jumps.pop(0)
-        try:
-            receiver = Receiver(
-                lambda key_id: {"id": key_id, "key": self.keys[key_id], "algorithm": "sha256"},
-                request.headers.get("authorization"),
-                str(request.url),
-                request.method,
-                content=request.content if has_body else EmptyValue,
-                content_type=request.headers["content-type"] if has_body else EmptyValue,
-                seen_nonce=self._seen_nonce,
-                # mohawk reads whole seconds of the wall clock: offset by whole seconds.
-                localtime_offset_in_seconds=self.now - calendar.timegm(time.gmtime()),
-            )
-        except TokenExpired as exc:
-            headers = {"Date": email.utils.formatdate(self.now, usegmt=True)}
-            if self.challenge:
-                headers["WWW-Authenticate"] = exc.www_authenticate
-            return "", httpx.Response(401, headers=headers, json={"message": "Stale timestamp"})
-        except HawkFail:
-            return "", httpx.Response(401, json={"message": "Unauthorized"})
-        return str(receiver.parsed_header["id"]), None
+            self.set_server_time(self.clock_jumps.pop(0))
 
-    def _seen_nonce(self, key_id: str, nonce: str, ts: str) -> bool:
-        if (key_id, nonce) in self.nonces:
-            return True
-        self.nonces.add((key_id, nonce))
-        return False
 
-    def _route(self, request: httpx.Request, key_id: str, body: Any) -> httpx.Response:
-        parts = request.url.path.removeprefix("/api/v1/").split("/")
-        if parts[0] == "tokens" and len(parts) == 2 and request.method == "GET":
-            return self._token(parts[1])
-        if parts == ["settings", ""] and request.method == "GET":
-            return self._settings(request)
-        if parts[0] == "companies" and len(parts) == 4 and parts[2] == "endpoints":
-            if parts[1] != self.company:
-                return httpx.Response(404, json={"detail": "Not found."})
-            return self._endpoint(request.method, key_id, parts[3], body)
-        return httpx.Response(404, json={"detail": "Not found."})
+class Transport(Scripted):
+    """The scripted front of the emulator; remembers whether it was closed."""
 
-    def _token(self, key_id: str) -> httpx.Response:
-        if key_id not in self.keys:
-            return httpx.Response(404, json={"detail": "Not found."})
-        links = {"company": f"{API}companies/{self.company}/"}
-        token: dict[str, Any] = {"id": key_id, "links": links}
-        if key_id in self.roles:
-            token["role"] = self.roles[key_id]
-        return httpx.Response(200, json=token)
+    closed = False
+    api = ""  # the emulator's API URL
 
-    def _settings(self, request: httpx.Request) -> httpx.Response:
-        page = int(request.url.params.get("page", "1"))
-        size = min(int(request.url.params.get("page_size", "20")), self.max_page_size)
-        chunk = self.settings[(page - 1) * size : page * size]
-        headers = {}
-        if page * size < len(self.settings):
-            headers["Link"] = f'<{API}settings/?page={page + 1}&page_size={size}>; rel="next"'
-        return httpx.Response(200, json=chunk, headers=headers)
+    async def aclose(self) -> None:
+        self.closed = True
 
-    def _endpoint(self, method: str, key_id: str, mac: str, body: Any) -> httpx.Response:
-        if method == "PUT":
-            if not self.roles.get(key_id):
-                denied = {"detail": "You do not have permission to perform this action."}
-                return httpx.Response(403, json=denied)
-            if mac in self.foreign_macs:
-                return httpx.Response(403, json={"message": "taken_mac_or_forbidden"})
-            self.endpoints[mac] = body
-            return httpx.Response(200, json=body)
-        if mac not in self.endpoints:
-            return httpx.Response(404, json={"detail": "Not found."})
-        if method == "DELETE":
-            del self.endpoints[mac]
-            return httpx.Response(204)
-        return httpx.Response(200, json=self.endpoints[mac])
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[RunningSandbox]:
+    running = await start_sandbox(SandboxState(settings_count=10))
+    yield running
+    await running.close()
+
+
+@pytest.fixture
+async def wire() -> AsyncIterator[AiohttpTransport]:
+    sent = AiohttpTransport()
+    yield sent
+    await sent.aclose()
+
+
+@pytest.fixture
+def fake(sandbox: RunningSandbox, wire: AiohttpTransport) -> Sraps:
+    return Sraps(sandbox, wire)
 
 
 class FakeCredentials:
@@ -216,9 +192,9 @@ def stored(server: int, key_id: str = KEY_ID, secret: str = SECRET, **kw: Any) -
                        **kw)
 
 
-def make_settings(ini: bool = True, **extra: Any) -> SnomSettings:
+def make_settings(api: str, ini: bool = True, **extra: Any) -> SnomSettings:
     snom: dict[str, Any] = {
-        "api_url": API,
+        "api_url": api,
         "provisioning_url": "https://pbx.test/ztprov/{server}/",
         "timeout": 5,
         **extra,
@@ -229,22 +205,8 @@ def make_settings(ini: bool = True, **extra: Any) -> SnomSettings:
 
 
 @pytest.fixture
-def fake() -> FakeSraps:
-    return FakeSraps()
-
-
-class Transport(httpx.MockTransport):
-    """The fake SRAPS behind httpx's mock transport; remembers whether it was closed."""
-
-    closed = False
-
-    async def aclose(self) -> None:
-        self.closed = True
-
-
-@pytest.fixture
-def transport(fake: FakeSraps) -> Transport:
-    return Transport(fake)
+def transport(fake: Sraps) -> Transport:
+    return fake.front
 
 
 def make_provider(
@@ -258,12 +220,17 @@ def make_provider(
 ) -> SnomProvider:
     context = ProviderContext(mode=mode, retry_cap=300, credentials=creds or FakeCredentials(),
                               transport=transport, clock=clock)
-    return SnomProvider(make_settings(ini, **settings), context)
+    return SnomProvider(make_settings(transport.api, ini, **settings), context)
 
 
 @pytest.fixture
 def provider(transport: Transport) -> SnomProvider:
     return make_provider(transport)
+
+
+@pytest.fixture(autouse=True)
+def _say_guesses_again() -> None:
+    forget_guesses()  # each test sees the first use of a guess
 
 
 async def failure(call: Any) -> ProviderError:
@@ -280,7 +247,7 @@ async def test_satisfies_the_provider_protocol(provider: SnomProvider) -> None:
     assert checked.name == "snom"
 
 
-async def test_cold_register_looks_up_then_puts(fake: FakeSraps, provider: SnomProvider) -> None:
+async def test_cold_register_looks_up_then_puts(fake: Sraps, provider: SnomProvider) -> None:
     await provider.register(DEVICE)
 
     assert fake.targets() == [
@@ -291,16 +258,16 @@ async def test_cold_register_looks_up_then_puts(fake: FakeSraps, provider: SnomP
     ]
     put = fake.seen[-1]
     assert put.body == EXPECTED_BODY  # the global setting_server uuid is not used
-    assert fake.endpoints["000413abcdef"] == EXPECTED_BODY
+    assert fake.endpoints["000413abcdef"] == EXPECTED_STORED
     for seen in fake.seen:
         assert HAWK_HEADER.match(seen.authorization), seen.authorization
         assert seen.accept == "application/json"
         assert ('hash="' in seen.authorization) == (seen.body is not None)
 
 
-async def test_warm_register_reads_then_puts(fake: FakeSraps, provider: SnomProvider) -> None:
+async def test_warm_register_reads_then_puts(fake: Sraps, provider: SnomProvider) -> None:
     await provider.register(DEVICE)
-    fake.seen.clear()
+    fake.clear()
 
     await provider.register(Device(mac="000413AABBCC", server=8, url="u", http_password="p"))
 
@@ -309,17 +276,17 @@ async def test_warm_register_reads_then_puts(fake: FakeSraps, provider: SnomProv
 
 
 async def test_without_keeping_portal_settings_a_warm_register_is_one_call(
-    fake: FakeSraps, transport: Transport
+    fake: Sraps, transport: Transport
 ) -> None:
     provider = make_provider(transport, keep_portal_settings=False)
     await provider.register(DEVICE)
-    fake.seen.clear()
+    fake.clear()
     await provider.register(DEVICE)
     assert fake.targets() == ["PUT /api/v1/companies/1001/endpoints/000413abcdef"]
 
 
 async def test_portal_settings_profile_and_name_are_kept(
-    fake: FakeSraps, provider: SnomProvider
+    fake: Sraps, provider: SnomProvider
 ) -> None:
     fake.endpoints["000413abcdef"] = {
         "mac": "000413abcdef", "autoprovisioning_enabled": True, "name": "Reception (portal)",
@@ -338,7 +305,7 @@ async def test_portal_settings_profile_and_name_are_kept(
     }
 
 
-async def test_extra_settings_go_by_param_name(fake: FakeSraps, provider: SnomProvider) -> None:
+async def test_extra_settings_go_by_param_name(fake: Sraps, provider: SnomProvider) -> None:
     await provider.register(Device(mac=MAC, server=8, url="u", http_username="a",
                                    http_password="b", settings={"filler_2": "x"}))
     assert fake.seen[-1].body["settings_manager"]["uuid-2"] == {
@@ -350,45 +317,45 @@ async def test_extra_settings_go_by_param_name(fake: FakeSraps, provider: SnomPr
                            "phone-settings)")
 
 
-async def test_settings_pages_are_followed(transport: Transport, fake: FakeSraps) -> None:
-    fake.max_page_size = 3  # 9 entries: the uuids sit on pages 2 and 3
+async def test_settings_pages_are_followed(transport: Transport, fake: Sraps) -> None:
+    fake.settings = catalogue(filler=2000)  # pages of at most 1000: the uuids on page 3
     await make_provider(transport).register(DEVICE)
 
     assert fake.targets()[1:4] == [
         "GET /api/v1/settings/?page_size=1000",
-        "GET /api/v1/settings/?page=2&page_size=3",
-        "GET /api/v1/settings/?page=3&page_size=3",
+        "GET /api/v1/settings/?page=2&page_size=1000",
+        "GET /api/v1/settings/?page=3&page_size=1000",
     ]
     assert fake.seen[-1].body == EXPECTED_BODY
 
 
+# Each a template on the emulator's host and port (it speaks plain HTTP on loopback).
 @pytest.mark.parametrize("elsewhere", [
     "https://evil.example/api/v1/settings/?page=2&page_size=3",  # another host
-    "http://sraps.test/api/v1/settings/?page=2&page_size=3",  # the same host without TLS
-    "https://sraps.test:8443/api/v1/settings/?page=2&page_size=3",  # another port
+    "https://{host}:{port}/api/v1/settings/?page=2&page_size=3",  # the same host, with TLS
+    "http://{host}:{other_port}/api/v1/settings/?page=2&page_size=3",  # another port
     "//evil.example/api/v1/settings/?page=2",  # scheme-relative
 ])
-async def test_a_next_page_elsewhere_is_not_followed(fake: FakeSraps, elsewhere: str) -> None:
+async def test_a_next_page_elsewhere_is_not_followed(fake: Sraps, elsewhere: str) -> None:
     """Issue 20, finding 5: a Link rel=next to another scheme, host or port would get a
     Hawk-signed request; it is refused and the call fails (a list cut short would mislead
     a reconcile)."""
-    fake.max_page_size = 3
-    hosts: list[str] = []
+    sandbox = fake.sandbox
+    elsewhere = elsewhere.format(host=sandbox.host, port=sandbox.port,
+                                 other_port=sandbox.port + 1)
 
-    def record(request: httpx.Request) -> httpx.Response:
-        hosts.append(f"{request.url.scheme}://{request.url.netloc.decode()}")
-        return fake(request)
-
-    def first_page(request: httpx.Request) -> httpx.Response:
-        answer = fake(request)
+    async def first_page(request: httpx.Request) -> httpx.Response:
+        answer = await fake.front.inner.handle_async_request(request)
+        await answer.aread()
         return httpx.Response(200, json=answer.json(),
                               headers={"Link": f'<{elsewhere}>; rel="next"'})
 
     fake.inject("settings", first_page)
-    provider = make_provider(Transport(record))
+    provider = make_provider(fake.front)
     with capture_logs() as logs:
         err = await failure(provider.register(DEVICE))
-    assert set(hosts) == {"https://sraps.test"}
+    hosts = {f"{r.url.scheme}://{r.url.netloc.decode()}" for r in fake.front.sent}
+    assert hosts == {sandbox.base_url}
     assert err.failure is Failure.PERMANENT
     assert err.text.startswith("SRAPS answered a next-page link to another host (")
     assert "not followed" in err.text and fake.endpoints == {}
@@ -396,40 +363,34 @@ async def test_a_next_page_elsewhere_is_not_followed(fake: FakeSraps, elsewhere:
         "Link to another host ignored"]
 
 
-async def test_a_device_list_page_elsewhere_is_not_followed(fake: FakeSraps) -> None:
-    hosts: list[str] = []
-
-    def record(request: httpx.Request) -> httpx.Response:
-        hosts.append(request.url.host)
-        if request.url.path.endswith("/endpoints/") and request.method == "GET":
-            return httpx.Response(200, json=[{"mac": "00:04:13:ab:cd:ef"}], headers={
-                "Link": '<https://evil.example/api/v1/companies/1001/endpoints/?page=2>; '
-                        'rel="next"'})
-        return fake(request)
-
-    provider = make_provider(Transport(record))
+async def test_a_device_list_page_elsewhere_is_not_followed(fake: Sraps) -> None:
+    fake.inject("GET /api/v1/companies/1001/endpoints/", httpx.Response(
+        200, json=[{"mac": "00:04:13:ab:cd:ef"}], headers={
+            "Link": '<https://evil.example/api/v1/companies/1001/endpoints/?page=2>; '
+                    'rel="next"'}))
+    provider = make_provider(fake.front)
     pages = provider.list_devices(1)
     assert pages is not None
     first = await anext(pages)
     assert first.mac == MAC
     err = await failure(anext(pages))
     assert "next-page link to another host (evil.example)" in err.text
-    assert "evil.example" not in hosts
+    assert "evil.example" not in [r.url.host for r in fake.front.sent]
 
 
 async def test_every_settings_page_is_read_once(
-    fake: FakeSraps, provider: SnomProvider
+    fake: Sraps, provider: SnomProvider
 ) -> None:
-    fake.settings = catalogue(filler=0) + catalogue(filler=10)[1:]
-    fake.max_page_size = 4  # all three on page 1 of 4: later pages hold extra settings
+    # All three on page 1 of 5 (pages of at most 1000): later pages hold extra settings.
+    fake.settings = catalogue(filler=0) + catalogue(filler=4000)[1:]
     await provider.register(DEVICE)
     await provider.register(DEVICE)
-    assert sum("settings" in t for t in fake.targets()) == 5  # 17 entries
+    assert sum("settings" in t for t in fake.targets()) == 5  # 4007 entries
     assert fake.seen[-1].body == EXPECTED_BODY  # the first uuid of each name wins
 
 
 async def test_only_the_global_setting_server_is_refused(
-    fake: FakeSraps, provider: SnomProvider
+    fake: Sraps, provider: SnomProvider
 ) -> None:
     fake.settings = [e for e in catalogue() if e["uuid"] != "uuid-server"]
     err = await failure(provider.register(DEVICE))
@@ -441,7 +402,7 @@ async def test_only_the_global_setting_server_is_refused(
 
 
 async def test_without_credential_settings_nothing_is_sent(
-    fake: FakeSraps, provider: SnomProvider
+    fake: Sraps, provider: SnomProvider
 ) -> None:
     fake.settings = [e for e in catalogue() if e["uuid"] != "uuid-pass"]
     err = await failure(provider.register(DEVICE))
@@ -456,7 +417,7 @@ async def test_without_credential_settings_nothing_is_sent(
 
 
 async def test_concurrent_cold_calls_share_one_lookup(
-    fake: FakeSraps, provider: SnomProvider
+    fake: Sraps, provider: SnomProvider
 ) -> None:
     devices = [Device(mac=f"0004130000{i:02X}", server=8, url="u") for i in range(5)]
     await asyncio.gather(*(provider.register(d) for d in devices))
@@ -467,7 +428,7 @@ async def test_concurrent_cold_calls_share_one_lookup(
 # -- deregister and lookup ----------------------------------------------------------------
 
 
-async def test_deregister_deletes(fake: FakeSraps, provider: SnomProvider) -> None:
+async def test_deregister_deletes(fake: Sraps, provider: SnomProvider) -> None:
     await provider.register(DEVICE)
     await provider.deregister(Device(mac=MAC, server=8))
     assert fake.targets()[-1] == "DELETE /api/v1/companies/1001/endpoints/000413abcdef"
@@ -476,13 +437,13 @@ async def test_deregister_deletes(fake: FakeSraps, provider: SnomProvider) -> No
 
 
 async def test_deregister_of_an_unknown_device_succeeds(
-    fake: FakeSraps, provider: SnomProvider
+    fake: Sraps, provider: SnomProvider
 ) -> None:
     await provider.deregister(Device(mac=MAC, server=8))
     assert fake.targets()[-1] == "DELETE /api/v1/companies/1001/endpoints/000413abcdef"
 
 
-async def test_lookup(fake: FakeSraps, provider: SnomProvider) -> None:
+async def test_lookup(fake: Sraps, provider: SnomProvider) -> None:
     assert await provider.lookup(DEVICE) is None
     await provider.register(DEVICE)
     assert await provider.lookup(DEVICE) == VendorRecord(MAC, "https://pbx.test/ztprov/8/")
@@ -492,8 +453,8 @@ async def test_lookup(fake: FakeSraps, provider: SnomProvider) -> None:
 # -- errors -------------------------------------------------------------------------------
 
 
-async def test_key_without_role_gets_the_role_hint(fake: FakeSraps, provider: SnomProvider) -> None:
-    fake.roles[KEY_ID] = None
+async def test_key_without_role_gets_the_role_hint(fake: Sraps, provider: SnomProvider) -> None:
+    fake.state.keys[KEY_ID].role = None
     err = await failure(provider.register(DEVICE))
     assert err.failure is Failure.PERMANENT
     assert err.status == 403
@@ -504,16 +465,48 @@ async def test_key_without_role_gets_the_role_hint(fake: FakeSraps, provider: Sn
     )
 
 
-async def test_mac_of_another_account(fake: FakeSraps, provider: SnomProvider) -> None:
-    fake.foreign_macs.add("000413abcdef")
+async def test_guesses_about_the_login_settings_and_a_missing_role_field_are_said_once(
+    fake: Sraps, provider: SnomProvider
+) -> None:
+    with capture_logs() as logs:
+        await provider.register(DEVICE)
+        await provider.register(DEVICE)
+        fake.state.role_field = False  # the token shows no role field at all
+        assert not (await provider.check_credentials(8)).ok
+        assert not (await provider.check_credentials(8)).ok
+    assert [(e["log_level"], e["component"], e["guess"]) for e in logs
+            if e["event"] == "Relying on a guess"] == [
+        ("warning", "Snom", "the phone's HTTP login goes in the SRAPS catalogue settings "
+                            "http_client_user and http_client_pass (no public client writes "
+                            "them)"),
+        ("warning", "Snom", "a SRAPS token without a role field means the key has no Role")]
+
+
+async def test_a_403_not_recognised_names_the_role_as_one_cause(
+    fake: Sraps, provider: SnomProvider
+) -> None:
+    """The key's token shows a Role: a 403 that is not a taken MAC has no known cause, and
+    the error does not claim the Role is missing."""
+    await provider.register(DEVICE)
+    fake.inject("endpoints", lambda r: httpx.Response(403, json={"detail": "Not allowed."}))
+    err = await failure(provider.register(DEVICE))
+    assert err.failure is Failure.PERMANENT and err.status == 403
+    assert err.text == ("403: Not allowed. (a 403 not recognised: a missing Role on the API "
+                        "key is one cause; choose a Role for the key in SRAPS (API keys) if it "
+                        "has none)")
+
+
+async def test_mac_of_another_account(fake: Sraps, provider: SnomProvider) -> None:
+    fake.foreign("000413abcdef")
     err = await failure(provider.register(DEVICE))
     assert err.failure is Failure.OWNED
-    assert err.message == "The MAC belongs to another SRAPS account (403: taken_mac_or_forbidden)"
+    assert err.message == ("The MAC belongs to another SRAPS account (403: MAC address is "
+                           "taken or your account lacks permission)")
     assert "another SRAPS account" in str(err)
     assert "Role" not in err.hint
 
 
-async def test_lacks_permission_is_a_taken_mac(fake: FakeSraps, provider: SnomProvider) -> None:
+async def test_lacks_permission_is_a_taken_mac(fake: Sraps, provider: SnomProvider) -> None:
     await provider.register(DEVICE)
     detail = {"detail": "Your account lacks permission to modify this endpoint."}
     fake.inject("endpoints", lambda r: httpx.Response(403, json=detail))
@@ -522,25 +515,26 @@ async def test_lacks_permission_is_a_taken_mac(fake: FakeSraps, provider: SnomPr
 
 
 async def test_wrong_secret_is_permanent_and_not_cached(
-    transport: Transport, fake: FakeSraps
+    transport: Transport, fake: Sraps
 ) -> None:
-    fake.keys[KEY_ID] = "the-real-secret"
+    fake.state.keys[KEY_ID].secret = "the-real-secret"
     provider = make_provider(transport)
     err = await failure(provider.register(DEVICE))
-    assert (err.failure, err.status, err.message) == (Failure.BAD_LOGIN, 401, "401: Unauthorized")
+    assert (err.failure, err.status, err.message) == (Failure.BAD_LOGIN, 401, "401: Bad mac")
     assert err.hint == ("check access_key_id and access_key_secret ([snom] of rps.ini or "
                         "PUT /providers/snom/credentials/N)")
 
-    fake.keys[KEY_ID] = SECRET  # fixed on the SRAPS side: the next attempt looks up again
+    fake.state.keys[KEY_ID].secret = SECRET  # fixed on the SRAPS side: the next attempt
+    # looks up again
     await provider.register(DEVICE)
     assert fake.targets().count("GET /api/v1/tokens/KEYID") == 2
 
 
-async def test_401_on_a_warm_call_drops_the_cache(fake: FakeSraps, provider: SnomProvider) -> None:
+async def test_401_on_a_warm_call_drops_the_cache(fake: Sraps, provider: SnomProvider) -> None:
     await provider.register(DEVICE)
     fake.inject("endpoints", lambda r: httpx.Response(401, json={"message": "Unauthorized"}))
     await failure(provider.register(DEVICE))
-    fake.seen.clear()
+    fake.clear()
     await provider.register(DEVICE)
     assert fake.targets()[0] == "GET /api/v1/tokens/KEYID"
 
@@ -551,7 +545,7 @@ async def test_401_on_a_warm_call_drops_the_cache(fake: FakeSraps, provider: Sno
      ("100000", 300.0)],  # capped by retry_cap
 )
 async def test_429_throttles_with_retry_after(
-    fake: FakeSraps, transport: Transport, header: str, expected: float | None
+    fake: Sraps, transport: Transport, header: str, expected: float | None
 ) -> None:
     provider = make_provider(transport, keep_portal_settings=False)
     await provider.register(DEVICE)  # NOW is 2023-11-14 22:13:20 UTC
@@ -564,7 +558,7 @@ async def test_429_throttles_with_retry_after(
     assert err.transient
 
 
-async def test_5xx_is_transient(fake: FakeSraps, provider: SnomProvider) -> None:
+async def test_5xx_is_transient(fake: Sraps, provider: SnomProvider) -> None:
     fake.inject("tokens", lambda r: httpx.Response(503, text="<html>\n  upstream down\n</html>"))
     err = await failure(provider.register(DEVICE))
     assert (err.failure, err.status) == (Failure.TRANSIENT, 503)
@@ -588,7 +582,7 @@ def _raise(exc: type[httpx.TransportError]) -> Outcome:
     ],
 )
 async def test_transport_errors_are_transient(
-    fake: FakeSraps, provider: SnomProvider, exc: type[httpx.TransportError], message: str
+    fake: Sraps, provider: SnomProvider, exc: type[httpx.TransportError], message: str
 ) -> None:
     fake.inject("tokens", _raise(exc))
     err = await failure(provider.register(DEVICE))
@@ -604,7 +598,7 @@ async def test_transport_errors_are_transient(
     ],
 )
 async def test_bad_token_answers_are_permanent(
-    fake: FakeSraps, provider: SnomProvider, response: httpx.Response, message: str
+    fake: Sraps, provider: SnomProvider, response: httpx.Response, message: str
 ) -> None:
     fake.inject("tokens", lambda r: response)
     err = await failure(provider.register(DEVICE))
@@ -612,7 +606,7 @@ async def test_bad_token_answers_are_permanent(
     assert err.message.startswith(message)
 
 
-async def test_errors_never_show_secrets(transport: Transport, fake: FakeSraps) -> None:
+async def test_errors_never_show_secrets(transport: Transport, fake: Sraps) -> None:
     provider = make_provider(transport)
     await provider.register(DEVICE)
     echo = {"message": f"invalid value {PASSWORD} (key {SECRET})"}
@@ -630,10 +624,10 @@ async def test_errors_never_show_secrets(transport: Transport, fake: FakeSraps) 
 
 @pytest.mark.parametrize("challenge", [True, False])
 async def test_stale_clock_is_corrected_once(
-    transport: Transport, fake: FakeSraps, challenge: bool
+    transport: Transport, fake: Sraps, challenge: bool
 ) -> None:
     # With a Hawk ts/tsm challenge, or (challenge=False) only the answer's Date header.
-    fake.challenge = challenge
+    fake.state.stale_challenge = challenge
     provider = make_provider(transport, clock=lambda: NOW - 3600)
     with capture_logs() as logs:
         await provider.register(DEVICE)
@@ -647,7 +641,7 @@ async def test_stale_clock_is_corrected_once(
     assert adjusted[0]["skew"] == "clock skew of 3600 s"
 
 
-async def test_a_second_401_is_not_retried(transport: Transport, fake: FakeSraps) -> None:
+async def test_a_second_401_is_not_retried(transport: Transport, fake: Sraps) -> None:
     provider = make_provider(transport, clock=lambda: NOW - 3600)
     fake.clock_jumps = [NOW, NOW + 7200]  # SRAPS's clock jumps again before the retry
     err = await failure(provider.register(DEVICE))
@@ -657,9 +651,9 @@ async def test_a_second_401_is_not_retried(transport: Transport, fake: FakeSraps
 
 
 async def test_a_401_with_a_right_clock_is_not_retried(
-    fake: FakeSraps, provider: SnomProvider
+    fake: Sraps, provider: SnomProvider
 ) -> None:
-    fake.keys[KEY_ID] = "other"
+    fake.state.keys[KEY_ID].secret = "other"
     fake.inject("tokens", lambda r: httpx.Response(
         401, headers={"Date": email.utils.formatdate(NOW + 3, usegmt=True)}))
     err = await failure(provider.register(DEVICE))
@@ -668,7 +662,7 @@ async def test_a_401_with_a_right_clock_is_not_retried(
 
 
 async def test_unauthenticated_clock_hints_are_ignored(
-    fake: FakeSraps, provider: SnomProvider
+    fake: Sraps, provider: SnomProvider
 ) -> None:
     forged = {"WWW-Authenticate": 'Hawk ts="1", tsm="Zm9yZ2Vk", error="Stale timestamp"'}
     fake.inject("tokens", lambda r: httpx.Response(401, headers=forged))
@@ -681,14 +675,14 @@ async def test_unauthenticated_clock_hints_are_ignored(
 
 
 async def test_changed_credentials_miss_the_cache(
-    transport: Transport, fake: FakeSraps
+    transport: Transport, fake: Sraps
 ) -> None:
     source = FakeCredentials({8: stored(8)})
     provider = make_provider(transport, mode="tenant", creds=source)
     await provider.register(DEVICE)
-    fake.keys[KEY_ID] = source.stored[8].text("access_key_secret") + "-rotated"
-    source.stored[8] = stored(8, secret=fake.keys[KEY_ID])
-    fake.seen.clear()
+    fake.state.keys[KEY_ID].secret = source.stored[8].text("access_key_secret") + "-rotated"
+    source.stored[8] = stored(8, secret=fake.state.keys[KEY_ID].secret)
+    fake.clear()
 
     await provider.register(DEVICE)
     assert [t.split()[1].split("?")[0] for t in fake.targets()] == [
@@ -700,31 +694,29 @@ async def test_changed_credentials_miss_the_cache(
 
 
 async def test_master_prefers_stored_server_1_keys(
-    transport: Transport, fake: FakeSraps
+    transport: Transport, fake: Sraps
 ) -> None:
-    fake.keys["STORED1"] = "stored-secret"
-    fake.roles["STORED1"] = "Provisioning"
+    fake.state.add_key("STORED1", "stored-secret", DEMO_COMPANY_ID, "Provisioning")
     source = FakeCredentials({1: stored(1, "STORED1", "stored-secret"), 8: stored(8, "T8", "x")})
     await make_provider(transport, creds=source).register(DEVICE)
     assert fake.targets()[0] == "GET /api/v1/tokens/STORED1"
     assert all('id="STORED1"' in s.authorization for s in fake.seen)
 
 
-async def test_master_falls_back_to_rps_ini(fake: FakeSraps, provider: SnomProvider) -> None:
+async def test_master_falls_back_to_rps_ini(fake: Sraps, provider: SnomProvider) -> None:
     await provider.register(DEVICE)
     assert all(f'id="{KEY_ID}"' in s.authorization for s in fake.seen)
 
 
-async def test_tenant_uses_the_events_server(transport: Transport, fake: FakeSraps) -> None:
-    fake.keys["T8"] = "tenant-secret"
-    fake.roles["T8"] = "Provisioning"
+async def test_tenant_uses_the_events_server(transport: Transport, fake: Sraps) -> None:
+    fake.state.add_key("T8", "tenant-secret", DEMO_COMPANY_ID, "Provisioning")
     source = FakeCredentials({1: stored(1), 8: stored(8, "T8", "tenant-secret")})
     await make_provider(transport, mode="tenant", creds=source).register(DEVICE)
     assert fake.targets()[0] == "GET /api/v1/tokens/T8"
 
 
 async def test_tenant_without_keys_names_the_server(
-    transport: Transport, fake: FakeSraps
+    transport: Transport, fake: Sraps
 ) -> None:
     provider = make_provider(transport, mode="tenant", creds=FakeCredentials({1: stored(1)}))
     err = await failure(provider.register(DEVICE))
@@ -737,7 +729,7 @@ async def test_tenant_without_keys_names_the_server(
 
 
 async def test_master_without_keys_names_the_server(
-    transport: Transport, fake: FakeSraps
+    transport: Transport, fake: Sraps
 ) -> None:
     source = FakeCredentials({1: stored(1, secret=""), 8: stored(8)})
     err = await failure(make_provider(transport, ini=False, creds=source).register(DEVICE))
@@ -759,22 +751,22 @@ async def test_device_url(transport: Transport) -> None:
 # -- check_credentials --------------------------------------------------------------------
 
 
-async def test_check_ok(fake: FakeSraps, provider: SnomProvider) -> None:
+async def test_check_ok(fake: Sraps, provider: SnomProvider) -> None:
     result = await provider.check_credentials(8)
     assert (result.ok, result.message) == (True, "SRAPS accepted the key KEYID (company 1001)")
-    fake.seen.clear()
+    fake.clear()
     await provider.register(DEVICE)  # the check warmed the cache
     assert len(fake.seen) == 2
 
 
 @pytest.mark.parametrize("role", [None, "", "none", "None", "NONE", "absent"])
 async def test_check_key_without_role(
-    fake: FakeSraps, provider: SnomProvider, role: str | None
+    fake: Sraps, provider: SnomProvider, role: str | None
 ) -> None:
     if role == "absent":
-        del fake.roles[KEY_ID]
+        fake.state.role_field = False  # the token object has no role at all
     else:
-        fake.roles[KEY_ID] = role
+        fake.state.keys[KEY_ID].role = role
     result = await provider.check_credentials(8)
     assert not result.ok
     assert result.message == (
@@ -783,17 +775,17 @@ async def test_check_key_without_role(
     )
 
 
-async def test_check_wrong_secret(fake: FakeSraps, provider: SnomProvider) -> None:
-    fake.keys[KEY_ID] = "other"
+async def test_check_wrong_secret(fake: Sraps, provider: SnomProvider) -> None:
+    fake.state.keys[KEY_ID].secret = "other"
     result = await provider.check_credentials(8)
     assert (result.ok, result.message) == (
         False,
-        "SRAPS rejected the API keys: 401: Unauthorized (check access_key_id and "
+        "SRAPS rejected the API keys: 401: Bad mac (check access_key_id and "
         "access_key_secret ([snom] of rps.ini or PUT /providers/snom/credentials/N))",
     )
 
 
-async def test_check_unreachable(fake: FakeSraps, provider: SnomProvider) -> None:
+async def test_check_unreachable(fake: Sraps, provider: SnomProvider) -> None:
     fake.inject("tokens", _raise(httpx.ConnectError))
     result = await provider.check_credentials(8)
     assert (result.ok, result.message) == (
@@ -820,7 +812,7 @@ async def test_check_never_raises(transport: Transport) -> None:
 # -- logging and lifecycle ----------------------------------------------------------------
 
 
-async def test_every_request_is_logged(provider: SnomProvider) -> None:
+async def test_every_request_is_logged(fake: Sraps, provider: SnomProvider) -> None:
     with capture_logs() as logs:
         await provider.register(DEVICE)
     sent = [e for e in logs if e["event"] == "Sending Request"]
@@ -828,14 +820,14 @@ async def test_every_request_is_logged(provider: SnomProvider) -> None:
     assert [(e["component"], e["mac"], e["log_level"]) for e in sent] == [
         ("Snom", MAC, "info"),
     ] * 4
-    assert sent[0]["url"] == f"{API}tokens/KEYID"
-    assert sent[3]["url"] == f"{API}companies/1001/endpoints/000413abcdef"
+    assert sent[0]["url"] == f"{fake.api}tokens/KEYID"
+    assert sent[3]["url"] == f"{fake.api}companies/1001/endpoints/000413abcdef"
     assert SECRET not in repr(logs)
     assert PASSWORD not in repr(logs)
 
 
 async def test_close_leaves_the_shared_transport_open(
-    fake: FakeSraps, transport: Transport
+    fake: Sraps, transport: Transport
 ) -> None:
     provider = make_provider(transport)
     await provider.register(DEVICE)

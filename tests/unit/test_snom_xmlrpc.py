@@ -144,7 +144,10 @@ async def test_check_pings_and_names_the_login() -> None:
     fake = FakeRpc(lambda m, p: p[0])
     result = await provider(fake).check_credentials(8)
     assert (result.ok, result.message) == (
-        True, "Snom redirection accepted the login acct-user")
+        True, "Snom redirection accepted the login acct-user (network.echo answered "
+              "without a fault); "
+              "whether the account may redirect phones is not verified: it shows only "
+              "at the first add")
     assert [(c.method, c.params) for c in fake.calls] == [("network.echo", ("ping",))]
 
 

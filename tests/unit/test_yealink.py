@@ -1,19 +1,18 @@
-"""YealinkProvider against an in-process fake of YMCS v2 (httpx.MockTransport).
+"""YealinkProvider against the YMCS v2 emulator served in-process.
 
-The fake checks what YMCS checks: Basic client credentials and the exact grant on the token
-call, a live bearer token on every other call, and a millisecond ``timestamp`` plus a fresh
-32-character ``nonce`` on every request. So a passing test means the wire rules were met,
-not merely that some call was made.
+The emulator checks what YMCS checks: Basic client credentials and the exact grant on the
+token call, a live bearer token on every other call, and a millisecond ``timestamp`` plus a
+fresh ``nonce`` on every request; the tests check the headers' exact form on the way. So a
+passing test means the wire rules were met, not merely that some call was made. Answers the
+emulator never gives are scripted in front of it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -22,15 +21,21 @@ from pydantic import ValidationError
 from structlog.testing import capture_logs
 
 from rps_service.models import Credentials
+from rps_service.providers.guesses import forget_guesses
 from rps_service.providers.protocol import Device, Failure, Provider, ProviderError, VendorRecord
+from rps_service.providers.transport import AiohttpTransport
 from rps_service.providers.vendor import ProviderContext
 from rps_service.providers.yealink import REGION_HOSTS, SN_REASON, YealinkProvider, YealinkSettings
+from rps_service.sandbox.runner import RunningSandbox
+from rps_service.sandbox.yealink import YealinkEmulator
+from rps_service.sandbox.ymcs import DEMO_KEY_ID, DEMO_ORG, DEMO_SECRET, OTHER_ORG, new_device
+from tests.emulated import Scripted, SyncedClock, sandbox, transport
 
-API = "https://ymcs.test"
-KEY_ID = "ymcs-key"
-SECRET = "ymcs-secret-0123456789"
+__all__ = ["sandbox", "transport"]  # fixtures
+
+KEY_ID = DEMO_KEY_ID
+SECRET = DEMO_SECRET
 PASSWORD = "device-pass-ABCDEFGHIJKLMNOP"
-NOW = 1_700_000_000.0
 MAC = "001565ABCDEF"
 SN = "3012345678901234"
 URL = "https://pbx.test/ztprov/8/"
@@ -51,108 +56,54 @@ class Seen:
     headers: httpx.Headers
 
 
-@dataclass
-class FakeYmcs:
-    """Enough of YMCS: tokens, strict headers, RPS devices of one organisation."""
+class Ymcs:
+    """The emulator seen from a test: the demo organisation's devices (lower-case MAC →
+    record), the tokens it issued, what was sent (``seen``, ``paths()``) and scripted
+    answers (``inject``). Every request's replay headers are checked on the way."""
 
-    now: list[float]
-    lifetime: int = 3600
-    tokens: set[str] = field(default_factory=set)
-    issued: int = 0
-    devices: dict[str, dict[str, Any]] = field(default_factory=dict)
-    foreign: set[str] = field(default_factory=set)
-    by_mac: bool = False
-    seen: list[Seen] = field(default_factory=list)
-    nonces: set[str] = field(default_factory=set)
-    injected: list[tuple[str, Outcome]] = field(default_factory=list)
+    def __init__(self, sandbox: RunningSandbox, transport: AiohttpTransport,
+                 clock: SyncedClock) -> None:
+        found = sandbox.state.emulators["yealink"]
+        assert isinstance(found, YealinkEmulator)
+        self.world = found.ymcs
+        self.org = self.world.orgs[DEMO_ORG]
+        self.api = found.api_url(sandbox.base_url)
+        self.clock = clock
+        self.nonces: set[str] = set()
+        self.front = Scripted(transport, "/yealink", check=self._check_replay_headers)
+        self.inject = self.front.inject
 
-    def inject(self, path_part: str, outcome: Outcome) -> None:
-        """Answer the next request whose path contains ``path_part`` with ``outcome``."""
-        self.injected.append((path_part, outcome))
+    @property
+    def devices(self) -> dict[str, dict[str, Any]]:
+        return self.org.devices
+
+    @property
+    def issued(self) -> list[str]:
+        return self.world.issued
+
+    @property
+    def seen(self) -> list[Seen]:
+        return [Seen(path, body, request.headers) for (_, path, body), request
+                in zip(self.front.seen, self.front.sent, strict=True)]
 
     def paths(self) -> list[str]:
         return [s.path for s in self.seen]
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content) if request.content else None
-        path = request.url.path
-        # A copy: a retry re-signs the same request object.
-        self.seen.append(Seen(path, body, httpx.Headers(request.headers)))
-        self._check_replay_headers(request)
-        for i, (part, outcome) in enumerate(self.injected):
-            if part in path:
-                del self.injected[i]
-                return outcome(request)
-        if path == "/v2/token":
-            return self._token(request, body)
-        bearer = request.headers.get("authorization", "")
-        if not bearer.startswith("Bearer ") or bearer[7:] not in self.tokens:
-            return ymcs_error(401, "900401", "Not logged in or session expired")
-        return self._route(path, body)
+    def add(self, mac: str, url: str | None = None) -> None:
+        """Put ``mac`` in the demo organisation, as the portal would."""
+        self.org.devices[mac] = new_device(mac, None, url, None, None)
+
+    def foreign(self, mac: str) -> None:
+        """Give ``mac`` to another organisation."""
+        self.world.orgs[OTHER_ORG].devices[mac] = new_device(mac, None, "https://o/", None,
+                                                             None)
 
     def _check_replay_headers(self, request: httpx.Request) -> None:
         timestamp, nonce = request.headers["timestamp"], request.headers["nonce"]
-        assert timestamp == str(int(self.now[0] * 1000))
+        assert timestamp == str(int(self.clock.now * 1000))
         assert re.fullmatch(r"[0-9a-f]{32}", nonce) and nonce not in self.nonces
         self.nonces.add(nonce)
         assert request.headers["accept"] == "application/json"
-
-    def _token(self, request: httpx.Request, body: Any) -> httpx.Response:
-        basic = base64.b64encode(f"{KEY_ID}:{SECRET}".encode()).decode()
-        if request.headers.get("authorization") != f"Basic {basic}":
-            return httpx.Response(401, json={"error": "invalid_client",
-                                             "error_description": "Bad client credentials"})
-        assert body == {"grant_type": "client_credentials"}
-        assert request.headers["content-type"] == "application/json"
-        self.issued += 1
-        token = f"tok-{self.issued}-abcdef0123456789"
-        self.tokens.add(token)
-        return httpx.Response(200, json={"access_token": token, "token_type": "bearer",
-                                         "expires_in": self.lifetime})
-
-    def _route(self, path: str, body: Any) -> httpx.Response:
-        if path == "/v2/rps/devices":
-            assert set(body) == {"mac", "sn", "uniqueServerUrl", "authName", "password"}
-            return self._add(body, batch=False)
-        if path == "/v2/rps/addDevicesByMac":
-            if not self.by_mac:
-                return ymcs_error(403, "900403", "This request is forbidden")
-            assert isinstance(body, list) and len(body) == 1
-            return self._add(body[0], batch=True)
-        if path == "/v2/rps/delDevices":
-            assert body["deviceIdType"] == "mac"
-            errors = [{"field": m, "msg": "The resource does not exist or has been deleted"}
-                      for m in body["deviceIds"] if self.devices.pop(m, None) is None]
-            return httpx.Response(200, json={"total": 1, "successCount": 1 - len(errors),
-                                             "failureCount": len(errors), "errors": errors})
-        if path == "/v2/rps/listDevices":
-            wanted = body["filter"].get("mac", "")
-            rows = [d for m, d in sorted(self.devices.items()) if wanted in m]
-            page = rows[body["skip"]:body["skip"] + body["limit"]]
-            total = len(rows) if body["autoCount"] else 0
-            return httpx.Response(200, json={"skip": body["skip"], "limit": body["limit"],
-                                             "total": total, "data": page or None})
-        return ymcs_error(404, "900404", "Resource not found")
-
-    def _add(self, item: dict[str, Any], batch: bool) -> httpx.Response:
-        mac = item["mac"]
-        refusal = None
-        if mac in self.foreign:
-            refusal = ("800004", "Device already managed by another organization")
-        elif mac in self.devices:
-            refusal = ("800003", "Resource already exists")
-        if refusal and not batch:
-            return ymcs_error(400, *refusal)
-        if refusal:
-            return httpx.Response(200, json={"total": 1, "successCount": 0, "failureCount": 1,
-                                             "errors": [{"mac": mac, "sn": None,
-                                                         "errorInfo": refusal[1]}]})
-        self.devices[mac] = {**item, "id": f"id-{mac}"}
-        if not batch:
-            return httpx.Response(201, json={k: v for k, v in self.devices[mac].items()
-                                             if k != "password"})
-        return httpx.Response(200, json={"total": 1, "successCount": 1, "failureCount": 0,
-                                         "errors": []})
 
 
 class FakeCredentials:
@@ -164,29 +115,34 @@ class FakeCredentials:
 
 
 @pytest.fixture
-def clock() -> list[float]:
-    return [NOW]
+def clock(sandbox: RunningSandbox) -> SyncedClock:
+    return SyncedClock(sandbox)
 
 
 @pytest.fixture
-def fake(clock: list[float]) -> FakeYmcs:
-    return FakeYmcs(clock)
+def fake(sandbox: RunningSandbox, transport: AiohttpTransport, clock: SyncedClock) -> Ymcs:
+    return Ymcs(sandbox, transport, clock)
 
 
-def make_provider(fake: FakeYmcs, *, mode: str = "master", ini: bool = True,
+def make_provider(fake: Ymcs, *, mode: str = "master", ini: bool = True,
                   creds: FakeCredentials | None = None, **section: Any) -> YealinkProvider:
-    values: dict[str, Any] = {"api_url": API, "provisioning_url": URL, "timeout": 5, **section}
+    values: dict[str, Any] = {"api_url": fake.api, "provisioning_url": URL, "timeout": 5,
+                              **section}
     if ini:
         values = {"access_key_id": KEY_ID, "access_key_secret": SECRET, **values}
     context = ProviderContext(mode=mode, retry_cap=300, credentials=creds or FakeCredentials(),
-                              transport=httpx.MockTransport(fake),
-                              clock=lambda: fake.now[0])
+                              transport=fake.front, clock=fake.clock)
     return YealinkProvider(YealinkSettings.model_validate(values), context)
 
 
 @pytest.fixture
-def provider(fake: FakeYmcs) -> YealinkProvider:
+def provider(fake: Ymcs) -> YealinkProvider:
     return make_provider(fake)
+
+
+@pytest.fixture(autouse=True)
+def _say_guesses_again() -> None:
+    forget_guesses()  # each test sees the first use of a guess
 
 
 async def failure(call: Any) -> ProviderError:
@@ -203,49 +159,49 @@ async def test_satisfies_the_provider_protocol(provider: YealinkProvider) -> Non
     assert checked.name == "yealink"
 
 
-async def test_register_with_serial(fake: FakeYmcs, provider: YealinkProvider) -> None:
+async def test_register_with_serial(fake: Ymcs, provider: YealinkProvider) -> None:
     await provider.register(DEVICE)
 
     assert fake.paths() == ["/v2/token", "/v2/rps/devices"]
     assert fake.seen[1].body == {"mac": "001565abcdef", "sn": SN, "uniqueServerUrl": URL,
                                  "authName": "ztp-0123456789ab", "password": PASSWORD}
-    assert fake.seen[1].headers["authorization"] == "Bearer tok-1-abcdef0123456789"
+    assert fake.seen[1].headers["authorization"] == f"Bearer {fake.issued[0]}"
     assert fake.seen[1].headers["content-type"] == "application/json"
     assert fake.devices["001565abcdef"]["uniqueServerUrl"] == URL
 
 
 async def test_the_token_is_reused_and_refreshed_a_minute_before_expiry(
-    fake: FakeYmcs, provider: YealinkProvider
+    fake: Ymcs, provider: YealinkProvider
 ) -> None:
     await provider.register(DEVICE)
-    fake.now[0] += 3600 - 61
+    fake.clock.advance(3600 - 61)
     await provider.deregister(DEVICE)
     assert fake.paths().count("/v2/token") == 1
-    fake.now[0] += 2  # 59 s left: fetched again before the call, no 401 needed
+    fake.clock.advance(2)  # 59 s left: fetched again before the call, no 401 needed
     await provider.register(DEVICE)
     assert fake.paths()[-2:] == ["/v2/token", "/v2/rps/devices"]
-    assert fake.seen[-1].headers["authorization"] == "Bearer tok-2-abcdef0123456789"
+    assert fake.seen[-1].headers["authorization"] == f"Bearer {fake.issued[1]}"
 
 
 async def test_a_401_gets_a_fresh_token_and_one_retry(
-    fake: FakeYmcs, provider: YealinkProvider
+    fake: Ymcs, provider: YealinkProvider
 ) -> None:
     await provider.register(DEVICE)
-    fake.tokens.clear()  # YMCS forgot the token before its time
+    fake.world.tokens.clear()  # YMCS forgot the token before its time
     await provider.deregister(DEVICE)
 
     assert fake.paths()[2:] == ["/v2/rps/delDevices", "/v2/token", "/v2/rps/delDevices"]
     first, retry = fake.seen[2], fake.seen[4]
     assert first.headers["nonce"] != retry.headers["nonce"]
-    assert retry.headers["authorization"] == "Bearer tok-2-abcdef0123456789"
+    assert retry.headers["authorization"] == f"Bearer {fake.issued[1]}"
     assert "001565abcdef" not in fake.devices
 
 
 async def test_a_second_401_is_a_bad_login_and_not_retried_again(
-    fake: FakeYmcs, provider: YealinkProvider
+    fake: Ymcs, provider: YealinkProvider
 ) -> None:
     await provider.register(DEVICE)
-    fake.tokens.clear()
+    fake.world.tokens.clear()
     fake.inject("/v2/rps/delDevices", lambda r: ymcs_error(401, "900401", "Not logged in"))
     fake.inject("/v2/rps/delDevices", lambda r: ymcs_error(401, "900401", "Not logged in"))
     err = await failure(provider.deregister(DEVICE))
@@ -255,7 +211,7 @@ async def test_a_second_401_is_a_bad_login_and_not_retried_again(
     assert fake.paths()[2:] == ["/v2/rps/delDevices", "/v2/token", "/v2/rps/delDevices"]
 
 
-async def test_concurrent_cold_calls_share_one_token(fake: FakeYmcs, clock: list[float]) -> None:
+async def test_concurrent_cold_calls_share_one_token(fake: Ymcs, clock: SyncedClock) -> None:
     provider = make_provider(fake)
     devices = [Device(mac=f"00156500{i:04X}", server=8, url=URL, http_username="u",
                       http_password=PASSWORD, sn=SN) for i in range(5)]
@@ -267,17 +223,17 @@ async def test_concurrent_cold_calls_share_one_token(fake: FakeYmcs, clock: list
 
 
 async def test_already_ours_is_deleted_and_added_again(
-    fake: FakeYmcs, provider: YealinkProvider
+    fake: Ymcs, provider: YealinkProvider
 ) -> None:
-    fake.devices["001565abcdef"] = {"mac": "001565abcdef", "uniqueServerUrl": "https://old/"}
+    fake.add("001565abcdef", "https://old/")
     await provider.register(DEVICE)
 
     assert fake.paths()[1:] == ["/v2/rps/devices", "/v2/rps/delDevices", "/v2/rps/devices"]
     assert fake.devices["001565abcdef"]["uniqueServerUrl"] == URL
 
 
-async def test_another_organisations_mac(fake: FakeYmcs, provider: YealinkProvider) -> None:
-    fake.foreign.add("001565abcdef")
+async def test_another_organisations_mac(fake: Ymcs, provider: YealinkProvider) -> None:
+    fake.foreign("001565abcdef")
     err = await failure(provider.register(DEVICE))
     assert err.failure is Failure.OWNED
     assert err.text.startswith("The MAC belongs to another YMCS account (400: Device already "
@@ -285,15 +241,15 @@ async def test_another_organisations_mac(fake: FakeYmcs, provider: YealinkProvid
     assert fake.paths()[1:] == ["/v2/rps/devices"]
 
 
-async def test_without_sn_nothing_is_sent(fake: FakeYmcs, provider: YealinkProvider) -> None:
+async def test_without_sn_nothing_is_sent(fake: Ymcs, provider: YealinkProvider) -> None:
     err = await failure(provider.register(Device(mac=MAC, server=8, url=URL,
                                                   http_username="u", http_password="p")))
     assert err.failure is Failure.PERMANENT and "sn" in err.text and "add_by_mac" in err.text
     assert fake.seen == []
 
 
-async def test_add_by_mac(fake: FakeYmcs) -> None:
-    fake.by_mac = True
+async def test_add_by_mac(fake: Ymcs) -> None:
+    fake.org.add_by_mac = True
     provider = make_provider(fake, add_by_mac=True)
     await provider.register(Device(mac=MAC, server=8, url=URL, http_username="u",
                                    http_password=PASSWORD))
@@ -302,7 +258,7 @@ async def test_add_by_mac(fake: FakeYmcs) -> None:
                                   "authName": "u", "password": PASSWORD}]
 
 
-async def test_add_by_mac_without_the_permission(fake: FakeYmcs) -> None:
+async def test_add_by_mac_without_the_permission(fake: Ymcs) -> None:
     provider = make_provider(fake, add_by_mac=True)
     err = await failure(provider.register(DEVICE))
     assert err.failure is Failure.PERMANENT and err.status == 403
@@ -310,30 +266,67 @@ async def test_add_by_mac_without_the_permission(fake: FakeYmcs) -> None:
     assert "add_by_mac = false" in err.text and "(sn)" in err.text
 
 
-async def test_add_by_mac_already_ours_is_deleted_and_added(fake: FakeYmcs) -> None:
-    fake.by_mac = True
-    fake.devices["001565abcdef"] = {"mac": "001565abcdef"}
+async def test_add_by_mac_already_ours_is_deleted_and_added(fake: Ymcs) -> None:
+    fake.org.add_by_mac = True
+    fake.add("001565abcdef")
     provider = make_provider(fake, add_by_mac=True)
-    await provider.register(DEVICE)
+    with capture_logs() as logs:
+        await provider.register(DEVICE)
+    # The batch item says "already exists" without a code: the look-up shows the MAC in
+    # this account before it is deleted and added again.
+    assert fake.paths()[1:] == ["/v2/rps/addDevicesByMac", "/v2/rps/listDevices",
+                                "/v2/rps/delDevices", "/v2/rps/addDevicesByMac"]
+    assert fake.devices["001565abcdef"]["uniqueServerUrl"] == URL
+    assert [(e["log_level"], e["guess"]) for e in logs if e["event"] == "Relying on a guess"] \
+        == [("warning", "a YMCS batch item without a code whose words say it exists means "
+                        "this account already holds the MAC (800003): checked with a look-up "
+                        "before the delete and second add")]
+
+
+async def test_add_by_mac_exists_in_words_but_not_ours_deletes_nothing(fake: Ymcs) -> None:
+    fake.org.add_by_mac = True
+    fake.inject("addDevicesByMac", lambda r: httpx.Response(200, json={
+        "total": 1, "successCount": 0, "failureCount": 1,
+        "errors": [{"mac": "001565abcdef", "errorInfo": "Device already exists"}]}))
+    err = await failure(make_provider(fake, add_by_mac=True).register(DEVICE))
+    assert err.failure is Failure.PERMANENT
+    assert err.message == ("200: Device already exists: read as \"already exists\", but the "
+                           "MAC is not among this account's YMCS devices, so nothing was "
+                           "deleted")
+    assert fake.paths()[1:] == ["/v2/rps/addDevicesByMac", "/v2/rps/listDevices"]
+
+
+async def test_add_by_mac_exists_with_its_code_needs_no_lookup(fake: Ymcs) -> None:
+    fake.org.add_by_mac = True
+    fake.add("001565abcdef")
+    fake.inject("addDevicesByMac", lambda r: httpx.Response(200, json={
+        "total": 1, "successCount": 0, "failureCount": 1,
+        "errors": [{"mac": "001565abcdef", "errorInfo": "Resource already exists (800003)"}]}))
+    with capture_logs() as logs:
+        await make_provider(fake, add_by_mac=True).register(DEVICE)
     assert fake.paths()[1:] == ["/v2/rps/addDevicesByMac", "/v2/rps/delDevices",
                                 "/v2/rps/addDevicesByMac"]
-    assert fake.devices["001565abcdef"]["uniqueServerUrl"] == URL
+    assert not [e for e in logs if e["event"] == "Relying on a guess"]
 
 
-async def test_add_by_mac_of_another_organisation(fake: FakeYmcs) -> None:
-    fake.by_mac = True
-    fake.foreign.add("001565abcdef")
-    err = await failure(make_provider(fake, add_by_mac=True).register(DEVICE))
+async def test_add_by_mac_of_another_organisation(fake: Ymcs) -> None:
+    fake.org.add_by_mac = True
+    fake.foreign("001565abcdef")
+    with capture_logs() as logs:
+        err = await failure(make_provider(fake, add_by_mac=True).register(DEVICE))
     assert err.failure is Failure.OWNED and "another organization" in err.text
+    assert [e["guess"] for e in logs if e["event"] == "Relying on a guess"] == [
+        "a YMCS batch item without a code whose words name another organization means "
+        "another organisation holds the MAC (800004)"]
 
 
 @pytest.mark.parametrize(("item", "code"), [
     ({"mac": "001565abcdef", "sn": None, "errorInfo": "Invalid MAC"}, ""),
     ({"mac": "001565abcdef", "errorCode": 800007, "errorInfo": "Invalid parameters"}, "800007"),
 ])
-async def test_a_failed_batch_item_is_a_failure(fake: FakeYmcs, item: dict[str, Any],
+async def test_a_failed_batch_item_is_a_failure(fake: Ymcs, item: dict[str, Any],
                                                  code: str) -> None:
-    fake.by_mac = True
+    fake.org.add_by_mac = True
     fake.inject("addDevicesByMac", lambda r: httpx.Response(200, json={
         "total": 1, "successCount": 0, "failureCount": 1, "errors": [item]}))
     err = await failure(make_provider(fake, add_by_mac=True).register(DEVICE))
@@ -346,7 +339,7 @@ async def test_a_failed_batch_item_is_a_failure(fake: FakeYmcs, item: dict[str, 
     ("800007", "Invalid parameters"), ("900400", "Request parameters are incorrect"),
 ])
 async def test_vendor_codes_are_permanent_with_the_vendors_message(
-    fake: FakeYmcs, provider: YealinkProvider, code: str, message: str
+    fake: Ymcs, provider: YealinkProvider, code: str, message: str
 ) -> None:
     fake.inject("/v2/rps/devices", lambda r: ymcs_error(400, code, message))
     err = await failure(provider.register(DEVICE))
@@ -359,7 +352,7 @@ async def test_vendor_codes_are_permanent_with_the_vendors_message(
     (lambda r: ymcs_error(400, "900429", "Too many requests"), 2.0),
     (lambda r: httpx.Response(429, text="slow down", headers={"Retry-After": "7"}), 7.0),
 ])
-async def test_throttling_pauses_the_account(fake: FakeYmcs, provider: YealinkProvider,
+async def test_throttling_pauses_the_account(fake: Ymcs, provider: YealinkProvider,
                                              answer: Outcome, pause: float) -> None:
     fake.inject("/v2/rps/devices", answer)
     err = await failure(provider.register(DEVICE))
@@ -368,25 +361,25 @@ async def test_throttling_pauses_the_account(fake: FakeYmcs, provider: YealinkPr
     assert gate.paused_until > gate.clock()
 
 
-async def test_throttled_token_request(fake: FakeYmcs, provider: YealinkProvider) -> None:
+async def test_throttled_token_request(fake: Ymcs, provider: YealinkProvider) -> None:
     fake.inject("/v2/token", lambda r: ymcs_error(429, "900429", "Too many requests"))
     err = await failure(provider.register(DEVICE))
     assert err.failure is Failure.THROTTLED and fake.paths() == ["/v2/token"]
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])
-async def test_5xx_is_transient(fake: FakeYmcs, provider: YealinkProvider, status: int) -> None:
+async def test_5xx_is_transient(fake: Ymcs, provider: YealinkProvider, status: int) -> None:
     fake.inject("/v2/rps/devices", lambda r: ymcs_error(status, f"900{status}", "Server busy"))
     err = await failure(provider.register(DEVICE))
     assert err.failure is Failure.TRANSIENT
 
 
-async def test_a_replayed_nonce_is_transient(fake: FakeYmcs, provider: YealinkProvider) -> None:
+async def test_a_replayed_nonce_is_transient(fake: Ymcs, provider: YealinkProvider) -> None:
     fake.inject("/v2/rps/devices", lambda r: ymcs_error(403, "500403", "Request reply"))
     assert (await failure(provider.register(DEVICE))).failure is Failure.TRANSIENT
 
 
-async def test_refused_headers_point_at_the_clock(fake: FakeYmcs,
+async def test_refused_headers_point_at_the_clock(fake: Ymcs,
                                                   provider: YealinkProvider) -> None:
     fake.inject("/v2/token", lambda r: ymcs_error(401, "500401", "Invalid request header"))
     err = await failure(provider.register(DEVICE))
@@ -394,7 +387,7 @@ async def test_refused_headers_point_at_the_clock(fake: FakeYmcs,
 
 
 @pytest.mark.parametrize("status", [400, 401])
-async def test_wrong_secret_is_a_bad_login(fake: FakeYmcs, status: int) -> None:
+async def test_wrong_secret_is_a_bad_login(fake: Ymcs, status: int) -> None:
     fake.inject("/v2/token", lambda r: httpx.Response(status, json={
         "error": "invalid_client", "error_description": "Bad client credentials"}))
     err = await failure(make_provider(fake).register(DEVICE))
@@ -403,14 +396,14 @@ async def test_wrong_secret_is_a_bad_login(fake: FakeYmcs, status: int) -> None:
     assert "check access_key_id and access_key_secret" in err.text
 
 
-async def test_a_token_answer_without_a_token(fake: FakeYmcs, provider: YealinkProvider) -> None:
+async def test_a_token_answer_without_a_token(fake: Ymcs, provider: YealinkProvider) -> None:
     fake.inject("/v2/token", lambda r: httpx.Response(200, json={"token_type": "bearer"}))
     err = await failure(provider.register(DEVICE))
     assert err.failure is Failure.PERMANENT and "access_token" in err.text
     await provider.register(DEVICE)  # the failure was not cached
 
 
-async def test_errors_never_show_secrets(fake: FakeYmcs, provider: YealinkProvider) -> None:
+async def test_errors_never_show_secrets(fake: Ymcs, provider: YealinkProvider) -> None:
     fake.inject("/v2/rps/devices", lambda r: ymcs_error(
         400, "800007", f"bad password {PASSWORD} for {SECRET}"))
     err = await failure(provider.register(DEVICE))
@@ -420,15 +413,15 @@ async def test_errors_never_show_secrets(fake: FakeYmcs, provider: YealinkProvid
 # -- remove, look-up, list ---------------------------------------------------------------------
 
 
-async def test_deregister_of_a_device_ymcs_does_not_hold(fake: FakeYmcs,
+async def test_deregister_of_a_device_ymcs_does_not_hold(fake: Ymcs,
                                                          provider: YealinkProvider) -> None:
     await provider.deregister(Device(mac=MAC, server=8))
     assert fake.paths()[1:] == ["/v2/rps/delDevices", "/v2/rps/listDevices"]
 
 
-async def test_a_delete_that_left_the_device_fails(fake: FakeYmcs,
+async def test_a_delete_that_left_the_device_fails(fake: Ymcs,
                                                    provider: YealinkProvider) -> None:
-    fake.devices["001565abcdef"] = {"mac": "001565abcdef"}
+    fake.add("001565abcdef")
     fake.inject("delDevices", lambda r: httpx.Response(200, json={
         "total": 1, "successCount": 0, "failureCount": 1,
         "errors": [{"field": "001565abcdef", "msg": "Device is locked"}]}))
@@ -437,20 +430,20 @@ async def test_a_delete_that_left_the_device_fails(fake: FakeYmcs,
 
 
 async def test_lookup_takes_the_exact_mac_of_a_fuzzy_search(
-    fake: FakeYmcs, provider: YealinkProvider
+    fake: Ymcs, provider: YealinkProvider
 ) -> None:
     assert await provider.lookup(DEVICE) is None  # "data": null
-    fake.devices["001565abcdef01"] = {"mac": "001565abcdef01", "uniqueServerUrl": "x"}
-    fake.devices["001565abcdef"] = {"mac": "001565abcdef", "uniqueServerUrl": URL}
+    fake.add("001565abcdef01", "x")
+    fake.add("001565abcdef", URL)
     assert await provider.lookup(DEVICE) == VendorRecord(MAC, URL)
     assert fake.seen[-1].body == {"skip": 0, "limit": 10, "autoCount": False,
                                   "filter": {"mac": "001565abcdef"}}
 
 
-async def test_list_pages_until_the_total(fake: FakeYmcs, provider: YealinkProvider) -> None:
+async def test_list_pages_until_the_total(fake: Ymcs, provider: YealinkProvider) -> None:
     for i in range(230):
         mac = f"00156500{i:04x}"
-        fake.devices[mac] = {"mac": mac, "uniqueServerUrl": f"{URL}{i}"}
+        fake.add(mac, f"{URL}{i}")
     listing = provider.list_devices(8)
     assert listing is not None
     records = [r async for r in listing]
@@ -460,7 +453,7 @@ async def test_list_pages_until_the_total(fake: FakeYmcs, provider: YealinkProvi
         (0, 100, True), (100, 100, True), (200, 100, True)]
 
 
-async def test_list_of_an_empty_account(fake: FakeYmcs, provider: YealinkProvider) -> None:
+async def test_list_of_an_empty_account(fake: Ymcs, provider: YealinkProvider) -> None:
     listing = provider.list_devices(8)
     assert listing is not None and [r async for r in listing] == []
 
@@ -468,29 +461,29 @@ async def test_list_of_an_empty_account(fake: FakeYmcs, provider: YealinkProvide
 # -- Test button, credentials, intake ------------------------------------------------------------
 
 
-async def test_check_fetches_a_token_now(fake: FakeYmcs, provider: YealinkProvider) -> None:
+async def test_check_fetches_a_token_now(fake: Ymcs, provider: YealinkProvider) -> None:
     await provider.register(DEVICE)
     result = await provider.check_credentials(8)
     assert result.ok, result.message
-    assert result.message == ("YMCS accepted the AccessKey ymcs-key; the account holds 1 RPS "
+    assert result.message == (f"YMCS accepted the AccessKey {KEY_ID}; the account holds 1 RPS "
                               "devices; adding with serial numbers (add_by_mac = false)")
     assert fake.paths()[-2:] == ["/v2/token", "/v2/rps/listDevices"]
 
 
-async def test_check_wrong_secret(fake: FakeYmcs) -> None:
+async def test_check_wrong_secret(fake: Ymcs) -> None:
     provider = make_provider(fake, access_key_secret="wrong")
     result = await provider.check_credentials(8)
     assert not result.ok
     assert result.message.startswith("YMCS rejected the API keys: 401: Bad client credentials")
 
 
-async def test_tenant_mode_uses_the_servers_keys_and_switch(fake: FakeYmcs) -> None:
+async def test_tenant_mode_uses_the_servers_keys_and_switch(fake: Ymcs) -> None:
     creds = FakeCredentials({8: Credentials("yealink", 8, {
         "access_key_id": KEY_ID, "access_key_secret": SECRET, "add_by_mac": True})})
     provider = make_provider(fake, mode="tenant", ini=False, creds=creds)
     assert await provider.event_problem("add", 8, {}) is None
     assert await provider.event_problem("add", 9, {}) == ("sn", SN_REASON)
-    fake.by_mac = True
+    fake.org.add_by_mac = True
     await provider.register(Device(mac=MAC, server=8, url=URL, http_username="u",
                                    http_password=PASSWORD))
     assert fake.paths()[-1] == "/v2/rps/addDevicesByMac"
@@ -498,7 +491,7 @@ async def test_tenant_mode_uses_the_servers_keys_and_switch(fake: FakeYmcs) -> N
     assert "No YMCS API keys for server 9" in err.text
 
 
-async def test_event_problem(fake: FakeYmcs) -> None:
+async def test_event_problem(fake: Ymcs) -> None:
     provider = make_provider(fake)
     assert await provider.event_problem("add", 8, {}) == ("sn", SN_REASON)
     assert await provider.event_problem("add", None, {"model": "T46U"}) == ("sn", SN_REASON)
@@ -510,12 +503,13 @@ async def test_event_problem(fake: FakeYmcs) -> None:
     assert fake.seen == []
 
 
-async def test_every_request_is_logged_without_its_token(provider: YealinkProvider) -> None:
+async def test_every_request_is_logged_without_its_token(fake: Ymcs,
+                                                         provider: YealinkProvider) -> None:
     with capture_logs() as logs:
         await provider.register(DEVICE)
     lines = [(e["mac"], e["url"]) for e in logs if e["event"] == "Sending Request"]
-    assert lines == [(MAC, f"{API}/v2/token"), (MAC, f"{API}/v2/rps/devices")]
-    assert "tok-1" not in repr(logs) and PASSWORD not in repr(logs)
+    assert lines == [(MAC, f"{fake.api}/v2/token"), (MAC, f"{fake.api}/v2/rps/devices")]
+    assert fake.issued[0] not in repr(logs) and PASSWORD not in repr(logs)
 
 
 # -- settings --------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rps_service.models import Device, ServerProvisioning
-from rps_service.ztp.registry import FAMILIES
+from rps_service.vendors import FAMILIES
 from rps_service.ztp.useragent import UserAgent, parse_user_agent
 from rps_service.ztp.yealink import YealinkFamily, cfg_value
 

@@ -22,6 +22,7 @@ from structlog.testing import capture_logs
 
 from rps_service.access import new_url_key
 from rps_service.models import Credentials
+from rps_service.providers.guesses import forget_guesses
 from rps_service.providers.protocol import Device, Failure, ProviderError
 from rps_service.providers.vendor import ProviderContext
 from rps_service.providers.yealink_xmlrpc import (
@@ -115,6 +116,11 @@ def fake() -> Rps:
 @pytest.fixture
 def provider(fake: Rps) -> YealinkXmlrpcProvider:
     return make_provider(fake)
+
+
+@pytest.fixture(autouse=True)
+def _say_guesses_again() -> None:
+    forget_guesses()  # each test sees the first use of a guess
 
 
 async def failure(call: Any) -> ProviderError:
@@ -251,9 +257,41 @@ async def test_lookup(fake: Rps, provider: YealinkXmlrpcProvider) -> None:
 
 async def test_the_test_button(fake: Rps, provider: YealinkXmlrpcProvider) -> None:
     result = await provider.check_credentials(8)
-    assert result.ok and DEMO_USER in result.message
+    assert result.ok and result.message == (
+        f"Yealink RPS accepted the login {DEMO_USER} (a look-up answered unregistered); "
+        "whether the account may redirect phones is not verified: it shows only at the first add")
     result = await make_provider(fake, password="not-the-password").check_credentials(8)
     assert not result.ok and "rejected" in result.message
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("Error:Invalid MAC", "Yealink RPS answered the Test's redirect.checkDevice with "
+                          "Error:Invalid MAC: the login is not confirmed"),
+    ("Error:permission denied", "Yealink RPS rejected the login: Yealink RPS answered the "
+                                "Test's redirect.checkDevice with Error:permission denied"),
+])
+async def test_a_false_answer_fails_the_test(fake: Rps, provider: YealinkXmlrpcProvider,
+                                             text: str, words: str) -> None:
+    fake.inject("redirect.checkDevice", lambda: untyped(0, text))
+    result = await provider.check_credentials(8)
+    assert not result.ok and result.message.startswith(words), result.message
+
+
+async def test_guesses_are_said_once(fake: Rps) -> None:
+    await make_provider(fake).register(DEVICE)
+    fresh = make_provider(fake)  # a restarted daemon finds its server there already
+    with capture_logs() as logs:
+        await fresh.register(Device(mac="805EC0000002", server=8, url=DEVICE.url))
+        await make_provider(fake).register(Device(mac="805EC0000003", server=8,
+                                                  url=DEVICE.url))
+        assert (await fresh.check_credentials(8)).ok
+        assert (await fresh.check_credentials(8)).ok
+    assert [e["guess"] for e in logs if e["event"] == "Relying on a guess"] == [
+        "an addServer refusal whose words say the name exists (or is already taken, a "
+        "duplicate) means this account's server of an earlier run: its name is derived from "
+        "the account and the URL",
+        "Yealink RPS answers a wrong login with HTTP 401 (or a fault), so a look-up it "
+        "answers proves the login"]
 
 
 @pytest.mark.parametrize(("method", "outcome", "kind", "words"), [
