@@ -164,7 +164,7 @@ class Worker:
     async def _in_pbx(self, provider: Provider, event: Event) -> InPbxConflict | None:
         """When each server has its own vendor account (tenant mode), whether the account
         holding the MAC is another server's of this PBX: looked up with their keys."""
-        if self.settings.mode != "tenant" or not getattr(provider, "can_lookup", False):
+        if self.settings.mode != "tenant" or not provider.can_lookup:
             return None
         servers = await self.store.servers_with_credentials(event.provider)
         for server in [s for s in servers if s != event.server][:IN_PBX_LOOKUPS]:
