@@ -39,10 +39,10 @@ from rps_service.providers.errors import owned_by_other
 from rps_service.providers.guesses import rely_on_guess
 from rps_service.providers.keyed import CreatedOnce
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
-from rps_service.providers.rpcredirect import RpcFault, RpcRedirectProvider, RpcRedirectSettings
+from rps_service.providers.rpcredirect import RpcRedirectProvider, RpcRedirectSettings
 from rps_service.providers.section import HttpUrl, ProviderSettings
 from rps_service.providers.vendor import Account, ProviderContext
-from rps_service.providers.xmlrpc import answer_of, server_name
+from rps_service.providers.xmlrpc import RpcFault, answer_of, server_name
 
 log = get_logger()
 

@@ -28,10 +28,8 @@ docs/vendors/yealink-xmlrpc.md.
 from __future__ import annotations
 
 import re
-import xmlrpc.client
 from typing import ClassVar
 
-import httpx
 from pydantic import SecretStr
 
 from rps_service.access import URL_KEY, AccessMode
@@ -41,9 +39,9 @@ from rps_service.providers.guesses import rely_on_guess
 from rps_service.providers.keyed import CreatedOnce
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import HttpUrl, ProviderSettings
-from rps_service.providers.vendor import Account, ProviderContext, VendorProvider
+from rps_service.providers.vendor import Account, ProviderContext
 from rps_service.providers.xmlrpc import NAME_LIMIT as NAME_LIMIT  # re-exported
-from rps_service.providers.xmlrpc import answer_of, call, server_name
+from rps_service.providers.xmlrpc import RpcFault, XmlRpcProvider, answer_of, server_name
 
 log = get_logger()
 
@@ -91,7 +89,7 @@ def rps_mac(mac: str) -> str:
     return mac.lower()
 
 
-class YealinkXmlrpcProvider(VendorProvider):
+class YealinkXmlrpcProvider(XmlRpcProvider):
     """Yealink legacy RPS, XML-RPC."""
 
     name = "yealink-xmlrpc"
@@ -230,18 +228,14 @@ class YealinkXmlrpcProvider(VendorProvider):
 
     async def _call(self, account: Account, method: str, *params: str, operation: str,
                     mac: str = "-", secrets: tuple[str, ...] = ()) -> tuple[bool, str]:
-        auth = httpx.BasicAuth(account.text("username"), account.text("password"))
-        try:
-            result = await call(self, account, method, *params, operation=operation, mac=mac,
-                                auth=auth)
-        except xmlrpc.client.Fault as fault:
-            text = clean_text(f"fault {fault.faultCode}: {fault.faultString}",
-                              (*account.secrets, *secrets))
-            if _LOGIN.search(str(fault.faultString)):
-                raise ProviderError(f"{self.service} refused {method} ({text})",
-                                    Failure.BAD_LOGIN, hint=self.bad_login_hint()) from None
-            raise ProviderError(f"{self.service} answered {method} with {text}",
-                                Failure.PERMANENT) from None
+        result = await self.rpc(account, method, *params, operation=operation, mac=mac,
+                                secrets=secrets)
+        if isinstance(result, RpcFault):
+            if _LOGIN.search(result.text):
+                raise ProviderError(f"{self.service} refused {method} ({result})",
+                                    Failure.BAD_LOGIN, hint=self.bad_login_hint())
+            raise ProviderError(f"{self.service} answered {method} with {result}",
+                                Failure.PERMANENT)
         answer = answer_of(result)
         if answer is None:
             raise ProviderError(f"{self.service} answered {method} without [boolean, text]",
