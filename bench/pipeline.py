@@ -9,6 +9,10 @@ of a second, so the backlog is there from the start.
 * registrations/s = 2,000 / (MAX(updated_at) - MIN(created_at)) over the 2,000 done rows,
   read from the journal: from the first accept to the last outcome. Target ≥ 95% of ideal.
 * vendor calls per registration = the sandbox's request total / 2,000. Target ≤ 1.02.
+* with webhooks: the same run again with ``[webhooks]`` posting every notification to a
+  receiver in this process (answers 204 at once); its registrations/s against the run
+  without. Target ≥ 0.95 of it: the outbox rows ride on the outcome's transaction, and the
+  sender has its own task and HTTP client.
 
 Also reported: the ceiling, a plain client (aiohttp, Hawk-signed by mohawk) running 8
 loops of PUTs against its own sandbox with the same latency and nothing else to do, which
@@ -24,10 +28,12 @@ import asyncio
 import json
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
 import mohawk
+from aiohttp import web
 
 from bench.common import (
     SANDBOX_KEY_ID,
@@ -43,6 +49,7 @@ from bench.common import (
     database,
     database_server_pid,
     for_each_db,
+    free_port,
     http_session,
     mac,
     post_events,
@@ -59,6 +66,7 @@ WARM_UP = 16
 BATCH = 500
 RATE_TARGET = 0.95
 CALLS_TARGET = 1.02
+WEBHOOKS_TARGET = 0.95
 
 
 async def run(opts: Options) -> list[Row]:
@@ -69,9 +77,52 @@ async def run(opts: Options) -> list[Row]:
                 ceiling, "reg/s", ideal, ceiling / ideal)]
 
     async def measure(kind: str) -> list[Row]:
-        return await measure_pipeline(kind, opts)
+        plain, rate = await measure_pipeline(kind, opts)
+        return plain + await _with_webhooks(kind, opts, rate)
 
     return rows + await for_each_db(BENCH, opts, measure)
+
+
+class Receiver:
+    """A webhook receiver in this process: counts what arrives, answers 204."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.count = 0
+        self._runner: web.AppRunner | None = None
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.count += 1
+        return web.Response(status=204)
+
+    async def __aenter__(self) -> Receiver:
+        app = web.Application()
+        app.router.add_post("/hook", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+async def _with_webhooks(kind: str, opts: Options, without: float) -> list[Row]:
+    """The pipeline again, every notification posted to a receiver; rate against ``without``."""
+    async with Receiver() as receiver:
+        hooks = {"url": receiver.url, "secret": "bench-webhook-secret"}
+        with_opts = replace(opts, overrides={**opts.overrides, "webhooks": hooks})
+        _, rate = await measure_pipeline(kind, with_opts, label="webhooks")
+        count = receiver.count
+    ratio = rate / without if without else 0.0
+    opts.note(f"pipeline {kind} with webhooks: {rate:.1f} reg/s against {without:.1f} without;"
+              f" {count} notifications received")
+    return [Row(BENCH, kind, "registrations/s with a webhook receiver attached (vs without)",
+                rate, "reg/s", without, ratio, f"≥ {WEBHOOKS_TARGET:.0%} of without",
+                ratio >= WEBHOOKS_TARGET)]
 
 
 async def _ceiling(opts: Options, folder: Path) -> float:
@@ -120,10 +171,13 @@ def hash_bound(macs: list[str]) -> float | None:
     return len(macs) / QUEUENUM / max(per_queue.values())
 
 
-async def measure_pipeline(kind: str, opts: Options) -> list[Row]:
+async def measure_pipeline(kind: str, opts: Options, label: str = ""
+                           ) -> tuple[list[Row], float]:
+    """The rows of one run, and its registrations/s."""
     count = 200 if opts.quick else 2000
     ideal = QUEUENUM / LATENCY
-    with workdir(opts, f"pipeline-{kind}") as folder, database(kind, folder, opts) as db:
+    name = f"pipeline-{kind}" + (f"-{label}" if label else "")
+    with workdir(opts, name) as folder, database(kind, folder, opts) as db:
         general = {"queuenum": QUEUENUM, "queuecap": 100}
         async with daemon_with_sandbox(folder, db, opts, general,
                                        latency_ms=LATENCY * 1000) as (
@@ -137,7 +191,7 @@ async def measure_pipeline(kind: str, opts: Options) -> list[Row]:
             meter = CpuMeter({"daemon": daemon.pid, "sandbox": sandbox.pid,
                               "mariadbd": database_server_pid()
                               if kind == "mysql" else None})
-            async with Profiler(opts, f"pipeline-{kind}", daemon.pid):
+            async with Profiler(opts, name, daemon.pid):
                 meter.start()
                 began = time.monotonic()
                 for start in range(0, count, BATCH):
@@ -149,15 +203,15 @@ async def measure_pipeline(kind: str, opts: Options) -> list[Row]:
                                  what=f"{count} events finished")
                 meter.stop()
             state = await sandbox.state(session)
-        opts.note(daemon.trace_report(f"pipeline {kind}", count + WARM_UP))
+        opts.note(daemon.trace_report(name.replace("-", " "), count + WARM_UP))
         first, last, done = db.rows(
             "SELECT MIN(created_at), MAX(updated_at), COUNT(*) FROM rps_events"
             " WHERE id > ? AND state = 'done'", [last_warm])[0]
     span = utc_epoch(last) - utc_epoch(first)
     rate = done / span if span > 0 else 0.0
     calls = state["total"] / done if done else float("inf")
-    opts.note(f"pipeline {kind}: {count} posted in {posted:.2f}s; {done} done in {span:.2f}s;"
-              f" vendor requests {state['total']} {state['counts']}; CPU of one core: "
+    opts.note(f"{name.replace('-', ' ')}: {count} posted in {posted:.2f}s; {done} done in"
+              f" {span:.2f}s; vendor requests {state['total']} {state['counts']}; CPU of one core: "
               f"{meter.text()}")
     rows = [
         Row(BENCH, kind, f"registrations/s, {count} adds, queuenum 8, 50 ms vendor", rate,
@@ -172,7 +226,7 @@ async def measure_pipeline(kind: str, opts: Options) -> list[Row]:
     if bound is not None:
         rows.insert(1, Row(BENCH, kind, "bound set by hash routing (mean/max queue load)",
                            bound * ideal, "reg/s", ideal, bound))
-    return rows
+    return rows, rate
 
 
 def _done(db: Database, after: int) -> int:

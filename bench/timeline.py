@@ -78,8 +78,8 @@ def _order(opts: Options) -> list[bool]:
 async def _pipeline_pair(kind: str, opts: Options) -> list[Row]:
     best = {False: 0.0, True: 0.0}
     for on in _order(opts):
-        rows = await measure_pipeline(kind, _switched(opts, on))
-        rate = rows[0].value or 0.0
+        rows, rate = await measure_pipeline(kind, _switched(opts, on),
+                                            label=f"timeline-{'on' if on else 'off'}")
         best[on] = max(best[on], rate)
         opts.note(f"timeline {kind}: pipeline with timeline {'on' if on else 'off'}: "
                   f"{rate:.1f} reg/s, {rows[-1].value:g} events not done")

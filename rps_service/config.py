@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
 
-from rps_service.providers.section import ProviderSettings, Section
+from rps_service.providers.section import ProviderSettings, Section, http_url
 from rps_service.vendors import PROVIDERS
 
 DEFAULT_PATHS = (Path("etc/rps.ini"), Path("/etc/rps/rps.ini"))
@@ -225,6 +225,42 @@ class ZtpSettings(Section):
     max_connections_per_ip: int = Field(100, ge=0, le=1_000_000)
 
 
+#: The notifications ``[webhooks]`` can send (docs/webhooks.md).
+WEBHOOK_TYPES = ("device.registered", "device.failed", "device.unregistered",
+                 "phone.fetched", "phone.refused")
+
+
+def _webhook_url(value: str) -> str:
+    return http_url(value) if value else value
+
+
+class WebhookSettings(Section):
+    """``[webhooks]``: signed notifications to the PBX (docs/webhooks.md); off without a url."""
+
+    url: Annotated[str, AfterValidator(_webhook_url)] = ""
+    secret: SecretStr = SecretStr("")
+    events: tuple[str, ...] = WEBHOOK_TYPES
+    #: Seconds one delivery may take, the receiver's answer included.
+    timeout: float = Field(10.0, gt=0, le=300)
+    #: Hours a notification is retried before it is dropped (an ERROR line).
+    max_age: float = Field(24.0, gt=0, le=24 * 365)
+
+    @field_validator("events", mode="before")
+    @classmethod
+    def _events(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+        unknown = [n for n in names if n not in WEBHOOK_TYPES]
+        if unknown:
+            raise ValueError(f"unknown event {unknown[0]!r} (known: {', '.join(WEBHOOK_TYPES)})")
+        return names
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+
 def _default_providers() -> dict[str, ProviderSettings]:
     return {name: cls.settings_class() for name, cls in PROVIDERS.items()}
 
@@ -239,6 +275,7 @@ class Settings(Section):
     source: str = "<defaults>"
     general: GeneralSettings = GeneralSettings()
     ztp: ZtpSettings = ZtpSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=_default_providers)
 
     def provider(self, name: str) -> ProviderSettings:
@@ -252,6 +289,7 @@ class Settings(Section):
 SECTIONS: dict[str, type[Section]] = {
     "general": GeneralSettings,
     "ztp": ZtpSettings,
+    "webhooks": WebhookSettings,
     **{name: cls.settings_class for name, cls in PROVIDERS.items()},
 }
 
@@ -330,10 +368,14 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(file, reason, name, key) from None
     settings = Settings.model_validate({
         "source": file,
-        **{name: sections[name] for name in ("general", "ztp") if name in sections},
+        **{name: sections[name] for name in ("general", "ztp", "webhooks")
+           if name in sections},
         "providers": {**_default_providers(),
                       **{name: sections[name] for name in PROVIDERS if name in sections}},
     })
+    if settings.webhooks.enabled and not settings.webhooks.secret.get_secret_value():
+        raise ConfigError(file, "a webhook url needs a secret to sign with", "webhooks",
+                          "secret")
     general = settings.general
     if not general.is_loopback and not general.api_token.get_secret_value():
         raise ConfigError(

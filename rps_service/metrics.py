@@ -68,6 +68,10 @@ class _Backlog(Protocol):
     async def backlog(self) -> dict[str, int]: ...
 
 
+class _Outbox(Protocol):
+    async def webhooks_pending(self) -> int: ...
+
+
 class _PipelineCollector(Collector):
     """Queue depths, lease recoveries and the backlog, read at scrape time."""
 
@@ -75,6 +79,7 @@ class _PipelineCollector(Collector):
         self.distributor = distributor
         self.backlog: dict[str, int] = {}
         self.database_up = 0
+        self.webhooks_pending = 0
 
     def collect(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily("rps_queue_depth", "Events waiting in each in-memory queue.",
@@ -88,6 +93,9 @@ class _PipelineCollector(Collector):
         for state, count in sorted(self.backlog.items()):
             backlog.add_metric([state], count)
         yield backlog
+        yield GaugeMetricFamily("rps_webhooks_pending",
+                                "Webhook notifications stored and not yet delivered.",
+                                value=self.webhooks_pending)
         yield GaugeMetricFamily("rps_database_up", "1 if the database answered the last scrape.",
                                 value=self.database_up)
         yield CounterMetricFamily(
@@ -125,6 +133,16 @@ class Metrics:
             "and a vendor: missing, drift, orphan.",
             ["provider", "kind"], registry=registry,
         )
+        self.webhooks_delivered = Counter(
+            "rps_webhooks_delivered", "Webhook notifications the receiver accepted (2xx).",
+            registry=registry,
+        )
+        self.webhooks_failed = Counter(
+            "rps_webhooks_failed", "Webhook deliveries that failed (each is retried until "
+            "max_age).", registry=registry,
+        )
+        #: The outbox whose backlog is read at scrape time, while webhooks are on.
+        self.outbox: _Outbox | None = None
         self._pipeline = _PipelineCollector(distributor)
         registry.register(self._pipeline)
         if timeline is not None:
@@ -145,6 +163,10 @@ class Metrics:
         if result == "retry":
             self.retries.labels(event.provider).inc()
 
+    def webhook_result(self, result: str) -> None:
+        """One delivery attempt: ``delivered`` or ``failed``."""
+        (self.webhooks_delivered if result == "delivered" else self.webhooks_failed).inc()
+
     def reconcile_found(self, provider: str, kind: str, count: int) -> None:
         if count:
             self.differences.labels(provider, kind).inc(count)
@@ -158,6 +180,8 @@ class Metrics:
         """Read the backlog from the journal (kept at its last value if the database is away)."""
         try:
             self._pipeline.backlog = await self.store.backlog()
+            if self.outbox is not None:
+                self._pipeline.webhooks_pending = await self.outbox.webhooks_pending()
             self._pipeline.database_up = 1
         except StoreUnavailable:
             # No log line: the distributor already reports the outage, once, not per scrape.

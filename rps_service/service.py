@@ -45,6 +45,7 @@ from rps_service.providers.transport import AiohttpTransport
 from rps_service.store import Store, StoreUnavailable, create_store
 from rps_service.timeline import Timeline
 from rps_service.vendors import PROVIDERS, build_providers
+from rps_service.webhooks import WebhookSender
 from rps_service.ztp.app import ZtpListener
 
 log = get_logger()
@@ -151,6 +152,7 @@ class Service:
         self.ops_tasks: list[asyncio.Task[None]] = []  # sd_notify, watchdog, retention
         self.retention_every = 3600.0  # seconds between two retention runs
         self.secrets: Unlocked | None = None  # the key the database's secrets are sealed with
+        self.webhooks: WebhookSender | None = None  # [webhooks] url set
 
     async def start(self) -> None:
         """Open everything; on a failure, close what was opened and raise."""
@@ -173,6 +175,7 @@ class Service:
         for provider in self.providers.values():
             self._stack.push_async_callback(provider.close)
         self._warn_example_urls()
+        self._setup_webhooks()
         self.workers = [
             Worker(i, self.distributor, self.store, self.providers, general)
             for i in range(general.queuenum)
@@ -198,6 +201,21 @@ class Service:
             self.ops_tasks.append(asyncio.create_task(self._retention(), name="retention"))
         # Fleet jobs are idempotent: a stop may cancel one; it is run again later.
         self.ops_tasks.append(asyncio.create_task(self.jobs.run(), name="jobs"))
+        if self.webhooks is not None:  # at-least-once: a stop mid-post sends it again later
+            self.ops_tasks.append(asyncio.create_task(self.webhooks.run(), name="webhooks"))
+
+    def _setup_webhooks(self) -> None:
+        settings = self.settings.webhooks
+        if not settings.enabled:
+            return
+        self.store.webhook_types = frozenset(settings.events)
+        self.webhooks = WebhookSender(settings, self.store, self.owner,
+                                      on_result=self.metrics.webhook_result)
+        self._stack.push_async_callback(self.webhooks.close)
+        self.store.on_notices = self.webhooks.wake
+        self.metrics.outbox = self.store
+        log.info("Webhooks on", component="WEBHOOK", events=",".join(settings.events),
+                 url=_shown_url(settings.url))
 
     async def _open_store(self) -> None:
         url = self.settings.general.database
@@ -362,6 +380,14 @@ async def serve(settings: Settings, log_sink: LogFile | None = None) -> int:
     if settings.general.log_file != "-":  # else rps.log's own lines are on the terminal
         _say_started(service)
     return await service.run()
+
+
+def _shown_url(url: str) -> str:
+    """A URL as rps.log shows it: no user info or query (either may hold a token)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def _say_started(service: Service) -> None:

@@ -25,6 +25,7 @@ from rps_service.providers.fanvil import FanvilProvider
 from rps_service.providers.gigaset import GigasetProvider
 from rps_service.providers.grandstream import GrandstreamProvider
 from rps_service.providers.grape import GrapeProvider
+from rps_service.providers.htek import HtekProvider
 from rps_service.providers.panasonic import PanasonicProvider
 from rps_service.providers.poly import PolyProvider
 from rps_service.providers.protocol import CredentialSource, Provider, RequestObserver
@@ -38,6 +39,7 @@ from rps_service.ztp.auerswald import AuerswaldFamily
 from rps_service.ztp.family import PhoneFamily
 from rps_service.ztp.fanvil import FanvilFamily
 from rps_service.ztp.gigaset import GigasetFamily
+from rps_service.ztp.htek import HtekFamily
 from rps_service.ztp.panasonic import PanasonicFamily
 from rps_service.ztp.poly import PolyFamily
 from rps_service.ztp.snom import SnomFamily
@@ -91,6 +93,7 @@ VENDORS: dict[str, Vendor] = _manifest(
     Vendor(PanasonicProvider, PanasonicFamily(), "panasonic:PanasonicEmulator"),
     Vendor(YealinkXmlrpcProvider, _YEALINK, "yealink_xmlrpc:YealinkXmlrpcEmulator"),
     Vendor(AuerswaldProvider, AuerswaldFamily(), "auerswald:AuerswaldEmulator"),
+    Vendor(HtekProvider, HtekFamily(), "htek:HtekEmulator"),
 )
 
 #: Every provider class by name: what rps.ini's sections, the API and the CLI follow.

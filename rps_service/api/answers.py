@@ -191,6 +191,16 @@ class Job(_Answer):
     updated_at: datetime | None
     events: dict[str, int] | None = Field(None, description="the events the job queued, "
                                                             "by state")
+    fetched: int | None = Field(None, description="repoint: how many of its devices' phones "
+                                                  "fetched their bootstrap file since the job "
+                                                  "started")
+    not_fetched_total: int | None = Field(None, description="repoint: how many have not")
+    not_fetched: list[str] | None = Field(None, description="repoint: MACs of its devices "
+                                                            "whose phones have not, one page "
+                                                            "in MAC order")
+    not_fetched_next: str | None = Field(None, description="repoint: pass as "
+                                                           "`not_fetched_after` for the next "
+                                                           "page; absent on the last")
 
 
 class JobList(_Answer):

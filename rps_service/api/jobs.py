@@ -10,6 +10,9 @@ from rps_service.logs import get_logger
 
 log = get_logger()
 
+NOT_FETCHED_PAGE = 100  # MACs of ``not_fetched`` in one answer, by default
+NOT_FETCHED_MAX = 1000
+
 
 async def get_job(request: web.Request) -> web.Response:
     store = request.app[API].store
@@ -23,9 +26,24 @@ async def get_job(request: web.Request) -> web.Response:
     if job is None:
         return error(404, "no such job")
     body = job.to_json()
+    prefix = f"{job.kind}-{job.id}-"
     if job.kind == "repoint" or job.params.get("repair"):
         # The events the job queued, by state: how far the fix itself has got.
-        body["events"] = await store.events_by_key_prefix(f"{job.kind}-{job.id}-")
+        body["events"] = await store.events_by_key_prefix(prefix)
+    if job.kind == "repoint" and job.created_at is not None:
+        # Verified: whose phones came to fetch their bootstrap file since the job started
+        # (the device row keeps the time to the second).
+        after = request.query.get("not_fetched_after", "")[:12]
+        limit = int_param(request, "not_fetched_limit",
+                          request.query.get("not_fetched_limit", str(NOT_FETCHED_PAGE)),
+                          1, NOT_FETCHED_MAX)
+        fetched, left, waiting = await store.job_fetches(
+            prefix, job.created_at.replace(microsecond=0), after.upper(), limit + 1)
+        body["fetched"] = fetched
+        body["not_fetched_total"] = left
+        body["not_fetched"] = waiting[:limit]
+        if len(waiting) > limit:  # absent on the last page
+            body["not_fetched_next"] = waiting[limit - 1]
     return json_response(body)
 
 

@@ -28,6 +28,7 @@ from rps_service.cli.client import (
 )
 
 POLL = 1.0
+NOT_FETCHED_SHOWN = 10  # MACs of a re-point's phones not fetched yet, on the terminal
 
 
 def follow(client: DaemonClient, job_id: int, wait: bool, as_json: bool) -> int:
@@ -80,6 +81,9 @@ def _summary(job: dict[str, Any]) -> str:
         rows.append(("error", job["error"]))
     rows += [(name, value) for name, value in (job["result"].get("counts") or {}).items()]
     rows += [(f"events {state}", count) for state, count in (job.get("events") or {}).items()]
+    if job.get("fetched") is not None:
+        rows += [("phones fetched since start", job["fetched"]),
+                 ("phones not fetched yet", _not_fetched(job))]
     lines = [table(("KEY", "VALUE"), [(k, "-" if v is None else v) for k, v in rows])]
     result = job["result"]
     differences = [(mac, "missing", "", "") for mac in result.get("missing", [])]
@@ -89,6 +93,15 @@ def _summary(job: dict[str, Any]) -> str:
     if differences:
         lines += ["", table(("MAC", "DIFFERENCE", "EXPECTED", "FOUND"), differences)]
     return "\n".join(lines)
+
+
+def _not_fetched(job: dict[str, Any]) -> str:
+    """``3: MAC MAC MAC``: a re-point's devices whose phones have not fetched their bootstrap
+    file yet (the first few; ``--json`` and ``not_fetched_after`` page through them all)."""
+    total, macs = job.get("not_fetched_total") or 0, job.get("not_fetched") or []
+    shown = " ".join(macs[:NOT_FETCHED_SHOWN])
+    more = " …" if total > min(len(macs), NOT_FETCHED_SHOWN) else ""
+    return f"{total}: {shown}{more}" if total else "0"
 
 
 def _started(client: DaemonClient, args: argparse.Namespace, body: dict[str, Any]) -> int:

@@ -39,6 +39,21 @@ class NotRegistered(ProviderError):
     """An ``update`` for a device that is removed or unknown: nothing is sent."""
 
 
+class InPbxConflict(ProviderError):
+    """The "other account" holding the MAC is another server's of this PBX."""
+
+    def __init__(self, mac: str, server: int, owner: int) -> None:
+        super().__init__(
+            f"The MAC {mac} is registered to server {owner} of this PBX", Failure.OWNED,
+            hint=f"to move it to server {server}, remove it there first (a remove of this MAC "
+                 f"now acts on server {owner}), then add it to server {server} again")
+        self.owner = owner
+
+
+#: Servers whose accounts are searched for the MAC when a vendor says another holds it.
+IN_PBX_LOOKUPS = 20
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What handling an event decided, to be written to the journal."""
@@ -133,6 +148,8 @@ class Worker:
         except ProviderError as err:
             if err.deferred:
                 return self._deferred(event, err)
+            if err.failure is Failure.OWNED and provider is not None:
+                err = await self._in_pbx(provider, event) or err
             return self._failed(event, err)
         except leases.LeaseLost as exc:
             # Another worker may hold the event now: send nothing more, record nothing.
@@ -154,6 +171,21 @@ class Worker:
             return None
         return timeline.CallSubject(self.timeline, event.provider, event.mac, event.id,
                                     event.attempts)
+
+    async def _in_pbx(self, provider: Provider, event: Event) -> InPbxConflict | None:
+        """When each server has its own vendor account (tenant mode), whether the account
+        holding the MAC is another server's of this PBX: looked up with their keys."""
+        if self.settings.mode != "tenant" or not provider.can_lookup:
+            return None
+        servers = await self.store.servers_with_credentials(event.provider)
+        for server in [s for s in servers if s != event.server][:IN_PBX_LOOKUPS]:
+            try:
+                found = await provider.lookup(Device(mac=event.mac, server=server))
+            except ProviderError:
+                continue  # that server's keys do not work: it tells nothing
+            if found is not None and found.ours:
+                return InPbxConflict(event.mac, event.server, server)
+        return None
 
     async def _call(self, provider: Provider, event: Event) -> DeviceOutcome:
         stored = event.device if event.device_loaded else await self.store.get_device(
@@ -246,7 +278,9 @@ class Worker:
             message = f"{message} (gave up after {event.attempts} attempts)"
         if isinstance(err, NotRegistered):
             return Outcome("failed", message)  # the device row is not the event's to change
-        return Outcome("failed", message, device=DeviceOutcome("error", message))
+        # A MAC on another server of this PBX stays that server's device (a remove acts there).
+        owner = err.owner if isinstance(err, InPbxConflict) else None
+        return Outcome("failed", message, device=DeviceOutcome("error", message, server=owner))
 
     async def _write(self, event: Event, outcome: Outcome) -> None:
         try:

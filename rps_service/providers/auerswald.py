@@ -24,12 +24,12 @@ from rps_service.providers.errors import owned_by_other
 from rps_service.providers.guesses import rely_on_guess
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.rpcredirect import (
-    RpcFault,
     RpcRedirectProvider,
     RpcRedirectSettings,
 )
 from rps_service.providers.section import HttpUrl
 from rps_service.providers.vendor import Account
+from rps_service.providers.xmlrpc import RpcFault
 
 log = get_logger()
 

@@ -30,18 +30,17 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
-from xmlrpc.client import Fault
 
 import httpx
 from pydantic import AfterValidator, SecretStr
 
 from rps_service.access import URL_KEY, AccessMode
 from rps_service.models import normalize_mac
-from rps_service.providers import xmlrpc as rpc
 from rps_service.providers.errors import clean_text, owned_by_other
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import HttpUrl, ProviderSettings
-from rps_service.providers.vendor import Account, ProviderContext, VendorProvider
+from rps_service.providers.vendor import Account, ProviderContext
+from rps_service.providers.xmlrpc import RpcFault, XmlRpcProvider, answer_of
 
 #: The file name the phone asks for under its URL; the phone replaces ``$mac`` with its MAC
 #: (lower-case hex) as it does in its own provisioning settings.
@@ -166,7 +165,7 @@ class Answer:
         return match.group("code").lower() if match else ""
 
 
-class FanvilProvider(VendorProvider):
+class FanvilProvider(XmlRpcProvider):
     """Fanvil FDPS XML-RPC (docs/vendors/fanvil.md)."""
 
     name = "fanvil"
@@ -302,29 +301,29 @@ class FanvilProvider(VendorProvider):
     async def _call_now(self, account: Account, method: str, params: tuple[Any, ...],
                         mac: str, operation: str, tolerate: frozenset[str],
                         secrets: tuple[str, ...]) -> Answer:
-        auth = httpx.BasicAuth(account.text("username"),
-                               fdps_password(account.text("password")))
         try:
-            result = await rpc.call(self, account, method, *params, operation=operation,
-                                    mac=mac, auth=auth)
-        except Fault as fault:
-            text = self._clean(f"{fault.faultCode}: {fault.faultString}", account, secrets)
-            raise ProviderError(f"FDPS answered {method} with fault {text}",
-                                Failure.PERMANENT) from None
+            result = await self.rpc(account, method, *params, operation=operation, mac=mac,
+                                    secrets=(fdps_password(account.text("password")), *secrets))
         except ProviderError as err:
             if err.failure is Failure.THROTTLED and not err.deferred:
                 self._throttled_at[account.key] = self.clock()
             raise
+        if isinstance(result, RpcFault):
+            raise ProviderError(f"FDPS answered {method} with {result}", Failure.PERMANENT)
         answer = self._answer(method, result)
         if answer.ok or answer.code in tolerate:
             return answer
         raise self._refusal(method, answer, account, secrets)
 
+    def rpc_auth(self, account: Account) -> httpx.Auth:
+        """FDPS takes the password double-MD5-hashed (docs/vendors/fanvil.md)."""
+        return httpx.BasicAuth(account.text("username"), fdps_password(account.text("password")))
+
     def _answer(self, method: str, result: Any) -> Answer:
-        if (isinstance(result, list) and len(result) >= 2
-                and isinstance(result[0], (bool, int)) and result[0] in (0, 1)):
+        read = answer_of(result) if isinstance(result, list) and len(result) >= 2 else None
+        if read is not None:
             value = result[1]
-            return Answer(bool(result[0]), value if isinstance(value, str) else "", value)
+            return Answer(read[0], value if isinstance(value, str) else "", value)
         raise ProviderError(f"FDPS answered {method} with no [ok, text] pair",
                             Failure.PERMANENT)
 

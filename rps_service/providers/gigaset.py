@@ -27,19 +27,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
-from xmlrpc.client import Fault
+from typing import ClassVar
 
-import httpx
 from pydantic import Field, SecretStr
 
 from rps_service.access import AccessMode, mask_url_keys
-from rps_service.providers import xmlrpc
 from rps_service.providers.errors import clean_text, owned_by_other
 from rps_service.providers.guesses import rely_on_guess
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import HttpUrl, ProviderSettings
-from rps_service.providers.vendor import Account, VendorProvider
+from rps_service.providers.vendor import Account
+from rps_service.providers.xmlrpc import RpcFault, XmlRpcProvider, answer_of
 
 DEFAULT_PROVIDER_NAME = "rps-service"
 #: The file the phone asks for: the service puts the phone's MAC in place of %MACD.
@@ -85,7 +83,7 @@ class GigasetSettings(ProviderSettings):
     rate_limit: float = Field(2.0, gt=0, le=10_000)
 
 
-class GigasetProvider(VendorProvider):
+class GigasetProvider(XmlRpcProvider):
     """Gigaset redirect (legacy XML-RPC, MAC-ID)."""
 
     name = "gigaset"
@@ -171,15 +169,17 @@ class GigasetProvider(VendorProvider):
     async def _call(self, account: Account, method: str, *params: str, operation: str,
                     mac: str = "-") -> tuple[bool, str]:
         """``method(*params)``'s ``[boolean, value]`` answer as ``(ok, value text)``."""
-        auth = httpx.BasicAuth(account.text("username"), account.text("password"))
-        try:
-            result = await xmlrpc.call(self, account, method, *params, operation=operation,
-                                       mac=mac, auth=auth)
-        except Fault as fault:
-            raise ProviderError(f"{self.service} answered {method} with fault "
-                                f"{fault.faultCode}: {self._text(str(fault.faultString))}",
-                                Failure.PERMANENT) from None
-        return _answer(self.service, method, result)
+        result = await self.rpc(account, method, *params, operation=operation, mac=mac)
+        if isinstance(result, RpcFault):
+            raise ProviderError(f"{self.service} answered {method} with {result}",
+                                Failure.PERMANENT)
+        if isinstance(result, bool):  # a bare boolean: tolerated
+            return result, ""
+        answer = answer_of(result)
+        if answer is None:
+            raise ProviderError(f"{self.service} answered {method} with an unexpected value",
+                                Failure.PERMANENT)
+        return answer
 
     def _mac_id(self, device: Device) -> str:
         mac_id = normalize_mac_id(device.mac_id or "", device.mac)
@@ -219,15 +219,6 @@ class GigasetProvider(VendorProvider):
             text = re.sub(re.escape(mac_id), f"{mac_id[:12]}-****", text, flags=re.I)
         return clean_text(text)
 
-
-def _answer(service: str, method: str, result: Any) -> tuple[bool, str]:
-    if isinstance(result, bool):  # a bare boolean: tolerated
-        return result, ""
-    if isinstance(result, list) and result and isinstance(result[0], bool | int):
-        value = result[1] if len(result) > 1 else ""
-        return bool(result[0]), value if isinstance(value, str) else str(value)
-    raise ProviderError(f"{service} answered {method} with an unexpected value",
-                        Failure.PERMANENT)
 
 
 def _code(text: str) -> str:

@@ -1,4 +1,5 @@
-"""One lock per key (an account, a server), made on first use, gone when nobody needs it.
+"""Once per key: a lock per key made on first use and gone when nobody needs it, and the
+creations a vendor must run once per key.
 
 The vendors' caches (a catalogue, a token, a server's id, a profile) are filled once per
 key even when a burst of cold events asks at the same moment: the first caller fills the
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -33,3 +34,29 @@ class KeyedLocks(Generic[K]):
     def __len__(self) -> int:
         """Keys whose lock some caller holds or waits for."""
         return len(self._locks)
+
+
+class CreatedOnce(Generic[K]):
+    """Something a vendor must create once per key (a server object): the first caller for
+    a key runs the creation while later ones wait for it; a success is remembered, a
+    failure is not (the next caller tries again)."""
+
+    def __init__(self) -> None:
+        self._done: set[K] = set()
+        self._locks: KeyedLocks[K] = KeyedLocks()
+
+    async def ensure(self, key: K, create: Callable[[], Awaitable[None]]) -> None:
+        """Run ``create`` unless ``key`` is done; concurrent callers of a key run it once."""
+        if key in self._done:
+            return
+        async with self._locks(key):
+            if key not in self._done:
+                await create()
+                self._done.add(key)
+
+    def forget(self, key: K) -> None:
+        """Create ``key`` again at its next use (the vendor lost it)."""
+        self._done.discard(key)
+
+    def clear(self) -> None:
+        self._done.clear()

@@ -12,20 +12,18 @@ a log.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
-from xmlrpc.client import Fault
 
 import httpx
 from pydantic import SecretStr
 
 from rps_service.access import AccessMode, mask_url_keys
-from rps_service.providers.errors import clean_text, http_error
+from rps_service.providers.errors import http_error
 from rps_service.providers.protocol import Failure, ProviderError
 from rps_service.providers.section import ProviderSettings
-from rps_service.providers.vendor import Account, VendorProvider
-from rps_service.providers.xmlrpc import call
+from rps_service.providers.vendor import Account
+from rps_service.providers.xmlrpc import RpcFault, XmlRpcProvider
 
 #: What a Test of these services cannot see: only an add shows it.
 NOT_VERIFIED = ("whether the account may redirect phones is not verified: it shows only at "
@@ -41,18 +39,7 @@ class RpcRedirectSettings(ProviderSettings):
     password: SecretStr = SecretStr("")
 
 
-@dataclass(frozen=True)
-class RpcFault:
-    """An XML-RPC fault the vendor answered (its text with every secret masked)."""
-
-    code: int
-    text: str
-
-    def __str__(self) -> str:
-        return f"fault {self.code}: {self.text}" if self.text else f"fault {self.code}"
-
-
-class RpcRedirectProvider(VendorProvider):
+class RpcRedirectProvider(XmlRpcProvider):
     """An XML-RPC redirection service with Basic auth that carries only a URL."""
 
     access = AccessMode.URL_KEY
@@ -73,24 +60,6 @@ class RpcRedirectProvider(VendorProvider):
     def vendor_mac(self, mac: str) -> str:
         """The MAC as the vendor's calls take it."""
         return mac.upper() if self.upper_mac else mac.lower()
-
-    async def rpc(self, account: Account, method: str, *params: str, operation: str,
-                  mac: str = "-") -> Any:
-        """``method(*params)``'s result, or an :class:`RpcFault` when the vendor answered
-        with a fault. HTTP errors (401, 429, 5xx) raise the shared classification."""
-        auth = httpx.BasicAuth(account.text("username"), account.text("password"))
-        try:
-            return await call(self, account, method, *params, operation=operation, mac=mac,
-                              auth=auth)
-        except Fault as fault:
-            code = fault.faultCode if isinstance(fault.faultCode, int) else -1
-            return RpcFault(code, self.vendor_text(str(fault.faultString), account))
-
-    def vendor_text(self, text: str, account: Account) -> str:
-        """A text the vendor sent, fit for rps.log: one short line, no password, no URL
-        key (a vendor may quote the URL it refused, and the URL holds the key)."""
-        # Keys first: clean_text cuts long texts, and half a key must not survive.
-        return clean_text(mask_url_keys(text), account.secrets)
 
     def classify(self, response: httpx.Response, text: str, account: Account
                  ) -> ProviderError | None:

@@ -14,9 +14,10 @@ from typing import Any
 
 from rps_service.providers.errors import owned_by_other
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
-from rps_service.providers.rpcredirect import RpcFault, RpcRedirectProvider, RpcRedirectSettings
+from rps_service.providers.rpcredirect import RpcRedirectProvider, RpcRedirectSettings
 from rps_service.providers.section import BaseUrl
 from rps_service.providers.vendor import Account
+from rps_service.providers.xmlrpc import RpcFault
 
 OWNED = "owned_by_other_user"
 NO_SUCH_MAC = "no_such_mac"

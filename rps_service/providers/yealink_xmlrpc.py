@@ -27,27 +27,24 @@ docs/vendors/yealink-xmlrpc.md.
 
 from __future__ import annotations
 
-import hashlib
 import re
-import xmlrpc.client
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import httpx
 from pydantic import SecretStr
 
 from rps_service.access import URL_KEY, AccessMode
 from rps_service.logs import get_logger
 from rps_service.providers.errors import clean_text, owned_by_other
 from rps_service.providers.guesses import rely_on_guess
-from rps_service.providers.keyed import KeyedLocks
+from rps_service.providers.keyed import CreatedOnce
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import HttpUrl, ProviderSettings
-from rps_service.providers.vendor import Account, ProviderContext, VendorProvider
-from rps_service.providers.xmlrpc import call
+from rps_service.providers.vendor import Account, ProviderContext
+from rps_service.providers.xmlrpc import NAME_LIMIT as NAME_LIMIT  # re-exported
+from rps_service.providers.xmlrpc import RpcFault, XmlRpcProvider, answer_of, server_name
 
 log = get_logger()
 
-NAME_LIMIT = 20
 #: The Test button looks up this MAC: any answer proves the login (nothing is written).
 CHECK_MAC = "001565000000"
 SERVER_NAME = re.compile(r"[A-Za-z0-9_. -]{1,20}")
@@ -87,35 +84,12 @@ class YealinkXmlrpcSettings(ProviderSettings):
     override: bool = False
 
 
-def server_name(account: str, url: str) -> str:
-    """The RPS server name for ``url`` in ``account``: stable, 20 characters, unlikely to
-    be any other Yealink customer's (names are unique across all of them)."""
-    digest = hashlib.sha256(f"{account}\0{url}".encode()).hexdigest()
-    return f"rps-{digest[:NAME_LIMIT - 4]}"
-
-
 def rps_mac(mac: str) -> str:
     """``001565ABCDEF`` → ``001565abcdef``, the form Yealink's own examples use."""
     return mac.lower()
 
 
-def answer_of(result: Any) -> tuple[bool, str] | None:
-    """``(ok, text)`` from a ``[boolean, value]`` answer (booleans as 1/0 too), else None."""
-    if not isinstance(result, list) or not result:
-        return None
-    first = result[0]
-    if isinstance(first, bool):
-        ok = first
-    elif isinstance(first, int | str) and str(first).strip().lower() in ("1", "0", "true",
-                                                                           "false"):
-        ok = str(first).strip().lower() in ("1", "true")
-    else:
-        return None
-    text = result[1] if len(result) > 1 else ""
-    return ok, (text if isinstance(text, str) else str(text))
-
-
-class YealinkXmlrpcProvider(VendorProvider):
+class YealinkXmlrpcProvider(XmlRpcProvider):
     """Yealink legacy RPS, XML-RPC."""
 
     name = "yealink-xmlrpc"
@@ -127,8 +101,7 @@ class YealinkXmlrpcProvider(VendorProvider):
 
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
-        self._servers: set[tuple[str, str]] = set()  # (account key, name) known to exist
-        self._locks: KeyedLocks[tuple[str, str]] = KeyedLocks()
+        self._servers: CreatedOnce[tuple[str, str]] = CreatedOnce()  # (account key, name)
 
     @property
     def override(self) -> bool:
@@ -144,7 +117,7 @@ class YealinkXmlrpcProvider(VendorProvider):
         ok, text = await self._register(account, device.mac, name, url, "0", secrets)
         if not ok and _INVALID_SERVER.search(text):
             # The server was deleted behind our back: create it again, once.
-            self._servers.discard((account.key, name))
+            self._servers.forget((account.key, name))
             name = await self._server(account, base, device.mac)
             ok, text = await self._register(account, device.mac, name, url, "0", secrets)
         if ok:
@@ -225,12 +198,8 @@ class YealinkXmlrpcProvider(VendorProvider):
     async def _server(self, account: Account, url: str, mac: str) -> str:
         """The name of this account's server for ``url``, created on first use."""
         name = server_name(account.text("username"), url)
-        key = (account.key, name)
-        if key in self._servers:
-            return name
-        async with self._locks(key):
-            if key in self._servers:
-                return name
+
+        async def add() -> None:
             ok, text = await self._call(account, "redirect.addServer", name, url,
                                         operation="add_server", mac=mac)
             if not ok:
@@ -239,7 +208,8 @@ class YealinkXmlrpcProvider(VendorProvider):
                 # Ours from an earlier run (the name is derived from the account and URL).
                 rely_on_guess(self.label, GUESS_SERVER_EXISTS)
                 log.info("Server already exists", component=self.label, mac=mac, name=name)
-            self._servers.add(key)
+
+        await self._servers.ensure((account.key, name), add)
         return name
 
     async def _register(self, account: Account, mac: str, name: str, url: str,
@@ -258,18 +228,14 @@ class YealinkXmlrpcProvider(VendorProvider):
 
     async def _call(self, account: Account, method: str, *params: str, operation: str,
                     mac: str = "-", secrets: tuple[str, ...] = ()) -> tuple[bool, str]:
-        auth = httpx.BasicAuth(account.text("username"), account.text("password"))
-        try:
-            result = await call(self, account, method, *params, operation=operation, mac=mac,
-                                auth=auth)
-        except xmlrpc.client.Fault as fault:
-            text = clean_text(f"fault {fault.faultCode}: {fault.faultString}",
-                              (*account.secrets, *secrets))
-            if _LOGIN.search(str(fault.faultString)):
-                raise ProviderError(f"{self.service} refused {method} ({text})",
-                                    Failure.BAD_LOGIN, hint=self.bad_login_hint()) from None
-            raise ProviderError(f"{self.service} answered {method} with {text}",
-                                Failure.PERMANENT) from None
+        result = await self.rpc(account, method, *params, operation=operation, mac=mac,
+                                secrets=secrets)
+        if isinstance(result, RpcFault):
+            if _LOGIN.search(result.text):
+                raise ProviderError(f"{self.service} refused {method} ({result})",
+                                    Failure.BAD_LOGIN, hint=self.bad_login_hint())
+            raise ProviderError(f"{self.service} answered {method} with {result}",
+                                Failure.PERMANENT)
         answer = answer_of(result)
         if answer is None:
             raise ProviderError(f"{self.service} answered {method} without [boolean, text]",

@@ -14,6 +14,7 @@ import xmlrpc.client
 from collections.abc import Callable
 from typing import Any, ClassVar
 from xml.parsers.expat import ExpatError
+from xml.sax.saxutils import escape
 
 from aiohttp import web
 
@@ -77,6 +78,18 @@ def fault(code: int, text: str) -> web.Response:
     """A methodResponse holding a fault (HTTP 200, as XML-RPC servers answer)."""
     body = xmlrpc.client.dumps(xmlrpc.client.Fault(code, text), methodresponse=True,
                                encoding="utf-8")
+    return web.Response(body=body.encode("utf-8"), content_type=XML, charset="utf-8")
+
+
+def untyped_answer(ok: bool, text: str, namespaces: str = "") -> web.Response:
+    """``[boolean, value]`` with the value untyped (``<value>OK</value>``), as the
+    Yealink-style RPS services write it; ``namespaces``: attributes of the
+    ``methodResponse`` element (Apache XML-RPC declares its extensions there)."""
+    opening = f"<methodResponse {namespaces}>" if namespaces else "<methodResponse>"
+    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n{opening}<params><param><value>'
+            f"<array><data><value><boolean>{int(ok)}</boolean></value>"
+            f"<value>{escape(text)}</value></data></array>"
+            "</value></param></params></methodResponse>\n")
     return web.Response(body=body.encode("utf-8"), content_type=XML, charset="utf-8")
 
 

@@ -39,14 +39,20 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
-from xml.sax.saxutils import escape
 
 from aiohttp import web
 
 from ..access import URL_KEY
 from .emulator import Held
 from .state import SandboxState
-from .xmlrpc import XmlRpcEmulator, XmlRpcRefused, fault, parse_call, string_params
+from .xmlrpc import (
+    XmlRpcEmulator,
+    XmlRpcRefused,
+    fault,
+    parse_call,
+    string_params,
+    untyped_answer,
+)
 
 PATHS = ("/yealink-xmlrpc/xmlrpc", "/yealink-xmlrpc/xmlrpc/")
 REALM = "RPS"
@@ -94,15 +100,6 @@ class Registration:
 def plain_mac(value: str) -> str | None:
     """12 upper-case hex digits for a MAC in a documented form, else None."""
     return value.replace(":", "").replace("-", "").upper() if _MAC.fullmatch(value) else None
-
-
-def untyped_answer(ok: bool, text: str) -> web.Response:
-    """``[boolean, value]`` with the value untyped, as the real service writes it."""
-    body = ('<?xml version="1.0" encoding="UTF-8"?>\n<methodResponse><params><param><value>'
-            f"<array><data><value><boolean>{int(ok)}</boolean></value>"
-            f"<value>{escape(text)}</value></data></array>"
-            "</value></param></params></methodResponse>\n")
-    return web.Response(body=body.encode("utf-8"), content_type="text/xml", charset="utf-8")
 
 
 class YealinkXmlrpcEmulator(XmlRpcEmulator):

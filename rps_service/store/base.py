@@ -18,6 +18,7 @@ from rps_service.models import Event, NewEvent
 from rps_service.store.devices import DeviceQueries
 from rps_service.store.group import GroupCommit
 from rps_service.store.jobs import JobQueries
+from rps_service.store.outbox import Notice, OutboxQueries
 from rps_service.store.retention import RetentionQueries
 from rps_service.store.sql import (
     EVENT_COLUMNS,
@@ -41,7 +42,7 @@ MAX_OUTCOMES_PER_COMMIT = 500
 _Posted = tuple[Sequence[NewEvent], datetime]  # one request's events and its arrival
 
 
-class Store(DeviceQueries, RetentionQueries, JobQueries, TimelineQueries):
+class Store(DeviceQueries, RetentionQueries, JobQueries, OutboxQueries, TimelineQueries):
     """The event journal, device table and credentials, over one SQL backend."""
 
     #: SQL fragments that differ between dialects.
@@ -442,6 +443,7 @@ class Store(DeviceQueries, RetentionQueries, JobQueries, TimelineQueries):
         for item in items:
             key = (item.state, item.error, item.next_attempt_at, item.owner, item.uncount)
             same.setdefault(key, []).append(item.event.id)
+        stored = False
         async with self._tx() as tx:
             changed = 0
             for (state, error, next_attempt_at, owner, uncount), ids in same.items():
@@ -459,6 +461,10 @@ class Store(DeviceQueries, RetentionQueries, JobQueries, TimelineQueries):
                 raise LeaseLost(f"{len(items) - changed} of {len(items)} leases lost")
             await self._save_device_outcomes(
                 tx, [(i.event, i.device) for i in items if i.device is not None], now)
+            if self.webhook_types:
+                stored = await self.add_notices(tx, [n for n in map(_notice, items) if n], now)
+        if stored:
+            self.notices_stored()
         return [True] * len(items)
 
 
@@ -494,6 +500,20 @@ class Leased:
 
     events: list[Event]
     superseded: list[Superseded]
+
+
+def _notice(item: Finish) -> Notice | None:
+    """The notification an outcome sends (docs/webhooks.md): none for a retry."""
+    event, device = item.event, item.device
+    if item.state == "failed":
+        status = device.status if device else (event.device.status if event.device else "-")
+        return Notice("device.failed", event.provider, event.mac, event.server, status,
+                      item.error or "-")
+    if item.state != "done" or device is None:
+        return None
+    kind = "device.unregistered" if device.status == "unregistered" else "device.registered"
+    return Notice(kind, event.provider, event.mac, event.server, device.status,
+                  device.message)
 
 
 def _macs_by_provider(events: Sequence[NewEvent]) -> dict[str, list[str]]:

@@ -92,7 +92,8 @@ class DeviceQueries(SealingQueries):
             params: list[Any] = []
             for event, outcome in group:
                 url, details = outcome.access or (None, AccessDetails())
-                params += [event.provider, event.mac, event.server, outcome.status,
+                params += [event.provider, event.mac, outcome.server or event.server,
+                           outcome.status,
                            outcome.message, now if outcome.registered else None, now,
                            *(event.payload.get(name) for name in _DETAILS),
                            *self._sealed_access(event.provider, event.mac, url, details)]
@@ -311,6 +312,14 @@ class DeviceQueries(SealingQueries):
                 [creds.provider, creds.server, creds.text(id_key) if id_key else "",
                  secret, creds.provisioning_url, orjson.dumps(values).decode(), now],
             )
+
+    async def servers_with_credentials(self, provider: str) -> list[int]:
+        """The servers that have keys of their own stored for ``provider``."""
+        async with self._tx() as tx:
+            rows = await tx.fetchall(
+                "SELECT server FROM rps_credentials WHERE provider = ? ORDER BY server",
+                [provider])
+        return [int(r[0]) for r in rows]
 
     async def get_credentials(self, provider: str, server: int) -> Credentials | None:
         """The keys stored for ``provider`` and ``server`` (cached for CREDENTIALS_TTL)."""

@@ -121,6 +121,28 @@ class JobQueries(SqlBackend):
                 " AND idempotency_key < ? GROUP BY state", [prefix, prefix + "\x7f"])
         return {str(state): int(count) for state, count in rows}
 
+    async def job_fetches(self, prefix: str, since: datetime, after: str, limit: int
+                          ) -> tuple[int, int, list[str]]:
+        """Of the devices a job queued events for (keys starting with ``prefix``): how many
+        phones fetched their bootstrap file at or after ``since``, how many did not, and up
+        to ``limit`` MACs after ``after`` (in MAC order) of those that did not."""
+        devices = (
+            " FROM rps_events e JOIN rps_devices d ON d.provider = e.provider AND d.mac = e.mac"
+            " WHERE e.idempotency_key >= ? AND e.idempotency_key < ?")
+        keys = [prefix, prefix + "\x7f"]
+        waiting = " AND (d.ztp_fetched_at IS NULL OR d.ztp_fetched_at < ?)"
+        async with self._tx() as tx:
+            row = await tx.fetchone(
+                f"SELECT COUNT(DISTINCT e.mac){devices} AND d.ztp_fetched_at >= ?",
+                [*keys, since])
+            left = await tx.fetchone(f"SELECT COUNT(DISTINCT e.mac){devices}{waiting}",
+                                     [*keys, since])
+            rows = await tx.fetchall(
+                f"SELECT DISTINCT e.mac{devices}{waiting} AND e.mac > ? ORDER BY e.mac LIMIT ?",
+                [*keys, since, after, limit])
+        return (int(row[0]) if row else 0, int(left[0]) if left else 0,
+                [str(r[0]) for r in rows])
+
     # -- a server's extra vendor settings -------------------------------------------------
 
     async def put_server_settings(self, provider: str, server: int, settings: dict[str, str],

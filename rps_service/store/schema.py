@@ -155,8 +155,26 @@ MYSQL: list[list[str]] = [
             finished_at DATETIME(6) NOT NULL
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
     ],
-    # 8: a device's timeline (docs/timeline.md): vendor calls, retries, outcomes and the
-    # phone's requests, each a small JSON object, kept as long as events.
+    # 9: webhooks (docs/webhooks.md): the outbox of notifications not yet delivered. A row
+    # is written in the transaction of the change it reports and deleted once delivered
+    # (or dropped); a device's rows go out in id order, one at a time.
+    [
+        """CREATE TABLE IF NOT EXISTS rps_webhooks (
+            id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+            device VARCHAR(48) NOT NULL,
+            body TEXT NOT NULL,
+            created_at DATETIME(6) NOT NULL,
+            attempts INT NOT NULL DEFAULT 0,
+            next_attempt_at DATETIME(6) NOT NULL,
+            lease_owner VARCHAR(64) NULL,
+            lease_until DATETIME(6) NULL,
+            last_error TEXT NULL,
+            KEY ix_webhooks_device (device, id),
+            KEY ix_webhooks_due (next_attempt_at)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
+    ],
+    # 8 (merged after 9): a device's timeline (docs/timeline.md): vendor calls, retries,
+    # outcomes and the phone's requests, each a small JSON object, kept as long as events.
     [
         """CREATE TABLE IF NOT EXISTS rps_timeline (
             id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -295,6 +313,21 @@ SQLITE: list[list[str]] = [
             name TEXT NOT NULL PRIMARY KEY,
             finished_at TEXT NOT NULL
         )""",
+    ],
+    [  # 9: see MYSQL
+        """CREATE TABLE IF NOT EXISTS rps_webhooks (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            device TEXT NOT NULL,
+            body TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            lease_owner TEXT NULL,
+            lease_until TEXT NULL,
+            last_error TEXT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS ix_webhooks_device ON rps_webhooks (device, id)",
+        "CREATE INDEX IF NOT EXISTS ix_webhooks_due ON rps_webhooks (next_attempt_at)",
     ],
     [  # 8: see MYSQL
         """CREATE TABLE IF NOT EXISTS rps_timeline (

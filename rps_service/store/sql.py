@@ -90,6 +90,7 @@ class DeviceOutcome:
     registered: bool = False  # set registered_at to now
     revoke: bool = False  # clear the access details (remove)
     access: tuple[str, AccessDetails] | None = None  # the URL and access details sent
+    server: int | None = None  # the server the device is on, when not the event's
 
 
 class SqlBackend(abc.ABC):

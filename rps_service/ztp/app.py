@@ -31,6 +31,7 @@ keys masked: they are secrets); one that names a known device also goes to its t
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -54,6 +55,7 @@ from rps_service.config import ZtpSettings
 from rps_service.logs import get_logger, http_server_logger
 from rps_service.models import Device
 from rps_service.store import Store, StoreUnavailable
+from rps_service.store.outbox import Notice
 from rps_service.timeline import Timeline
 from rps_service.vendors import PROVIDERS, family_of
 from rps_service.ztp import fetches
@@ -82,6 +84,7 @@ _SPACE = re.compile(r"\s")
 #: The keys of an ``Authentication failed.`` line, first and in this order (fail2ban).
 _FAILURE_KEYS = ("ip", "user", "file")
 _LOGGED_PATH_LENGTH = 300
+_MAX_TELLING = 10_000  # notices being stored at once; beyond, the database is far behind
 _SHUTDOWN_TIMEOUT = 5.0  # seconds a stop waits for requests in flight (phones are quick)
 _NO_CACHE = {"Cache-Control": "no-store"}
 _TEXT = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
@@ -161,6 +164,11 @@ def _same(given: str, expected: str) -> bool:
                                hashlib.sha256(expected.encode()).digest())
 
 
+def _file_name(request: web.Request) -> str:
+    # The last segment only: URL keys live in the folders before it.
+    return request.path.rsplit("/", 1)[-1][:100] or "/"
+
+
 def loggable_path(path: str) -> str:
     """A request path as rps.log shows it: URL keys cut to their selector (they are secrets)."""
     return mask_url_keys(path)
@@ -208,6 +216,7 @@ class ZtpListener:
         self.address = ""
         self._runner: web.AppRunner | None = None
         self._decoy_key = new_url_key()  # compared when no device has the key
+        self._telling: set[asyncio.Task[None]] = set()  # webhook notices being stored
 
     def create_app(self) -> web.Application:
         """One catch-all route: every path and method is answered (and logged) here."""
@@ -240,6 +249,26 @@ class ZtpListener:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._telling:
+            await asyncio.wait(self._telling, timeout=_SHUTDOWN_TIMEOUT)
+
+    def _tell(self, kind: str, device: Device, message: str) -> None:
+        """Store a webhook notice off the request's path (a shared batched write): the
+        phone's answer never waits for it."""
+        if kind not in self.store.webhook_types or len(self._telling) >= _MAX_TELLING:
+            return
+        notice = Notice(kind, device.provider, device.mac, device.server, device.status,
+                        message)
+        task = asyncio.create_task(self._store_notice(notice), name="ztp-notice")
+        self._telling.add(task)
+        task.add_done_callback(self._telling.discard)
+
+    async def _store_notice(self, notice: Notice) -> None:
+        try:
+            await self.store.insert_notice(notice, utcnow())
+        except Exception as exc:  # the phone was answered; only the notice is lost
+            log.error("Webhook notice not stored", component="ZTP", err=str(exc),
+                      mac=notice.mac, type=notice.type)
 
     async def handle(self, request: web.Request) -> web.Response:
         """Answer one request and log it with its status and the client's IP."""
@@ -331,6 +360,8 @@ class ZtpListener:
             request.headers.get("User-Agent"))
         if agent.mac and agent.mac != device.mac:
             fetches.note(request, device, fetches.MAC_MISMATCH)
+            self._tell("phone.refused", device, f"{_file_name(request)} refused from {ip}:"
+                       f" MAC mismatch (User-Agent {agent.mac})")
             return self._mismatch(ip, device.mac, agent.mac, now)
         fetches.note(request, device)
         return await self._serve(request, ip, device, name)
@@ -370,9 +401,13 @@ class ZtpListener:
     def _refuse(self, request: web.Request, ip: str, mac: str | None, device: Device | None,
                 result: AuthResult, now: float) -> web.Response:
         if result.reason:  # not merely no credentials yet, or a stale nonce
+            reason = _failure_reason(mac, device, result)
             retry_after = self._failed(
                 request, ip, _offered_username(request.headers.get("Authorization")), now,
-                mac=mac or "-", reason=_failure_reason(mac, device, result))
+                mac=mac or "-", reason=reason)
+            if device is not None:
+                self._tell("phone.refused", device,
+                           f"{_file_name(request)} refused from {ip}: {reason}")
             if retry_after is not None:
                 return _too_many(retry_after)
         response = _plain(401)
@@ -410,5 +445,8 @@ class ZtpListener:
             agent = family.parse_user_agent(user_agent)
             await self.store.record_ztp_fetch(device.provider, device.mac, agent.model,
                                               agent.firmware, ip, utcnow())
+            self._tell("phone.fetched", device,
+                       f"{name} fetched from {ip} (model {agent.model or '-'},"
+                       f" firmware {agent.firmware or '-'})")
         return web.Response(body=body, content_type=family.content_type, charset="utf-8",
                             headers=_NO_CACHE)

@@ -1,10 +1,13 @@
-"""KeyedLocks: one caller per key at a time, and nothing kept for keys nobody uses."""
+"""KeyedLocks: one caller per key at a time, nothing kept for keys nobody uses; CreatedOnce:
+a creation runs once per key, concurrent callers wait for it, failures retry."""
 
 from __future__ import annotations
 
 import asyncio
 
-from rps_service.providers.keyed import KeyedLocks
+import pytest
+
+from rps_service.providers.keyed import CreatedOnce, KeyedLocks
 
 
 async def test_callers_of_one_key_take_turns_and_other_keys_do_not_wait() -> None:
@@ -31,3 +34,43 @@ async def test_a_lock_nobody_holds_is_forgotten() -> None:
         assert len(locks) == 1
         assert locks(("account", 1)) is locks(("account", 1))
     assert len(locks) == 0
+
+
+
+
+async def test_concurrent_callers_of_a_key_create_once() -> None:
+    once: CreatedOnce[str] = CreatedOnce()
+    runs: list[int] = []
+    gate = asyncio.Event()
+
+    async def create() -> None:
+        runs.append(1)
+        await gate.wait()
+
+    callers = [asyncio.create_task(once.ensure("a", create)) for _ in range(5)]
+    await asyncio.sleep(0)
+    gate.set()
+    await asyncio.gather(*callers)
+    await once.ensure("a", create)
+    assert runs == [1]
+    assert len(once._locks) == 0  # no lock kept for a key that is done
+
+
+async def test_a_failure_is_not_remembered_and_forget_creates_again() -> None:
+    once: CreatedOnce[str] = CreatedOnce()
+    runs: list[str] = []
+
+    async def fail() -> None:
+        runs.append("fail")
+        raise RuntimeError("refused")
+
+    async def create() -> None:
+        runs.append("ok")
+
+    with pytest.raises(RuntimeError):
+        await once.ensure("a", fail)
+    await once.ensure("a", create)
+    once.forget("a")
+    await once.ensure("a", create)
+    await once.ensure("b", create)
+    assert runs == ["fail", "ok", "ok", "ok"]

@@ -12,7 +12,7 @@ from rps_service.ztp.snom import SnomFamily
 
 def test_every_vendor_has_its_provider_emulator_and_family() -> None:
     assert list(PROVIDERS) == list(VENDORS) == [cls.name for cls in EMULATORS]
-    assert len(VENDORS) == 12
+    assert len(VENDORS) == 13
     for name, vendor in VENDORS.items():
         assert vendor.provider.name == name
         assert family_of(name) is vendor.family
