@@ -77,7 +77,7 @@ async def run(opts: Options) -> list[Row]:
                 ceiling, "reg/s", ideal, ceiling / ideal)]
 
     async def measure(kind: str) -> list[Row]:
-        plain, rate = await _pipeline(kind, opts)
+        plain, rate = await measure_pipeline(kind, opts)
         return plain + await _with_webhooks(kind, opts, rate)
 
     return rows + await for_each_db(BENCH, opts, measure)
@@ -115,7 +115,7 @@ async def _with_webhooks(kind: str, opts: Options, without: float) -> list[Row]:
     async with Receiver() as receiver:
         hooks = {"url": receiver.url, "secret": "bench-webhook-secret"}
         with_opts = replace(opts, overrides={**opts.overrides, "webhooks": hooks})
-        _, rate = await _pipeline(kind, with_opts, label="webhooks")
+        _, rate = await measure_pipeline(kind, with_opts, label="webhooks")
         count = receiver.count
     ratio = rate / without if without else 0.0
     opts.note(f"pipeline {kind} with webhooks: {rate:.1f} reg/s against {without:.1f} without;"
@@ -171,7 +171,8 @@ def hash_bound(macs: list[str]) -> float | None:
     return len(macs) / QUEUENUM / max(per_queue.values())
 
 
-async def _pipeline(kind: str, opts: Options, label: str = "") -> tuple[list[Row], float]:
+async def measure_pipeline(kind: str, opts: Options, label: str = ""
+                           ) -> tuple[list[Row], float]:
     """The rows of one run, and its registrations/s."""
     count = 200 if opts.quick else 2000
     ideal = QUEUENUM / LATENCY

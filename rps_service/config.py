@@ -152,6 +152,9 @@ class GeneralSettings(Section):
     allowed_hosts: tuple[str, ...] = ()
     #: Finished events older than this many days are deleted (0: keep all).
     retention_days: int = Field(30, ge=0, le=36_500)
+    #: Record each device's timeline (docs/timeline.md): vendor calls, retries, outcomes
+    #: and the phones' requests. Off: the timeline shows only the events.
+    timeline: bool = True
     #: The key the database's secrets are sealed with (docs/secrets.md); empty: the default
     #: of :attr:`secret_key_path`.
     secret_key_file: str = ""

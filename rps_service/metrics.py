@@ -40,6 +40,30 @@ class _Distributor(Protocol):
     def depths(self) -> list[int]: ...
 
 
+class _Timeline(Protocol):
+    dropped: int
+    written: int
+
+    def pending(self) -> int: ...
+
+
+class _TimelineCollector(Collector):
+    """The timeline's buffer, read at scrape time."""
+
+    def __init__(self, timeline: _Timeline) -> None:
+        self.timeline = timeline
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "rps_timeline_dropped", "Timeline entries not recorded: the buffer was full or "
+            "the database away.", value=self.timeline.dropped)
+        yield CounterMetricFamily(
+            "rps_timeline_written", "Timeline entries written to the database.",
+            value=self.timeline.written)
+        yield GaugeMetricFamily("rps_timeline_pending", "Timeline entries waiting to be "
+                                "written.", value=self.timeline.pending())
+
+
 class _Backlog(Protocol):
     async def backlog(self) -> dict[str, int]: ...
 
@@ -83,7 +107,8 @@ class _PipelineCollector(Collector):
 class Metrics:
     """The service's metrics and the ``/metrics`` handler."""
 
-    def __init__(self, distributor: _Distributor, store: _Backlog) -> None:
+    def __init__(self, distributor: _Distributor, store: _Backlog,
+                 timeline: _Timeline | None = None) -> None:
         self.store = store
         self.registry = CollectorRegistry()
         registry = self.registry
@@ -120,6 +145,8 @@ class Metrics:
         self.outbox: _Outbox | None = None
         self._pipeline = _PipelineCollector(distributor)
         registry.register(self._pipeline)
+        if timeline is not None:
+            registry.register(_TimelineCollector(timeline))
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)

@@ -43,6 +43,7 @@ from rps_service.providers.protocol import Provider
 from rps_service.providers.section import PLACEHOLDER_HOST
 from rps_service.providers.transport import AiohttpTransport
 from rps_service.store import Store, StoreUnavailable, create_store
+from rps_service.timeline import Timeline
 from rps_service.vendors import PROVIDERS, build_providers
 from rps_service.webhooks import WebhookSender
 from rps_service.ztp.app import ZtpListener
@@ -64,6 +65,21 @@ async def delete_old_events(store: Store, days: int, now: datetime) -> int:
         await asyncio.sleep(0)  # the intake and the leases get the database in between
     if total:
         log.info("Old events deleted", component="DATABASE", count=total)
+    return total
+
+
+async def delete_old_timeline(store: Store, days: int, now: datetime) -> int:
+    """Delete the timeline entries of more than ``days`` days ago, a batch per
+    transaction; how many went."""
+    before, total = now - timedelta(days=days), 0
+    while True:
+        count = await store.delete_old_timeline(before, RETENTION_BATCH)
+        total += count
+        if count < RETENTION_BATCH:
+            break
+        await asyncio.sleep(0)
+    if total:
+        log.info("Old timeline entries deleted", component="DATABASE", count=total)
     return total
 
 
@@ -127,7 +143,9 @@ class Service:
         self.start_warnings: list[str] = []
         self._stack = AsyncExitStack()
         self._stop = asyncio.Event()
-        self.metrics = Metrics(self.distributor, self.store)
+        #: A device's timeline (docs/timeline.md), written in batches by the ``timeline`` task.
+        self.timeline = Timeline(self.store, enabled=settings.general.timeline)
+        self.metrics = Metrics(self.distributor, self.store, self.timeline)
         self.notifier = notifier or Notifier(None)  # systemd: only when serve() passes one
         self.monitor: Monitor | None = None
         self.jobs: JobRunner | None = None  # fleet operations (docs/fleet.md)
@@ -164,6 +182,7 @@ class Service:
         ]
         for worker in self.workers:
             worker.on_outcome = self.metrics.event_outcome
+            worker.timeline = self.timeline
         self.jobs = JobRunner(self.store, self.providers, general, self.owner, self.distributor,
                               on_difference=self.metrics.reconcile_found)
         # Both ports first: nothing is leased (or sent) by a start that then fails.
@@ -175,6 +194,9 @@ class Service:
             asyncio.create_task(w.run(), name=f"queue-{w.index}") for w in self.workers
         ]
         await self._notify_ready()
+        # Written by now: what the workers, the vendor calls and the phones record (a stop
+        # writes the rest, after the workers' last outcomes, before the store closes).
+        self.ops_tasks.append(asyncio.create_task(self.timeline.run(), name="timeline"))
         if general.retention_days:
             self.ops_tasks.append(asyncio.create_task(self._retention(), name="retention"))
         # Fleet jobs are idempotent: a stop may cancel one; it is run again later.
@@ -200,6 +222,7 @@ class Service:
         try:
             await self.store.open()
             self._stack.push_async_callback(self.store.close)
+            self._stack.push_async_callback(self.timeline.flush)
             await self.store.migrate()
             # The key before anything is served: a wrong or missing one stops the start.
             self.secrets = await unlock(self.store, self.settings.general.secret_key_path)
@@ -228,7 +251,7 @@ class Service:
     async def _start_listener(self) -> None:
         general = self.settings.general
         api = Api(self.settings, self.store, self.distributor, self.providers, self.metrics,
-                  self.jobs)
+                  self.jobs, self.timeline)
         runner = web.AppRunner(create_app(api), access_log=None, handle_signals=False,
                                logger=http_server_logger("LISTENER"))
         await runner.setup()
@@ -247,7 +270,7 @@ class Service:
         if not self.settings.ztp.enabled:
             return
         settings = self.settings.ztp
-        ztp = ZtpListener(settings, self.store)
+        ztp = ZtpListener(settings, self.store, timeline=self.timeline)
         try:
             await ztp.start()
         except OSError as exc:
@@ -269,9 +292,10 @@ class Service:
     async def _retention(self) -> None:
         """``[general] retention_days``: at start, then every ``retention_every`` seconds."""
         while True:
+            days = self.settings.general.retention_days
             try:
-                await delete_old_events(self.store, self.settings.general.retention_days,
-                                        utcnow())
+                await delete_old_events(self.store, days, utcnow())
+                await delete_old_timeline(self.store, days, utcnow())
             except StoreUnavailable as exc:  # the next run catches up
                 log.error("Old events not deleted", component="DATABASE", err=str(exc))
             await asyncio.sleep(self.retention_every)

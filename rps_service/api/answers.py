@@ -9,7 +9,7 @@ A field with a default is one the answer may leave out (``duplicate``, ``total``
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -249,6 +249,80 @@ class HealthDown(_Answer):
     status: Literal["unavailable", "degraded"]
     database: str | None = Field(None, description="the database's error")
     queues: list[int] | None = None
+
+
+class TimelineAccepted(_Answer):
+    """An event for the device was stored."""
+
+    at: datetime
+    kind: Literal["accepted"]
+    event: int
+    action: Action
+    server: int
+
+
+class TimelineCall(_Answer):
+    """One request to the vendor's API while handling an event."""
+
+    at: datetime
+    kind: Literal["call"]
+    event: int
+    method: str
+    url: str = Field(description="secret query values masked (`access_token=***`)")
+    status: int | str = Field(description="the HTTP status; an XML-RPC fault's code "
+                                          "(`fault 305`); `timeout`, `error` when no answer "
+                                          "came")
+    ms: int = Field(description="how long the request took")
+    attempt: int = Field(description="the event's attempt (1 for the first)")
+
+
+class TimelineRetry(_Answer):
+    """A failed attempt is tried again."""
+
+    at: datetime = Field(description="when the retry is due")
+    kind: Literal["retry"]
+    event: int
+    why: str
+
+
+class TimelineOutcome(_Answer):
+    """How an event ended."""
+
+    at: datetime
+    kind: Literal["outcome"]
+    event: int
+    state: EventState
+    status: DeviceStatus | None = Field(description="the device's status it left; null when "
+                                                    "it left the device as it was")
+    message: str | None
+
+
+FetchReason = Literal["no credentials", "wrong password", "unknown user", "MAC mismatch",
+                      "device removed", "throttled"]
+
+
+class TimelineFetch(_Answer):
+    """A request of the phones' listener that named the device."""
+
+    at: datetime
+    kind: Literal["fetch"]
+    ip: str
+    file: str = Field(description="the path asked for (a URL key cut to its first 12 "
+                                  "characters)")
+    model: str | None
+    firmware: str | None
+    result: int = Field(description="the HTTP status answered")
+    reason: FetchReason | None = Field(description="why it was refused; null when it was not")
+
+
+TimelineEntry = Annotated[TimelineAccepted | TimelineCall | TimelineRetry | TimelineOutcome
+                          | TimelineFetch, Field(discriminator="kind")]
+
+
+class Timeline(_Answer):
+    """GET /devices/{provider}/{mac}/timeline: what happened to the device, oldest first."""
+
+    entries: list[TimelineEntry]
 
 
 NAMES = frozenset(m.__name__ for m in (

@@ -23,6 +23,7 @@ from rps_service.api import (
     openapi,
     providers,
     servers,
+    timeline,
 )
 from rps_service.api.base import API, JSON_REQUIRED, Api, authorized, error, is_json
 from rps_service.logs import get_logger
@@ -184,7 +185,7 @@ def create_app(api: Api) -> web.Application:
     app = web.Application(middlewares=middlewares,
                           client_max_size=api.settings.general.max_body)
     app[API] = api
-    for resource in (events, devices, providers, servers, jobs, health, openapi):
+    for resource in (events, devices, timeline, providers, servers, jobs, health, openapi):
         resource.add_routes(app)
     if api.metrics is not None:
         app.router.add_get("/metrics", api.metrics.handle)

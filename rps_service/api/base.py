@@ -18,6 +18,7 @@ from rps_service.models import FieldError
 from rps_service.pipeline.distributor import Distributor
 from rps_service.providers.protocol import Provider
 from rps_service.store import Store
+from rps_service.timeline import Timeline
 from rps_service.vendors import PROVIDERS
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class Api:
     providers: Mapping[str, Provider]
     metrics: Metrics | None = None
     jobs: JobRunner | None = None  # woken when the API creates a job
+    timeline: Timeline | None = None  # written before a device's timeline is read
 
 
 API = web.AppKey("api", Api)

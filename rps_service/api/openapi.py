@@ -172,6 +172,16 @@ ROUTES: tuple[Route, ...] = (
            Answer(500, "the stored access details cannot be opened with this daemon's "
                        "secret key (see rps.log)")),
           params=(Param("provider", "path", {"type": "string"}), MAC), tag="devices"),
+    Route("GET", "/devices/{provider}/{mac}/timeline",
+          "What happened to the device: events, vendor calls, retries, outcomes, the "
+          "phone's requests",
+          (Answer(200, "the newest entries, oldest first", answers.Timeline), BAD_REQUEST,
+           Answer(404, "no such device")),
+          params=(Param("provider", "path", {"type": "string"}), MAC,
+                  Param("limit", "query", {"type": "integer", "minimum": 1,
+                                           "maximum": 10_000, "default": 1000},
+                        "the newest this many entries")),
+          tag="devices"),
     Route("POST", "/devices/{provider}/{mac}/replace",
           "Swap a phone: remove the old MAC, then add the new one in its place",
           (Answer(202, "both events stored; the add waits for the remove", answers.Accepted),

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rps_service import __version__, loop
-from rps_service.cli import access, events, fleet
+from rps_service.cli import access, events, fleet, timeline
 from rps_service.cli import secrets as secrets_command
 from rps_service.cli.client import AdminError, DaemonClient, safe_output, target
 from rps_service.config import ConfigError, Settings, find_config, load_settings
@@ -23,7 +23,7 @@ from rps_service.store import DatabaseMissing, StoreUnavailable, create_store
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 2
 #: The admin commands, which talk to a running daemon through its API.
-COMMAND_GROUPS = (events, access, fleet)
+COMMAND_GROUPS = (events, access, fleet, timeline)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from rps_service import timeline
 from rps_service.access import AccessMode, needs_generation, new_access, new_credentials
 from rps_service.clock import utcnow
 from rps_service.config import GeneralSettings
@@ -93,6 +94,8 @@ class Worker:
         self.stopping = False
         # Told of each outcome (done, failed, pending = retry) before it is written: metrics.
         self.on_outcome: Callable[[Event, str], None] | None = None
+        #: The device timeline (docs/timeline.md): calls, retries and outcomes, if recorded.
+        self.timeline: timeline.Timeline | None = None
 
     async def run(self) -> None:
         """Handle events until stopped; a stop lets the current event finish."""
@@ -136,9 +139,11 @@ class Worker:
                 )
             lease = self.distributor.lease_of(event)
             token = leases.CURRENT.set(lease)
+            subject = timeline.CALL.set(self._subject(event))
             try:
                 device = await self._call(provider, event)
             finally:
+                timeline.CALL.reset(subject)
                 leases.CURRENT.reset(token)
         except ProviderError as err:
             if err.deferred:
@@ -160,6 +165,12 @@ class Worker:
             return self._failed(event, ProviderError(f"Internal error: {exc!r}",
                                                      Failure.TRANSIENT))
         return Outcome("done", device=device)
+
+    def _subject(self, event: Event) -> timeline.CallSubject | None:
+        if self.timeline is None or not self.timeline.enabled:
+            return None
+        return timeline.CallSubject(self.timeline, event.provider, event.mac, event.id,
+                                    event.attempts)
 
     async def _in_pbx(self, provider: Provider, event: Event) -> InPbxConflict | None:
         """When each server has its own vendor account (tenant mode), whether the account
@@ -274,6 +285,7 @@ class Worker:
     async def _write(self, event: Event, outcome: Outcome) -> None:
         try:
             if outcome.state != "running" and await self._record(event, outcome):
+                self._on_timeline(event, outcome)
                 device = outcome.device
                 if device is not None and outcome.state == "done":
                     log.info("Device updated", component="DATABASE", mac=event.mac,
@@ -281,6 +293,20 @@ class Worker:
                              status=device.status)
         finally:
             self.distributor.finished(event)
+
+    def _on_timeline(self, event: Event, outcome: Outcome) -> None:
+        """A retry (with when and why) or an outcome, once written."""
+        if self.timeline is None:
+            return
+        if outcome.state == "pending":
+            when = outcome.next_attempt_at
+            self.timeline.record(event.provider, event.mac, "retry", event=event.id,
+                                 at=None if when is None else timeline.iso_time(when),
+                                 why=outcome.error or "")
+            return
+        status = outcome.device.status if outcome.device is not None else None
+        self.timeline.record(event.provider, event.mac, "outcome", event=event.id,
+                             state=outcome.state, status=status, message=outcome.error)
 
     async def _record(self, event: Event, outcome: Outcome) -> bool:
         """Write the outcome; False when it could not be (lease lost, database away)."""

@@ -13,7 +13,8 @@ checks:
    nothing sent; the request's timeout never outlasts it;
 3. the ``INFO (<Vendor>): Sending Request. Mac=… Url=… Verb=…`` line (``Xmlrpc=`` the
    method of an XML-RPC call), with secrets in the query masked;
-4. the metrics observer, told of every request's operation, status and duration;
+4. the metrics observer, told of every request's operation, status and duration, and the
+   device's timeline (:data:`rps_service.timeline.CALL`), of its URL as logged and attempt;
 5. the answer, read under one deadline (the provider's ``timeout``) and at most
    ``max_answer`` bytes (:func:`~rps_service.providers.transport.read_answer`).
 """
@@ -26,6 +27,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
+from rps_service import timeline
 from rps_service.logs import get_logger
 from rps_service.pipeline import lease as leases
 from rps_service.providers.errors import transport_error
@@ -162,8 +164,8 @@ class VendorHttp:
             timeout = min(timeout, lease.check())
         request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
         operation = str(request.extensions.get(OPERATION, operation))
-        log.info("Sending Request", component=self.label, mac=mac,
-                 url=loggable_url(request.url), **_what(request))
+        url = loggable_url(request.url)
+        log.info("Sending Request", component=self.label, mac=mac, url=url, **_what(request))
         started, status = self._monotonic(), "error"
         try:
             # One deadline for the whole call: a vendor trickling a byte at a time never
@@ -184,6 +186,10 @@ class VendorHttp:
             status = "timeout" if isinstance(exc, httpx.TimeoutException) else "error"
             raise transport_error(exc, timeout) from exc
         finally:
+            took = self._monotonic() - started
             if self.observe is not None:
-                self.observe(self.name, operation, status, self._monotonic() - started)
+                self.observe(self.name, operation, status, took)
+            subject = timeline.CALL.get()
+            if subject is not None:
+                subject.call(request.method, url, status, took)
         return response

@@ -22,6 +22,7 @@ from xml.parsers.expat import ExpatError
 
 import httpx
 
+from rps_service import timeline
 from rps_service.access import mask_url_keys
 from rps_service.providers.errors import clean_text
 from rps_service.providers.protocol import Failure, ProviderError
@@ -51,7 +52,8 @@ async def call(provider: VendorProvider, account: Account, method: str, *params:
                             f"{len(response.content)} bytes", Failure.PERMANENT)
     try:
         result, _ = xmlrpc.client.loads(response.content, use_builtin_types=True)
-    except xmlrpc.client.Fault:
+    except xmlrpc.client.Fault as fault:
+        timeline.vendor_code(f"fault {fault.faultCode}")
         raise
     except (ExpatError, xmlrpc.client.ResponseError, ValueError, TypeError, IndexError):
         raise ProviderError(f"{provider.service} answered {method} with no XML-RPC result "

@@ -30,6 +30,7 @@ from rps_service.store.sql import (
     device_slot,
     placeholders,
 )
+from rps_service.store.timeline import TimelineQueries
 
 __all__ = [
     "DeviceOutcome", "DuplicateKey", "Finish", "Inserted", "LeaseLost", "Leased", "Store",
@@ -41,7 +42,7 @@ MAX_OUTCOMES_PER_COMMIT = 500
 _Posted = tuple[Sequence[NewEvent], datetime]  # one request's events and its arrival
 
 
-class Store(DeviceQueries, RetentionQueries, JobQueries, OutboxQueries):
+class Store(DeviceQueries, RetentionQueries, JobQueries, OutboxQueries, TimelineQueries):
     """The event journal, device table and credentials, over one SQL backend."""
 
     #: SQL fragments that differ between dialects.

@@ -173,6 +173,20 @@ MYSQL: list[list[str]] = [
             KEY ix_webhooks_due (next_attempt_at)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
     ],
+    # 8 (merged after 9): a device's timeline (docs/timeline.md): vendor calls, retries,
+    # outcomes and the phone's requests, each a small JSON object, kept as long as events.
+    [
+        """CREATE TABLE IF NOT EXISTS rps_timeline (
+            id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+            provider VARCHAR(32) NOT NULL,
+            mac CHAR(12) NOT NULL,
+            at DATETIME(6) NOT NULL,
+            kind VARCHAR(16) NOT NULL,
+            data TEXT NOT NULL,
+            KEY ix_timeline_device (provider, mac, id),
+            KEY ix_timeline_at (at)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
+    ],
 ]
 
 SQLITE: list[list[str]] = [
@@ -314,5 +328,17 @@ SQLITE: list[list[str]] = [
         )""",
         "CREATE INDEX IF NOT EXISTS ix_webhooks_device ON rps_webhooks (device, id)",
         "CREATE INDEX IF NOT EXISTS ix_webhooks_due ON rps_webhooks (next_attempt_at)",
+    ],
+    [  # 8: see MYSQL
+        """CREATE TABLE IF NOT EXISTS rps_timeline (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            provider TEXT NOT NULL,
+            mac TEXT NOT NULL,
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            data TEXT NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS ix_timeline_device ON rps_timeline (provider, mac, id)",
+        "CREATE INDEX IF NOT EXISTS ix_timeline_at ON rps_timeline (at)",
     ],
 ]

@@ -1,5 +1,6 @@
 // Devices: filters, one page at a time from GET /devices (the daemon pages with a cursor,
-// so page 1,000 of 100,000 devices costs what page 1 does), and the total beside them.
+// so page 1,000 of 100,000 devices costs what page 1 does), and the total beside them. A
+// device's MAC opens its timeline (timeline.js).
 
 import { api } from './api.js';
 import { count, fill, h, showError, time } from './dom.js';
@@ -143,6 +144,11 @@ export class Devices {
   }
 }
 
+async function showTimeline(device) {
+  const { openTimeline } = await import('./timeline.js');
+  await openTimeline(device.provider, device.mac);
+}
+
 function row(device, index) {
   const ztp = device.ztp_fetched_at
     ? h('td', { class: 'time', title: device.ztp_ip ? `from ${device.ztp_ip}` : null },
@@ -153,7 +159,10 @@ function row(device, index) {
   return h('tr', { 'data-mac': device.mac },
     h('td', {}, device.provider),
     // Element Timing: the browser records when this text was first painted (the bench).
-    h('td', { class: 'mac', elementtiming: index === 0 ? 'devices-first-row' : null }, device.mac),
+    h('td', { class: 'mac', elementtiming: index === 0 ? 'devices-first-row' : null },
+      // The MAC opens the device's timeline (its module is loaded on the first click).
+      h('button', { type: 'button', class: 'link', title: 'Show the timeline',
+        onclick: () => showTimeline(device) }, device.mac)),
     h('td', { class: 'num' }, device.server),
     h('td', {}, h('span', { class: `status status-${device.status}` }, device.status)),
     h('td', {}, device.name ?? ''),

@@ -25,7 +25,8 @@ The flow per request (connections themselves are capped and timed in :mod:`.conn
    is 200, and the fetch is recorded on the device row (model, firmware, IP, time).
 
 Every request is logged like a web server's access log: ``GET /ztprov/… 401. Ip=…`` (URL
-keys masked: they are secrets).
+keys masked: they are secrets); one that names a known device also goes to its timeline
+(:mod:`.fetches`), with why it was refused.
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ from rps_service.logs import get_logger, http_server_logger
 from rps_service.models import Device
 from rps_service.store import Store, StoreUnavailable
 from rps_service.store.outbox import Notice
+from rps_service.timeline import Timeline
 from rps_service.vendors import PROVIDERS, family_of
+from rps_service.ztp import fetches
 from rps_service.ztp.auth import (
     WRONG_CREDENTIALS,
     Authenticator,
@@ -72,7 +75,7 @@ from rps_service.ztp.connections import (
 )
 from rps_service.ztp.family import PhoneFamily, mac_in
 from rps_service.ztp.throttle import FailureThrottle
-from rps_service.ztp.useragent import parse_user_agent
+from rps_service.ztp.useragent import UserAgent, parse_user_agent
 
 log = get_logger()
 _LOGIN_MODES = (AccessMode.CREDENTIALS, AccessMode.SERVER)
@@ -128,6 +131,11 @@ def _secret(device: Device | None) -> Secret | None:
     if device is None or not device.http_username or not device.http_password:
         return None
     return Secret(device.http_username, device.http_password)
+
+
+def _agent(device: Device, header: str | None) -> UserAgent:
+    family = family_of(device.provider)
+    return (family.parse_user_agent if family else parse_user_agent)(header)
 
 
 def _login_mode(provider: str) -> bool:
@@ -194,8 +202,9 @@ class ZtpListener:
 
     def __init__(self, settings: ZtpSettings, store: Store,
                  clock: Callable[[], float] = time.time,
-                 idle_timeout: float = IDLE_TIMEOUT) -> None:
+                 idle_timeout: float = IDLE_TIMEOUT, timeline: Timeline | None = None) -> None:
         self.settings = settings
+        self.timeline = timeline
         self.idle_timeout = idle_timeout
         self.store = store
         self.clock = clock
@@ -274,6 +283,7 @@ class ZtpListener:
             response = _plain(500)
         path = loggable_path(request.raw_path)[:_LOGGED_PATH_LENGTH]
         log.info(f"{request.method[:16]} {path} {response.status}", component="ZTP", ip=ip)
+        fetches.record_fetch(self.timeline, request, response, ip, path, _agent)
         return response
 
     async def _answer(self, request: web.Request, ip: str) -> web.Response:
@@ -294,11 +304,14 @@ class ZtpListener:
         """Vendors that carry credentials: the device of the MAC, as its phone logs in."""
         wanted = mac_in(name)
         agent = parse_user_agent(request.headers.get("User-Agent"))
-        if wanted and agent.mac and agent.mac != wanted:
-            return self._mismatch(ip, wanted, agent.mac, now)
-        mac = wanted or agent.mac or mac_in(name, digits=True)
         header = request.headers.get("Authorization")
         offered = _offered_username(header)
+        if wanted and agent.mac and agent.mac != wanted:
+            if self._recording():  # the device the file names: only for its timeline
+                fetches.note(request, await self._login_device(wanted, offered),
+                             fetches.MAC_MISMATCH)
+            return self._mismatch(ip, wanted, agent.mac, now)
+        mac = wanted or agent.mac or mac_in(name, digits=True)
         # The lookup runs for unknown MACs too, and verify() then checks decoy credentials:
         # known and unknown MACs cost the same and answer the same. A file that names no
         # phone (a directory, a licence) is the login's own device: it is answered 404 after
@@ -310,8 +323,15 @@ class ZtpListener:
         result = self.auth.verify(header, request.method, request.raw_path, _secret(device),
                                   now)
         if not result.ok or device is None:
+            if device is not None:
+                fetches.note(request, device, fetches.refusal_reason(
+                    device, _secret(device) is not None, offered, result))
             return self._refuse(request, ip, mac, device, result, now)
+        fetches.note(request, device)
         return await self._serve(request, ip, device, name)
+
+    def _recording(self) -> bool:
+        return self.timeline is not None and self.timeline.enabled
 
     async def _login_device(self, mac: str, offered: str | None) -> Device | None:
         rows = [d for d in await self.store.devices_with_mac(mac) if _login_mode(d.provider)]
@@ -331,6 +351,7 @@ class ZtpListener:
         device = await self.store.device_by_url_key(key)  # by its keyed hash
         matches = _same(key, (device.url_key if device else None) or self._decoy_key)
         if device is None or not matches:
+            await self._note_unknown_key(request)
             retry_after = self._failed(request, ip, None, now, key=f"{selector}***",
                                        reason="unknown or revoked URL key")
             return _plain(403) if retry_after is None else _too_many(retry_after)
@@ -338,10 +359,24 @@ class ZtpListener:
         agent = (family.parse_user_agent if family else parse_user_agent)(
             request.headers.get("User-Agent"))
         if agent.mac and agent.mac != device.mac:
+            fetches.note(request, device, fetches.MAC_MISMATCH)
             self._tell("phone.refused", device, f"{_file_name(request)} refused from {ip}:"
                        f" MAC mismatch (User-Agent {agent.mac})")
             return self._mismatch(ip, device.mac, agent.mac, now)
+        fetches.note(request, device)
         return await self._serve(request, ip, device, name)
+
+    async def _note_unknown_key(self, request: web.Request) -> None:
+        """A key no device has: the timeline of the device the User-Agent names, if any
+        (removed: its key was revoked; else the key is not its own)."""
+        mac = parse_user_agent(request.headers.get("User-Agent")).mac
+        if not mac or not self._recording():
+            return
+        rows = [d for d in await self.store.devices_with_mac(mac)
+                if not _login_mode(d.provider)]
+        if rows:
+            fetches.note(request, rows[0], fetches.WRONG_PASSWORD if rows[0].url_key
+                         else fetches.DEVICE_REMOVED)
 
     async def _serve(self, request: web.Request, ip: str, device: Device,
                      name: str) -> web.Response:

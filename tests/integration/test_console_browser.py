@@ -393,3 +393,25 @@ async def test_jobs_panel_lists_jobs_and_follows_a_repoint_until_sent(
     await expect(job.locator(".status")).to_have_text("done", timeout=20_000)
     await expect(job.locator(".job-progress")).to_have_text("42 / 42")
     await expect(job).to_contain_text("events: done 42")
+
+
+async def test_a_device_row_opens_its_timeline(
+    browser: Browser, daemon: tuple[Service, str],
+) -> None:
+    """The MAC of a device row opens its timeline: the event accepted, then how it failed
+    (shown as text, controls escaped); Close hides it."""
+    _, url = daemon
+    page, problems = await _open(browser, url)
+    await _enter_token(page, TOKEN)
+    await page.click(f"#devices-table tr[data-mac='{FAILING_MAC}'] td.mac button")
+    dialog = page.locator("#timeline-dialog")
+    await expect(dialog).to_be_visible()
+    await expect(page.locator("#timeline-title")).to_have_text(f"Timeline of fake {FAILING_MAC}")
+    rows = page.locator("#timeline-table tbody tr")
+    await expect(rows.first).to_contain_text("accepted")
+    await expect(rows.last).to_contain_text(FAILURE_SHOWN)
+    await expect(rows.last).to_contain_text("failed")
+    assert await page.locator("#timeline-table b").count() == 0
+    await page.click("#timeline-close")
+    await expect(dialog).to_be_hidden()
+    assert problems == [], problems

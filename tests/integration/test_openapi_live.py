@@ -86,4 +86,5 @@ def test_the_run_reached_every_handler() -> None:
                  if not any(200 <= status < 300 for status in seen)}
     assert never_2xx <= {"POST /events/{id}/retry", "GET /devices/{provider}/{mac}",
                          "GET /devices/{provider}/{mac}/access",
+                         "GET /devices/{provider}/{mac}/timeline",
                          "POST /devices/{provider}/{mac}/replace", "GET /jobs/{id}"}

@@ -79,11 +79,13 @@ async def daemon(tmp_path: Path, mysql_database: str
                  ) -> AsyncIterator[Callable[..., Awaitable[Daemon]]]:
     running: list[tuple[Daemon, logs.LogFile]] = []
 
-    async def _start(ztp: dict[str, Any] | None = None) -> Daemon:
+    async def _start(ztp: dict[str, Any] | None = None,
+                     more: dict[str, Any] | None = None) -> Daemon:
         sandbox = await start_sandbox(SandboxState(1200))
         log_path = tmp_path / "rps.log"
         general = {"port": free_port(), "database": mysql_database, "log_file": str(log_path),
-                   "poll_interval": 0.2, "retry_base": 0.01, "retry_cap": 0.05, "queuenum": 2}
+                   "poll_interval": 0.2, "retry_base": 0.01, "retry_cap": 0.05, "queuenum": 2,
+                   **(more or {})}
         snom = {"api_url": sandbox.url, "access_key_id": DEMO_KEY_ID,
                 "access_key_secret": DEMO_SECRET,
                 "provisioning_url": "https://pbx.test/ztprov/{server}/", "timeout": 5,
