@@ -155,7 +155,7 @@ MYSQL: list[list[str]] = [
             finished_at DATETIME(6) NOT NULL
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
     ],
-    # 9: webhooks (docs/webhooks.md): the outbox of notifications not yet delivered. A row
+    # 6: webhooks (docs/webhooks.md): the outbox of notifications not yet delivered. A row
     # is written in the transaction of the change it reports and deleted once delivered
     # (or dropped); a device's rows go out in id order, one at a time.
     [
@@ -173,7 +173,7 @@ MYSQL: list[list[str]] = [
             KEY ix_webhooks_due (next_attempt_at)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
     ],
-    # 8 (merged after 9): a device's timeline (docs/timeline.md): vendor calls, retries,
+    # 7: a device's timeline (docs/timeline.md): vendor calls, retries,
     # outcomes and the phone's requests, each a small JSON object, kept as long as events.
     [
         """CREATE TABLE IF NOT EXISTS rps_timeline (
@@ -314,7 +314,7 @@ SQLITE: list[list[str]] = [
             finished_at TEXT NOT NULL
         )""",
     ],
-    [  # 9: see MYSQL
+    [  # 6: see MYSQL
         """CREATE TABLE IF NOT EXISTS rps_webhooks (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             device TEXT NOT NULL,
@@ -329,7 +329,7 @@ SQLITE: list[list[str]] = [
         "CREATE INDEX IF NOT EXISTS ix_webhooks_device ON rps_webhooks (device, id)",
         "CREATE INDEX IF NOT EXISTS ix_webhooks_due ON rps_webhooks (next_attempt_at)",
     ],
-    [  # 8: see MYSQL
+    [  # 7: see MYSQL
         """CREATE TABLE IF NOT EXISTS rps_timeline (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             provider TEXT NOT NULL,
