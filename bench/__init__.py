@@ -1,4 +1,4 @@
-"""Benchmarks of rps-service (issue 6): each starts what it measures as separate processes.
+"""Benchmarks of rps-service: each starts what it measures as separate processes.
 
 ``python -m bench`` runs them all and prints one table; ``python -m bench intake`` runs one.
 See ``docs/performance.md`` for the figures, their targets and what limits each of them.

@@ -24,7 +24,7 @@ BENCHMARKS = ("intake", "pipeline", "memory", "latency", "startstop", "throttle"
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench",
-                                     description="rps-service benchmarks (issue 6).")
+                                     description="rps-service benchmarks.")
     parser.add_argument("benchmarks", nargs="*", metavar="BENCHMARK",
                         help=f"any of {', '.join(BENCHMARKS)} (default: all)")
     parser.add_argument("--db", choices=("mysql", "sqlite", "both"), default="both",

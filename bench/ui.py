@@ -8,7 +8,7 @@ each time in a fresh browser context (empty cache), like an operator opening the
 * nav start → rows painted: from the navigation's start to the paint of the first page's
   first row, as Chromium's Element Timing records it (the console marks that cell with
   ``elementtiming``; its own ``rps:devices-painted`` mark, set in a task queued from the
-  next animation frame, is the fallback). Target ≤ 300 ms (issue 16).
+  next animation frame, is the fallback). Target ≤ 300 ms (docs/performance.md, "The web console").
 * nav start → rows in the DOM (``rps:devices-rendered``), and the first page's
   ``GET /devices`` and the total's ``count=true`` as the browser timed them.
 * the first load after the daemon started is reported on its own (cold caches); the
