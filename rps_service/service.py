@@ -36,8 +36,9 @@ from rps_service.keyring import KeyringError, Unlocked, unlock
 from rps_service.logs import LogFile, get_logger, http_server_logger
 from rps_service.metrics import Metrics
 from rps_service.notify import Monitor, Notifier
-from rps_service.pipeline.distributor import Distributor
+from rps_service.pipeline.distributor import Distributor, server_lanes
 from rps_service.pipeline.jobs import JobRunner
+from rps_service.pipeline.lanes import LaneId, LaneSource
 from rps_service.pipeline.worker import Worker
 from rps_service.providers import build_providers
 from rps_service.providers.protocol import Provider
@@ -118,7 +119,8 @@ class Service:
         self._given_providers = providers
         self.providers: Mapping[str, Provider] = {}
         self.log_sink = log_sink
-        self.distributor = Distributor(self.store, settings.general, self.owner)
+        self.distributor = Distributor(self.store, settings.general, self.owner,
+                                       lanes=self._lane)
         self.workers: list[Worker] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.address = ""
@@ -134,6 +136,13 @@ class Service:
         self.ops_tasks: list[asyncio.Task[None]] = []  # sd_notify, watchdog, retention
         self.retention_every = 3600.0  # seconds between two retention runs
         self.secrets: Unlocked | None = None  # the key the database's secrets are sealed with
+
+    async def _lane(self, provider: str, server: int) -> LaneId:
+        """The lane of a server's events: its provider's account, when the provider says."""
+        source = self.providers.get(provider)
+        if isinstance(source, LaneSource):
+            return await source.lane(server)
+        return await server_lanes(provider, server)
 
     async def start(self) -> None:
         """Open everything; on a failure, close what was opened and raise."""

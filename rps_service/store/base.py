@@ -104,6 +104,8 @@ class Store(DeviceQueries, RetentionQueries, JobQueries):
                 fresh.append(event)
             await self._resolve_servers(tx, fresh)
             new_ids = iter(await self._insert_rows(tx, fresh, now) if fresh else [])
+            if fresh:
+                await self._mark_accepted(tx, fresh, now)
         out: list[Inserted] = []
         for event in events:
             if event.key and event.key in known:
@@ -288,6 +290,33 @@ class Store(DeviceQueries, RetentionQueries, JobQueries):
         if len(queues) < queuenum:
             where.append(f"{self.mod_function}(e.slot, ?) IN ({placeholders(len(queues))})")
             params += [queuenum, *queues]
+        async with self._tx() as tx:
+            candidates = await self._due(tx, where, [*params, limit])
+            return await self._take(tx, owner, now, lease_until, candidates)
+
+    async def pending_groups(self) -> list[tuple[str, int]]:
+        """The (provider, server) pairs with pending events (due or not)."""
+        async with self._tx() as tx:
+            rows = await tx.fetchall(
+                "SELECT DISTINCT provider, server FROM rps_events WHERE state = 'pending'")
+        return sorted((str(p), int(s)) for p, s in rows)
+
+    async def lease_groups(
+        self, owner: str, now: datetime, lease_until: datetime,
+        wanted: Sequence[tuple[str, int, int]],
+    ) -> Leased:
+        """Take, per (provider, server, limit) of ``wanted``, up to ``limit`` of the server's
+        due events in arrival order (the rules of :meth:`lease_events`), in one transaction:
+        a backlog of one server never hides another server's events."""
+        async with self._tx() as tx:
+            candidates: list[Event] = []
+            for provider, server, limit in wanted:
+                candidates += await self._due(
+                    tx, ["e.state = 'pending'", "e.provider = ?", "e.server = ?",
+                         "e.next_attempt_at <= ?"], [provider, server, now, limit])
+            return await self._take(tx, owner, now, lease_until, candidates)
+
+    async def _due(self, tx: Tx, where: list[str], params: list[Any]) -> list[Event]:
         sql = (
             f"SELECT {EVENT_COLUMNS} FROM rps_events e WHERE {' AND '.join(where)}"
             " AND NOT EXISTS (SELECT 1 FROM rps_events p WHERE p.provider = e.provider"
@@ -297,23 +326,24 @@ class Store(DeviceQueries, RetentionQueries, JobQueries):
             " WHERE a.id = e.after_id AND a.state IN ('pending', 'running')))"
             f" ORDER BY e.id LIMIT ?{self.lock_clause}"
         )
-        async with self._tx() as tx:
-            rows = await tx.fetchall(sql, [*params, limit])
-            if not rows:
-                return Leased([], [])
-            candidates = [self._event(r) for r in rows]
-            superseded = await self._supersede_moot(tx, candidates, now)
-            gone = {s.id for s in superseded}
-            events = [e for e in candidates if e.id not in gone]
-            if events:
-                ids = [e.id for e in events]
-                await tx.execute(
-                    "UPDATE rps_events SET state = 'running', attempts = attempts + 1,"
-                    " lease_owner = ?, lease_until = ?, updated_at = ?"
-                    f" WHERE id IN ({placeholders(len(ids))})",
-                    [owner, lease_until, now, *ids],
-                )
-                await self._load_devices(tx, [e for e in events if e.action != "remove"])
+        return [self._event(r) for r in await tx.fetchall(sql, params)]
+
+    async def _take(self, tx: Tx, owner: str, now: datetime, lease_until: datetime,
+                    candidates: list[Event]) -> Leased:
+        if not candidates:
+            return Leased([], [])
+        superseded = await self._supersede_moot(tx, candidates, now)
+        gone = {s.id for s in superseded}
+        events = [e for e in candidates if e.id not in gone]
+        if events:
+            ids = [e.id for e in events]
+            await tx.execute(
+                "UPDATE rps_events SET state = 'running', attempts = attempts + 1,"
+                " lease_owner = ?, lease_until = ?, updated_at = ?"
+                f" WHERE id IN ({placeholders(len(ids))})",
+                [owner, lease_until, now, *ids],
+            )
+            await self._load_devices(tx, [e for e in events if e.action != "remove"])
         for event in events:
             event.state, event.lease_until = "running", lease_until
             event.attempts += 1

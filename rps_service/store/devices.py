@@ -14,7 +14,14 @@ from typing import Any
 import orjson
 
 from rps_service.access import masked_url, unmasked_url
-from rps_service.models import AccessDetails, Credentials, Device, Event, ServerProvisioning
+from rps_service.models import (
+    AccessDetails,
+    Credentials,
+    Device,
+    Event,
+    NewEvent,
+    ServerProvisioning,
+)
 from rps_service.store.group import GroupCommit
 from rps_service.store.sealing import (
     DEVICE_PASSWORD,
@@ -63,6 +70,26 @@ class DeviceQueries(SealingQueries):
         # Write-ahead access details of workers starting cold registrations together.
         self._access: GroupCommit[_AccessRequest, AccessDetails] = GroupCommit(
             self._ensure_access_now, name="access-commit", limit=200)
+
+    async def _mark_accepted(self, tx: Tx, events: list[NewEvent], now: datetime) -> None:
+        """Accepted means visible: in the intake's transaction, a new device's row appears
+        ``pending`` and a known one shows ``pending`` until its event is finished. An
+        ``update`` leaves a removed or unknown device alone (it is refused, not sent)."""
+        adds = sorted({(e.provider, e.mac): e for e in events if e.action == "add"}.items())
+        if adds:
+            sql = self.upsert_device_sql(
+                "provider, mac, server, status, last_message, updated_at",
+                {"status": "new.status", "updated_at": "new.updated_at"}, rows=len(adds))
+            params: list[Any] = []
+            for (provider, mac), event in adds:
+                params += [provider, mac, event.server or 1, "pending", "-", now]
+            await tx.execute(sql, params)
+        for action, spared in (("remove", ""), ("update", " AND status <> 'unregistered'")):
+            for provider, macs in _macs_of(events, action).items():
+                await tx.execute(
+                    f"UPDATE rps_devices SET status = 'pending', updated_at = ?"
+                    f" WHERE provider = ? AND mac IN ({placeholders(len(macs))}){spared}",
+                    [now, provider, *macs])
 
     async def _save_device_outcomes(
         self, tx: Tx, outcomes: list[tuple[Event, DeviceOutcome]], now: datetime
@@ -391,3 +418,11 @@ def _by_provider(keys: list[tuple[str, str]]) -> dict[str, list[str]]:
     for provider, mac in keys:
         out.setdefault(provider, []).append(mac)
     return out
+
+
+def _macs_of(events: list[NewEvent], action: str) -> dict[str, list[str]]:
+    out: dict[str, set[str]] = {}
+    for event in events:
+        if event.action == action:
+            out.setdefault(event.provider, set()).add(event.mac)
+    return {provider: sorted(macs) for provider, macs in sorted(out.items())}

@@ -155,6 +155,11 @@ MYSQL: list[list[str]] = [
             finished_at DATETIME(6) NOT NULL
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
     ],
+    # 6: the scheduler leases per (provider, server) in arrival order and finds the
+    # servers with pending work without reading the whole backlog.
+    [
+        "CREATE INDEX ix_events_lane ON rps_events (state, provider, server, id)",
+    ],
 ]
 
 SQLITE: list[list[str]] = [
@@ -281,5 +286,8 @@ SQLITE: list[list[str]] = [
             name TEXT NOT NULL PRIMARY KEY,
             finished_at TEXT NOT NULL
         )""",
+    ],
+    [  # 6: see MYSQL
+        "CREATE INDEX IF NOT EXISTS ix_events_lane ON rps_events (state, provider, server, id)",
     ],
 ]
