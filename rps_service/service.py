@@ -39,6 +39,7 @@ from rps_service.notify import Monitor, Notifier
 from rps_service.pipeline.distributor import Distributor, server_lanes
 from rps_service.pipeline.jobs import JobRunner
 from rps_service.pipeline.lanes import LaneId, LaneSource
+from rps_service.pipeline.report import pipeline_report
 from rps_service.pipeline.worker import Worker
 from rps_service.providers import build_providers
 from rps_service.providers.protocol import Provider
@@ -129,7 +130,8 @@ class Service:
         self.start_warnings: list[str] = []
         self._stack = AsyncExitStack()
         self._stop = asyncio.Event()
-        self.metrics = Metrics(self.distributor, self.store)
+        self.metrics = Metrics(self.distributor, self.store,
+                               lambda: pipeline_report(self.distributor, self.store))
         self.notifier = notifier or Notifier(None)  # systemd: only when serve() passes one
         self.monitor: Monitor | None = None
         self.jobs: JobRunner | None = None  # fleet operations (docs/fleet.md)

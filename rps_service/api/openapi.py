@@ -233,7 +233,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/jobs/{id}", "A fleet job: its state, progress and result",
           (Answer(200, "the job", answers.Job), Answer(404, "no such job")),
           params=(JOB_ID,), tag="fleet"),
-    Route("GET", "/health", "Database reachable, backlog, queue depths",
+    Route("GET", "/health", "Database reachable, backlog, workers, lanes",
           (Answer(200, "healthy", answers.Health),
            Answer(503, "the database does not answer", answers.HealthDown)),
           tag="operations", public=True, database=False,

@@ -161,13 +161,16 @@ class Distributor:
     async def run(self) -> None:
         """Lease, route and dispatch until :meth:`stop`; database outages are waited out."""
         log.info("Distributing events", component="DISTRIBUTOR", num=self.settings.queuenum)
-        dispatcher = asyncio.create_task(self._dispatch(), name="dispatcher")
+        loops = {asyncio.create_task(self._lease_loop(), name="leasing"),
+                 asyncio.create_task(self._dispatch(), name="dispatcher")}
         try:
-            await self._lease_loop()
+            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # one died: the service stops (supervision)
         finally:
-            dispatcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await dispatcher
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
 
     async def _lease_loop(self) -> None:
         outage = 0.0

@@ -28,6 +28,9 @@ from rps_service.providers.ratelimit import AccountGate
 #: A call under way this long (seconds) makes its lane "slow": it keeps off the last worker.
 SLOW_CALL = 0.5
 
+#: A slot this close (seconds) counts as now: the gate reads the clock again.
+TOLERANCE = 0.001
+
 Group = tuple[str, int]  # (provider, server): the unit leased from the journal
 
 
@@ -131,7 +134,7 @@ class LaneBoard:
                 continue  # the last worker stays free for the other lanes
             if lane.gate is not None:
                 slot = lane.gate.next_slot()
-                if slot > now:
+                if slot > now + TOLERANCE:
                     wake = slot if wake is None else min(wake, slot)
                     continue
                 lane.gate.claim()
