@@ -10,8 +10,9 @@ slot now, and claims that slot for it, so the worker's first request goes at onc
 * inside a lane, servers take turns the same way (the server that has waited longest gets
   the next call), so one tenant's backlog on a shared account delays another tenant's
   event by at most one call per tenant with work;
-* a lane whose calls hang (its oldest call under way for more than ``SLOW_CALL`` seconds)
-  never takes the last free worker, which stays for the other lanes.
+* a lane whose calls may hang (one under way and none ended yet, calls that take
+  ``SLOW_CALL`` seconds or more, or one under way that long) never takes the last free
+  worker, which stays for the other lanes; a lane of quick calls may use every worker.
 """
 
 from __future__ import annotations
@@ -64,13 +65,26 @@ class Lane:
     servers: OrderedDict[int, deque[Event]] = field(default_factory=OrderedDict)
     started: dict[int, float] = field(default_factory=dict)  # event id → call start
     waiting: int = 0
+    latency: float | None = None  # moving average of its events' call time
 
     @property
     def in_flight(self) -> int:
         return len(self.started)
 
     def slow(self, now: float) -> bool:
-        return bool(self.started) and min(self.started.values()) < now - SLOW_CALL
+        """Calls under way, and not known to be quick: none has ended yet, they took
+        ``SLOW_CALL`` or more on average, or one has run that long."""
+        if not self.started:
+            return False
+        if self.latency is None or self.latency >= SLOW_CALL:
+            return True
+        return min(self.started.values()) < now - SLOW_CALL
+
+    def ended(self, event_id: int, now: float) -> None:
+        began = self.started.pop(event_id, None)
+        if began is not None:
+            took = now - began
+            self.latency = took if self.latency is None else self.latency * 0.8 + took * 0.2
 
     def pop(self) -> Event:
         """The next event of the server that has waited longest; that server goes last."""
@@ -156,7 +170,7 @@ class LaneBoard:
         """The event's call is over (idempotent)."""
         lane = self._running.pop(event.id, None)
         if lane is not None:
-            lane.started.pop(event.id, None)
+            lane.ended(event.id, self.clock())
 
     def take_all(self) -> list[Event]:
         """Every waiting event, removed (shutdown)."""

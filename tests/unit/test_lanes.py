@@ -113,19 +113,35 @@ def test_a_hanging_account_never_takes_the_last_worker() -> None:
     hanging = lane("a", None)
     for _ in range(10):
         board.add(hanging, event(server=1))
+    first, _ = board.pick(3)
+    assert first is not None
+    clock.now += 0.01
+    board.ended(first)  # quick so far
     assert board.pick(3)[0] is not None and board.pick(2)[0] is not None
-    clock.now += SLOW_CALL + 0.1  # its calls hang
+    clock.now += SLOW_CALL + 0.1  # now its calls hang
     assert board.pick(1) == (None, None)
     other = event(server=2)
     board.add(lane("b", None), other)
     assert board.pick(1) == (other, None)
 
 
-def test_a_fast_account_may_use_every_worker() -> None:
+def test_an_account_not_yet_known_quick_keeps_off_the_last_worker() -> None:
     board = LaneBoard(workers=2, clock=Clock())
-    fast = lane("a", None)
     for _ in range(3):
-        board.add(fast, event())
+        board.add(lane("a", None), event())
+    assert board.pick(2)[0] is not None
+    assert board.pick(1) == (None, None)  # its first call may hang
+
+
+def test_a_quick_account_may_use_every_worker() -> None:
+    clock = Clock()
+    board = LaneBoard(workers=2, clock=clock)
+    for _ in range(4):
+        board.add(lane("a", None), event())
+    first, _ = board.pick(2)
+    assert first is not None
+    clock.now += 0.05
+    board.ended(first)  # a 50 ms call
     assert board.pick(2)[0] is not None and board.pick(1)[0] is not None
 
 
