@@ -18,8 +18,8 @@ from pathlib import Path
 
 from bench.common import Options, Row, busy_elsewhere, error_row, machine, table
 
-BENCHMARKS = ("intake", "pipeline", "memory", "latency", "startstop", "throttle", "vendors",
-              "reconcile", "ui")
+BENCHMARKS = ("intake", "pipeline", "memory", "latency", "startstop", "throttle", "fairness",
+              "vendors", "reconcile", "ui")
 
 
 def _parser() -> argparse.ArgumentParser:
