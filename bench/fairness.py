@@ -21,6 +21,8 @@ from typing import Any
 import aiohttp
 
 from bench.common import (
+    SANDBOX_KEY_ID,
+    SANDBOX_SECRET,
     Options,
     Row,
     daemon_with_sandbox,
@@ -31,7 +33,10 @@ from bench.common import (
     post_events,
     workdir,
 )
-from rps_service.sandbox.state import DEMO_KEY_ID, DEMO_SECRET, OTHER_KEY_ID, OTHER_SECRET
+
+#: The sandbox's seeded key of another SRAPS company (README, sandbox).
+OTHER_KEY_ID = "other-key"
+OTHER_SECRET = "other-secret"  # noqa: S105 - a published fake demo key
 
 BENCH = "fairness"
 RATE = 50.0
@@ -55,9 +60,9 @@ async def _fairness(kind: str, opts: Options) -> list[Row]:
         general = {"queuenum": 4, "queuecap": 100, "mode": "tenant"}
         async with daemon_with_sandbox(folder, db, opts, general, latency_ms=LATENCY_MS,
                                        snom={"rate_limit": RATE}) as (daemon, _, session):
-            for server, key, secret in ((1, DEMO_KEY_ID, DEMO_SECRET),
+            for server, key, secret in ((1, SANDBOX_KEY_ID, SANDBOX_SECRET),
                                         (2, OTHER_KEY_ID, OTHER_SECRET),
-                                        (3, DEMO_KEY_ID, DEMO_SECRET)):
+                                        (3, SANDBOX_KEY_ID, SANDBOX_SECRET)):
                 await _credentials(session, daemon.url, server, key, secret)
             for server in times:  # warm: token, catalogue
                 await _single(session, daemon.url, mac(0xF000 + server, 0), server)
