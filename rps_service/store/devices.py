@@ -33,7 +33,7 @@ from rps_service.store.sealing import (
     SealingQueries,
     param_cell,
 )
-from rps_service.store.sql import DEVICE_COLUMNS, DeviceOutcome, Tx, placeholders
+from rps_service.store.sql import DEVICE_COLUMNS, DeviceOutcome, SqlBackend, Tx, placeholders
 
 #: The event payload's device details, kept on the device row when an event gives them.
 _DETAILS = ("model", "name", "extension", "sn", "mac_id")
@@ -72,24 +72,7 @@ class DeviceQueries(SealingQueries):
             self._ensure_access_now, name="access-commit", limit=200)
 
     async def _mark_accepted(self, tx: Tx, events: list[NewEvent], now: datetime) -> None:
-        """Accepted means visible: in the intake's transaction, a new device's row appears
-        ``pending`` and a known one shows ``pending`` until its event is finished. An
-        ``update`` leaves a removed or unknown device alone (it is refused, not sent)."""
-        adds = sorted({(e.provider, e.mac): e for e in events if e.action == "add"}.items())
-        if adds:
-            sql = self.upsert_device_sql(
-                "provider, mac, server, status, last_message, updated_at",
-                {"status": "new.status", "updated_at": "new.updated_at"}, rows=len(adds))
-            params: list[Any] = []
-            for (provider, mac), event in adds:
-                params += [provider, mac, event.server or 1, "pending", "-", now]
-            await tx.execute(sql, params)
-        for action, spared in (("remove", ""), ("update", " AND status <> 'unregistered'")):
-            for provider, macs in _macs_of(events, action).items():
-                await tx.execute(
-                    f"UPDATE rps_devices SET status = 'pending', updated_at = ?"
-                    f" WHERE provider = ? AND mac IN ({placeholders(len(macs))}){spared}",
-                    [now, provider, *macs])
+        await mark_accepted(self, tx, events, now)
 
     async def _save_device_outcomes(
         self, tx: Tx, outcomes: list[tuple[Event, DeviceOutcome]], now: datetime
@@ -426,3 +409,25 @@ def _macs_of(events: list[NewEvent], action: str) -> dict[str, list[str]]:
         if event.action == action:
             out.setdefault(event.provider, set()).add(event.mac)
     return {provider: sorted(macs) for provider, macs in sorted(out.items())}
+
+
+async def mark_accepted(backend: SqlBackend, tx: Tx, events: list[NewEvent], now: datetime
+                        ) -> None:
+    """Accepted means visible: in the intake's transaction, a new device's row appears
+    ``pending`` and a known one shows ``pending`` until its event is finished. An
+    ``update`` leaves a removed or unknown device alone (it is refused, not sent)."""
+    adds = sorted({(e.provider, e.mac): e for e in events if e.action == "add"}.items())
+    if adds:
+        sql = backend.upsert_device_sql(
+            "provider, mac, server, status, last_message, updated_at",
+            {"status": "new.status", "updated_at": "new.updated_at"}, rows=len(adds))
+        params: list[Any] = []
+        for (provider, mac), event in adds:
+            params += [provider, mac, event.server or 1, "pending", "-", now]
+        await tx.execute(sql, params)
+    for action, spared in (("remove", ""), ("update", " AND status <> 'unregistered'")):
+        for provider, macs in _macs_of(events, action).items():
+            await tx.execute(
+                f"UPDATE rps_devices SET status = 'pending', updated_at = ?"
+                f" WHERE provider = ? AND mac IN ({placeholders(len(macs))}){spared}",
+                [now, provider, *macs])
