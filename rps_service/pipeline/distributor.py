@@ -282,7 +282,8 @@ class Distributor:
         for item in leased.superseded:
             log.info("Event superseded", component="DISTRIBUTOR", id=item.id, by=item.by)
         got: dict[Group, int] = {}
-        for event in leased.events:
+        # In arrival order: a server new to its lane queues behind those that came first.
+        for event in sorted(leased.events, key=lambda e: e.id):
             group = (event.provider, event.server)
             got[group] = got.get(group, 0) + 1
             self.leases[event.id] = Lease(event.id, started + self.settings.lease_timeout,

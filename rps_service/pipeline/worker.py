@@ -152,7 +152,7 @@ class Worker:
         if event.action == "remove":
             await provider.deregister(self._device(event, stored))
             return DeviceOutcome("unregistered", revoke=True)
-        if event.action == "update" and (stored is None or stored.status == "unregistered"):
+        if event.action == "update" and (stored is None or stored.settled() == "unregistered"):
             # Pushing "current details" of a removed phone would register it again.
             raise NotRegistered(NOT_REGISTERED, Failure.PERMANENT)
         access = await self._access(provider, event, stored)

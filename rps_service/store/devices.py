@@ -90,12 +90,13 @@ class DeviceQueries(SealingQueries):
             if access:
                 columns += ["url", "http_username", "http_password", "url_key", "url_key_id"]
             updates = {column: f"new.{column}" for column in columns}
-            # Details the event does not give are kept as stored.
-            updates.update({c: f"COALESCE(new.{c}, {c})" for c in _DETAILS})
+            # Details the event does not give are kept as stored; a retry settles nothing.
+            updates.update({c: f"COALESCE(new.{c}, {c})"
+                            for c in (*_DETAILS, "settled_status")})
             sql = self.upsert_device_sql(
                 "provider, mac, server, status, last_message, registered_at, updated_at,"
                 f" {', '.join(_DETAILS)}, url, http_username, http_password, url_key,"
-                " url_key_id",
+                " url_key_id, settled_status",
                 updates,
                 rows=len(group),
             )
@@ -105,7 +106,8 @@ class DeviceQueries(SealingQueries):
                 params += [event.provider, event.mac, event.server, outcome.status,
                            outcome.message, now if outcome.registered else None, now,
                            *(event.payload.get(name) for name in _DETAILS),
-                           *self._sealed_access(event.provider, event.mac, url, details)]
+                           *self._sealed_access(event.provider, event.mac, url, details),
+                           None if outcome.status == "pending" else outcome.status]
             await tx.execute(sql, params)
 
     def _sealed_access(self, provider: str, mac: str, url: str | None,
@@ -134,7 +136,7 @@ class DeviceQueries(SealingQueries):
             http_password=password, updated_at=self.convert_time(row[12]),
             ztp_fetched_at=self.convert_time(row[13]), ztp_model=row[14],
             ztp_firmware=row[15], ztp_ip=row[16], sn=row[17], mac_id=row[18], url_key=key,
-            refused=tuple(refused),
+            refused=tuple(refused), settled_status=row[20],
         )
 
     async def _load_devices(self, tx: Tx, events: list[Event]) -> None:
@@ -418,12 +420,13 @@ async def mark_accepted(backend: SqlBackend, tx: Tx, events: list[NewEvent], now
     ``update`` leaves a removed or unknown device alone (it is refused, not sent)."""
     adds = sorted({(e.provider, e.mac): e for e in events if e.action == "add"}.items())
     if adds:
+        # A new device holds nothing at the vendor yet: settled as unregistered.
         sql = backend.upsert_device_sql(
-            "provider, mac, server, status, last_message, updated_at",
+            "provider, mac, server, status, last_message, updated_at, settled_status",
             {"status": "new.status", "updated_at": "new.updated_at"}, rows=len(adds))
         params: list[Any] = []
         for (provider, mac), event in adds:
-            params += [provider, mac, event.server or 1, "pending", "-", now]
+            params += [provider, mac, event.server or 1, "pending", "-", now, "unregistered"]
         await tx.execute(sql, params)
     for action, spared in (("remove", ""), ("update", " AND status <> 'unregistered'")):
         for provider, macs in _macs_of(events, action).items():

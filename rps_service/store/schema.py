@@ -159,6 +159,9 @@ MYSQL: list[list[str]] = [
     # servers with pending work without reading the whole backlog.
     [
         "CREATE INDEX ix_events_lane ON rps_events (state, provider, server, id)",
+        # The device row shows pending from the intake on; what the vendor holds as of
+        # the last finished event is kept apart (an update of a removed phone is refused).
+        "ALTER TABLE rps_devices ADD COLUMN settled_status VARCHAR(16) NULL",
     ],
 ]
 
@@ -289,5 +292,6 @@ SQLITE: list[list[str]] = [
     ],
     [  # 6: see MYSQL
         "CREATE INDEX IF NOT EXISTS ix_events_lane ON rps_events (state, provider, server, id)",
+        "ALTER TABLE rps_devices ADD COLUMN settled_status TEXT NULL",
     ],
 ]

@@ -28,7 +28,7 @@ EVENT_COLUMNS = (
 DEVICE_COLUMNS = (
     "provider, mac, server, status, last_message, model, name, extension, registered_at,"
     " url, http_username, http_password, updated_at,"
-    " ztp_fetched_at, ztp_model, ztp_firmware, ztp_ip, sn, mac_id, url_key"
+    " ztp_fetched_at, ztp_model, ztp_firmware, ztp_ip, sn, mac_id, url_key, settled_status"
 )
 
 
