@@ -64,9 +64,13 @@ class AccountGate:
 
     def sent(self, reserved: float, actual: float) -> None:
         """The request of slot ``reserved`` went out at ``actual`` (later, if the caller
-        was late): when it was the latest slot, the next one counts from then."""
-        if actual > reserved and self._last == reserved:
-            self._last = actual
+        was late). Up to half an interval late, the slots stay where they were: sends then
+        lie within half an interval after slots spaced ``1/rate`` apart, and a receiver
+        still counts at most ``rate + 1`` in any second (with up to half an interval of
+        network jitter) without the account losing the rate to every late wake-up. Later
+        than that, the next slot counts from half an interval before the send."""
+        if self._last == reserved:
+            self._last = max(reserved, actual - self.interval / 2)
 
     def claim(self) -> float:
         """Reserve the next slot for the next request made on the account (a worker about
