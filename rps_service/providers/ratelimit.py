@@ -50,10 +50,18 @@ class AccountGate:
         self.interval = 1.0 / rate
 
     def next_slot(self) -> float:
-        """The earliest time a request could be sent (without reserving it)."""
-        when = max(self.clock(), self.paused_until)
+        """The earliest time a request could be sent (without reserving it).
+
+        A caller up to half an interval late gets the slot it missed (a time just past):
+        the slots stay on their grid, so the event loop's late wake-ups do not cost the
+        account its rate, and sends still lie within half an interval after their slots.
+        """
+        now = self.clock()
+        when = max(now, self.paused_until)
         if self._last is not None:
-            when = max(when, self._last + self.interval)
+            due = max(self._last + self.interval, self.paused_until)
+            if due >= now - self.interval / 2:
+                when = due
         return when
 
     def reserve(self) -> float:
