@@ -4,7 +4,8 @@ A *lane* is one vendor account (provider + the credentials its calls are made wi
 events wait here, per lane and, inside a lane, per server (tenant) in arrival order; no
 worker holds an event that waits for its account's rate slot or throttling pause. The
 scheduler (:meth:`LaneBoard.pick`) hands a worker the next event of a lane whose gate has a
-slot now, and claims that slot for it, so the worker's first request goes at once:
+slot now (or within ``LEAD``), and claims that slot for it, so the worker's first request
+goes at its slot:
 
 * lanes take turns, the one served longest ago first;
 * inside a lane, servers take turns the same way (the server that has waited longest gets
@@ -29,8 +30,10 @@ from rps_service.providers.ratelimit import AccountGate
 #: A call under way this long (seconds) makes its lane "slow": it keeps off the last worker.
 SLOW_CALL = 0.5
 
-#: A slot this close (seconds) counts as now: the gate reads the clock again.
-TOLERANCE = 0.001
+#: How long (seconds) before its account's slot an event may go to a worker: what the
+#: worker does before the request (its device row, write-ahead access details) overlaps
+#: the wait, and the request goes at its slot rather than that much after it.
+LEAD = 0.05
 
 Group = tuple[str, int]  # (provider, server): the unit leased from the journal
 
@@ -147,8 +150,8 @@ class LaneBoard:
             if free <= 1 < self.workers and lane.slow(now):
                 continue  # the last worker stays free for the other lanes
             if lane.gate is not None:
-                slot = lane.gate.next_slot()
-                if slot > now + TOLERANCE:
+                slot = lane.gate.next_slot() - LEAD
+                if slot > now:
                     wake = slot if wake is None else min(wake, slot)
                     continue
                 lane.gate.claim()
