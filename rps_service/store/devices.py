@@ -43,6 +43,8 @@ _AccessRequest = tuple[str, str, int, AccessDetails, datetime]
 #: them; a change made through this instance's API applies at once, one made through
 #: another instance sharing the database within this many seconds.
 CREDENTIALS_TTL = 5.0
+#: Device rows per statement at intake (well under SQLite's limit of bound values).
+ROWS_PER_UPSERT = 2000
 
 
 #: A device's place in the listing order: (server, provider, mac).
@@ -419,13 +421,14 @@ async def mark_accepted(backend: SqlBackend, tx: Tx, events: list[NewEvent], now
     ``pending`` and a known one shows ``pending`` until its event is finished. An
     ``update`` leaves a removed or unknown device alone (it is refused, not sent)."""
     adds = sorted({(e.provider, e.mac): e for e in events if e.action == "add"}.items())
-    if adds:
+    for start in range(0, len(adds), ROWS_PER_UPSERT):
+        chunk = adds[start:start + ROWS_PER_UPSERT]
         # A new device holds nothing at the vendor yet: settled as unregistered.
         sql = backend.upsert_device_sql(
             "provider, mac, server, status, last_message, updated_at, settled_status",
-            {"status": "new.status", "updated_at": "new.updated_at"}, rows=len(adds))
+            {"status": "new.status", "updated_at": "new.updated_at"}, rows=len(chunk))
         params: list[Any] = []
-        for (provider, mac), event in adds:
+        for (provider, mac), event in chunk:
             params += [provider, mac, event.server or 1, "pending", "-", now, "unregistered"]
         await tx.execute(sql, params)
     for action, spared in (("remove", ""), ("update", " AND status <> 'unregistered'")):
