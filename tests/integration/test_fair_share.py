@@ -203,3 +203,21 @@ async def _slow_down(daemon: Daemon, provider: str, server: int, rate: float) ->
     lane_id = await daemon.service.distributor.lane_for(provider, server)
     assert lane_id.gate is not None
     lane_id.gate.set_rate(rate)
+
+
+async def test_tenants_storing_the_same_keys_share_one_lane(daemons: Daemons) -> None:
+    """Tenant mode: servers 1 and 3 store the same keys (one account at the vendor), so
+    they share one lane and its rate and take turns on it; server 2's account is apart."""
+    daemon = await daemons.start("snom", rate_limit=10, general={"mode": "tenant"})
+    demo = {"access_key_id": "demo-key",
+            "access_key_secret": daemon.sandbox.state.keys["demo-key"].secret}
+    other = {"access_key_id": OTHER_KEY_ID, "access_key_secret": OTHER_SECRET}
+    for server, creds in ((1, demo), (2, other), (3, demo)):
+        r = await daemon.api.put(f"/providers/snom/credentials/{server}", json=creds)
+        assert r.status_code == 204, r.text
+    await backlog(daemon, "snom", 300, server=1, prefix=SNOM)
+    assert await single_add_time(daemon, add("snom", f"{SNOM}FF0004", server=3)) < LIMIT
+    await backlog(daemon, "snom", 5, server=2, prefix="0004EE")
+    lanes = {(x["provider"], x["account"]) for x in (await health(daemon))["lanes"]}
+    assert ("snom", "server 1") in lanes  # server 3's events count in server 1's lane
+    assert lanes <= {("snom", "server 1"), ("snom", "server 2")}, lanes
