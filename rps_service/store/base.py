@@ -46,6 +46,9 @@ class Store(DeviceQueries, RetentionQueries, JobQueries):
     #: SQL fragments that differ between dialects.
     mod_function = "MOD"
     lock_clause = ""
+    #: Leasing one server's events reads them in id order from ``ix_events_lane``: with a
+    #: large backlog, a planner left to itself picks the due-time index and sorts it all.
+    lane_index = ""
     returning = True
     #: A multi-row INSERT takes consecutive ids and reports the first (MySQL/MariaDB with
     #: innodb_autoinc_lock_mode 0 or 1); otherwise RETURNING or one row at a time.
@@ -313,12 +316,14 @@ class Store(DeviceQueries, RetentionQueries, JobQueries):
             for provider, server, limit in wanted:
                 candidates += await self._due(
                     tx, ["e.state = 'pending'", "e.provider = ?", "e.server = ?",
-                         "e.next_attempt_at <= ?"], [provider, server, now, limit])
+                         "e.next_attempt_at <= ?"], [provider, server, now, limit],
+                    self.lane_index)
             return await self._take(tx, owner, now, lease_until, candidates)
 
-    async def _due(self, tx: Tx, where: list[str], params: list[Any]) -> list[Event]:
+    async def _due(self, tx: Tx, where: list[str], params: list[Any], index: str = ""
+                   ) -> list[Event]:
         sql = (
-            f"SELECT {EVENT_COLUMNS} FROM rps_events e WHERE {' AND '.join(where)}"
+            f"SELECT {EVENT_COLUMNS} FROM rps_events e{index} WHERE {' AND '.join(where)}"
             " AND NOT EXISTS (SELECT 1 FROM rps_events p WHERE p.provider = e.provider"
             " AND p.mac = e.mac AND p.state IN ('pending', 'running') AND p.id < e.id)"
             # An event that waits for another (a replaced phone's add waits for its remove).
@@ -362,13 +367,17 @@ class Store(DeviceQueries, RetentionQueries, JobQueries):
             by_provider.setdefault(event.provider, set()).add(event.mac)
         pending: dict[tuple[str, str], list[tuple[int, str]]] = {}
         for provider, macs in by_provider.items():
+            # Both unfinished states, so the planner reads the device index rather than
+            # every pending event of the backlog; the running ones are left out below.
             rows = await tx.fetchall(
-                "SELECT id, mac, action FROM rps_events WHERE provider = ? AND state = 'pending'"
-                f" AND mac IN ({placeholders(len(macs))}) ORDER BY id",
+                "SELECT id, mac, action, state FROM rps_events WHERE provider = ?"
+                f" AND state IN ('pending', 'running') AND mac IN ({placeholders(len(macs))})"
+                " ORDER BY id",
                 [provider, *sorted(macs)],
             )
-            for event_id, mac, action in rows:
-                pending.setdefault((provider, mac), []).append((int(event_id), action))
+            for event_id, mac, action, state in rows:
+                if state == "pending":
+                    pending.setdefault((provider, mac), []).append((int(event_id), action))
         moot = [m for events in pending.values() for m in moot_events(events)]
         for item in moot:
             await tx.execute(
