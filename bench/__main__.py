@@ -18,8 +18,8 @@ from pathlib import Path
 
 from bench.common import Options, Row, busy_elsewhere, error_row, machine, table
 
-BENCHMARKS = ("intake", "pipeline", "memory", "latency", "startstop", "throttle", "vendors",
-              "reconcile", "ui", "timeline")
+BENCHMARKS = ("intake", "pipeline", "memory", "latency", "startstop", "throttle", "fairness",
+              "vendors", "reconcile", "ui", "timeline")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -9,7 +9,7 @@ when Prometheus scrapes, so they cannot drift.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Protocol
 
 from aiohttp import web
@@ -26,6 +26,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from rps_service.models import Event
+from rps_service.pipeline.report import LaneReport
 from rps_service.store import StoreUnavailable
 
 #: Vendor calls take milliseconds when warm and up to the provider timeout (30 s) when not.
@@ -78,17 +79,20 @@ class _PipelineCollector(Collector):
     def __init__(self, distributor: _Distributor) -> None:
         self.distributor = distributor
         self.backlog: dict[str, int] = {}
+        self.lanes: list[LaneReport] = []
         self.database_up = 0
         self.webhooks_pending = 0
 
     def collect(self) -> Iterator[Metric]:
-        depth = GaugeMetricFamily("rps_queue_depth", "Events waiting in each in-memory queue.",
+        depth = GaugeMetricFamily("rps_queue_depth",
+                                  "Per worker: 1 while it has an event, else 0.",
                                   labels=["queue"])
         for index, size in enumerate(self.distributor.depths()):
             depth.add_metric([str(index)], size)
         yield depth
         backlog = GaugeMetricFamily(
-            "rps_backlog", "Unfinished events in the journal, by state.", labels=["state"]
+            "rps_backlog", "Unfinished events: pending (in the journal), waiting (held by "
+            "their lane), running (vendor call under way).", labels=["state"]
         )
         for state, count in sorted(self.backlog.items()):
             backlog.add_metric([state], count)
@@ -96,6 +100,7 @@ class _PipelineCollector(Collector):
         yield GaugeMetricFamily("rps_webhooks_pending",
                                 "Webhook notifications stored and not yet delivered.",
                                 value=self.webhooks_pending)
+        yield from self._lanes()
         yield GaugeMetricFamily("rps_database_up", "1 if the database answered the last scrape.",
                                 value=self.database_up)
         yield CounterMetricFamily(
@@ -104,12 +109,35 @@ class _PipelineCollector(Collector):
         )
 
 
+    def _lanes(self) -> Iterator[Metric]:
+        labels = ["provider", "account"]
+        families = (
+            GaugeMetricFamily("rps_lane_backlog", "Unfinished events per vendor account.",
+                              labels=labels),
+            GaugeMetricFamily("rps_lane_in_flight", "Vendor calls under way per vendor "
+                              "account.", labels=labels),
+            GaugeMetricFamily("rps_lane_paused", "1 while a throttling answer pauses the "
+                              "vendor account, else 0.", labels=labels),
+        )
+        for lane in self.lanes:
+            names = [lane.provider, lane.account]
+            families[0].add_metric(names, lane.backlog)
+            families[1].add_metric(names, lane.in_flight)
+            families[2].add_metric(names, 0 if lane.paused_until is None else 1)
+        yield from families
+
+
+#: Reads the backlog (pending, waiting, running) and the lanes at scrape time.
+Report = Callable[[], Awaitable[tuple[dict[str, int], list[LaneReport]]]]
+
+
 class Metrics:
     """The service's metrics and the ``/metrics`` handler."""
 
     def __init__(self, distributor: _Distributor, store: _Backlog,
-                 timeline: _Timeline | None = None) -> None:
+                 timeline: _Timeline | None = None, report: Report | None = None) -> None:
         self.store = store
+        self.report = report
         self.registry = CollectorRegistry()
         registry = self.registry
         self.received = Counter(
@@ -179,7 +207,10 @@ class Metrics:
     async def refresh(self) -> None:
         """Read the backlog from the journal (kept at its last value if the database is away)."""
         try:
-            self._pipeline.backlog = await self.store.backlog()
+            if self.report is None:
+                self._pipeline.backlog = await self.store.backlog()
+            else:
+                self._pipeline.backlog, self._pipeline.lanes = await self.report()
             if self.outbox is not None:
                 self._pipeline.webhooks_pending = await self.outbox.webhooks_pending()
             self._pipeline.database_up = 1

@@ -248,6 +248,14 @@ class Device:
     # The secret columns whose stored value could not be trusted (read as None; see
     # docs/secrets.md): sealed with another key, for another row, or altered.
     refused: tuple[str, ...] = ()
+    # What the last finished event left (registered, unregistered, error); ``status`` shows
+    # pending over it while an event of the device is unfinished. None: not known (a row
+    # of an older version, or written by reconcile): ``status`` says it.
+    settled_status: str | None = None
+
+    def settled(self) -> str:
+        """The status as of the last finished event."""
+        return self.settled_status or self.status
 
     def shown_url(self) -> str | None:
         """The URL as the API lists it: a URL key is a password, so only its selector shows

@@ -36,8 +36,10 @@ from rps_service.keyring import KeyringError, Unlocked, unlock
 from rps_service.logs import LogFile, get_logger, http_server_logger
 from rps_service.metrics import Metrics
 from rps_service.notify import Monitor, Notifier
-from rps_service.pipeline.distributor import Distributor
+from rps_service.pipeline.distributor import Distributor, server_lanes
 from rps_service.pipeline.jobs import JobRunner
+from rps_service.pipeline.lanes import LaneId, LaneSource
+from rps_service.pipeline.report import pipeline_report
 from rps_service.pipeline.worker import Worker
 from rps_service.providers.protocol import Provider
 from rps_service.providers.section import PLACEHOLDER_HOST
@@ -134,7 +136,8 @@ class Service:
         self._given_providers = providers
         self.providers: Mapping[str, Provider] = {}
         self.log_sink = log_sink
-        self.distributor = Distributor(self.store, settings.general, self.owner)
+        self.distributor = Distributor(self.store, settings.general, self.owner,
+                                       lanes=self._lane)
         self.workers: list[Worker] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.address = ""
@@ -145,7 +148,8 @@ class Service:
         self._stop = asyncio.Event()
         #: A device's timeline (docs/timeline.md), written in batches by the ``timeline`` task.
         self.timeline = Timeline(self.store, enabled=settings.general.timeline)
-        self.metrics = Metrics(self.distributor, self.store, self.timeline)
+        self.metrics = Metrics(self.distributor, self.store, self.timeline,
+                               lambda: pipeline_report(self.distributor, self.store))
         self.notifier = notifier or Notifier(None)  # systemd: only when serve() passes one
         self.monitor: Monitor | None = None
         self.jobs: JobRunner | None = None  # fleet operations (docs/fleet.md)
@@ -153,6 +157,13 @@ class Service:
         self.retention_every = 3600.0  # seconds between two retention runs
         self.secrets: Unlocked | None = None  # the key the database's secrets are sealed with
         self.webhooks: WebhookSender | None = None  # [webhooks] url set
+
+    async def _lane(self, provider: str, server: int) -> LaneId:
+        """The lane of a server's events: its provider's account, when the provider says."""
+        source = self.providers.get(provider)
+        if isinstance(source, LaneSource):
+            return await source.lane(server)
+        return await server_lanes(provider, server)
 
     async def start(self) -> None:
         """Open everything; on a failure, close what was opened and raise."""

@@ -233,14 +233,33 @@ class ServerProvisioning(_Answer):
     http_password_set: bool
 
 
+class Lane(_Answer):
+    """One vendor account's lane: where its events wait."""
+
+    provider: str
+    account: str = Field(description="which account: `server N` whose credentials are used "
+                                     "(never a secret), `no credentials` when none are set")
+    backlog: int = Field(description="unfinished events of the account")
+    in_flight: int = Field(description="vendor calls under way (this instance)")
+    rate_limit: float | None = Field(description="requests per second the account is paced "
+                                                 "at; null for a provider without pacing")
+    paused_until: str | None = Field(description="UTC time a throttling answer pauses the "
+                                                 "account until; null when not paused")
+
+
 class Health(_Answer):
     """GET /health: 200. With ``api_token`` set and not given, only ``status``."""
 
     status: Literal["ok"]
     database: Literal["ok"] | None = None
-    backlog: dict[str, int] | None = Field(None, description="`pending` and `running` events")
-    queues: list[int] | None = Field(None, description="events waiting in each in-memory "
-                                                       "queue")
+    backlog: dict[str, int] | None = Field(
+        None, description="unfinished events: `pending` (in the journal, or leased by "
+        "another instance), `waiting` (held by their lane for a rate slot, a pause or a "
+        "worker), `running` (vendor call under way)")
+    queues: list[int] | None = Field(None, description="per worker: 1 while it has an "
+                                                       "event, else 0")
+    lanes: list[Lane] | None = Field(None, description="per vendor account with unfinished "
+                                                       "events or calls under way")
 
 
 class HealthDown(_Answer):
@@ -326,7 +345,7 @@ class Timeline(_Answer):
 
 
 NAMES = frozenset(m.__name__ for m in (
-    FieldError, Error, AcceptedEvent, Accepted, Event, EventList, Retried, Device,
+    FieldError, Error, AcceptedEvent, Accepted, Event, EventList, Retried, Device, Lane,
     DeviceList, Provider, ProviderList, Credentials, TestResult, ServerProvisioning, Health,
     HealthDown, Access, JobCreated, Progress, Job, JobList, ServerSettings))
 

@@ -48,7 +48,7 @@ async def post_events(request: web.Request) -> web.Response:
         return error(400, "invalid event" if len(problems) == 1 else "invalid events", problems)
     new = [NewEvent(e.action, e.provider, e.server, e.mac, e.payload(), e.key) for e in events]
     stored = await api.store.insert_events(new, utcnow())
-    api.distributor.wake()
+    api.distributor.wake(list(dict.fromkeys((e.provider, e.server or 1) for e in new)))
     out = []
     received: Counter[tuple[str, str]] = Counter()
     for event, row in zip(new, stored, strict=True):

@@ -1,4 +1,4 @@
-"""``/health``: whether the database answers, the backlog and the queue depths.
+"""``/health``: whether the database answers, the backlog, the workers and the lanes.
 
 It needs no token (load balancers, Docker's HEALTHCHECK and monitoring probe it), so when an
 ``api_token`` is set a request without it learns only ``{"status": "ok" | "degraded"}``: the
@@ -11,6 +11,7 @@ from aiohttp import web
 
 from rps_service.api.base import API, authorized, json_response
 from rps_service.logs import get_logger
+from rps_service.pipeline.report import pipeline_report
 from rps_service.store import StoreUnavailable
 
 log = get_logger()
@@ -22,7 +23,7 @@ async def health(request: web.Request) -> web.Response:
     depths = api.distributor.depths()
     try:
         await api.store.ping()
-        backlog = await api.store.backlog()
+        backlog, lanes = await pipeline_report(api.distributor, api.store)
     except StoreUnavailable as exc:
         if not full:
             return json_response({"status": "degraded"}, status=503)
@@ -33,7 +34,8 @@ async def health(request: web.Request) -> web.Response:
     if not full:
         return json_response({"status": "ok"})
     return json_response(
-        {"status": "ok", "database": "ok", "backlog": backlog, "queues": depths}
+        {"status": "ok", "database": "ok", "backlog": backlog, "queues": depths,
+         "lanes": [lane.to_json() for lane in lanes]}
     )
 
 

@@ -246,7 +246,7 @@ ROUTES: tuple[Route, ...] = (
                                                        "maximum": 1000, "default": 100},
                         "repoint: MACs of `not_fetched` in one answer")),
           tag="fleet"),
-    Route("GET", "/health", "Database reachable, backlog, queue depths",
+    Route("GET", "/health", "Database reachable, backlog, workers, lanes",
           (Answer(200, "healthy", answers.Health),
            Answer(503, "the database does not answer", answers.HealthDown)),
           tag="operations", public=True, database=False,

@@ -1,36 +1,54 @@
-"""The DISTRIBUTOR: leases due events from the journal into bounded per-device queues.
+"""The DISTRIBUTOR: leases due events from the journal into lanes, and hands them to workers.
 
-The journal is the source of truth; memory only ever holds what the queues can take
-(``queuenum * queuecap`` events), however large the backlog. A device hashes to one queue,
-and the store never leases a device's event while an earlier one is unfinished, so a
-device's events run in order and never concurrently. The distributor wakes at once when
-the listener stores events (unless every queue is full) or a finished event leaves its
-queue half empty, and otherwise polls every ``poll_interval`` (other instances' events,
-backoff timers, expired leases).
+The journal is the source of truth; memory only ever holds ``queuenum * queuecap`` events,
+however large the backlog. Events are leased per (provider, server), in arrival order, at
+most what the server's lane can send in half a lease (``rate_limit * lease_timeout / 2``,
+at most ``queuecap``): one server's backlog never fills the memory another server's events
+need. Leased events wait in their lane (:mod:`rps_service.pipeline.lanes`); the dispatcher
+hands one to an idle worker only when its account can send now, so no worker waits for one
+account's rate slot or throttling pause while another account's event waits.
+
+The store never leases a device's event while an earlier one is unfinished, so a device's
+events run in order and never concurrently, whichever worker takes them. The distributor
+wakes at once when the listener stores events or a server's waiting events run low, and
+otherwise polls every ``poll_interval`` (other instances' events, backoff timers, expired
+leases).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from rps_service.clock import utcnow
 from rps_service.config import GeneralSettings
 from rps_service.logs import get_logger
 from rps_service.models import Event
+from rps_service.pipeline.lanes import Group, LaneBoard, LaneId
 from rps_service.pipeline.lease import Lease
 from rps_service.store import Store, StoreUnavailable
 
 log = get_logger()
 
 LEASE_ROUND = 100  # events leased per journal round trip
+LANE_TTL = 5.0  # seconds a server's lane (its account) is trusted before it is looked up again
+
+#: Which lane a (provider, server)'s events ride: see :class:`LaneId`.
+LaneResolver = Callable[[str, int], Awaitable[LaneId]]
+
+
+async def server_lanes(provider: str, server: int) -> LaneId:
+    """Every server its own lane, without pacing (when no providers tell their accounts)."""
+    return LaneId(f"{provider}|{server}", provider, f"server {server}", None)
 
 
 class Distributor:
-    """Fills the queues from the journal; keeps and renews the leases of what it holds."""
+    """Fills the lanes from the journal, hands ready events to the workers, and keeps and
+    renews the leases of what it holds."""
 
     def __init__(
         self,
@@ -38,61 +56,123 @@ class Distributor:
         settings: GeneralSettings,
         owner: str,
         clock: Callable[[], datetime] = utcnow,
+        lanes: LaneResolver = server_lanes,
     ) -> None:
         self.store = store
         self.settings = settings
         self.owner = owner
         self.clock = clock
-        self.queues: list[asyncio.Queue[Event]] = [
-            asyncio.Queue(maxsize=settings.queuecap) for _ in range(settings.queuenum)
-        ]
+        self.resolve = lanes
+        self.capacity = settings.queuenum * settings.queuecap
+        self.board = LaneBoard(settings.queuenum)
+        self.handoff: asyncio.Queue[Event] = asyncio.Queue()
+        self.idle = 0  # workers waiting for an event
+        self.holding: dict[int, int] = {}  # worker index → id of the event it has
         # Leased by this instance and not yet finished: each event's lease as last confirmed.
         self.leases: dict[int, Lease] = {}
         self._margin = settings.lease_timeout / 10  # requests end that long before a lease
         self._wake = asyncio.Event()
-        self._low_water = settings.queuecap // 2
+        self._ready = asyncio.Event()  # the dispatcher should look at the lanes
         self._stopping = False
         self._next_due: datetime | None = None
         self._last_renew = time.monotonic()
         self._last_recovery = 0.0
+        self._discover_at = 0.0  # when to ask the journal which servers have work
+        self._groups: dict[Group, None] = {}  # servers with work, least recently leased first
+        self._lane_ids: dict[Group, tuple[float, LaneId]] = {}
         self.lease_recoveries = 0
 
     # -- signals from the listener and the workers ----------------------------------------
 
-    def wake(self) -> None:
-        """New work may be due: look at the journal now, unless every queue is full (nothing
-        could be leased; the refill after finished events finds it)."""
-        if not all(q.full() for q in self.queues):
-            self._wake.set()
+    def wake(self, groups: list[Group] | None = None) -> None:
+        """New work may be due (of these servers, when known): look at the journal now."""
+        for group in groups or ():
+            self._groups.setdefault(group)
+        if groups is None:
+            self._discover_at = 0.0
+        self._wake.set()
 
     def schedule(self, when: datetime) -> None:
         """An event was put back to wait until ``when`` (backoff)."""
         if self._next_due is None or when < self._next_due:
             self._next_due = when
 
-    def finished(self, event: Event) -> None:
-        """A worker is done with ``event``: its queue has room, its device may go on.
+    async def take(self, worker: int) -> Event:
+        """The next event for ``worker`` (waits until the dispatcher hands one over)."""
+        self.idle += 1
+        self._ready.set()
+        try:
+            event = await self.handoff.get()
+        finally:
+            self.idle -= 1
+        self.holding[worker] = event.id
+        return event
 
-        The journal is looked at again once the queue is down to half its capacity, not
-        after every event: while the queues are deep, a lease round per event costs the
-        event loop more than the vendor call. The device's next event (held back until
-        this one finished) comes with that refill, or with the next poll.
+    def call_ended(self, event: Event, worker: int | None = None) -> None:
+        """The event's vendor call is over: its lane may start another, the worker is free."""
+        self.board.ended(event)
+        if worker is not None:
+            self.holding.pop(worker, None)
+        self._ready.set()
+
+    def finished(self, event: Event) -> None:
+        """The event's outcome is written: it leaves memory, its device may go on.
+
+        The journal is looked at again once the server's waiting events are down to half
+        what it may hold, not after every event: while lanes are deep, a lease round per
+        event costs the event loop more than the vendor call.
         """
+        self.board.ended(event)
         self.leases.pop(event.id, None)
-        if self.queues[self.queue_of(event)].qsize() <= self._low_water:
+        group = (event.provider, event.server)
+        self._groups.setdefault(group)
+        if self.board.waiting_in(group) <= self._group_cap(group) // 2:
             self._wake.set()
 
-    def queue_of(self, event: Event) -> int:
-        return event.slot % len(self.queues)
-
     def depths(self) -> list[int]:
-        return [q.qsize() for q in self.queues]
+        """Per worker: 1 while it has an event, else 0."""
+        return [1 if i in self.holding else 0 for i in range(self.settings.queuenum)]
 
-    # -- the loop ------------------------------------------------------------------------
+    def lane_of(self, provider: str, server: int) -> LaneId | None:
+        """The lane last resolved for a server (None: not looked up yet)."""
+        known = self._lane_ids.get((provider, server))
+        return known[1] if known else None
+
+    async def lane_for(self, provider: str, server: int) -> LaneId:
+        """The server's lane, looked up again after ``LANE_TTL`` (credentials may change)."""
+        group = (provider, server)
+        known = self._lane_ids.get(group)
+        mono = time.monotonic()
+        if known is None or known[0] < mono:
+            known = (mono + LANE_TTL, await self.resolve(provider, server))
+            self._lane_ids[group] = known
+        return known[1]
+
+    def _group_cap(self, group: Group) -> int:
+        """Events of one server held at most: what its lane can send in half a lease."""
+        cap = self.settings.queuecap
+        lane = self.lane_of(*group)
+        if lane is not None and lane.gate is not None:
+            cap = min(cap, math.ceil(lane.gate.rate * self.settings.lease_timeout / 2))
+        return max(1, cap)
+
+    # -- the loops -----------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Lease and route until :meth:`stop`; database outages are waited out."""
-        log.info("Distributing events", component="DISTRIBUTOR", num=len(self.queues))
+        """Lease, route and dispatch until :meth:`stop`; database outages are waited out."""
+        log.info("Distributing events", component="DISTRIBUTOR", num=self.settings.queuenum)
+        loops = {asyncio.create_task(self._lease_loop(), name="leasing"),
+                 asyncio.create_task(self._dispatch(), name="dispatcher")}
+        try:
+            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # one died: the service stops (supervision)
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+
+    async def _lease_loop(self) -> None:
         outage = 0.0
         while not self._stopping:
             self._wake.clear()
@@ -106,19 +186,38 @@ class Distributor:
                 outage = min(outage * 2 or 0.5, 30.0)
                 log.error("Database unavailable", component="DATABASE", err=str(exc),
                           retry=f"{outage:g}s")
-                await self._sleep(outage)
+                await self._sleep(self._wake, outage)
                 continue
             if not more:
-                await self._sleep(self._timeout())
+                await self._sleep(self._wake, self._timeout())
+
+    async def _dispatch(self) -> None:
+        """Hand ready events to idle workers; sleep until a slot, a worker or an event."""
+        while not self._stopping:
+            self._ready.clear()
+            wait = self.dispatch_ready()
+            await self._sleep(self._ready, self.settings.poll_interval if wait is None
+                              else wait)
+
+    def dispatch_ready(self) -> float | None:
+        """Hand over what can go now; seconds until a lane's next slot (None: no wait)."""
+        while self.idle - self.handoff.qsize() > 0 and not self._stopping:
+            event, when = self.board.pick(self.idle - self.handoff.qsize())
+            if event is None:
+                return None if when is None else max(when - time.monotonic(), 0.001)
+            self.handoff.put_nowait(event)
+        return None
 
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
+        self._ready.set()
 
-    async def _sleep(self, seconds: float) -> None:
+    @staticmethod
+    async def _sleep(signal: asyncio.Event, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(seconds, 0.0)):
-                await self._wake.wait()
+                await signal.wait()
 
     def _timeout(self) -> float:
         timeout = self.settings.poll_interval
@@ -159,47 +258,65 @@ class Distributor:
                 log.warning("Lease lost", component="DISTRIBUTOR", id=event_id)
 
     async def _fill(self) -> bool:
-        """Lease for the queues with room; True when more due work may be waiting."""
+        """Lease for the servers with room; True when more due work may be waiting."""
         now = self.clock()
         if self._next_due is not None and self._next_due <= now:
-            # Due now: this round or the next refill leases it. Forgotten even when the
-            # queues are full, or the sleep below would time out at once, over and over.
+            # Due now: look for it. Forgotten even when memory is full, or the sleep
+            # below would time out at once, over and over.
             self._next_due = None
-        free = {i: q.maxsize - q.qsize() for i, q in enumerate(self.queues) if not q.full()}
-        if not free:
+            self._discover_at = 0.0
+        room = min(self.capacity - len(self.leases), LEASE_ROUND)
+        if room <= 0:
             return False
-        # In rounds of at most LEASE_ROUND: a burst's first events reach the workers after
-        # a short transaction instead of one that reads and updates the whole burst.
-        limit = min(sum(free.values()), LEASE_ROUND)
+        mono = time.monotonic()
+        if mono >= self._discover_at:
+            self._discover_at = mono + self.settings.poll_interval
+            for group in await self.store.pending_groups():
+                self._groups.setdefault(group)
+        wanted = self._wanted(room)
+        if not wanted:
+            return False
         started = time.monotonic()  # the lease runs from before it was taken
         until = now + timedelta(seconds=self.settings.lease_timeout)
-        leased = await self.store.lease_events(
-            self.owner, now, until, limit, len(self.queues), sorted(free)
-        )
+        leased = await self.store.lease_groups(self.owner, now, until, wanted)
         for item in leased.superseded:
             log.info("Event superseded", component="DISTRIBUTOR", id=item.id, by=item.by)
-        events = leased.events
-        overflow = []
-        for event in events:
-            queue = self.queues[self.queue_of(event)]
-            if queue.full():
-                overflow.append(event.id)
-                continue
+        got: dict[Group, int] = {}
+        # In arrival order: a server new to its lane queues behind those that came first.
+        for event in sorted(leased.events, key=lambda e: e.id):
+            group = (event.provider, event.server)
+            got[group] = got.get(group, 0) + 1
             self.leases[event.id] = Lease(event.id, started + self.settings.lease_timeout,
                                           self._margin)
-            queue.put_nowait(event)
-        if overflow:
-            # Several due devices hashed to one queue; they wait for the next round.
-            await self.store.release_leases(self.owner, overflow, now)
+            self.board.add(await self.lane_for(*group), event)
+        for provider, server, limit in wanted:
+            self._groups.pop((provider, server), None)
+            if got.get((provider, server), 0) >= limit:
+                self._groups[(provider, server)] = None  # more may wait: last in turn
+        self._ready.set()
         # Superseded events freed their device's next event: look again at once.
-        return bool(leased.superseded) or (len(events) == limit and not overflow)
+        return bool(leased.superseded) or (
+            sum(got.values()) >= room and len(self.leases) < self.capacity)
+
+    def _wanted(self, room: int) -> list[tuple[str, int, int]]:
+        """(provider, server, how many) to lease this round, servers in turn."""
+        wanted = []
+        for group in list(self._groups):
+            if room <= 0:
+                break
+            free = self._group_cap(group) - self.board.waiting_in(group)
+            if free > 0:
+                take = min(free, room)
+                wanted.append((*group, take))
+                room -= take
+        return wanted
 
     def drain_queues(self) -> list[int]:
         """Take back what no worker has started (shutdown); their ids."""
-        ids = []
-        for queue in self.queues:
-            while not queue.empty():
-                event = queue.get_nowait()
-                self.leases.pop(event.id, None)
-                ids.append(event.id)
-        return ids
+        events = self.board.take_all()
+        while not self.handoff.empty():
+            events.append(self.handoff.get_nowait())
+        for event in events:
+            self.board.ended(event)
+            self.leases.pop(event.id, None)
+        return [e.id for e in events]

@@ -66,7 +66,7 @@ class Outcome:
 
 
 class Worker:
-    """One queue's consumer.
+    """One worker: takes the events the distributor hands it, one at a time.
 
     An event's outcome is written while the worker already calls the vendor for the next
     one (at most one write outstanding): the commit is off the worker's path. Order is
@@ -83,7 +83,6 @@ class Worker:
         rng: random.Random | None = None,
     ) -> None:
         self.index = index
-        self.queue = distributor.queues[index]
         self.distributor = distributor
         self.store = store
         self.providers = providers
@@ -101,17 +100,20 @@ class Worker:
         """Handle events until stopped; a stop lets the current event finish."""
         try:
             while not self.stopping:
-                event = await self.queue.get()
+                event = await self.distributor.take(self.index)
                 self.current = event
                 try:
                     outcome = await self.handle(event)
+                    self.distributor.call_ended(event)  # its lane may start another call
                     # Still ``current`` while the previous outcome lands: a stop waits for
                     # this one too, or gives its lease back, but never drops it unwritten.
                     await self.flush()
                 except BaseException:
                     self.current = None
+                    self.distributor.call_ended(event, self.index)
                     self.distributor.finished(event)  # its lease runs out; it comes back
                     raise
+                self.distributor.call_ended(event, self.index)
                 self.writing = asyncio.create_task(self._write(event, outcome),
                                                    name=f"queue-{self.index}-write")
                 self.current = None
@@ -193,7 +195,7 @@ class Worker:
         if event.action == "remove":
             await provider.deregister(self._device(event, stored))
             return DeviceOutcome("unregistered", revoke=True)
-        if event.action == "update" and (stored is None or stored.status == "unregistered"):
+        if event.action == "update" and (stored is None or stored.settled() == "unregistered"):
             # Pushing "current details" of a removed phone would register it again.
             raise NotRegistered(NOT_REGISTERED, Failure.PERMANENT)
         access = await self._access(provider, event, stored)

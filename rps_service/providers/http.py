@@ -134,12 +134,16 @@ class VendorHttp:
 
     async def _turn(self, account: str, lease: leases.Lease | None) -> None:
         gate = self.gate(account)
+        claimed = gate.take_claim()  # the slot the scheduler claimed with the event
         while True:
             now = self._monotonic()
-            when = gate.next_slot()
-            if lease is not None and when - now > lease.remaining():
-                raise self._deferred(gate, when - now)
-            when = gate.reserve()
+            if claimed is not None:
+                when, claimed = claimed, None
+            else:
+                when = gate.next_slot()
+                if lease is not None and when - now > lease.remaining():
+                    raise self._deferred(gate, when - now)
+                when = gate.reserve()
             if when > now:
                 await self._sleep(when - now)
             if gate.paused_until <= self._monotonic():

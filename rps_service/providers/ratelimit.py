@@ -1,62 +1,100 @@
-"""Per vendor account: a request rate never exceeded, and a pause when the vendor throttles.
+"""Per vendor account: requests paced evenly under the rate, and a pause when it throttles.
 
-All queues of an instance share one :class:`AccountGate` per (provider, account), so the
-limit holds however many workers call at once. ``rate_limit`` N (≥ 1) means at most
-``floor(N)`` requests in any sliding second (no bursts above it); a rate below 1 means one
-request every ``1/N`` seconds. Slots are *reserved*: a caller learns at once when it may
-send, so waiting callers are served in order without a lock; a caller that got to send
-later than its slot (a busy event loop) records when it really did, so that the next slots
-count from then. A throttling answer (429, Retry-After on 503, a vendor's own throttle
-code) pauses every request of the account.
+All workers of an instance share one :class:`AccountGate` per (provider, account), so the
+limit holds however many call at once. ``rate_limit`` N means one request every ``1/N``
+seconds, never a burst: vendors count arrivals in their own seconds, and a burst of N at
+the edge of ours lands, with ordinary network jitter, as more than N in one of theirs.
+Evenly spaced, a receiver counts at most N + 1 in any second.
+
+Slots are *reserved*: a caller learns at once when it may send, so waiting callers are
+served in order without a lock; a caller that got to send later than its slot (a busy
+event loop) records when it really did, so that the next slot counts from then. The
+scheduler (:mod:`rps_service.pipeline.lanes`) *claims* a slot when it hands an event to a
+worker, so the worker's first request goes at once and never waits on the account while
+another account's event waits. A throttling answer (429, Retry-After on 503, a vendor's own
+throttle code) pauses every request of the account.
 """
 
 from __future__ import annotations
 
-import bisect
-import math
 import time
+from collections import deque
 from collections.abc import Callable
 
 #: Pause after a throttling answer that gave no Retry-After; doubled while they repeat.
 DEFAULT_PAUSE = 2.0
+#: A claimed slot not used within this many seconds is dropped (its event sent nothing).
+CLAIM_TTL = 1.0
 
 
 class AccountGate:
-    """The rate limit and the throttle pause of one vendor account."""
+    """The pacing and the throttle pause of one vendor account."""
 
     def __init__(self, rate: float, *, cap: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.capacity = max(1, math.floor(rate))
-        self.window = self.capacity / rate if rate < 1 else 1.0
         self.cap = cap  # the longest pause (retry_cap)
         self.clock = clock
         self.paused_until = 0.0
-        self._sent: list[float] = []  # the last ``capacity`` send times, in order
+        self.rate = rate
+        self.interval = 1.0 / rate
+        self._last: float | None = None  # the latest slot reserved
+        self._claims: deque[float] = deque()  # slots reserved for a worker's next request
         self._throttles = 0  # throttling answers in a row
 
+    def set_rate(self, rate: float) -> None:
+        """Change the rate at run time (e.g. a share of an account's rate across instances);
+        the next slot counts from the last one with the new spacing."""
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.interval = 1.0 / rate
+
     def next_slot(self) -> float:
-        """The earliest time a request could be sent (without reserving it)."""
-        when = max(self.clock(), self.paused_until)
-        if len(self._sent) == self.capacity:
-            when = max(when, self._sent[0] + self.window)
+        """The earliest time a request could be sent (without reserving it).
+
+        A caller up to half an interval late gets the slot it missed (a time just past):
+        the slots stay on their grid, so the event loop's late wake-ups do not cost the
+        account its rate, and sends still lie within half an interval after their slots.
+        """
+        now = self.clock()
+        when = max(now, self.paused_until)
+        if self._last is not None:
+            due = max(self._last + self.interval, self.paused_until)
+            if due >= now - self.interval / 2:
+                when = due
         return when
 
     def reserve(self) -> float:
         """Reserve the next slot; the time to send at."""
         when = self.next_slot()
-        self._record(when)
+        self._last = when
         return when
 
     def sent(self, reserved: float, actual: float) -> None:
         """The request of slot ``reserved`` went out at ``actual`` (later, if the caller
-        was late): the window counts from then."""
-        if actual > reserved and reserved in self._sent:
-            self._sent.remove(reserved)
-            self._record(actual)
+        was late). Up to half an interval late, the slots stay where they were: sends then
+        lie within half an interval after slots spaced ``1/rate`` apart, and a receiver
+        still counts at most ``rate + 1`` in any second (with up to half an interval of
+        network jitter) without the account losing the rate to every late wake-up. Later
+        than that, the next slot counts from half an interval before the send."""
+        if self._last == reserved:
+            self._last = max(reserved, actual - self.interval / 2)
 
-    def _record(self, when: float) -> None:
-        bisect.insort(self._sent, when)
-        del self._sent[:-self.capacity]
+    def claim(self) -> float:
+        """Reserve the next slot for the next request made on the account (a worker about
+        to get an event of it); the slot's time."""
+        when = self.reserve()
+        self._claims.append(when)
+        return when
+
+    def take_claim(self) -> float | None:
+        """A claimed slot to send in, if one is waiting (stale ones are dropped)."""
+        now = self.clock()
+        while self._claims:
+            when = self._claims.popleft()
+            if when >= now - CLAIM_TTL:
+                return when
+        return None
 
     def pause(self, retry_after: float | None) -> float:
         """Hold every request of the account; the pause's length (capped by ``cap``)."""
@@ -65,8 +103,13 @@ class AccountGate:
         self._throttles += 1
         seconds = min(max(retry_after, 0.0), self.cap)
         self.paused_until = max(self.paused_until, self.clock() + seconds)
+        self._claims.clear()  # slots claimed before the pause are not to be used
         return seconds
 
     def succeeded(self) -> None:
         """A request went through: throttling no longer repeats."""
         self._throttles = 0
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_until > self.clock()

@@ -68,7 +68,7 @@ class ProviderSettings(Section):
     # Bytes of one vendor answer read at most (compressed or decoded): answers are a few
     # kilobytes, a catalogue page about 200 KB; a bigger one fails that call (transient).
     max_answer: int = Field(1_048_576, ge=16_384, le=64 * 1_048_576)
-    # Requests per second per vendor account, never exceeded in any sliding second. No
+    # Requests per second per vendor account, paced evenly (1/rate_limit s apart). No
     # vendor publishes its limit; 5/s is far below what throttled peers report and still
     # registers 18,000 phones an hour.
     rate_limit: float = Field(5.0, gt=0, le=10_000)

@@ -27,6 +27,7 @@ from rps_service import __version__
 from rps_service.access import AccessMode
 from rps_service.logs import get_logger
 from rps_service.models import Credentials
+from rps_service.pipeline.lanes import LaneId
 from rps_service.providers.errors import error_text, http_error
 from rps_service.providers.http import RPC_METHOD, VendorHttp
 from rps_service.providers.protocol import (
@@ -188,6 +189,17 @@ class VendorProvider(abc.ABC):
     async def close(self) -> None:
         """Forget cached lookups and accounts; the shared transport belongs to the service."""
         self._accounts.clear()
+
+    async def lane(self, server: int) -> LaneId:
+        """The account ``server``'s events are sent with, as the scheduler sees it: a key
+        and a label that never hold a secret, and the account's gate."""
+        try:
+            account = await self.account(server)
+        except ProviderError:
+            # No usable credentials: the events fail at once, without a call or a turn.
+            return LaneId(f"{self.name}|none", self.name, "no credentials", None)
+        return LaneId(account.key, self.name, f"server {account.server}",
+                      self.http.gate(account.key))
 
     # -- hooks of a vendor module ---------------------------------------------------------
 

@@ -48,6 +48,9 @@ class Store(DeviceQueries, RetentionQueries, JobQueries, OutboxQueries, Timeline
     #: SQL fragments that differ between dialects.
     mod_function = "MOD"
     lock_clause = ""
+    #: Leasing one server's events reads them in id order from ``ix_events_lane``: with a
+    #: large backlog, a planner left to itself picks the due-time index and sorts it all.
+    lane_index = ""
     returning = True
     #: A multi-row INSERT takes consecutive ids and reports the first (MySQL/MariaDB with
     #: innodb_autoinc_lock_mode 0 or 1); otherwise RETURNING or one row at a time.
@@ -106,6 +109,8 @@ class Store(DeviceQueries, RetentionQueries, JobQueries, OutboxQueries, Timeline
                 fresh.append(event)
             await self._resolve_servers(tx, fresh)
             new_ids = iter(await self._insert_rows(tx, fresh, now) if fresh else [])
+            if fresh:
+                await self._mark_accepted(tx, fresh, now)
         out: list[Inserted] = []
         for event in events:
             if event.key and event.key in known:
@@ -290,8 +295,37 @@ class Store(DeviceQueries, RetentionQueries, JobQueries, OutboxQueries, Timeline
         if len(queues) < queuenum:
             where.append(f"{self.mod_function}(e.slot, ?) IN ({placeholders(len(queues))})")
             params += [queuenum, *queues]
+        async with self._tx() as tx:
+            candidates = await self._due(tx, where, [*params, limit])
+            return await self._take(tx, owner, now, lease_until, candidates)
+
+    async def pending_groups(self) -> list[tuple[str, int]]:
+        """The (provider, server) pairs with pending events (due or not)."""
+        async with self._tx() as tx:
+            rows = await tx.fetchall(
+                "SELECT DISTINCT provider, server FROM rps_events WHERE state = 'pending'")
+        return sorted((str(p), int(s)) for p, s in rows)
+
+    async def lease_groups(
+        self, owner: str, now: datetime, lease_until: datetime,
+        wanted: Sequence[tuple[str, int, int]],
+    ) -> Leased:
+        """Take, per (provider, server, limit) of ``wanted``, up to ``limit`` of the server's
+        due events in arrival order (the rules of :meth:`lease_events`), in one transaction:
+        a backlog of one server never hides another server's events."""
+        async with self._tx() as tx:
+            candidates: list[Event] = []
+            for provider, server, limit in wanted:
+                candidates += await self._due(
+                    tx, ["e.state = 'pending'", "e.provider = ?", "e.server = ?",
+                         "e.next_attempt_at <= ?"], [provider, server, now, limit],
+                    self.lane_index)
+            return await self._take(tx, owner, now, lease_until, candidates)
+
+    async def _due(self, tx: Tx, where: list[str], params: list[Any], index: str = ""
+                   ) -> list[Event]:
         sql = (
-            f"SELECT {EVENT_COLUMNS} FROM rps_events e WHERE {' AND '.join(where)}"
+            f"SELECT {EVENT_COLUMNS} FROM rps_events e{index} WHERE {' AND '.join(where)}"
             " AND NOT EXISTS (SELECT 1 FROM rps_events p WHERE p.provider = e.provider"
             " AND p.mac = e.mac AND p.state IN ('pending', 'running') AND p.id < e.id)"
             # An event that waits for another (a replaced phone's add waits for its remove).
@@ -299,23 +333,24 @@ class Store(DeviceQueries, RetentionQueries, JobQueries, OutboxQueries, Timeline
             " WHERE a.id = e.after_id AND a.state IN ('pending', 'running')))"
             f" ORDER BY e.id LIMIT ?{self.lock_clause}"
         )
-        async with self._tx() as tx:
-            rows = await tx.fetchall(sql, [*params, limit])
-            if not rows:
-                return Leased([], [])
-            candidates = [self._event(r) for r in rows]
-            superseded = await self._supersede_moot(tx, candidates, now)
-            gone = {s.id for s in superseded}
-            events = [e for e in candidates if e.id not in gone]
-            if events:
-                ids = [e.id for e in events]
-                await tx.execute(
-                    "UPDATE rps_events SET state = 'running', attempts = attempts + 1,"
-                    " lease_owner = ?, lease_until = ?, updated_at = ?"
-                    f" WHERE id IN ({placeholders(len(ids))})",
-                    [owner, lease_until, now, *ids],
-                )
-                await self._load_devices(tx, [e for e in events if e.action != "remove"])
+        return [self._event(r) for r in await tx.fetchall(sql, params)]
+
+    async def _take(self, tx: Tx, owner: str, now: datetime, lease_until: datetime,
+                    candidates: list[Event]) -> Leased:
+        if not candidates:
+            return Leased([], [])
+        superseded = await self._supersede_moot(tx, candidates, now)
+        gone = {s.id for s in superseded}
+        events = [e for e in candidates if e.id not in gone]
+        if events:
+            ids = [e.id for e in events]
+            await tx.execute(
+                "UPDATE rps_events SET state = 'running', attempts = attempts + 1,"
+                " lease_owner = ?, lease_until = ?, updated_at = ?"
+                f" WHERE id IN ({placeholders(len(ids))})",
+                [owner, lease_until, now, *ids],
+            )
+            await self._load_devices(tx, [e for e in events if e.action != "remove"])
         for event in events:
             event.state, event.lease_until = "running", lease_until
             event.attempts += 1
@@ -334,13 +369,17 @@ class Store(DeviceQueries, RetentionQueries, JobQueries, OutboxQueries, Timeline
             by_provider.setdefault(event.provider, set()).add(event.mac)
         pending: dict[tuple[str, str], list[tuple[int, str]]] = {}
         for provider, macs in by_provider.items():
+            # Both unfinished states, so the planner reads the device index rather than
+            # every pending event of the backlog; the running ones are left out below.
             rows = await tx.fetchall(
-                "SELECT id, mac, action FROM rps_events WHERE provider = ? AND state = 'pending'"
-                f" AND mac IN ({placeholders(len(macs))}) ORDER BY id",
+                "SELECT id, mac, action, state FROM rps_events WHERE provider = ?"
+                f" AND state IN ('pending', 'running') AND mac IN ({placeholders(len(macs))})"
+                " ORDER BY id",
                 [provider, *sorted(macs)],
             )
-            for event_id, mac, action in rows:
-                pending.setdefault((provider, mac), []).append((int(event_id), action))
+            for event_id, mac, action, state in rows:
+                if state == "pending":
+                    pending.setdefault((provider, mac), []).append((int(event_id), action))
         moot = [m for events in pending.values() for m in moot_events(events)]
         for item in moot:
             await tx.execute(

@@ -14,7 +14,14 @@ from typing import Any
 import orjson
 
 from rps_service.access import masked_url, unmasked_url
-from rps_service.models import AccessDetails, Credentials, Device, Event, ServerProvisioning
+from rps_service.models import (
+    AccessDetails,
+    Credentials,
+    Device,
+    Event,
+    NewEvent,
+    ServerProvisioning,
+)
 from rps_service.store.group import GroupCommit
 from rps_service.store.sealing import (
     DEVICE_PASSWORD,
@@ -26,7 +33,7 @@ from rps_service.store.sealing import (
     SealingQueries,
     param_cell,
 )
-from rps_service.store.sql import DEVICE_COLUMNS, DeviceOutcome, Tx, placeholders
+from rps_service.store.sql import DEVICE_COLUMNS, DeviceOutcome, SqlBackend, Tx, placeholders
 
 #: The event payload's device details, kept on the device row when an event gives them.
 _DETAILS = ("model", "name", "extension", "sn", "mac_id")
@@ -36,6 +43,8 @@ _AccessRequest = tuple[str, str, int, AccessDetails, datetime]
 #: them; a change made through this instance's API applies at once, one made through
 #: another instance sharing the database within this many seconds.
 CREDENTIALS_TTL = 5.0
+#: Device rows per statement at intake (well under SQLite's limit of bound values).
+ROWS_PER_UPSERT = 2000
 
 
 #: A device's place in the listing order: (server, provider, mac).
@@ -64,6 +73,9 @@ class DeviceQueries(SealingQueries):
         self._access: GroupCommit[_AccessRequest, AccessDetails] = GroupCommit(
             self._ensure_access_now, name="access-commit", limit=200)
 
+    async def _mark_accepted(self, tx: Tx, events: list[NewEvent], now: datetime) -> None:
+        await mark_accepted(self, tx, events, now)
+
     async def _save_device_outcomes(
         self, tx: Tx, outcomes: list[tuple[Event, DeviceOutcome]], now: datetime
     ) -> None:
@@ -80,12 +92,13 @@ class DeviceQueries(SealingQueries):
             if access:
                 columns += ["url", "http_username", "http_password", "url_key", "url_key_id"]
             updates = {column: f"new.{column}" for column in columns}
-            # Details the event does not give are kept as stored.
-            updates.update({c: f"COALESCE(new.{c}, {c})" for c in _DETAILS})
+            # Details the event does not give are kept as stored; a retry settles nothing.
+            updates.update({c: f"COALESCE(new.{c}, {c})"
+                            for c in (*_DETAILS, "settled_status")})
             sql = self.upsert_device_sql(
                 "provider, mac, server, status, last_message, registered_at, updated_at,"
                 f" {', '.join(_DETAILS)}, url, http_username, http_password, url_key,"
-                " url_key_id",
+                " url_key_id, settled_status",
                 updates,
                 rows=len(group),
             )
@@ -96,7 +109,8 @@ class DeviceQueries(SealingQueries):
                            outcome.status,
                            outcome.message, now if outcome.registered else None, now,
                            *(event.payload.get(name) for name in _DETAILS),
-                           *self._sealed_access(event.provider, event.mac, url, details)]
+                           *self._sealed_access(event.provider, event.mac, url, details),
+                           None if outcome.status == "pending" else outcome.status]
             await tx.execute(sql, params)
 
     def _sealed_access(self, provider: str, mac: str, url: str | None,
@@ -125,7 +139,7 @@ class DeviceQueries(SealingQueries):
             http_password=password, updated_at=self.convert_time(row[12]),
             ztp_fetched_at=self.convert_time(row[13]), ztp_model=row[14],
             ztp_firmware=row[15], ztp_ip=row[16], sn=row[17], mac_id=row[18], url_key=key,
-            refused=tuple(refused),
+            refused=tuple(refused), settled_status=row[20],
         )
 
     async def _load_devices(self, tx: Tx, events: list[Event]) -> None:
@@ -400,3 +414,35 @@ def _by_provider(keys: list[tuple[str, str]]) -> dict[str, list[str]]:
     for provider, mac in keys:
         out.setdefault(provider, []).append(mac)
     return out
+
+
+def _macs_of(events: list[NewEvent], action: str) -> dict[str, list[str]]:
+    out: dict[str, set[str]] = {}
+    for event in events:
+        if event.action == action:
+            out.setdefault(event.provider, set()).add(event.mac)
+    return {provider: sorted(macs) for provider, macs in sorted(out.items())}
+
+
+async def mark_accepted(backend: SqlBackend, tx: Tx, events: list[NewEvent], now: datetime
+                        ) -> None:
+    """Accepted means visible: in the intake's transaction, a new device's row appears
+    ``pending`` and a known one shows ``pending`` until its event is finished. An
+    ``update`` leaves a removed or unknown device alone (it is refused, not sent)."""
+    adds = sorted({(e.provider, e.mac): e for e in events if e.action == "add"}.items())
+    for start in range(0, len(adds), ROWS_PER_UPSERT):
+        chunk = adds[start:start + ROWS_PER_UPSERT]
+        # A new device holds nothing at the vendor yet: settled as unregistered.
+        sql = backend.upsert_device_sql(
+            "provider, mac, server, status, last_message, updated_at, settled_status",
+            {"status": "new.status", "updated_at": "new.updated_at"}, rows=len(chunk))
+        params: list[Any] = []
+        for (provider, mac), event in chunk:
+            params += [provider, mac, event.server or 1, "pending", "-", now, "unregistered"]
+        await tx.execute(sql, params)
+    for action, spared in (("remove", ""), ("update", " AND status <> 'unregistered'")):
+        for provider, macs in _macs_of(events, action).items():
+            await tx.execute(
+                f"UPDATE rps_devices SET status = 'pending', updated_at = ?"
+                f" WHERE provider = ? AND mac IN ({placeholders(len(macs))}){spared}",
+                [now, provider, *macs])

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from rps_service.models import Job, NewEvent
+from rps_service.store.devices import mark_accepted
 from rps_service.store.sql import SqlBackend, Tx, device_slot
 
 _JOB_COLUMNS = ("id, kind, provider, server, params, state, done, total, phase, result, error,"
@@ -181,6 +182,7 @@ class JobQueries(SqlBackend):
         async with self._tx() as tx:
             first = await self._insert_one(tx, remove, now, None)
             second = await self._insert_one(tx, add, now, first)
+            await mark_accepted(self, tx, [remove, add], now)
         return first, second
 
     async def _insert_one(self, tx: Tx, event: NewEvent, now: datetime,

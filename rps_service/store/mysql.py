@@ -63,6 +63,7 @@ class MysqlStore(Store):
     """The journal in a MySQL or MariaDB database."""
 
     lock_clause = " FOR UPDATE SKIP LOCKED"
+    lane_index = " FORCE INDEX (ix_events_lane)"
     inserted_value = r"VALUES(\1)"
     inline_time = True
     on_clash = "ON DUPLICATE KEY UPDATE"

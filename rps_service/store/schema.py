@@ -187,6 +187,14 @@ MYSQL: list[list[str]] = [
             KEY ix_timeline_at (at)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
     ],
+    # 8: the scheduler leases per (provider, server) in arrival order and finds the
+    # servers with pending work without reading the whole backlog.
+    [
+        "CREATE INDEX ix_events_lane ON rps_events (state, provider, server, id)",
+        # The device row shows pending from the intake on; what the vendor holds as of
+        # the last finished event is kept apart (an update of a removed phone is refused).
+        "ALTER TABLE rps_devices ADD COLUMN settled_status VARCHAR(16) NULL",
+    ],
 ]
 
 SQLITE: list[list[str]] = [
@@ -340,5 +348,9 @@ SQLITE: list[list[str]] = [
         )""",
         "CREATE INDEX IF NOT EXISTS ix_timeline_device ON rps_timeline (provider, mac, id)",
         "CREATE INDEX IF NOT EXISTS ix_timeline_at ON rps_timeline (at)",
+    ],
+    [  # 8: see MYSQL
+        "CREATE INDEX IF NOT EXISTS ix_events_lane ON rps_events (state, provider, server, id)",
+        "ALTER TABLE rps_devices ADD COLUMN settled_status TEXT NULL",
     ],
 ]

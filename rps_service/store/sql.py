@@ -28,7 +28,7 @@ EVENT_COLUMNS = (
 DEVICE_COLUMNS = (
     "provider, mac, server, status, last_message, model, name, extension, registered_at,"
     " url, http_username, http_password, updated_at,"
-    " ztp_fetched_at, ztp_model, ztp_firmware, ztp_ip, sn, mac_id, url_key"
+    " ztp_fetched_at, ztp_model, ztp_firmware, ztp_ip, sn, mac_id, url_key, settled_status"
 )
 
 
@@ -172,3 +172,11 @@ class SqlBackend(abc.ABC):
         counts = {"pending": 0, "running": 0}
         counts.update({str(state): int(n) for state, n in rows})
         return counts
+
+    async def backlog_by_server(self) -> dict[tuple[str, int], int]:
+        """Unfinished events per (provider, server)."""
+        async with self._tx() as tx:
+            rows = await tx.fetchall(
+                "SELECT provider, server, COUNT(*) FROM rps_events"
+                " WHERE state IN ('pending', 'running') GROUP BY provider, server")
+        return {(str(p), int(s)): int(n) for p, s, n in rows}

@@ -119,6 +119,7 @@ class SqliteStore(Store):
     """The journal in a local SQLite file."""
 
     mod_function = "mod_slot"  # SQLite builds may lack MOD(); registered below.
+    lane_index = " INDEXED BY ix_events_lane"
 
     def __init__(self, path: str) -> None:
         super().__init__()

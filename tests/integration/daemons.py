@@ -56,10 +56,14 @@ class Daemons:
     async def start(self, vendor: str, *, sandbox: RunningSandbox | None = None,
                     credentials: dict[str, Any] | None = None,
                     general: dict[str, Any] | None = None, ztp: bool = True,
+                    others: dict[str, dict[str, Any]] | None = None,
+                    others_sandbox: RunningSandbox | None = None,
                     **section: Any) -> Daemon:
         """A daemon with ``[vendor]`` enabled against ``sandbox`` (a new one by default);
         ``credentials`` replace the emulator's demo ones, ``section`` and ``general`` add to
-        or override the defaults of those sections."""
+        or override the defaults of those sections. ``others``: more vendors enabled, each
+        with its emulator's demo credentials plus the values given, against
+        ``others_sandbox`` (default: the same sandbox)."""
         if sandbox is None:
             sandbox = await start_sandbox(SandboxState())
             self.sandboxes.append(sandbox)
@@ -82,6 +86,12 @@ class Daemons:
             sections["ztp"] = {"enabled": True, "listen": "127.0.0.1", "port": free_port()}
         if vendor != "snom":
             sections["snom"] = {"enabled": False}
+        for name, values in (others or {}).items():
+            where = others_sandbox or sandbox
+            other = where.state.emulators[name]
+            sections[name] = {"enabled": True, "api_url": other.api_url(where.base_url),
+                              "provisioning_url": ZTP_URL, "timeout": 5, "rate_limit": 1000,
+                              **other.demo_credentials(), **values}
         ini = self.tmp_path / "rps.ini"
         ini.write_text(ini_text(sections), encoding="utf-8")
         sink = logs.configure(str(log_path))

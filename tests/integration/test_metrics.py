@@ -113,14 +113,18 @@ async def test_backlog_and_queue_depth_while_the_vendor_holds_events(
                           headers=TOKEN)
     ids = [e["id"] for e in r.json()["events"]]
     for _ in range(200):
-        if provider.calls and service.distributor.depths() == [2]:
+        if provider.calls and service.distributor.board.waiting == 1:
             break
         await asyncio.sleep(0.02)
     samples = await metrics(client)
-    # One in the worker and two queued are leased (running); the other three wait.
-    assert samples['rps_backlog{state="running"}'] == 3
-    assert samples['rps_backlog{state="pending"}'] == 3
-    assert samples['rps_queue_depth{queue="0"}'] == 2
+    # Memory holds two: one in the vendor call (running), one held by its lane (waiting);
+    # the other four are pending in the journal.
+    assert samples['rps_backlog{state="running"}'] == 1
+    assert samples['rps_backlog{state="waiting"}'] == 1
+    assert samples['rps_backlog{state="pending"}'] == 4
+    assert samples['rps_queue_depth{queue="0"}'] == 1
+    assert samples['rps_lane_backlog{account="server 1",provider="fake"}'] == 6
+    assert samples['rps_lane_paused{account="server 1",provider="fake"}'] == 0
     provider.gate.set()
     await wait_all(client, ids)
 

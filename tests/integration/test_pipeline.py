@@ -338,7 +338,8 @@ async def test_health_reports_database_and_queues(
     assert r.status_code == 200
     body = r.json()
     assert body["database"] == "ok" and body["queues"] == [0, 0, 0]
-    assert body["backlog"] == {"pending": 0, "running": 0}
+    assert body["backlog"] == {"pending": 0, "waiting": 0, "running": 0}
+    assert body["lanes"] == []
     await service.store.close()  # the database goes away
     r = await client.get("/health")
     assert r.status_code == 503 and "unavailable" in r.json()["database"]

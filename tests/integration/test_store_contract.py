@@ -208,8 +208,9 @@ async def test_outcomes_finished_together_each_keep_their_own(store: Store) -> N
     devices = [await store.get_device("snom", m) for m in macs]
     assert [(d.status, d.last_message) for d in devices if d] == [
         ("unregistered", "-"), ("registered", "-"), ("registered", "-"),
-        ("error", "403: no Role"), ("pending", "503: busy (retrying)")]
-    assert devices[5] is None  # an outcome without a device part writes no row
+        ("error", "403: no Role"), ("pending", "503: busy (retrying)"),
+        # An outcome without a device part leaves the row the intake wrote as it was.
+        ("pending", "-")]
     revoked, one, two = devices[0], devices[1], devices[2]
     assert revoked is not None and revoked.http_password is None and revoked.url is None
     assert one is not None and (one.http_username, one.http_password) == ("u1", "a" * 24)
@@ -238,7 +239,8 @@ async def test_a_lost_lease_among_outcomes_finished_together(store: Store) -> No
     assert results == [False, True, True, True]
     row = await store.get_event(stored[0].id)
     assert row is not None and row.state == "running"  # still the other owner's
-    assert await store.get_device("snom", leased[0].mac) is None
+    lost = await store.get_device("snom", leased[0].mac)
+    assert lost is not None and lost.status == "pending"  # as the intake wrote it
     for event in leased[1:]:
         row = await store.get_event(event.id)
         device = await store.get_device("snom", event.mac)
@@ -446,3 +448,26 @@ async def test_a_cancelled_transaction_leaves_the_store_usable(store: Store) -> 
         assert (await store.backlog())["pending"] + (await store.backlog())["running"] == 1
     stored = await store.insert_events([ev("000413ABCDE0")], utcnow())
     assert stored[0].id > 0
+
+
+async def test_accepted_devices_show_pending_from_the_intake(store: Store) -> None:
+    """The device row is written with the event: a new device appears pending, a known one
+    shows pending until its event is finished; an update of a removed or unknown device
+    (refused, never sent) leaves it alone."""
+    new, removed, unknown = "000413AA0001", "000413AA0002", "000413AA0003"
+    await store.insert_events([ev(removed, server=4)], utcnow())
+    [event] = (await store.lease_events("me", utcnow(), utcnow() + timedelta(seconds=60), 1,
+                                        1, [0])).events
+    await store.finish_event(event, "me", "done", utcnow(),
+                             device=DeviceOutcome("unregistered", revoke=True))
+    await store.insert_events([ev(new, server=4), ev(removed, "update"), ev(unknown, "update")],
+                              utcnow())
+    shown = await store.get_device("snom", new)
+    assert shown is not None and (shown.status, shown.server, shown.last_message) == (
+        "pending", 4, "-")
+    kept = await store.get_device("snom", removed)
+    assert kept is not None and kept.status == "unregistered"
+    assert await store.get_device("snom", unknown) is None
+    await store.insert_events([ev(removed, "remove")], utcnow())
+    again = await store.get_device("snom", removed)
+    assert again is not None and again.status == "pending"

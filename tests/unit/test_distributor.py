@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,16 +12,20 @@ from rps_service.clock import utcnow
 from rps_service.config import GeneralSettings
 from rps_service.models import Event
 from rps_service.pipeline.distributor import Distributor
+from rps_service.pipeline.lease import Lease
 from rps_service.store.base import Leased
 
 
 class Journal:
-    """Counts lease rounds; has nothing more to lease."""
+    """Counts lease rounds; one server has work, but nothing more to lease."""
 
     def __init__(self) -> None:
         self.rounds = 0
 
-    async def lease_events(self, *args: Any) -> Leased:
+    async def pending_groups(self) -> list[tuple[str, int]]:
+        return [("snom", 1)]
+
+    async def lease_groups(self, *args: Any) -> Leased:
         self.rounds += 1
         return Leased([], [])
 
@@ -40,12 +45,13 @@ def event(event_id: int) -> Event:
 
 
 def full_distributor(journal: Journal) -> Distributor:
-    """One queue of two, full; its clock counts the loop's turns (one read per turn)."""
+    """Room for two events, both held; its clock counts the loop's turns (one read per
+    turn)."""
     settings = GeneralSettings.model_validate({"queuenum": 1, "queuecap": 2,
                                                "poll_interval": 0.5})
     distributor = Distributor(journal, settings, "me")  # type: ignore[arg-type]
-    distributor.queues[0].put_nowait(event(1))
-    distributor.queues[0].put_nowait(event(2))
+    for held in (event(1), event(2)):
+        distributor.leases[held.id] = Lease(held.id, time.monotonic() + 60, 6)
     distributor.clock = CountingClock(distributor.clock)
     return distributor
 
@@ -76,20 +82,19 @@ async def test_full_queues_and_a_retry_due_do_not_spin() -> None:
     distributor.stop()
     await task
     assert turns(distributor) < 10
-    assert journal.rounds == 0  # nothing can be leased while the queues are full
+    assert journal.rounds == 0  # nothing can be leased while memory is full
 
 
-async def test_intake_wakes_the_distributor_only_when_a_queue_has_room() -> None:
+async def test_intake_wakes_the_distributor_but_it_leases_only_with_room() -> None:
     journal = Journal()
     distributor = full_distributor(journal)
     task = asyncio.create_task(distributor.run())
     await asyncio.sleep(0.01)
-    before = turns(distributor)
-    distributor.wake()  # queues full: no turn
+    distributor.wake([("snom", 1)])  # memory full: no lease round
     await asyncio.sleep(0.01)
-    assert turns(distributor) == before
-    distributor.queues[0].get_nowait()  # a worker took one: now there is room
-    distributor.wake()
+    assert journal.rounds == 0
+    distributor.finished(event(1))  # an outcome written: now there is room
+    distributor.wake([("snom", 1)])
     await asyncio.sleep(0.01)
     assert journal.rounds == 1  # looked at the journal at once, not at the next poll
     distributor.stop()
