@@ -13,7 +13,9 @@ goes at its slot:
   event by at most one call per tenant with work;
 * a lane whose calls may hang (one under way and none ended yet, calls that take
   ``SLOW_CALL`` seconds or more, or one under way that long) never takes the last free
-  worker, which stays for the other lanes; a lane of quick calls may use every worker.
+  worker, which stays for the other lanes; a lane of quick calls may use every worker;
+* for a while after a throttling pause, a lane whose provider asks for it
+  (``gentle_after_throttle``) has one event under way at a time.
 """
 
 from __future__ import annotations
@@ -149,6 +151,8 @@ class LaneBoard:
                 continue
             if free <= 1 < self.workers and lane.slow(now):
                 continue  # the last worker stays free for the other lanes
+            if lane.gate is not None and lane.in_flight and lane.gate.one_at_a_time():
+                continue  # looked at again when its event ends
             if lane.gate is not None:
                 slot = lane.gate.next_slot() - LEAD
                 if slot > now:

@@ -20,7 +20,6 @@ never the password itself.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import html
@@ -56,7 +55,7 @@ OWNED = "device_had_existed"
 _CODE = re.compile(r"^\s*error\s*:\s*(?P<code>[A-Za-z0-9_]+)", re.I)
 #: Keys a listServers entry may name its parts by (its JSON shape is not public).
 _NAME_KEYS = ("cfgName", "name", "serverName", "groupName")
-#: After a throttling answer, the account's calls go one at a time for this long (seconds).
+#: After a throttling answer, the account's events go one at a time for this long (seconds).
 GENTLE_SECONDS = 60.0
 #: How long an interrupted registration may be resumed (seconds), and how many are kept.
 RESUME_WINDOW = 600.0
@@ -175,20 +174,19 @@ class FanvilProvider(XmlRpcProvider):
     access = AccessMode.URL_KEY
     can_list = True
     credentials_noun = "login"
+    # For a minute after FDPS throttles an account its events go one at a time: every
+    # worker resuming together when the pause ends would be throttled together again, and
+    # a registration is four calls, not one.
+    gentle_after_throttle = GENTLE_SECONDS
 
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
         # (account, MAC) → how far an interrupted registration got (see _recipe).
         self._progress: dict[tuple[str, str], Progress] = {}
-        # Account → when FDPS last throttled it, and the lock that then serialises its calls.
-        self._throttled_at: dict[str, float] = {}
-        self._one_at_a_time: dict[str, asyncio.Lock] = {}
 
     async def close(self) -> None:
         await super().close()
         self._progress.clear()
-        self._throttled_at.clear()
-        self._one_at_a_time.clear()
 
     async def device_url(self, server: int, url_key: str | None = None) -> str:
         """The base URL with the device's key as a path segment, then ``$mac.cfg``."""
@@ -284,30 +282,9 @@ class FanvilProvider(XmlRpcProvider):
     async def _call(self, account: Account, method: str, *params: Any, mac: str,
                     operation: str, tolerate: frozenset[str] = frozenset(),
                     secrets: tuple[str, ...] = ()) -> Answer:
-        """One call; a refusal in ``tolerate`` (by its error name) counts as done.
-
-        For a while after a throttling answer the account's calls go one at a time: every
-        worker resuming together when the pause ends would be throttled together again,
-        and a registration is four calls, not one.
-        """
-        if self.clock() - self._throttled_at.get(account.key, -GENTLE_SECONDS) \
-                >= GENTLE_SECONDS:
-            return await self._call_now(account, method, params, mac, operation, tolerate,
-                                        secrets)
-        async with self._one_at_a_time.setdefault(account.key, asyncio.Lock()):
-            return await self._call_now(account, method, params, mac, operation, tolerate,
-                                        secrets)
-
-    async def _call_now(self, account: Account, method: str, params: tuple[Any, ...],
-                        mac: str, operation: str, tolerate: frozenset[str],
-                        secrets: tuple[str, ...]) -> Answer:
-        try:
-            result = await self.rpc(account, method, *params, operation=operation, mac=mac,
-                                    secrets=(fdps_password(account.text("password")), *secrets))
-        except ProviderError as err:
-            if err.failure is Failure.THROTTLED and not err.deferred:
-                self._throttled_at[account.key] = self.clock()
-            raise
+        """One call; a refusal in ``tolerate`` (by its error name) counts as done."""
+        result = await self.rpc(account, method, *params, operation=operation, mac=mac,
+                                secrets=(fdps_password(account.text("password")), *secrets))
         if isinstance(result, RpcFault):
             raise ProviderError(f"FDPS answered {method} with {result}", Failure.PERMANENT)
         answer = self._answer(method, result)

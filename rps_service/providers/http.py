@@ -84,6 +84,7 @@ class VendorHttp:
         rate_limit: float,
         retry_cap: float,
         max_answer: int = 1_048_576,
+        gentle: float = 0.0,
         observe: RequestObserver | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -95,6 +96,7 @@ class VendorHttp:
         self.rate_limit = rate_limit
         self.retry_cap = retry_cap
         self.max_answer = max_answer  # bytes of a vendor's answer read at most
+        self.gentle = gentle  # seconds of one event at a time after a pause (AccountGate)
         self.observe = observe
         self._monotonic = monotonic
         self._sleep = sleep
@@ -105,6 +107,7 @@ class VendorHttp:
         gate = self._gates.get(account)
         if gate is None:
             gate = self._gates[account] = AccountGate(self.rate_limit, cap=self.retry_cap,
+                                                      gentle=self.gentle,
                                                       clock=self._monotonic)
         return gate
 

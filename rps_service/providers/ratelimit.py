@@ -30,11 +30,14 @@ CLAIM_TTL = 1.0
 class AccountGate:
     """The pacing and the throttle pause of one vendor account."""
 
-    def __init__(self, rate: float, *, cap: float,
+    def __init__(self, rate: float, *, cap: float, gentle: float = 0.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.cap = cap  # the longest pause (retry_cap)
         self.clock = clock
         self.paused_until = 0.0
+        #: Seconds after a pause during which the account's events go one at a time.
+        self.gentle = gentle
+        self.gentle_until = 0.0
         self.rate = rate
         self.interval = 1.0 / rate
         self._last: float | None = None  # the latest slot reserved
@@ -103,8 +106,16 @@ class AccountGate:
         self._throttles += 1
         seconds = min(max(retry_after, 0.0), self.cap)
         self.paused_until = max(self.paused_until, self.clock() + seconds)
+        if self.gentle:
+            self.gentle_until = max(self.gentle_until, self.paused_until + self.gentle)
         self._claims.clear()  # slots claimed before the pause are not to be used
         return seconds
+
+    def one_at_a_time(self) -> bool:
+        """Whether the account's events go one at a time now: for ``gentle`` seconds after
+        a pause, so that workers resuming together do not get the vendor to throttle them
+        together again (the scheduler starts its next event once the last one ended)."""
+        return self.clock() < self.gentle_until
 
     def succeeded(self) -> None:
         """A request went through: throttling no longer repeats."""

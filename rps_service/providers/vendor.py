@@ -100,6 +100,9 @@ class VendorProvider(abc.ABC):
     can_lookup: ClassVar[bool] = True
     #: Extra settings (docs/fleet.md) can be pushed with a registration (``Device.settings``).
     supports_settings: ClassVar[bool] = False
+    #: Seconds after a throttling pause during which the account's events go one at a time
+    #: (0: never); for a vendor that throttles again when every worker resumes at once.
+    gentle_after_throttle: ClassVar[float] = 0.0
 
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         self.settings = settings
@@ -109,7 +112,7 @@ class VendorProvider(abc.ABC):
             name=self.name, label=self.label, transport=context.transport,
             timeout=settings.timeout, rate_limit=settings.rate_limit,
             retry_cap=context.retry_cap, max_answer=settings.max_answer,
-            observe=context.observe,
+            gentle=self.gentle_after_throttle, observe=context.observe,
         )
         self._accounts: dict[int, tuple[Credentials, Account]] = {}
 

@@ -406,36 +406,18 @@ async def test_a_resume_is_forgotten_after_its_window(fake: FakeFdps) -> None:
     assert fake.methods() == REGISTER
 
 
-async def test_after_a_throttle_the_account_calls_one_at_a_time(fake: FakeFdps) -> None:
+async def test_after_a_throttle_the_account_goes_one_event_at_a_time(fake: FakeFdps) -> None:
+    # The scheduler reads it from the account's gate (tests/unit/test_lanes.py).
     now = [NOW]
-    in_flight, peak = 0, 0
-
-    async def slow(request: httpx.Request) -> httpx.Response:
-        nonlocal in_flight, peak
-        in_flight += 1
-        peak = max(peak, in_flight)
-        await asyncio.sleep(0.005)
-        in_flight -= 1
-        return fake(request)
-
-    provider = make_provider(fake, clock=lambda: now[0], handler=slow)
-
-    async def register_four(first: int) -> None:
-        await asyncio.gather(*(provider.register(Device(mac=f"0C383E0000{first + i:02X}",
-                                                        server=8, url=URL))
-                               for i in range(4)))
-
-    await register_four(0)
-    assert peak > 1  # unthrottled: the workers' calls run side by side
+    provider = make_provider(fake, clock=lambda: now[0])
+    account = await provider.account(8)
+    gate = provider.http.gate(account.key)
+    await provider.register(DEVICE)
+    assert not gate.one_at_a_time()
     fake.inject("redirect.deRegisterDevice", throttled)
     await failure(provider.register(DEVICE))
-    peak = 0
-    await register_four(4)
-    assert peak == 1
-    now[0] += 61  # a quiet minute later: side by side again
-    peak = 0
-    await register_four(8)
-    assert peak > 1
+    assert gate.one_at_a_time()
+    assert gate.gentle_until == gate.paused_until + 60
 
 
 # -- look-up, list, Test ------------------------------------------------------------------

@@ -157,3 +157,31 @@ def test_ended_calls_and_shutdown_take_back_what_waits() -> None:
     assert board.in_flight == 0 and board.waiting_in(("snom", 1)) == 1
     assert sorted(e.id for e in board.take_all()) == sorted(e.id for e in items[1:])
     assert board.waiting == 0 and board.waiting_in(("snom", 1)) == 0
+
+
+def test_a_gentle_account_has_one_event_under_way_for_a_while_after_a_pause() -> None:
+    clock = Clock()
+    board = LaneBoard(workers=4, clock=clock)
+    gentle = AccountGate(100, cap=300, gentle=60, clock=clock)
+    events = [event("fanvil") for _ in range(6)]
+    for item in events:
+        board.add(lane("fanvil", gentle, "fanvil"), item)
+    first, _ = board.pick(4)
+    clock.now += 0.02
+    second, _ = board.pick(3)
+    assert (first, second) == (events[0], events[1])  # unthrottled: side by side
+    gentle.pause(1.0)
+    board.ended(first)
+    board.ended(second)
+    clock.now += 1.0
+    third, _ = board.pick(4)
+    clock.now += 0.02
+    assert third is events[2] and board.pick(3) == (None, None)  # one at a time
+    board.ended(third)
+    clock.now += 0.02
+    assert board.pick(4)[0] is events[3]
+    clock.now += 60  # a quiet minute later: side by side again
+    board.ended(events[3])
+    assert board.pick(4)[0] is events[4]
+    clock.now += 0.02
+    assert board.pick(3)[0] is events[5]
