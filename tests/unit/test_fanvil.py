@@ -8,7 +8,6 @@ passing here means FDPS's rules were met, not merely that some call was made.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import xmlrpc.client
 from collections.abc import Callable
