@@ -85,6 +85,21 @@ async def delete_old_timeline(store: Store, days: int, now: datetime) -> int:
     return total
 
 
+async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until each has ended.
+
+    A cancellation can be lost on Python 3.11: ``asyncio.wait_for`` (which the MySQL driver
+    uses to connect) returns its result when the inner call finishes as the cancel comes,
+    and the task goes on (to a sleep of an hour, for the retention task). So a task still
+    running a second after its cancel is cancelled again.
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+
+
 class StartError(Exception):
     """The daemon cannot start; the message names the setting behind it, e.g.
     ``[general] port 15777: address already in use``."""
@@ -336,9 +351,7 @@ class Service:
         log.info("Stopping", component="MAIN", timeout=f"{general.drain_timeout:g}s")
         if self.monitor is not None:
             self.monitor.stopping()
-        for task in self.ops_tasks:
-            task.cancel()
-        await asyncio.gather(*self.ops_tasks, return_exceptions=True)
+        await cancel_all(self.ops_tasks)
         self.distributor.stop()
         for worker in self.workers:
             worker.stopping = True
@@ -354,9 +367,7 @@ class Service:
         if busy:
             await asyncio.wait(busy, timeout=general.drain_timeout)
         unfinished = [w.current.id for w in self.workers if w.current]
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await cancel_all(self.tasks)
         # Outcomes already reached are still being written: let them land.
         writes = [w.writing for w in self.workers if w.writing is not None]
         if writes:
