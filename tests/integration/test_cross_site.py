@@ -214,11 +214,11 @@ async def test_health_without_the_token_says_only_ok(start: Start) -> None:
     assert r.status_code == 200 and r.json() == {"status": "ok"}
     r = await api.client.get("/health")
     assert r.status_code == 200
-    assert set(r.json()) == {"status", "database", "backlog", "queues"}
+    assert set(r.json()) == {"status", "database", "backlog", "queues", "lanes"}
     # Without a token configured (loopback only), the full answer, as before.
     open_api = await start()
     async with httpx.AsyncClient(base_url=f"http://{open_api.service.address}") as bare:
-        assert set((await bare.get("/health")).json()) == {"status", "database", "backlog",
+        assert set((await bare.get("/health")).json()) == {"status", "database", "backlog", "lanes",
                                                            "queues"}
 
 
