@@ -49,6 +49,7 @@ from rps_service.models import Device
 from rps_service.providers.registry import PROVIDERS
 from rps_service.store import Store, StoreUnavailable
 from rps_service.ztp.auth import (
+    REPLAYED,
     WRONG_CREDENTIALS,
     Authenticator,
     AuthResult,
@@ -63,6 +64,7 @@ from rps_service.ztp.connections import (
     raise_file_limit,
 )
 from rps_service.ztp.family import PhoneFamily, mac_in
+from rps_service.ztp.nonces import SharedNonces
 from rps_service.ztp.registry import FAMILIES
 from rps_service.ztp.throttle import FailureThrottle
 from rps_service.ztp.useragent import parse_user_agent
@@ -193,6 +195,7 @@ class ZtpListener:
         self.store = store
         self.clock = clock
         self.nonces = NonceBook(settings.nonce_lifetime)
+        self.shared_nonces = SharedNonces(store, self.nonces)
         self.auth = Authenticator(self.nonces)
         self.throttle = FailureThrottle(settings.fail_limit, settings.fail_limit_per_ip)
         self.guard = ConnectionGuard(Limits(settings.header_timeout, settings.max_connections,
@@ -210,6 +213,7 @@ class ZtpListener:
     async def start(self) -> str:
         """Bind ``listen:port``; the address it listens on."""
         raise_file_limit(self.settings.max_connections)
+        await self.shared_nonces.refresh(self.clock())  # the first challenge signs with it
         runner = web.AppRunner(self.create_app(), access_log=None, handle_signals=False,
                                shutdown_timeout=_SHUTDOWN_TIMEOUT,
                                keepalive_timeout=self.idle_timeout,
@@ -279,8 +283,11 @@ class ZtpListener:
             device = await self._login_device(mac, offered)
         else:
             device = await self._device_of_login(offered)
+        await self.shared_nonces.refresh(now)
         result = self.auth.verify(header, request.method, request.raw_path, _secret(device),
                                   now)
+        if result.nonce and not await self.shared_nonces.use(result.nonce, result.count):
+            result = AuthResult(False, REPLAYED)  # used at another instance
         if not result.ok or device is None:
             return self._refuse(request, ip, mac, device, result, now)
         return await self._serve(request, ip, device, name)

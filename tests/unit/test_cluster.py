@@ -1,0 +1,67 @@
+"""Shares of an account's rate across instances, and a gate's share and shared pauses."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rps_service.pipeline.cluster import split
+from rps_service.providers.ratelimit import AccountGate
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@given(st.sampled_from([0.5, 1, 2, 2.5, 3, 5, 10, 17.25, 100]), st.integers(1, 7))
+def test_shares_add_up_to_the_rate_and_are_whole_but_one(rate: float, count: int) -> None:
+    shares = [split(rate, count, rank) for rank in range(count)]
+    assert math.isclose(sum(shares), rate)
+    assert all(s == int(s) for s in shares[1:])  # only the oldest gets a fraction
+    assert max(shares[1:], default=0) <= shares[0]
+
+
+def test_shares_examples() -> None:
+    assert [split(10, 3, r) for r in range(3)] == [4, 3, 3]
+    assert [split(5, 3, r) for r in range(3)] == [2, 2, 1]
+    assert [split(2, 3, r) for r in range(3)] == [1, 1, 0]
+    assert [split(0.5, 2, r) for r in range(2)] == [0.5, 0]
+
+
+def test_a_gate_without_a_share_has_no_slot() -> None:
+    clock = Clock()
+    gate = AccountGate(10, cap=60, clock=clock)
+    gate.set_rate(0)
+    assert gate.next_slot() == math.inf and gate.held(clock.now)
+    gate.set_rate(2, until=clock.now + 1)
+    assert gate.reserve() == clock.now and gate.reserve() == clock.now
+    assert gate.next_slot() == clock.now + 1  # two per second now
+    clock.now += 1.5  # the share lapsed with its heartbeat
+    assert gate.next_slot() == math.inf and gate.held(clock.now)
+
+
+def test_a_smaller_share_keeps_only_the_newest_sends() -> None:
+    clock = Clock()
+    gate = AccountGate(5, cap=60, clock=clock)
+    for _ in range(5):
+        gate.reserve()
+        clock.now += 0.1
+    gate.set_rate(2)
+    assert math.isclose(gate.next_slot(), 101.3)  # the window starts at the 2nd newest send
+
+
+def test_a_pause_from_elsewhere_holds_and_one_taken_here_is_told() -> None:
+    clock = Clock()
+    gate = AccountGate(5, cap=60, clock=clock)
+    told: list[float] = []
+    gate.on_pause = told.append
+    gate.hold(clock.now + 3)
+    assert gate.next_slot() == clock.now + 3 and told == []
+    gate.pause(7)
+    assert told == [7] and gate.paused_until == clock.now + 7
