@@ -1,16 +1,16 @@
 """Instances on one MySQL/MariaDB database share each vendor account's rate and pauses.
 
 Each instance heartbeats a claim on the accounts it has work for (``rps_rate_claims``) every
-``lease_timeout / 5`` seconds; the claim lives ``2·beat + margin`` seconds by the database's
-clock. From the live claims of an account, each instance computes its own share of the
-account's ``rate_limit`` (whole requests per second, the remainder and any fraction to the
-oldest claim, so the shares never add up to more than the rate) and sets it on the account's
-:class:`~rps_service.providers.ratelimit.AccountGate`, valid for ``2·beat`` seconds by this
-host's monotonic clock: an instance that stops heartbeating (killed, frozen, cut off from the
-database) stops sending before its claim expires for the others, and they take its share at
-their next heartbeat. A newcomer sends only once every other instance has had time to see
-its claim (``settle``), unless it holds the oldest claim. The database is read once per
-heartbeat, never per vendor call.
+``beat`` seconds (``lease_timeout / 5``, less for a short ``lease_timeout``); the claim lives
+``2·beat + 1`` seconds by the database's clock. From the live claims of an account, each
+instance computes its own share of the account's ``rate_limit`` (whole requests per second,
+the remainder and any fraction to the oldest claim, so the shares never add up to more than
+the rate) and sets it on the account's :class:`~rps_service.providers.ratelimit.AccountGate`,
+valid for ``2·beat`` seconds by this host's monotonic clock: an instance that stops
+heartbeating (killed, frozen, cut off from the database) stops sending a second before its
+claim expires for the others, and they take its share at their next heartbeat. A newcomer
+sends only once every other instance has had time to see its claim (``settle``), unless it
+holds the oldest claim. The database is read once per heartbeat, never per vendor call.
 
 A throttling pause is written at once to ``rps_account_pauses`` and every instance reads
 all pauses in one query every ``poll`` (at most 0.5 s). See docs/instances.md.
@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import functools
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,10 +34,18 @@ from rps_service.store.cluster import Claim, Claims
 
 log = get_logger()
 
-#: An account is claimed while this instance made (or deferred) a call on it this recently.
-HOLD_FOR = 10.0
-#: Statements per heartbeat (upsert, two deletes, the read), for the query count.
-BEAT_STATEMENTS = 4
+#: An account is claimed while this instance made (or deferred) a call on it this recently
+#: (seconds, plus two intervals of the account's rate).
+HOLD_FOR = 3.0
+#: Statements per heartbeat (the claims' upsert and the read), for the query count.
+BEAT_STATEMENTS = 2
+#: Each instance paces its share this much slower: a call delayed by up to 50 ms on its way
+#: never lets the calls of several instances bunch above ``rate_limit + 1`` at the receiver.
+JITTER_MARGIN = 0.05
+#: Heartbeats between two deletions of long-gone claims and pauses.
+FORGET_EVERY = 100
+#: Failed heartbeats in a row before one is logged (a deadlock is tried again at once).
+FAILURES_LOGGED = 3
 
 
 def split(rate: float, count: int, rank: int) -> float:
@@ -72,9 +81,12 @@ class Cluster:
         self.store = store
         self.owner = owner
         self.clock = clock
-        self.beat_every = lease_timeout / 5
+        # Survivors take over within 3 beats and a second: within lease_timeout.
+        self.beat_every = max(min(lease_timeout / 5, (lease_timeout - 1.0) / 4), 0.1)
         self.valid_for = 2 * self.beat_every  # a share holds this long after its beat began
-        self.ttl = self.valid_for + min(1.0, self.beat_every)  # a claim, by the database
+        # A claim outlives its share by a second, the window a receiver counts calls in: the
+        # others take a share over only once its last calls are a second old.
+        self.ttl = self.valid_for + 1.0
         # A newcomer waits until every other share in force was computed knowing its claim,
         # and one second more: a receiver counts calls per second.
         self.settle = self.valid_for + 1.0
@@ -103,14 +115,23 @@ class Cluster:
     # -- the heartbeat -------------------------------------------------------------------
 
     async def run_heartbeat(self) -> None:
-        """Beat every ``beat_every`` seconds, and at once when a new account needs a share."""
+        """Beat every ``beat_every`` seconds, and at once when a new account needs a share;
+        a beat that failed (a deadlock, an outage) is tried again within 0.2 s."""
+        failures, beats = 0, 0
         while True:
             self._wake.clear()
             try:
                 await self.beat()
+                failures, beats = 0, beats + 1
+                if beats % FORGET_EVERY == 0:
+                    await self.store.forget_rate_claims()
+                    await self.store.forget_pauses()
             except StoreUnavailable as exc:
-                # The shares lapse on their own (valid_for): nothing is sent meanwhile.
-                log.error("Heartbeat failed", component="CLUSTER", err=str(exc))
+                failures += 1
+                if failures == FAILURES_LOGGED:  # shares lapse on their own (valid_for)
+                    log.error("Heartbeat failed", component="CLUSTER", err=str(exc))
+                await asyncio.sleep(random.uniform(0.02, 0.2))
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.beat_every)
 
@@ -118,8 +139,9 @@ class Cluster:
         """Claim the busy accounts, read every live claim on them, set each gate's share."""
         started = self.clock()
         busy = {t.account_id: t for t in self._tracked.values()
-                if started - t.used < HOLD_FOR}
-        claims = await self.store.beat_rate_claims(self.owner, sorted(busy), self.ttl)
+                if started - t.used < HOLD_FOR + 2 / t.rate}
+        dropped = sorted({t.account_id for t in self._tracked.values() if t.claimed} - set(busy))
+        claims = await self.store.beat_rate_claims(self.owner, sorted(busy), self.ttl, dropped)
         self.queries += BEAT_STATEMENTS
         holders: dict[str, list[Claim]] = {}
         for claim in claims.claims:
@@ -130,7 +152,7 @@ class Cluster:
                 tracked.gate.set_rate(0)
                 continue
             share = self._share(tracked, holders.get(tracked.account_id, []), claims)
-            tracked.gate.set_rate(share, started + self.valid_for)
+            tracked.gate.set_rate(share / (1 + JITTER_MARGIN), started + self.valid_for)
             tracked.claimed = True
             tracked.ready.set()
             if share != tracked.share:
@@ -175,7 +197,11 @@ class Cluster:
         """One round: write the pauses taken here since the last, read all in one query."""
         written, self._paused = self._paused, {}
         for account_id, seconds in written.items():
-            await self.store.share_pause(account_id, seconds)
+            try:
+                await self.store.share_pause(account_id, seconds)
+            except StoreUnavailable:
+                self._pause_seen(account_id, seconds)  # written at the next round
+                raise
             self.queries += 1
         started = self.clock()
         paused = dict(await self.store.account_pauses())

@@ -60,17 +60,21 @@ class ClusterQueries(SealingQueries):
         holds a digest of the account's secrets), the same on every instance."""
         return (self.lookup("rate-account", key) or "")[:32] or _plain_digest(key)
 
-    async def beat_rate_claims(self, owner: str, accounts: Sequence[str],
-                               ttl: float) -> Claims:
+    async def beat_rate_claims(self, owner: str, accounts: Sequence[str], ttl: float,
+                               dropped: Sequence[str] = ()) -> Claims:
         """Claim ``accounts`` for ``ttl`` seconds more (a claim that had expired starts
-        anew), drop this instance's other claims, and read every live claim on them."""
+        anew), give up the ``dropped`` ones, and read every live claim on ``accounts``.
+
+        Each statement is a transaction of its own, touching only this instance's rows by
+        primary key: heartbeats of several instances never wait for one another.
+        """
         now, later = self.now_sql, self.later_sql
-        async with self._tx() as tx:
-            if accounts:
-                rows = ", ".join([f"(?, ?, {now}, {later})"] * len(accounts))
-                params: list[Any] = []
-                for account in accounts:
-                    params += [owner, account, self._later(ttl)]
+        if accounts:
+            rows = ", ".join([f"(?, ?, {now}, {later})"] * len(accounts))
+            params: list[Any] = []
+            for account in accounts:
+                params += [owner, account, self._later(ttl)]
+            async with self._tx() as tx:
                 # ``since`` first: MySQL evaluates the assignments in order.
                 await tx.execute(
                     f"INSERT INTO rps_rate_claims (owner, account, since, expires_at)"
@@ -78,23 +82,33 @@ class ClusterQueries(SealingQueries):
                     f" since = CASE WHEN rps_rate_claims.expires_at < {now} THEN {now}"
                     f" ELSE rps_rate_claims.since END,"
                     f" expires_at = {self._new('expires_at')}", params)
-            keep = f" AND account NOT IN ({placeholders(len(accounts))})" if accounts else ""
-            await tx.execute(f"DELETE FROM rps_rate_claims WHERE owner = ?{keep}",
-                             [owner, *accounts])
-            await tx.execute(f"DELETE FROM rps_rate_claims WHERE expires_at < {later}",
-                             [self._later(-FORGET_AFTER)])
+        if dropped:
+            async with self._tx() as tx:
+                await tx.execute(
+                    "DELETE FROM rps_rate_claims WHERE owner = ?"
+                    f" AND account IN ({placeholders(len(dropped))})", [owner, *dropped])
+        async with self._tx() as tx:
             found = await tx.fetchall(
                 f"SELECT account, owner, since, {now} FROM rps_rate_claims"
-                f" WHERE expires_at > {now} AND account IN ({placeholders(len(accounts))})"
+                f" WHERE account IN ({placeholders(len(accounts))}) AND expires_at > {now}"
                 " ORDER BY account, since, owner", list(accounts)) if accounts else []
             clock = [found[0][3]] if found else await tx.fetchone(f"SELECT {now}") or [None]
         return Claims(self._time(clock[0]), [
             Claim(str(a), str(o), self._time(s)) for a, o, s, _ in found])
 
-    async def drop_rate_claims(self, owner: str) -> None:
-        """A stopping instance gives its share back at once."""
+    async def forget_rate_claims(self) -> int:
+        """Delete the claims of instances gone long ago."""
         async with self._tx() as tx:
-            await tx.execute("DELETE FROM rps_rate_claims WHERE owner = ?", [owner])
+            return await tx.execute(
+                f"DELETE FROM rps_rate_claims WHERE expires_at < {self.later_sql}",
+                [self._later(-FORGET_AFTER)])
+
+    async def drop_rate_claims(self, owner: str, after: float = 1.0) -> None:
+        """A stopping instance gives its shares back ``after`` seconds from now (when its
+        last calls are that old: a receiver counts calls per second)."""
+        async with self._tx() as tx:
+            await tx.execute(f"UPDATE rps_rate_claims SET expires_at = {self.later_sql}"
+                             " WHERE owner = ?", [self._later(after), owner])
 
     async def share_pause(self, account: str, seconds: float) -> None:
         """Pause ``account`` on every instance for ``seconds`` (a longer pause stays)."""

@@ -18,7 +18,8 @@ async def test_claims_are_shared_and_ordered_by_age(store: Store) -> None:
     again = await store.beat_rate_claims("a", ["acct1"], 5.0)  # acct2 no longer busy
     assert [(c.account, c.owner) for c in again.claims] == [("acct1", "a"), ("acct1", "b")]
     assert again.claims[0].since == first.claims[0].since  # a live claim keeps its age
-    await store.drop_rate_claims("a")
+    await store.drop_rate_claims("a", after=0.1)
+    await asyncio.sleep(0.2)
     left = await store.beat_rate_claims("b", ["acct1", "acct2"], 5.0)
     assert [(c.account, c.owner) for c in left.claims] == [("acct1", "b"), ("acct2", "b")]
 

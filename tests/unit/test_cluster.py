@@ -39,21 +39,22 @@ def test_a_gate_without_a_share_has_no_slot() -> None:
     gate = AccountGate(10, cap=60, clock=clock)
     gate.set_rate(0)
     assert gate.next_slot() == math.inf and gate.held(clock.now)
-    gate.set_rate(2, until=clock.now + 1)
-    assert gate.reserve() == clock.now and gate.reserve() == clock.now
-    assert gate.next_slot() == clock.now + 1  # two per second now
+    gate.set_rate(2, until=clock.now + 1.2)
+    assert not gate.held(clock.now)
+    # A share is paced evenly: one request every half second.
+    assert [gate.reserve() for _ in range(3)] == [100.0, 100.5, 101.0]
     clock.now += 1.5  # the share lapsed with its heartbeat
     assert gate.next_slot() == math.inf and gate.held(clock.now)
 
 
-def test_a_smaller_share_keeps_only_the_newest_sends() -> None:
+def test_a_new_share_counts_from_the_last_send() -> None:
     clock = Clock()
     gate = AccountGate(5, cap=60, clock=clock)
     for _ in range(5):
         gate.reserve()
         clock.now += 0.1
     gate.set_rate(2)
-    assert math.isclose(gate.next_slot(), 101.3)  # the window starts at the 2nd newest send
+    assert math.isclose(gate.next_slot(), 100.4 + 0.5)
 
 
 def test_a_pause_from_elsewhere_holds_and_one_taken_here_is_told() -> None:
