@@ -9,7 +9,7 @@ when Prometheus scrapes, so they cannot drift.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from aiohttp import web
@@ -51,6 +51,8 @@ class _PipelineCollector(Collector):
         self.distributor = distributor
         self.backlog: dict[str, int] = {}
         self.database_up = 0
+        #: Statements spent sharing rates and pauses with other instances (MySQL only).
+        self.cluster_queries: Callable[[], int] | None = None
 
     def collect(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily("rps_queue_depth", "Events waiting in each in-memory queue.",
@@ -70,6 +72,10 @@ class _PipelineCollector(Collector):
             "rps_lease_recoveries", "Events taken again after their lease expired.",
             value=self.distributor.lease_recoveries,
         )
+        if self.cluster_queries is not None:
+            yield CounterMetricFamily(
+                "rps_cluster_queries", "Database statements spent sharing vendor accounts'"
+                " rates and pauses with the other instances.", value=self.cluster_queries())
 
 
 class Metrics:
@@ -105,6 +111,10 @@ class Metrics:
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
+
+    def count_cluster_queries(self, read: Callable[[], int]) -> None:
+        """Export ``rps_cluster_queries_total``, read from ``read`` at each scrape."""
+        self._pipeline.cluster_queries = read
 
     # -- hooks ---------------------------------------------------------------------------
 

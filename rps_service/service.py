@@ -208,7 +208,9 @@ class Service:
         are shared through the database (SQLite is one instance: its gates stand alone)."""
         if self.settings.general.database.scheme != "mysql":
             return
-        self.cluster = Cluster(self.store, self.owner, self.settings.general.lease_timeout)
+        self.cluster = cluster = Cluster(self.store, self.owner,
+                                         self.settings.general.lease_timeout)
+        self.metrics.count_cluster_queries(lambda: cluster.queries)
         for provider in self.providers.values():
             http = getattr(provider, "http", None)
             if isinstance(http, VendorHttp):
