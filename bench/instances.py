@@ -9,8 +9,8 @@ distinct MACs round-robin to the daemons and waits until all are finished.
   the ratio column compares it with one instance's figure from the same run.
 * database statements per vendor call spent on the shared rate and pauses = the sum of the
   daemons' ``rps_cluster_queries_total`` (heartbeats, pause writes and polls) / the
-  sandbox's request total. It is time-driven (a heartbeat every ``lease_timeout / 5`` s, a
-  pause poll every 0.5 s per instance), not per call, so it falls as the call rate rises.
+  sandbox's request total. It is time-driven (a heartbeat every second, a pause poll every
+  0.5 s per instance), not per call, so it falls as the call rate rises.
 * the same per vendor call with ``rate_limit`` binding (20/s for the account): the rate
   shared by the instances, as at a vendor that throttles.
 

@@ -1,7 +1,7 @@
 """Instances on one MySQL/MariaDB database share each vendor account's rate and pauses.
 
 Each instance heartbeats a claim on the accounts it has work for (``rps_rate_claims``) every
-``beat`` seconds (``lease_timeout / 5``, less for a short ``lease_timeout``); the claim lives
+``beat`` seconds (1 s, less for a ``lease_timeout`` under 5 s); the claim lives
 ``2·beat + 1`` seconds by the database's clock. From the live claims of an account, each
 instance computes its own share of the account's ``rate_limit`` (whole requests per second,
 the remainder and any fraction to the oldest claim, so the shares never add up to more than
@@ -39,8 +39,9 @@ log = get_logger()
 HOLD_FOR = 3.0
 #: Statements per heartbeat (the claims' upsert and the read), for the query count.
 BEAT_STATEMENTS = 2
-#: Each instance paces its share this much slower: a call delayed by up to 50 ms on its way
-#: never lets the calls of several instances bunch above ``rate_limit + 1`` at the receiver.
+#: Beside others, an instance counts its share over a window this much longer than a second:
+#: a call delayed by up to 50 ms on its way never lets the calls of several instances bunch
+#: above ``rate_limit + 1`` at the receiver.
 JITTER_MARGIN = 0.05
 #: Heartbeats between two deletions of long-gone claims and pauses.
 FORGET_EVERY = 100
@@ -81,8 +82,10 @@ class Cluster:
         self.store = store
         self.owner = owner
         self.clock = clock
-        # Survivors take over within 3 beats and a second: within lease_timeout.
-        self.beat_every = max(min(lease_timeout / 5, (lease_timeout - 1.0) / 4), 0.1)
+        # Survivors take over within 3 beats and a second: within lease_timeout. At most a
+        # second apart: a newcomer waits 2 beats and a second for its share, and two
+        # statements a second per instance cost the database nothing.
+        self.beat_every = min(max((lease_timeout - 1.0) / 4, 0.1), 1.0)
         self.valid_for = 2 * self.beat_every  # a share holds this long after its beat began
         # A claim outlives its share by a second, the window a receiver counts calls in: the
         # others take a share over only once its last calls are a second old.
@@ -151,14 +154,18 @@ class Cluster:
                 tracked.claimed = False
                 tracked.gate.set_rate(0)
                 continue
-            share = self._share(tracked, holders.get(tracked.account_id, []), claims)
-            tracked.gate.set_rate(share / (1 + JITTER_MARGIN), started + self.valid_for)
+            found = holders.get(tracked.account_id, [])
+            share = self._share(tracked, found, claims)
+            until = started + self.valid_for
+            # Alone on the account: paced as a single instance is.
+            margin = JITTER_MARGIN if len(found) > 1 else 0.0
+            tracked.gate.set_rate(share, until, margin=margin)
             tracked.claimed = True
             tracked.ready.set()
             if share != tracked.share:
                 log.info("Rate share", component="CLUSTER", account=tracked.account_id[:12],
                          share=f"{share:g}", rate_limit=f"{tracked.rate:g}",
-                         instances=len(holders.get(tracked.account_id, [])))
+                         instances=len(found))
                 tracked.share = share
 
     def _share(self, tracked: Tracked, holders: list[Claim], claims: Claims) -> float:

@@ -40,6 +40,8 @@ log = get_logger()
 
 #: Seconds an event waits when this instance has no share of its account's rate.
 NO_SHARE_RETRY = 1.0
+#: How often a call outside the pipeline looks again for a share.
+NO_SHARE_POLL = 0.25
 
 #: The metrics label of a request an auth step adds (e.g. ``token``): set it in the
 #: request's extensions under this key; otherwise the call's operation is used.
@@ -148,9 +150,15 @@ class VendorHttp:
         gate = self.gate(account)
         if self.shares is not None:
             await self.shares.ready(account, gate, self.rate_limit)
+        give_up = self._monotonic() + self.timeout
         while True:
             now = self._monotonic()
             when = gate.next_slot()
+            if math.isinf(when) and lease is None and now < give_up:
+                # A call outside the pipeline (the Test button, a job's lookup) has no event
+                # to give back: it waits for a share, up to the provider's timeout.
+                await self._sleep(NO_SHARE_POLL)
+                continue
             if math.isinf(when) or (lease is not None and when - now > lease.remaining()):
                 raise self._deferred(gate, when - now)
             when = gate.reserve()

@@ -38,19 +38,17 @@ class AccountGate:
         self._throttles = 0  # throttling answers in a row
         #: Told of each pause this gate takes (its length in seconds): the cluster shares it.
         self.on_pause: Callable[[float], None] | None = None
-        self.rate, self.rate_until = rate, math.inf
-        self.capacity = max(1, math.floor(rate))
-        self.window = self.capacity / rate if rate < 1 else 1.0
+        self.set_rate(rate)
 
-    def set_rate(self, rate: float, until: float = math.inf) -> None:
-        """Send at ``rate`` per second from now on, evenly (one request every ``1/rate``
-        seconds), until ``until`` (this clock); a rate of 0, or a time past ``until``, sends
-        nothing. A share of a rate shared by instances: each paces evenly, so the calls of
-        all of them never bunch at the receiver."""
+    def set_rate(self, rate: float, until: float = math.inf, *, margin: float = 0.0) -> None:
+        """Send at ``rate`` per second from now on (at most ``floor(rate)`` in any window of
+        ``1 + margin`` seconds), until ``until`` (this clock); a rate of 0, or a time past
+        ``until``, sends nothing. A lower rate counts the sends already made: the window
+        never holds more than the new rate allows."""
         self.rate = rate
         self.rate_until = until
-        self.capacity = 1 if rate > 0 else 0
-        self.window = 1 / rate if rate > 0 else 1.0
+        self.capacity = max(1, math.floor(rate)) if rate > 0 else 0
+        self.window = (self.capacity / rate if 0 < rate < 1 else 1.0) * (1 + margin)
         if self.capacity:
             del self._sent[:-self.capacity]
 

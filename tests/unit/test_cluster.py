@@ -39,22 +39,22 @@ def test_a_gate_without_a_share_has_no_slot() -> None:
     gate = AccountGate(10, cap=60, clock=clock)
     gate.set_rate(0)
     assert gate.next_slot() == math.inf and gate.held(clock.now)
-    gate.set_rate(2, until=clock.now + 1.2)
+    gate.set_rate(2, until=clock.now + 1.2, margin=0.05)
     assert not gate.held(clock.now)
-    # A share is paced evenly: one request every half second.
-    assert [gate.reserve() for _ in range(3)] == [100.0, 100.5, 101.0]
+    # Two requests in any 1.05 s.
+    assert [gate.reserve() for _ in range(3)] == [100.0, 100.0, 101.05]
     clock.now += 1.5  # the share lapsed with its heartbeat
     assert gate.next_slot() == math.inf and gate.held(clock.now)
 
 
-def test_a_new_share_counts_from_the_last_send() -> None:
+def test_a_smaller_share_counts_the_sends_already_made() -> None:
     clock = Clock()
     gate = AccountGate(5, cap=60, clock=clock)
     for _ in range(5):
         gate.reserve()
         clock.now += 0.1
     gate.set_rate(2)
-    assert math.isclose(gate.next_slot(), 100.4 + 0.5)
+    assert math.isclose(gate.next_slot(), 100.3 + 1.0)  # the 2nd newest send's second
 
 
 def test_a_pause_from_elsewhere_holds_and_one_taken_here_is_told() -> None:
