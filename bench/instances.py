@@ -2,8 +2,10 @@
 
 One sandbox (its own process) answers every ``/api/v1/`` request after 50 ms; one, two and
 three daemons (``queuenum = 8`` each) share a fresh database and the sandbox's one SRAPS
-account. Each run warms the provider caches, resets the sandbox's counters, posts adds of
-distinct MACs round-robin to the daemons and waits until all are finished.
+account. Each run warms every daemon (its provider caches, and its claim on the account's
+rate, which a newcomer waits two heartbeats and a second to use), resets the sandbox's
+counters, posts adds of distinct MACs round-robin to the daemons and waits until all are
+finished.
 
 * registrations/s with N instances = done / (last outcome - first accept), from the journal;
   the ratio column compares it with one instance's figure from the same run.
@@ -48,6 +50,7 @@ LATENCY_MS = 50.0
 QUEUENUM = 8
 WARM_UP = 8
 BOUND_RATE = 20  # rate_limit of the rate-bound run
+BATCH = 10  # events per POST, round-robin over the daemons
 _QUERIES = re.compile(r"^rps_cluster_queries_total ([0-9.e+]+)$", re.MULTILINE)
 
 
@@ -68,8 +71,9 @@ async def run(opts: Options) -> list[Row]:
             ]
         rate, per_call = await _scale(opts, 3, rate_limit=BOUND_RATE)
         rows += [
+            # A warm registration is one call (the PUT): the ideal is rate_limit.
             Row(BENCH, kind, f"registrations/s, 3 instances, rate_limit {BOUND_RATE}/s", rate,
-                "reg/s", BOUND_RATE / 2, rate / (BOUND_RATE / 2)),
+                "reg/s", BOUND_RATE, rate / BOUND_RATE),
             Row(BENCH, kind, f"shared-rate statements per vendor call, rate_limit "
                 f"{BOUND_RATE}/s", per_call, "stmt/call"),
         ]
@@ -104,15 +108,19 @@ async def _scale(opts: Options, count: int, rate_limit: float) -> tuple[float, f
 async def _measure(opts: Options, session: aiohttp.ClientSession, db: Database,
                    sandbox: Sandbox, daemons: list[Daemon], events: int, label: str,
                    folder: Path) -> tuple[float, float]:
-    warm = await post_events(session, daemons[0].url,
-                             [add_event(mac(0xFFFE, i)) for i in range(WARM_UP)])
-    await wait_until(lambda: _finished(db, 0) >= WARM_UP, 60, what="warm-up")
+    # Every instance warms its caches and claims the account (a newcomer's claim waits two
+    # heartbeats and a second before it sends): the figure is the steady state.
+    warm = [0]
+    for n, daemon in enumerate(daemons):
+        warm += await post_events(session, daemon.url, [
+            add_event(mac(0xFFF0 + n, i)) for i in range(WARM_UP)])
+    await wait_until(lambda: _finished(db, 0) >= WARM_UP * len(daemons), 60, what="warm-up")
     await sandbox.reset_counts(session)
     before = [await _queries(session, d) for d in daemons]
     began = time.monotonic()
-    for start in range(0, events, 50):
-        batch = [add_event(mac(0xC000, i)) for i in range(start, min(start + 50, events))]
-        await post_events(session, daemons[(start // 50) % len(daemons)].url, batch)
+    for start in range(0, events, BATCH):
+        batch = [add_event(mac(0xC000, i)) for i in range(start, min(start + BATCH, events))]
+        await post_events(session, daemons[(start // BATCH) % len(daemons)].url, batch)
     await wait_until(lambda: _finished(db, max(warm)) >= events, within=events + 60,
                      what=f"{events} events finished")
     spent = sum([await _queries(session, d) for d in daemons]) - sum(before)
