@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from rps_service.pipeline.cluster import split
 from rps_service.providers.ratelimit import AccountGate
+from rps_service.ztp.auth import NonceBook
 
 
 class Clock:
@@ -66,3 +67,16 @@ def test_a_pause_from_elsewhere_holds_and_one_taken_here_is_told() -> None:
     assert gate.next_slot() == clock.now + 3 and told == []
     gate.pause(7)
     assert told == [7] and gate.paused_until == clock.now + 7
+
+
+def test_nonces_of_every_accepted_key_verify_and_only_those() -> None:
+    old, new, foreign = b"o" * 32, b"n" * 32, b"f" * 32
+    book = NonceBook(300, key=old)
+    issued = book.issue(1000.0)
+    book.use_keys(new, [old, new])  # rotated: the previous key still verifies
+    assert book.status(issued, 1001.0) == "fresh"
+    assert book.status(book.issue(1001.0), 1002.0) == "fresh"
+    other = NonceBook(300, key=foreign)
+    assert book.status(other.issue(1000.0), 1001.0) == "invalid"
+    book.use_keys(new, [new])  # the old key gone: its nonces are no longer ours
+    assert book.status(issued, 1001.0) == "invalid"
