@@ -37,11 +37,9 @@ log = get_logger()
 #: An account is claimed while this instance made (or deferred) a call on it this recently
 #: (seconds, plus two intervals of the account's rate).
 HOLD_FOR = 3.0
-#: Statements per heartbeat (the claims' upsert and the read), for the query count.
-BEAT_STATEMENTS = 2
-#: Beside others, an instance counts its share over a window this much longer than a second:
-#: a call delayed by up to 50 ms on its way never lets the calls of several instances bunch
-#: above ``rate_limit + 1`` at the receiver.
+#: An instance counts its share over a window this much longer than a second: a call delayed
+#: by up to 50 ms on its way never lets the calls of several instances (or the moment one
+#: hands its share to another) bunch above ``rate_limit + 1`` at the receiver.
 JITTER_MARGIN = 0.05
 #: Heartbeats between two deletions of long-gone claims and pauses.
 FORGET_EVERY = 100
@@ -129,6 +127,7 @@ class Cluster:
                 if beats % FORGET_EVERY == 0:
                     await self.store.forget_rate_claims()
                     await self.store.forget_pauses()
+                    self.queries += 2
             except StoreUnavailable as exc:
                 failures += 1
                 if failures == FAILURES_LOGGED:  # shares lapse on their own (valid_for)
@@ -144,8 +143,11 @@ class Cluster:
         busy = {t.account_id: t for t in self._tracked.values()
                 if started - t.used < HOLD_FOR + 2 / t.rate}
         dropped = sorted({t.account_id for t in self._tracked.values() if t.claimed} - set(busy))
+        if not busy and not dropped:
+            return  # an idle instance costs the database nothing
         claims = await self.store.beat_rate_claims(self.owner, sorted(busy), self.ttl, dropped)
-        self.queries += BEAT_STATEMENTS
+        # The claims' upsert, the release of the dropped ones, the read.
+        self.queries += (1 if busy else 0) + (1 if dropped else 0) + 1
         holders: dict[str, list[Claim]] = {}
         for claim in claims.claims:
             holders.setdefault(claim.account, []).append(claim)
@@ -157,9 +159,7 @@ class Cluster:
             found = holders.get(tracked.account_id, [])
             share = self._share(tracked, found, claims)
             until = started + self.valid_for
-            # Alone on the account: paced as a single instance is.
-            margin = JITTER_MARGIN if len(found) > 1 else 0.0
-            tracked.gate.set_rate(share, until, margin=margin)
+            tracked.gate.set_rate(share, until, margin=JITTER_MARGIN)
             tracked.claimed = True
             tracked.ready.set()
             if share != tracked.share:
@@ -171,7 +171,7 @@ class Cluster:
     def _share(self, tracked: Tracked, holders: list[Claim], claims: Claims) -> float:
         ranks = [c.owner for c in holders]
         if self.owner not in ranks:
-            return 0.0  # our claim did not land (cannot happen in one transaction)
+            return 0.0  # our claim expired before it was read (a stall): the next beat
         rank = ranks.index(self.owner)
         age = (claims.now - holders[rank].since).total_seconds()
         if rank > 0 and age < self.settle:
