@@ -13,8 +13,10 @@ finished.
   daemons' ``rps_cluster_queries_total`` (heartbeats, pause writes and polls) / the
   sandbox's request total. It is time-driven (a heartbeat every second, a pause poll every
   0.5 s per instance), not per call, so it falls as the call rate rises.
-* the same per vendor call with ``rate_limit`` binding (20/s for the account): the rate
-  shared by the instances, as at a vendor that throttles.
+* the same with ``rate_limit`` binding (20/s for the account): the rate shared by the
+  instances, as at a vendor that throttles. An instance idle for 3 s gives up its claim; one
+  that joins a busy account waits about 3 s for its share while the others already make
+  room, so a short run shows that transition too.
 
 MariaDB only (SQLite is one instance).
 """
