@@ -48,6 +48,7 @@ class AccountGate:
         self.rate = rate
         self.interval = math.inf
         self.rate_until = math.inf  # the share of the rate lapses then (this clock)
+        self.shared = False
         self._last: float | None = None  # the latest slot reserved
         self._claims: deque[float] = deque()  # slots reserved for a worker's next request
         self._throttles = 0  # throttling answers in a row
@@ -64,6 +65,8 @@ class AccountGate:
             raise ValueError("rate must not be negative")
         self.rate = rate
         self.rate_until = until
+        #: The rate is this instance's share of the account's (it lapses at ``until``).
+        self.shared = until != math.inf
         self.interval = (1.0 + margin) / rate if rate > 0 else math.inf
         if not rate:
             self._claims.clear()  # slots claimed under the last share are not to be used
@@ -85,7 +88,9 @@ class AccountGate:
         A caller up to half an interval late gets the slot it missed (a time just past):
         the slots stay on their grid, so the event loop's late wake-ups do not cost the
         account its rate, and sends still lie within half an interval after their slots.
-        ``inf`` while the gate has no share of the rate.
+        With a share of an account other instances share, there is no such grace: the
+        others send beside this instance, and each keeps its calls a whole interval
+        apart. ``inf`` while the gate has no share of the rate.
         """
         now = self.clock()
         if not self._has_share(now):
@@ -93,9 +98,13 @@ class AccountGate:
         when = max(now, self.paused_until)
         if self._last is not None:
             due = max(self._last + self.interval, self.paused_until)
-            if due >= now - self.interval / 2:
+            if due >= now - self._grace():
                 when = due
         return when
+
+    def _grace(self) -> float:
+        """How late a send may be and the slots still stay on their grid."""
+        return 0.0 if self.shared else self.interval / 2
 
     def reserve(self) -> float:
         """Reserve the next slot; the time to send at (``inf``, reserving nothing, while
@@ -111,9 +120,10 @@ class AccountGate:
         lie within half an interval after slots spaced ``1/rate`` apart, and a receiver
         still counts at most ``rate + 1`` in any second (with up to half an interval of
         network jitter) without the account losing the rate to every late wake-up. Later
-        than that, the next slot counts from half an interval before the send."""
+        than that, the next slot counts from half an interval before the send (with a
+        share of an account other instances share: from the send)."""
         if self._last == reserved:
-            self._last = max(reserved, actual - self.interval / 2)
+            self._last = max(reserved, actual - self._grace())
 
     def claim(self) -> float:
         """Reserve the next slot for the next request made on the account (a worker about
@@ -124,11 +134,13 @@ class AccountGate:
         return when
 
     def take_claim(self) -> float | None:
-        """A claimed slot to send in, if one is waiting (stale ones are dropped)."""
+        """A claimed slot to send in, if one is waiting (stale ones are dropped: with a
+        share of an account other instances share, those over half an interval old)."""
         now = self.clock()
+        stale = now - (self.interval / 2 if self.shared else CLAIM_TTL)
         while self._claims:
             when = self._claims.popleft()
-            if when >= now - CLAIM_TTL:
+            if when >= stale:
                 return when
         return None
 

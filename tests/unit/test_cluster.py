@@ -92,3 +92,18 @@ def test_nonces_of_every_accepted_key_verify_and_only_those() -> None:
     assert book.status(other.issue(1000.0), 1001.0) == "invalid"
     book.use_keys(new, [new])  # the old key gone: its nonces are no longer ours
     assert book.status(issued, 1001.0) == "invalid"
+
+
+def test_a_share_keeps_its_calls_a_whole_interval_apart() -> None:
+    clock = Clock()
+    gate = AccountGate(10, cap=60, clock=clock)
+    gate.set_rate(4, until=clock.now + 10, margin=0.05)  # one call every 0.2625 s
+    first = gate.reserve()
+    clock.now += 0.1  # late: alone, it would keep its grid; shared, the next counts from it
+    gate.sent(first, clock.now)
+    assert math.isclose(gate.reserve(), 100.1 + 0.2625)
+    clock.now = 100.3625 + 0.2625 + 0.05  # a slot missed by 50 ms is not handed out
+    assert math.isclose(gate.next_slot(), clock.now)
+    claimed = gate.claim()
+    clock.now += 0.2  # a claim over half an interval old is dropped
+    assert claimed == 100.675 and gate.take_claim() is None
