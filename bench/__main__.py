@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.common import Options, Row, busy_elsewhere, error_row, machine, table
 
 BENCHMARKS = ("intake", "pipeline", "memory", "latency", "startstop", "throttle", "fairness",
-              "vendors", "reconcile", "ui", "timeline")
+              "vendors", "reconcile", "ui", "timeline", "instances")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -82,6 +82,8 @@ class _PipelineCollector(Collector):
         self.lanes: list[LaneReport] = []
         self.database_up = 0
         self.webhooks_pending = 0
+        #: Statements spent sharing rates and pauses with other instances (MySQL only).
+        self.cluster_queries: Callable[[], int] | None = None
 
     def collect(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily("rps_queue_depth",
@@ -107,7 +109,10 @@ class _PipelineCollector(Collector):
             "rps_lease_recoveries", "Events taken again after their lease expired.",
             value=self.distributor.lease_recoveries,
         )
-
+        if self.cluster_queries is not None:
+            yield CounterMetricFamily(
+                "rps_cluster_queries", "Database statements spent sharing vendor accounts'"
+                " rates and pauses with the other instances.", value=self.cluster_queries())
 
     def _lanes(self) -> Iterator[Metric]:
         labels = ["provider", "account"]
@@ -178,6 +183,10 @@ class Metrics:
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
+
+    def count_cluster_queries(self, read: Callable[[], int]) -> None:
+        """Export ``rps_cluster_queries_total``, read from ``read`` at each scrape."""
+        self._pipeline.cluster_queries = read
 
     # -- hooks ---------------------------------------------------------------------------
 

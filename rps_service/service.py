@@ -36,11 +36,13 @@ from rps_service.keyring import KeyringError, Unlocked, unlock
 from rps_service.logs import LogFile, get_logger, http_server_logger
 from rps_service.metrics import Metrics
 from rps_service.notify import Monitor, Notifier
+from rps_service.pipeline.cluster import Cluster
 from rps_service.pipeline.distributor import Distributor, server_lanes
 from rps_service.pipeline.jobs import JobRunner
 from rps_service.pipeline.lanes import LaneId, LaneSource
 from rps_service.pipeline.report import pipeline_report
 from rps_service.pipeline.worker import Worker
+from rps_service.providers.http import VendorHttp
 from rps_service.providers.protocol import Provider
 from rps_service.providers.section import PLACEHOLDER_HOST
 from rps_service.providers.transport import AiohttpTransport
@@ -172,6 +174,9 @@ class Service:
         self.retention_every = 3600.0  # seconds between two retention runs
         self.secrets: Unlocked | None = None  # the key the database's secrets are sealed with
         self.webhooks: WebhookSender | None = None  # [webhooks] url set
+        #: Shares each vendor account's rate and pauses with the other instances (MySQL).
+        self.cluster: Cluster | None = None
+        self.cluster_tasks: list[asyncio.Task[None]] = []
 
     async def _lane(self, provider: str, server: int) -> LaneId:
         """The lane of a server's events: its provider's account, when the provider says."""
@@ -200,6 +205,7 @@ class Service:
             self.providers = self._given_providers
         for provider in self.providers.values():
             self._stack.push_async_callback(provider.close)
+        self._join_cluster()
         self._warn_example_urls()
         self._setup_webhooks()
         self.workers = [
@@ -219,6 +225,11 @@ class Service:
         self.tasks += [
             asyncio.create_task(w.run(), name=f"queue-{w.index}") for w in self.workers
         ]
+        if self.cluster is not None:
+            self.cluster_tasks = [
+                asyncio.create_task(self.cluster.run_heartbeat(), name="cluster-heartbeat"),
+                asyncio.create_task(self.cluster.run_pauses(), name="cluster-pauses"),
+            ]
         await self._notify_ready()
         # Written by now: what the workers, the vendor calls and the phones record (a stop
         # writes the rest, after the workers' last outcomes, before the store closes).
@@ -257,6 +268,19 @@ class Service:
             raise StartError(str(exc)) from exc
         except (StoreUnavailable, OSError) as exc:
             raise database_error(url, exc) from exc
+
+    def _join_cluster(self) -> None:
+        """On MySQL/MariaDB, where several instances may run: each account's rate and pauses
+        are shared through the database (SQLite is one instance: its gates stand alone)."""
+        if self.settings.general.database.scheme != "mysql":
+            return
+        self.cluster = cluster = Cluster(self.store, self.owner,
+                                         self.settings.general.lease_timeout)
+        self.metrics.count_cluster_queries(lambda: cluster.queries)
+        for provider in self.providers.values():
+            http = getattr(provider, "http", None)
+            if isinstance(http, VendorHttp):
+                http.shares = self.cluster
 
     def _warn_example_urls(self) -> None:
         """Phones sent to the shipped example host never arrive: say so at start (events
@@ -332,7 +356,8 @@ class Service:
     async def run(self) -> int:
         """Serve until a stop is requested or a background task dies; the exit code."""
         stopper = asyncio.create_task(self._stop.wait(), name="stop-request")
-        done, _ = await asyncio.wait([stopper, *self.tasks, *self.ops_tasks],
+        done, _ = await asyncio.wait([stopper, *self.tasks, *self.ops_tasks,
+                                      *self.cluster_tasks],
                                      return_when=asyncio.FIRST_COMPLETED)
         code = 0
         for task in done:
@@ -374,6 +399,11 @@ class Service:
             await asyncio.wait(writes, timeout=general.drain_timeout)
         with contextlib.suppress(Exception):
             await self.store.release_leases(self.owner, queued + unfinished, utcnow())
+        for task in self.cluster_tasks:  # kept until the last call: it needed its share
+            task.cancel()
+        await asyncio.gather(*self.cluster_tasks, return_exceptions=True)
+        if self.cluster is not None:
+            await self.cluster.leave()
         log.info("Stopped", component="MAIN", finished=len(busy) - len(unfinished),
                  returned=len(queued) + len(unfinished))
         await self._stack.aclose()

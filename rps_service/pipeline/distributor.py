@@ -2,8 +2,9 @@
 
 The journal is the source of truth; memory only ever holds ``queuenum * queuecap`` events,
 however large the backlog. Events are leased per (provider, server), in arrival order, at
-most what the server's lane can send in half a lease (``rate_limit * lease_timeout / 2``,
-at most ``queuecap``): one server's backlog never fills the memory another server's events
+most what the server's lane can send in half a lease (``rate_limit * lease_timeout / 2``;
+with a share of an account several instances share, ``share * SHARED_HOLD``; at most
+``queuecap``): one server's backlog never fills the memory another server's events
 need. Leased events wait in their lane (:mod:`rps_service.pipeline.lanes`); the dispatcher
 hands one to an idle worker only when its account can send now, so no worker waits for one
 account's rate slot or throttling pause while another account's event waits.
@@ -36,6 +37,8 @@ log = get_logger()
 
 LEASE_ROUND = 100  # events leased per journal round trip
 LANE_TTL = 5.0  # seconds a server's lane (its account) is trusted before it is looked up again
+#: Seconds of calls a lane holds at most with its share of an account other instances share.
+SHARED_HOLD = 2.0
 
 #: Which lane a (provider, server)'s events ride: see :class:`LaneId`.
 LaneResolver = Callable[[str, int], Awaitable[LaneId]]
@@ -149,11 +152,16 @@ class Distributor:
         return known[1]
 
     def _group_cap(self, group: Group) -> int:
-        """Events of one server held at most: what its lane can send in half a lease."""
+        """Events of one server held at most: what its lane can send in half a lease (with
+        its share of an account several instances share: in ``SHARED_HOLD`` seconds, so
+        that one instance does not hold what the others' shares could send)."""
         cap = self.settings.queuecap
         lane = self.lane_of(*group)
         if lane is not None and lane.gate is not None:
-            cap = min(cap, math.ceil(lane.gate.rate * self.settings.lease_timeout / 2))
+            hold = self.settings.lease_timeout / 2
+            if lane.gate.shared:
+                hold = min(hold, SHARED_HOLD)
+            cap = min(cap, math.ceil(lane.gate.rate * hold))
         return max(1, cap)
 
     # -- the loops -----------------------------------------------------------------------

@@ -15,11 +15,16 @@ goes at its slot:
   ``SLOW_CALL`` seconds or more, or one under way that long) never takes the last free
   worker, which stays for the other lanes; a lane of quick calls may use every worker;
 * for a while after a throttling pause, a lane whose provider asks for it
-  (``gentle_after_throttle``) has one event under way at a time.
+  (``gentle_after_throttle``) has one event under way at a time;
+* several instances on one database each pace a lane with their share of the account's
+  rate (:mod:`rps_service.pipeline.cluster`). A lane with no share here claims no slot and
+  has one event under way at a time: its call asks for a share and, without one, is
+  deferred (nothing sent), the event going back to the journal for the other instances.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
@@ -155,10 +160,14 @@ class LaneBoard:
                 continue  # looked at again when its event ends
             if lane.gate is not None:
                 slot = lane.gate.next_slot() - LEAD
-                if slot > now:
+                if math.isinf(slot):
+                    if lane.in_flight:
+                        continue  # no share here: one event at a time asks for one
+                elif slot > now:
                     wake = slot if wake is None else min(wake, slot)
                     continue
-                lane.gate.claim()
+                else:
+                    lane.gate.claim()
             return self._start(lane, now), None
         return None, wake
 

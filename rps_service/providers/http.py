@@ -22,8 +22,10 @@ checks:
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import httpx
 
@@ -37,6 +39,11 @@ from rps_service.providers.tokens import TokenAuth
 from rps_service.providers.transport import AnswerTooLarge, read_answer
 
 log = get_logger()
+
+#: Seconds an event waits when this instance has no share of its account's rate.
+NO_SHARE_RETRY = 1.0
+#: How often a call outside the pipeline looks again for a share.
+NO_SHARE_POLL = 0.25
 
 #: The metrics label of a request an auth step adds (e.g. ``token``): set it in the
 #: request's extensions under this key; otherwise the call's operation is used.
@@ -71,6 +78,13 @@ def _what(request: httpx.Request) -> dict[str, str]:
     return what
 
 
+class RateShares(Protocol):
+    """Where an account's gate gets its share of the rate when instances share it."""
+
+    async def ready(self, account: str, gate: AccountGate, rate_limit: float) -> None:
+        """Return once ``gate`` has its share (at once for an account already known)."""
+
+
 class VendorHttp:
     """Sends one provider's requests; ``gate(account)`` is shared by all its workers."""
 
@@ -101,6 +115,8 @@ class VendorHttp:
         self._monotonic = monotonic
         self._sleep = sleep
         self._gates: dict[str, AccountGate] = {}
+        #: Set when several instances share each account's rate (rps_service.service).
+        self.shares: RateShares | None = None
 
     def gate(self, account: str) -> AccountGate:
         """The rate limit and pause of one vendor account."""
@@ -137,26 +153,41 @@ class VendorHttp:
 
     async def _turn(self, account: str, lease: leases.Lease | None) -> None:
         gate = self.gate(account)
+        if self.shares is not None:
+            await self.shares.ready(account, gate, self.rate_limit)
         claimed = gate.take_claim()  # the slot the scheduler claimed with the event
+        give_up = self._monotonic() + self.timeout
         while True:
             now = self._monotonic()
             if claimed is not None:
                 when, claimed = claimed, None
             else:
                 when = gate.next_slot()
-                if lease is not None and when - now > lease.remaining():
+                if math.isinf(when) and lease is None and now < give_up:
+                    # A call outside the pipeline (the Test button, a job's lookup) has no
+                    # event to give back: it waits for a share, up to the provider's timeout.
+                    await self._sleep(NO_SHARE_POLL)
+                    continue
+                if math.isinf(when) or (lease is not None and when - now > lease.remaining()):
                     raise self._deferred(gate, when - now)
                 when = gate.reserve()
             if when > now:
                 await self._sleep(when - now)
-            if gate.paused_until <= self._monotonic():
+            if not gate.held(self._monotonic()):
                 gate.sent(when, self._monotonic())
                 return
-            # Paused while waiting for the slot: wait for the pause, then for a new slot.
+            # Paused (or the share lapsed) while waiting: wait again, or defer.
 
     def _deferred(self, gate: AccountGate, wait: float) -> ProviderError:
-        if gate.paused_until > self._monotonic():
+        now = self._monotonic()
+        if gate.paused_until > now:
             why = "is paused after a throttling answer"
+            if math.isinf(wait):  # paused, and no share either: look again after the pause
+                wait = gate.paused_until - now
+        elif math.isinf(wait):
+            # Other instances send this account's calls: the event goes back for them (or
+            # for this instance, once it has a share again).
+            why, wait = "has no share of rate_limit on this instance", NO_SHARE_RETRY
         else:
             why = f"has no free slot under rate_limit ({self.rate_limit:g}/s)"
         return ProviderError(

@@ -13,10 +13,17 @@ scheduler (:mod:`rps_service.pipeline.lanes`) *claims* a slot when it hands an e
 worker, so the worker's first request goes at once and never waits on the account while
 another account's event waits. A throttling answer (429, Retry-After on 503, a vendor's own
 throttle code) pauses every request of the account.
+
+Several instances on one database share an account's rate and pauses
+(:mod:`rps_service.pipeline.cluster`): it gives each gate its share with :meth:`set_rate`
+(0: send nothing, until a new share comes), applies pauses seen elsewhere with :meth:`hold`,
+and learns of this gate's own pauses through ``on_pause``. Each instance's scheduler paces
+its lanes with its share of each account's rate.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -39,18 +46,41 @@ class AccountGate:
         self.gentle = gentle
         self.gentle_until = 0.0
         self.rate = rate
-        self.interval = 1.0 / rate
+        self.interval = math.inf
+        self.rate_until = math.inf  # the share of the rate lapses then (this clock)
+        self.shared = False
         self._last: float | None = None  # the latest slot reserved
         self._claims: deque[float] = deque()  # slots reserved for a worker's next request
         self._throttles = 0  # throttling answers in a row
+        #: Told of each pause this gate takes (its length in seconds): the cluster shares it.
+        self.on_pause: Callable[[float], None] | None = None
+        self.set_rate(rate)
 
-    def set_rate(self, rate: float) -> None:
-        """Change the rate at run time (e.g. a share of an account's rate across instances);
-        the next slot counts from the last one with the new spacing."""
-        if rate <= 0:
-            raise ValueError("rate must be positive")
+    def set_rate(self, rate: float, until: float = math.inf, *, margin: float = 0.0) -> None:
+        """Change the rate at run time (a share of an account's rate across instances): one
+        request every ``(1 + margin) / rate`` seconds until ``until`` (this clock); the next
+        slot counts from the last one with the new spacing. A rate of 0, or a time past
+        ``until``, sends nothing (and claims nothing) until a new rate comes."""
+        if rate < 0 or math.isnan(rate):
+            raise ValueError("rate must not be negative")
         self.rate = rate
-        self.interval = 1.0 / rate
+        self.rate_until = until
+        #: The rate is this instance's share of the account's (it lapses at ``until``).
+        self.shared = until != math.inf
+        self.interval = (1.0 + margin) / rate if rate > 0 else math.inf
+        if not rate:
+            self._claims.clear()  # slots claimed under the last share are not to be used
+
+    def hold(self, until: float) -> None:
+        """A pause taken elsewhere (another instance) holds here too, until ``until``."""
+        self.paused_until = max(self.paused_until, until)
+
+    def held(self, now: float) -> bool:
+        """Nothing may be sent at ``now``: paused, or no share of the rate."""
+        return self.paused_until > now or not self._has_share(now)
+
+    def _has_share(self, now: float) -> bool:
+        return self.rate > 0 and now < self.rate_until
 
     def next_slot(self) -> float:
         """The earliest time a request could be sent (without reserving it).
@@ -58,19 +88,30 @@ class AccountGate:
         A caller up to half an interval late gets the slot it missed (a time just past):
         the slots stay on their grid, so the event loop's late wake-ups do not cost the
         account its rate, and sends still lie within half an interval after their slots.
+        With a share of an account other instances share, there is no such grace: the
+        others send beside this instance, and each keeps its calls a whole interval
+        apart. ``inf`` while the gate has no share of the rate.
         """
         now = self.clock()
+        if not self._has_share(now):
+            return math.inf
         when = max(now, self.paused_until)
         if self._last is not None:
             due = max(self._last + self.interval, self.paused_until)
-            if due >= now - self.interval / 2:
+            if due >= now - self._grace():
                 when = due
         return when
 
+    def _grace(self) -> float:
+        """How late a send may be and the slots still stay on their grid."""
+        return 0.0 if self.shared else self.interval / 2
+
     def reserve(self) -> float:
-        """Reserve the next slot; the time to send at."""
+        """Reserve the next slot; the time to send at (``inf``, reserving nothing, while
+        the gate has no share of the rate)."""
         when = self.next_slot()
-        self._last = when
+        if when != math.inf:
+            self._last = when
         return when
 
     def sent(self, reserved: float, actual: float) -> None:
@@ -79,23 +120,27 @@ class AccountGate:
         lie within half an interval after slots spaced ``1/rate`` apart, and a receiver
         still counts at most ``rate + 1`` in any second (with up to half an interval of
         network jitter) without the account losing the rate to every late wake-up. Later
-        than that, the next slot counts from half an interval before the send."""
+        than that, the next slot counts from half an interval before the send (with a
+        share of an account other instances share: from the send)."""
         if self._last == reserved:
-            self._last = max(reserved, actual - self.interval / 2)
+            self._last = max(reserved, actual - self._grace())
 
     def claim(self) -> float:
         """Reserve the next slot for the next request made on the account (a worker about
-        to get an event of it); the slot's time."""
+        to get an event of it); the slot's time, ``inf`` (nothing claimed) without a share."""
         when = self.reserve()
-        self._claims.append(when)
+        if when != math.inf:
+            self._claims.append(when)
         return when
 
     def take_claim(self) -> float | None:
-        """A claimed slot to send in, if one is waiting (stale ones are dropped)."""
+        """A claimed slot to send in, if one is waiting (stale ones are dropped: with a
+        share of an account other instances share, those over half an interval old)."""
         now = self.clock()
+        stale = now - (self.interval / 2 if self.shared else CLAIM_TTL)
         while self._claims:
             when = self._claims.popleft()
-            if when >= now - CLAIM_TTL:
+            if when >= stale:
                 return when
         return None
 
@@ -109,6 +154,8 @@ class AccountGate:
         if self.gentle:
             self.gentle_until = max(self.gentle_until, self.paused_until + self.gentle)
         self._claims.clear()  # slots claimed before the pause are not to be used
+        if self.on_pause is not None:
+            self.on_pause(seconds)
         return seconds
 
     def one_at_a_time(self) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from rps_service.models import Event, NewEvent
+from rps_service.store.cluster import ClusterQueries
 from rps_service.store.devices import DeviceQueries
 from rps_service.store.group import GroupCommit
 from rps_service.store.jobs import JobQueries
@@ -42,7 +43,8 @@ MAX_OUTCOMES_PER_COMMIT = 500
 _Posted = tuple[Sequence[NewEvent], datetime]  # one request's events and its arrival
 
 
-class Store(DeviceQueries, RetentionQueries, JobQueries, OutboxQueries, TimelineQueries):
+class Store(DeviceQueries, RetentionQueries, JobQueries, OutboxQueries, TimelineQueries,
+            ClusterQueries):
     """The event journal, device table and credentials, over one SQL backend."""
 
     #: SQL fragments that differ between dialects.

@@ -195,6 +195,34 @@ MYSQL: list[list[str]] = [
         # the last finished event is kept apart (an update of a removed phone is refused).
         "ALTER TABLE rps_devices ADD COLUMN settled_status VARCHAR(16) NULL",
     ],
+    # 9: several instances act as one (docs/instances.md): each instance's claim on a
+    # vendor account's rate (its heartbeat), each account's throttling pause, and the
+    # phones' Digest nonce keys (sealed) and the nonce counts already used.
+    [
+        """CREATE TABLE IF NOT EXISTS rps_rate_claims (
+            account CHAR(32) NOT NULL,
+            owner VARCHAR(64) NOT NULL,
+            since DATETIME(6) NOT NULL,
+            expires_at DATETIME(6) NOT NULL,
+            PRIMARY KEY (account, owner),
+            KEY ix_rate_claims_owner (owner)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
+        """CREATE TABLE IF NOT EXISTS rps_account_pauses (
+            account CHAR(32) NOT NULL PRIMARY KEY,
+            paused_until DATETIME(6) NOT NULL
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
+        """CREATE TABLE IF NOT EXISTS rps_ztp_keys (
+            period BIGINT NOT NULL PRIMARY KEY,
+            nonce_key TEXT NOT NULL,
+            created_at DATETIME(6) NOT NULL
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
+        """CREATE TABLE IF NOT EXISTS rps_ztp_nonces (
+            nonce CHAR(43) NOT NULL PRIMARY KEY,
+            nc BIGINT NOT NULL,
+            expires_at DATETIME(6) NOT NULL,
+            KEY ix_ztp_nonces_expiry (expires_at)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
+    ],
 ]
 
 SQLITE: list[list[str]] = [
@@ -352,5 +380,30 @@ SQLITE: list[list[str]] = [
     [  # 8: see MYSQL
         "CREATE INDEX IF NOT EXISTS ix_events_lane ON rps_events (state, provider, server, id)",
         "ALTER TABLE rps_devices ADD COLUMN settled_status TEXT NULL",
+    ],
+    [  # 9: see MYSQL
+        """CREATE TABLE IF NOT EXISTS rps_rate_claims (
+            account TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            since TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            PRIMARY KEY (account, owner)
+        )""",
+        "CREATE INDEX IF NOT EXISTS ix_rate_claims_owner ON rps_rate_claims (owner)",
+        """CREATE TABLE IF NOT EXISTS rps_account_pauses (
+            account TEXT NOT NULL PRIMARY KEY,
+            paused_until TEXT NOT NULL
+        )""",
+        """CREATE TABLE IF NOT EXISTS rps_ztp_keys (
+            period INTEGER NOT NULL PRIMARY KEY,
+            nonce_key TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE IF NOT EXISTS rps_ztp_nonces (
+            nonce TEXT NOT NULL PRIMARY KEY,
+            nc INTEGER NOT NULL,
+            expires_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS ix_ztp_nonces_expiry ON rps_ztp_nonces (expires_at)",
     ],
 ]

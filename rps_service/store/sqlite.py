@@ -120,6 +120,22 @@ class SqliteStore(Store):
 
     mod_function = "mod_slot"  # SQLite builds may lack MOD(); registered below.
     lane_index = " INDEXED BY ix_events_lane"
+    # The shared-state tables hold times only these two write: fixed-width text, UTC.
+    now_sql = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+    later_sql = "strftime('%Y-%m-%d %H:%M:%f', 'now', ?)"
+    greatest_function = "MAX"
+
+    def _later(self, seconds: float) -> str:
+        return f"{seconds:+.3f} seconds"
+
+    def _on_claim_clash(self) -> str:
+        return "ON CONFLICT (account, owner) DO UPDATE SET"
+
+    def _on_pause_clash(self) -> str:
+        return "ON CONFLICT (account) DO UPDATE SET"
+
+    def _new(self, column: str) -> str:
+        return f"excluded.{column}"
 
     def __init__(self, path: str) -> None:
         super().__init__()

@@ -60,6 +60,7 @@ from rps_service.timeline import Timeline
 from rps_service.vendors import PROVIDERS, family_of
 from rps_service.ztp import fetches
 from rps_service.ztp.auth import (
+    REPLAYED,
     WRONG_CREDENTIALS,
     Authenticator,
     AuthResult,
@@ -74,6 +75,7 @@ from rps_service.ztp.connections import (
     raise_file_limit,
 )
 from rps_service.ztp.family import PhoneFamily, mac_in
+from rps_service.ztp.nonces import SharedNonces
 from rps_service.ztp.throttle import FailureThrottle
 from rps_service.ztp.useragent import UserAgent, parse_user_agent
 
@@ -209,6 +211,7 @@ class ZtpListener:
         self.store = store
         self.clock = clock
         self.nonces = NonceBook(settings.nonce_lifetime)
+        self.shared_nonces = SharedNonces(store, self.nonces)
         self.auth = Authenticator(self.nonces)
         self.throttle = FailureThrottle(settings.fail_limit, settings.fail_limit_per_ip)
         self.guard = ConnectionGuard(Limits(settings.header_timeout, settings.max_connections,
@@ -227,6 +230,7 @@ class ZtpListener:
     async def start(self) -> str:
         """Bind ``listen:port``; the address it listens on."""
         raise_file_limit(self.settings.max_connections)
+        await self.shared_nonces.refresh(self.clock())  # the first challenge signs with it
         runner = web.AppRunner(self.create_app(), access_log=None, handle_signals=False,
                                shutdown_timeout=_SHUTDOWN_TIMEOUT,
                                keepalive_timeout=self.idle_timeout,
@@ -320,8 +324,11 @@ class ZtpListener:
             device = await self._login_device(mac, offered)
         else:
             device = await self._device_of_login(offered)
+        await self.shared_nonces.refresh(now)
         result = self.auth.verify(header, request.method, request.raw_path, _secret(device),
                                   now)
+        if result.nonce and not await self.shared_nonces.use(result.nonce, result.count):
+            result = AuthResult(False, REPLAYED)  # used at another instance
         if not result.ok or device is None:
             if device is not None:
                 fetches.note(request, device, fetches.refusal_reason(

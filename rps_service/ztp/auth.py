@@ -13,8 +13,9 @@ to SRAPS. Three rules shape this module:
   an expired one that is otherwise valid earns ``stale=true`` (the client retries with the
   fresh nonce without asking the user), and each nonce count is accepted once.
 
-Nonces are signed with a per-process key: several daemon instances behind one address must
-send a phone's requests to the same instance (or the phone sees a fresh challenge each time).
+The signing key may be given by :mod:`rps_service.ztp.nonces` (shared by every instance on
+one database, rotated: a nonce signed with any accepted key verifies), so a phone's requests
+may reach any instance.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ _FUTURE_SKEW = 5.0  # seconds a nonce may claim to come from the future (clock s
 _DIGEST_FIELDS = ("username", "realm", "nonce", "uri", "response", "qop", "nc", "cnonce")
 NonceStatus = Literal["fresh", "stale", "invalid"]
 MALFORMED = "malformed Authorization header"
+REPLAYED = "nonce count replayed"
 # RFC 7235 auth-param: token BWS "=" BWS ( token / quoted-string ), then "," or the end.
 _TCHARS = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _AUTH_PARAM = re.compile(
@@ -66,6 +68,9 @@ class AuthResult:
     #: request of a phone) or the nonce was merely stale: neither is an attack.
     reason: str = ""
     stale: bool = False
+    #: A Digest login that passed: its nonce and nonce count (checked across instances).
+    nonce: str = ""
+    count: int = 0
 
 
 class NonceBook:
@@ -75,9 +80,15 @@ class NonceBook:
                  max_tracked: int = 100_000) -> None:
         self.lifetime = lifetime
         self._key = key or secrets.token_bytes(32)
+        self._accepted = [self._key]  # keys a nonce may be signed with
         self._max_tracked = max_tracked
         self._counts: dict[str, tuple[float, int]] = {}  # nonce -> (issued, highest nc)
         self._next_prune = 1024
+
+    def use_keys(self, signing: bytes, accepted: list[bytes]) -> None:
+        """Sign new nonces with ``signing``; accept nonces signed with any of ``accepted``."""
+        self._key = signing
+        self._accepted = [signing, *(k for k in accepted if k != signing)]
 
     def issue(self, now: float) -> str:
         """A fresh nonce stamped with ``now``."""
@@ -105,8 +116,8 @@ class NonceBook:
             self._prune(now)
         return True
 
-    def _sign(self, body: bytes) -> bytes:
-        return hmac.new(self._key, body, hashlib.sha256).digest()[:16]
+    def _sign(self, body: bytes, key: bytes | None = None) -> bytes:
+        return hmac.new(key or self._key, body, hashlib.sha256).digest()[:16]
 
     def _issued(self, nonce: str) -> float | None:
         if len(nonce) != 43:  # 32 bytes, unpadded base64url
@@ -118,7 +129,8 @@ class NonceBook:
         if len(raw) != _NONCE_BYTES:
             return None
         body, signature = raw[:16], raw[16:]
-        if not hmac.compare_digest(signature, self._sign(body)):
+        if not any(hmac.compare_digest(signature, self._sign(body, key))
+                   for key in self._accepted):
             return None
         return float(struct.unpack(">Q", body[:8])[0])
 
@@ -204,9 +216,10 @@ class Authenticator:
             return AuthResult(False, WRONG_CREDENTIALS)
         if status == "stale":
             return AuthResult(False, stale=True)
-        if not self.nonces.use(fields["nonce"], int(fields["nc"], 16), now):
-            return AuthResult(False, "nonce count replayed")
-        return AuthResult(True)
+        count = int(fields["nc"], 16)
+        if not self.nonces.use(fields["nonce"], count, now):
+            return AuthResult(False, REPLAYED)
+        return AuthResult(True, nonce=fields["nonce"], count=count)
 
     def _digest_problem(self, fields: dict[str, str], uri: str) -> str:
         if fields["realm"] != self.realm:

@@ -101,7 +101,9 @@ async def test_the_trial_a_snom_add_behind_2000_panasonic_adds(daemons: Daemons)
     assert panasonic["in_flight"] <= 1 and panasonic["paused_until"] is None
     assert report["backlog"]["running"] <= 1  # only calls under way; the rest wait
     assert report["backlog"]["waiting"] + report["backlog"]["pending"] > 1900
-    await asyncio.sleep(3)  # the backlog goes on at its pace
+    # The backlog goes on at its pace: on MySQL/MariaDB one call every 1.05 / 5 s, the
+    # margin that keeps several instances sharing the account under its rate.
+    await asyncio.sleep(4)
     arrivals = [r.at for r in records if r.path.startswith("/panasonic")]
     assert len(arrivals) >= 15
     assert most_in_any_second(arrivals) <= 6

@@ -259,6 +259,33 @@ async def test_phone_provisions_itself(daemon: Callable[..., Awaitable[Daemon]])
         assert secret not in text
 
 
+async def test_a_challenge_of_one_instance_is_answered_at_another(
+    daemon: Callable[..., Awaitable[Daemon]]
+) -> None:
+    """Two instances on one database, as behind a load balancer: the nonce one issues
+    verifies at the other, and a nonce count used at one is refused at the other."""
+    one, two = await daemon(), await daemon()
+    await post(one, "add", MAC)
+    await put_tenant(one)
+    phone = sraps_phone(one, MAC)
+    async with phone_client(one, MAC) as at_one, phone_client(two, MAC) as at_two:
+        nonce = nonce_of(await at_one.get(phone.path))
+        answer = digest_header(phone.user, phone.password, nonce, phone.path)
+        r = await at_two.get(phone.path, headers={"Authorization": answer})
+        assert r.status_code == 200, r.text
+        nonce = nonce_of(await at_two.get(phone.path))  # and the other way round
+        second = digest_header(phone.user, phone.password, nonce, phone.path, nc=1)
+        assert (await at_one.get(phone.path, headers={"Authorization": second})
+                ).status_code == 200
+        # The same nonce count again, at the instance that did not see it: refused.
+        assert_unauthorized(await at_two.get(phone.path, headers={"Authorization": second}))
+        third = digest_header(phone.user, phone.password, nonce, phone.path, nc=2)
+        assert (await at_two.get(phone.path, headers={"Authorization": third})
+                ).status_code == 200
+    text = one.log_path.read_text()
+    assert "Reason=nonce count replayed" in text
+
+
 async def test_failures_are_throttled_but_never_a_valid_login(
         daemon: Callable[..., Awaitable[Daemon]]) -> None:
     """Issue 20, finding 3: ten bad logins from an address, then the valid login from the

@@ -12,7 +12,9 @@ from rps_service.clock import utcnow
 from rps_service.config import GeneralSettings
 from rps_service.models import Event
 from rps_service.pipeline.distributor import Distributor
+from rps_service.pipeline.lanes import LaneId
 from rps_service.pipeline.lease import Lease
+from rps_service.providers.ratelimit import AccountGate
 from rps_service.store.base import Leased
 
 
@@ -105,3 +107,20 @@ async def test_intake_wakes_the_distributor_but_it_leases_only_with_room() -> No
     assert journal.rounds == 1  # looked at the journal at once, not at the next poll
     distributor.stop()
     await task
+
+
+async def test_a_server_holds_what_its_lane_sends_and_with_a_share_what_it_sends_in_2s() -> None:
+    settings = GeneralSettings.model_validate({"queuenum": 4, "queuecap": 50,
+                                               "lease_timeout": 60})
+    gate = AccountGate(1, cap=30)
+
+    async def lanes(provider: str, server: int) -> LaneId:
+        return LaneId("snom|1", provider, "server 1", gate)
+
+    distributor = Distributor(Journal(), settings, "me", lanes=lanes)  # type: ignore[arg-type]
+    await distributor.lane_for("snom", 1)
+    assert distributor._group_cap(("snom", 1)) == 30  # half a lease at 1/s
+    gate.set_rate(7, until=time.monotonic() + 2)  # a share of an account's rate
+    assert distributor._group_cap(("snom", 1)) == 14  # other instances' shares send the rest
+    gate.set_rate(0)  # no share here: one event, whose call asks for one
+    assert distributor._group_cap(("snom", 1)) == 1

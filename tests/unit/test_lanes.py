@@ -185,3 +185,24 @@ def test_a_gentle_account_has_one_event_under_way_for_a_while_after_a_pause() ->
     assert board.pick(4)[0] is events[4]
     clock.now += 0.02
     assert board.pick(3)[0] is events[5]
+
+
+def test_an_account_without_a_share_here_claims_nothing_and_sends_one_event_at_a_time() -> None:
+    clock = Clock()
+    board = LaneBoard(workers=4, clock=clock)
+    gate = AccountGate(5, cap=30, clock=clock)
+    gate.set_rate(0)  # other instances hold the whole rate of the account
+    items = [event("sraps") for _ in range(3)]
+    for item in items:
+        board.add(lane("sraps", gate, "sraps"), item)
+    # One event goes to a worker: its call asks for a share and, without one, is deferred
+    # back to the journal. No slot is claimed, and the gate's next slot stays unknown.
+    assert board.pick(4) == (items[0], None)
+    assert gate.take_claim() is None
+    assert board.pick(3) == (None, None)  # no wake-up time: an ended call wakes it
+    other = event("snom")
+    board.add(lane("snom", AccountGate(10, cap=30, clock=clock)), other)
+    assert board.pick(3) == (other, None)
+    board.ended(items[0])
+    gate.set_rate(5)  # a share came
+    assert board.pick(2) == (items[1], None) and gate.take_claim() == clock.now
