@@ -154,7 +154,8 @@ class Service:
         self.providers: Mapping[str, Provider] = {}
         self.log_sink = log_sink
         self.distributor = Distributor(self.store, settings.general, self.owner,
-                                       lanes=self._lane)
+                                       lanes=self._lane,
+                                       serves=lambda provider: provider in self.providers)
         self.workers: list[Worker] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.address = ""

@@ -60,8 +60,12 @@ class Distributor:
         owner: str,
         clock: Callable[[], datetime] = utcnow,
         lanes: LaneResolver = server_lanes,
+        serves: Callable[[str], bool] = lambda provider: True,
     ) -> None:
         self.store = store
+        #: Whether this instance handles a provider's events (it has it enabled): instances
+        #: sharing a database may serve different providers, and each leases only its own.
+        self.serves = serves
         self.settings = settings
         self.owner = owner
         self.clock = clock
@@ -280,7 +284,8 @@ class Distributor:
         if mono >= self._discover_at:
             self._discover_at = mono + self.settings.poll_interval
             for group in await self.store.pending_groups():
-                self._groups.setdefault(group)
+                if self.serves(group[0]):
+                    self._groups.setdefault(group)
         wanted = self._wanted(room)
         if not wanted:
             return False

@@ -17,8 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from rps_service.logs import get_logger
-from rps_service.store.sealing import SealingQueries
-from rps_service.store.secrets import Cell, SecretError
+from rps_service.store.sealing import NONCE_KEY, SealingQueries
+from rps_service.store.secrets import SecretError
 from rps_service.store.sql import DuplicateKey, placeholders
 
 log = get_logger()
@@ -151,7 +151,7 @@ class ClusterQueries(SealingQueries):
                     await tx.execute("DELETE FROM rps_ztp_keys WHERE period = ? AND"
                                      " nonce_key = ?", [period, unreadable[period]])
                 key = base64.b64encode(secrets.token_bytes(32)).decode("ascii")
-                sealed = self.seal_value(key, _nonce_cell(period))
+                sealed = self.seal_value(key, NONCE_KEY.cell((period,)))
                 with contextlib.suppress(DuplicateKey):  # another instance was first
                     await tx.execute("INSERT INTO rps_ztp_keys (period, nonce_key, created_at)"
                                      f" VALUES (?, ?, {self.now_sql})", [period, sealed])
@@ -168,7 +168,7 @@ class ClusterQueries(SealingQueries):
         unreadable: dict[int, str] = {}
         for period, sealed in rows:
             try:
-                opened = self.open_value(str(sealed), _nonce_cell(int(period)))
+                opened = self.open_value(str(sealed), NONCE_KEY.cell((int(period),)))
             except SecretError:  # sealed with a key this database no longer uses
                 unreadable[int(period)] = str(sealed)
                 continue
@@ -209,10 +209,6 @@ class ClusterQueries(SealingQueries):
 
     def _time(self, value: Any) -> datetime:
         return self.convert_time(value) or datetime.min
-
-
-def _nonce_cell(period: int) -> Cell:
-    return Cell("rps_ztp_keys", "nonce_key", (period,))
 
 
 def _plain_digest(key: str) -> str:

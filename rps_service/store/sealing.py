@@ -56,8 +56,10 @@ SERVER_ACCESS_PASSWORD = SecretColumn("rps_server_access", "http_password",
                                       ("provider", "server"))
 TENANT_PASSWORD = SecretColumn("rps_servers", "http_password", ("server",))
 KEY_SECRET = SecretColumn("rps_credentials", "access_key_secret", ("provider", "server"))
+#: The phones' listener's Digest nonce keys, one a period (docs/instances.md).
+NONCE_KEY = SecretColumn("rps_ztp_keys", "nonce_key", ("period",))
 SECRET_COLUMNS = (DEVICE_PASSWORD, URL_KEY, SERVER_ACCESS_PASSWORD, TENANT_PASSWORD,
-                  KEY_SECRET)
+                  KEY_SECRET, NONCE_KEY)
 
 
 def param_cell(provider: str, server: int, key: str) -> Cell:

@@ -124,3 +124,24 @@ async def test_a_server_holds_what_its_lane_sends_and_with_a_share_what_it_sends
     assert distributor._group_cap(("snom", 1)) == 14  # other instances' shares send the rest
     gate.set_rate(0)  # no share here: one event, whose call asks for one
     assert distributor._group_cap(("snom", 1)) == 1
+
+
+async def test_an_instance_leases_only_the_providers_it_serves() -> None:
+    class Mixed(Journal):
+        def __init__(self) -> None:
+            super().__init__()
+            self.wanted: list[Any] = []
+
+        async def pending_groups(self) -> list[tuple[str, int]]:
+            return [("fanvil", 8), ("snom", 8)]
+
+        async def lease_groups(self, *args: Any) -> Leased:
+            self.wanted.append(args[-1])
+            return await super().lease_groups(*args)
+
+    journal = Mixed()
+    settings = GeneralSettings.model_validate({"queuenum": 1, "queuecap": 2})
+    distributor = Distributor(journal, settings, "me",  # type: ignore[arg-type]
+                              serves=lambda provider: provider == "snom")
+    await distributor._fill()
+    assert [[group[:2] for group in wanted] for wanted in journal.wanted] == [[("snom", 8)]]
