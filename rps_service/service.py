@@ -21,7 +21,7 @@ import signal
 import socket
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -57,16 +57,21 @@ log = get_logger()
 RETENTION_BATCH = 500  # events deleted per transaction: short locks, whatever the backlog
 
 
+async def _in_batches(delete: Callable[[datetime, int], Awaitable[int]],
+                      before: datetime) -> int:
+    total = 0
+    while True:
+        count = await delete(before, RETENTION_BATCH)
+        total += count
+        if count < RETENTION_BATCH:
+            return total
+        await asyncio.sleep(0)  # the intake and the leases get the database in between
+
+
 async def delete_old_events(store: Store, days: int, now: datetime) -> int:
     """Delete the finished events of more than ``days`` days ago (not a device's newest),
     a batch per transaction; how many went."""
-    before, total = now - timedelta(days=days), 0
-    while True:
-        count = await store.delete_finished_events(before, RETENTION_BATCH)
-        total += count
-        if count < RETENTION_BATCH:
-            break
-        await asyncio.sleep(0)  # the intake and the leases get the database in between
+    total = await _in_batches(store.delete_finished_events, now - timedelta(days=days))
     if total:
         log.info("Old events deleted", component="DATABASE", count=total)
     return total
@@ -75,13 +80,7 @@ async def delete_old_events(store: Store, days: int, now: datetime) -> int:
 async def delete_old_timeline(store: Store, days: int, now: datetime) -> int:
     """Delete the timeline entries of more than ``days`` days ago, a batch per
     transaction; how many went."""
-    before, total = now - timedelta(days=days), 0
-    while True:
-        count = await store.delete_old_timeline(before, RETENTION_BATCH)
-        total += count
-        if count < RETENTION_BATCH:
-            break
-        await asyncio.sleep(0)
+    total = await _in_batches(store.delete_old_timeline, now - timedelta(days=days))
     if total:
         log.info("Old timeline entries deleted", component="DATABASE", count=total)
     return total
