@@ -1,13 +1,16 @@
-"""The cost of recording devices' timelines: the pipeline and the phones' listener with
-``[general] timeline = true``, side by side with ``false``.
+"""The cost of telling what happens: the pipeline and the phones' listener with
+``[general] timeline = true`` and ``[webhooks]`` posting every notification to a receiver in
+this process (answers 204 at once), side by side with both off.
 
 * pipeline: ``bench pipeline``'s registrations/s (2,000 adds, queuenum 8, a 50 ms vendor)
-  with recording off, then on; each vendor call, retry and outcome is an entry.
+  with both off, then on; each vendor call, retry and outcome is an entry, each outcome a
+  ``device.*`` notification.
 * phones' listener: ``/ztprov/`` settings files served per second to 16 phones fetching in
   loops (Basic login, a User-Agent with their MAC) for 10 s, after 200 adds; each fetch is
-  an entry (and, as always, an update of the device row's arrival).
+  an entry and a ``phone.fetched`` notification (and, as always, an update of the device
+  row's arrival).
 
-Target: with recording on, ≥ 95% of the rate with it off. Nothing else differs between the
+Target: with both on, ≥ 95% of the rate with both off. Nothing else differs between the
 two runs of a pair (each on a fresh database and daemon). A full run measures each twice, in
 the order off, on, on, off, and keeps the best of each: other load on the machine then
 lowers both alike rather than whichever ran second (``--quick``: once each).
@@ -37,7 +40,7 @@ from bench.common import (
     wait_until,
     workdir,
 )
-from bench.pipeline import measure_pipeline
+from bench.pipeline import Receiver, measure_pipeline
 
 BENCH = "timeline"
 TARGET = 0.95
@@ -45,10 +48,17 @@ PHONES = 16  # phones fetching at once
 FIRMWARE = "10.1.54.13"
 
 
+#: Where ``[webhooks]`` posts while a run has them on (set by :func:`run`).
+HOOKS: dict[str, Any] = {}
+
+
 def _switched(opts: Options, on: bool, **sections: dict[str, Any]) -> Options:
-    """``opts`` with ``[general] timeline`` set (and more sections), notes shared."""
+    """``opts`` with ``[general] timeline`` and ``[webhooks]`` on or off (and more sections),
+    notes shared."""
     overrides = {name: dict(values) for name, values in opts.overrides.items()}
     overrides.setdefault("general", {})["timeline"] = "true" if on else "false"
+    if on:
+        overrides["webhooks"] = dict(HOOKS)
     for name, values in sections.items():
         overrides.setdefault(name, {}).update(values)
     return dataclasses.replace(opts, overrides=overrides, notes=opts.notes)
@@ -58,15 +68,19 @@ async def run(opts: Options) -> list[Row]:
     async def measure(kind: str) -> list[Row]:
         return await _pipeline_pair(kind, opts) + await _phones_pair(kind, opts)
 
-    return await for_each_db(BENCH, opts, measure)
+    async with Receiver() as receiver:
+        HOOKS.update({"url": receiver.url, "secret": "bench-webhook-secret"})
+        rows = await for_each_db(BENCH, opts, measure)
+    opts.note(f"timeline: {receiver.count} webhook notifications received")
+    return rows
 
 
 def _pair(kind: str, what: str, unit: str, off: float, on: float) -> list[Row]:
     ratio = on / off if off else 0.0
     return [
-        Row(BENCH, kind, f"{what}, timeline off", off, unit),
-        Row(BENCH, kind, f"{what}, timeline on", on, unit, off, ratio, f"≥ {TARGET:.0%} of off",
-            ratio >= TARGET),
+        Row(BENCH, kind, f"{what}, timeline and webhooks off", off, unit),
+        Row(BENCH, kind, f"{what}, timeline and webhooks on", on, unit, off, ratio,
+            f"≥ {TARGET:.0%} of off", ratio >= TARGET),
     ]
 
 
@@ -96,10 +110,9 @@ async def _phones_pair(kind: str, opts: Options) -> list[Row]:
     return [
         *_pair(kind, f"phones' listener files served/s, {PHONES} phones", "files/s",
                best[False], best[True]),
-        Row(BENCH, kind, "phones' listener: daemon CPU per file, timeline off", cpu[False],
-            "ms"),
-        Row(BENCH, kind, "phones' listener: daemon CPU per file, timeline on", cpu[True],
-            "ms", cpu[False], cpu[True] / cpu[False] if cpu[False] else None),
+        Row(BENCH, kind, "phones' listener: daemon CPU per file, both off", cpu[False], "ms"),
+        Row(BENCH, kind, "phones' listener: daemon CPU per file, both on", cpu[True], "ms",
+            cpu[False], cpu[True] / cpu[False] if cpu[False] else None),
     ]
 
 
