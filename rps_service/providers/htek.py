@@ -93,16 +93,13 @@ class HtekProvider(RpcRedirectProvider):
     label = "Htek"
     service = "Htek RPS"
     settings_class = HtekSettings
+    settings: HtekSettings
     credentials_noun = "login"
     upper_mac: ClassVar[bool] = False  # the vendor's examples: 001fc1000001
 
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
         self._servers: CreatedOnce[tuple[str, str]] = CreatedOnce()  # (account key, name)
-
-    @property
-    def override(self) -> bool:
-        return isinstance(self.settings, HtekSettings) and self.settings.override
 
     # -- operations -----------------------------------------------------------------------
 
@@ -130,7 +127,7 @@ class HtekProvider(RpcRedirectProvider):
 
     async def _take(self, account: Account, device: Device, name: str, text: str) -> None:
         """Another RPS user holds the MAC: a failure, unless ``override = true``."""
-        if not self.override:
+        if not self.settings.override:
             raise owned_by_other(self.service, f"registerDevice answered {text}",
                                  hint=OWNED_HINT)
         log.warning("Taking the MAC from another Htek RPS account (override = true)",

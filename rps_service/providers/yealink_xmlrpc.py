@@ -96,16 +96,13 @@ class YealinkXmlrpcProvider(XmlRpcProvider):
     label = "Yealink"
     service = "Yealink RPS"
     settings_class = YealinkXmlrpcSettings
+    settings: YealinkXmlrpcSettings
     access = AccessMode.URL_KEY
     credentials_noun = "login"
 
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
         self._servers: CreatedOnce[tuple[str, str]] = CreatedOnce()  # (account key, name)
-
-    @property
-    def override(self) -> bool:
-        return isinstance(self.settings, YealinkXmlrpcSettings) and self.settings.override
 
     # -- operations -----------------------------------------------------------------------
 
@@ -145,7 +142,7 @@ class YealinkXmlrpcProvider(XmlRpcProvider):
                     secrets: tuple[str, ...]) -> None:
         """Another customer holds the MAC: a failure, unless ``override = true``."""
         detail = f"registerDeviceWithUniqueUrl answered {text}"
-        if not self.override:
+        if not self.settings.override:
             raise owned_by_other(self.service, detail, hint=OWNED_HINT)
         log.warning("Taking the MAC from another Yealink RPS account (override = true)",
                     component=self.label, mac=device.mac, server=device.server)

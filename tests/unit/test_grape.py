@@ -3,7 +3,6 @@ for answers the emulator never gives, an httpx.MockTransport."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -17,7 +16,6 @@ from rps_service.providers.guesses import forget_guesses
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.transport import AiohttpTransport
 from rps_service.providers.vendor import ProviderContext
-from rps_service.sandbox import start_sandbox
 from rps_service.sandbox.grape import (
     DEMO_COMPANY_ID,
     DEMO_KEY_ID,
@@ -30,9 +28,11 @@ from rps_service.sandbox.grape import (
     grape_uuid,
 )
 from rps_service.sandbox.runner import RunningSandbox
-from rps_service.sandbox.state import SandboxState
 from rps_service.vendors import VENDORS
 from tests.conftest import SECRETS
+from tests.emulated import sandbox, transport
+
+__all__ = ["sandbox", "transport"]  # fixtures
 
 SECRETS.update({DEMO_SECRET, NOROLE_SECRET})
 MAC = "7C2F80ABCDEF"
@@ -53,20 +53,6 @@ def provider_for(api_url: str, transport: httpx.AsyncBaseTransport,
     context = ProviderContext(mode="master", retry_cap=30, credentials=NoCredentials(),
                               transport=transport)
     return GrapeProvider(settings, context)
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[RunningSandbox]:
-    running = await start_sandbox(SandboxState(settings_count=10))
-    yield running
-    await running.close()
-
-
-@pytest.fixture
-async def transport() -> AsyncIterator[AiohttpTransport]:
-    sent = AiohttpTransport()
-    yield sent
-    await sent.aclose()
 
 
 def emulator(sandbox: RunningSandbox) -> GrapeEmulator:

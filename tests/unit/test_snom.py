@@ -25,10 +25,11 @@ from rps_service.providers.protocol import Device, Failure, Provider, ProviderEr
 from rps_service.providers.snom import SnomProvider, SnomSettings
 from rps_service.providers.transport import AiohttpTransport
 from rps_service.providers.vendor import ProviderContext
-from rps_service.sandbox import start_sandbox
 from rps_service.sandbox.runner import RunningSandbox
-from rps_service.sandbox.state import DEMO_COMPANY_ID, OTHER_COMPANY_ID, SandboxState, Setting
-from tests.emulated import Scripted
+from rps_service.sandbox.state import DEMO_COMPANY_ID, OTHER_COMPANY_ID, Setting
+from tests.emulated import Scripted, sandbox
+
+__all__ = ["sandbox"]  # the fixture
 
 KEY_ID = "KEYID"
 SECRET = "key-secret-0123456789"
@@ -156,13 +157,6 @@ class Transport(Scripted):
 
     async def aclose(self) -> None:
         self.closed = True
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[RunningSandbox]:
-    running = await start_sandbox(SandboxState(settings_count=10))
-    yield running
-    await running.close()
 
 
 @pytest.fixture
