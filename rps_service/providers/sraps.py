@@ -28,7 +28,7 @@ from rps_service.models import answer_mac
 from rps_service.providers import hawk
 from rps_service.providers.errors import owned_by_other
 from rps_service.providers.guesses import rely_on_guess
-from rps_service.providers.keyed import KeyedLocks
+from rps_service.providers.keyed import KeyedLocks, drop_accounts
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import ProviderSettings
 from rps_service.providers.vendor import Account, ProviderContext, VendorProvider
@@ -176,6 +176,10 @@ class SrapsProvider(VendorProvider):
     async def close(self) -> None:
         await super().close()
         self._cache.clear()
+
+    def forget_accounts(self, keys: frozenset[str]) -> None:
+        super().forget_accounts(keys)
+        drop_accounts(self._cache, keys)
 
     # -- the catalogue --------------------------------------------------------------------
 

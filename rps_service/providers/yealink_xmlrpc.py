@@ -104,6 +104,10 @@ class YealinkXmlrpcProvider(XmlRpcProvider):
         super().__init__(settings, context)
         self._servers: CreatedOnce[tuple[str, str]] = CreatedOnce()  # (account key, name)
 
+    def forget_accounts(self, keys: frozenset[str]) -> None:
+        super().forget_accounts(keys)
+        self._servers.forget_accounts(keys)
+
     # -- operations -----------------------------------------------------------------------
 
     async def vendor_register(self, account: Account, device: Device) -> None:
