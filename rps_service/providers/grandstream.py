@@ -35,11 +35,11 @@ import httpx
 from pydantic import SecretStr, field_validator
 
 from rps_service.access import AccessMode
+from rps_service.guesses import rely_on_guess
 from rps_service.logs import get_logger
 from rps_service.models import answer_mac
 from rps_service.providers.auth_gdms import GdmsAuth, password_hash
 from rps_service.providers.errors import clean_text, owned_by_other
-from rps_service.providers.guesses import rely_on_guess
 from rps_service.providers.keyed import KeyedLocks, drop_accounts
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import BaseUrl, ProviderSettings

@@ -32,10 +32,10 @@ import httpx
 from pydantic import AfterValidator, SecretStr
 
 from rps_service.access import AccessMode
+from rps_service.guesses import rely_on_guess
 from rps_service.logs import get_logger
 from rps_service.models import answer_mac
 from rps_service.providers.errors import error_text, owned_by_other
-from rps_service.providers.guesses import rely_on_guess
 from rps_service.providers.keyed import KeyedLocks, drop_accounts
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import BaseUrl, ProviderSettings

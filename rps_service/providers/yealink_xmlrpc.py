@@ -33,9 +33,9 @@ from typing import ClassVar
 from pydantic import SecretStr
 
 from rps_service.access import URL_KEY, AccessMode
+from rps_service.guesses import rely_on_guess
 from rps_service.logs import get_logger
 from rps_service.providers.errors import clean_text, owned_by_other
-from rps_service.providers.guesses import rely_on_guess
 from rps_service.providers.keyed import CreatedOnce
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import HttpUrl, ProviderSettings
