@@ -357,7 +357,7 @@ class SrapsProvider(VendorProvider):
                     secrets: tuple[str, ...] = (), stale_on: tuple[int, ...] = (401,)
                     ) -> httpx.Response:
         key = hawk.HawkKey(account.text("access_key_id"), account.text("access_key_secret"))
-        auth = hawk.HawkAuth(key, self.vendor_clock, label=self.label)
+        auth = hawk.HawkAuth(key, self.vendor_clock, label=self.label, service=self.service)
         response = await self.request(account, method, url, operation=operation, mac=mac,
                                       json_body=body, auth=auth)
         if response.is_success or response.status_code in ok:
