@@ -105,6 +105,10 @@ class VendorProvider(abc.ABC):
     #: Seconds after a throttling pause during which the account's events go one at a time
     #: (0: never); for a vendor that throttles again when every worker resumes at once.
     gentle_after_throttle: ClassVar[float] = 0.0
+    #: A guess that serving this vendor's phones at ``/ztprov/`` relies on ("" for none),
+    #: when their family is another vendor's: said once per process at the first file
+    #: served (a family's own guesses are said by the family).
+    phones_guess: ClassVar[str] = ""
 
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         self.settings = settings
