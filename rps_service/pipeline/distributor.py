@@ -10,15 +10,15 @@ hands one to an idle worker only when its account can send now, so no worker wai
 account's rate slot or throttling pause while another account's event waits.
 
 The store never leases a device's event while an earlier one is unfinished, so a device's
-events run in order and never concurrently, whichever worker takes them.
+events run in order and never concurrently, whichever worker takes them. The distributor
+wakes at once when the listener stores events or a server's waiting events run low, and
+otherwise polls every ``poll_interval`` (other instances' events, backoff timers, expired
+leases).
 
 Accounts come and go (a tenant's credentials rotated, a server removed): every
 ``forget_every`` seconds the lease loop forgets the lanes, and through ``on_forget`` the
 gates, cluster claims and vendor caches, of accounts unused for ``forget_after`` seconds
-(:meth:`Distributor.forget_idle`). The distributor
-wakes at once when the listener stores events or a server's waiting events run low, and
-otherwise polls every ``poll_interval`` (other instances' events, backoff timers, expired
-leases).
+(:meth:`Distributor.forget_idle`).
 """
 
 from __future__ import annotations
