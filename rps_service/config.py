@@ -244,6 +244,9 @@ class WebhookSettings(Section):
     timeout: float = Field(10.0, gt=0, le=300)
     #: Hours a notification is retried before it is dropped (an ERROR line).
     max_age: float = Field(24.0, gt=0, le=24 * 365)
+    #: Seconds before the same ``phone.*`` notification (type, device, message) is sent
+    #: again: a phone fetching in a loop is told once a window. 0: every one.
+    repeat_after: float = Field(60.0, ge=0, le=24 * 3600)
 
     @field_validator("events", mode="before")
     @classmethod

@@ -47,6 +47,7 @@ from rps_service.providers.protocol import Provider
 from rps_service.providers.section import PLACEHOLDER_HOST
 from rps_service.providers.transport import AiohttpTransport
 from rps_service.store import Store, StoreUnavailable, create_store
+from rps_service.store.outbox import Repeats
 from rps_service.timeline import Timeline
 from rps_service.vendors import PROVIDERS, build_providers
 from rps_service.webhooks import WebhookSender
@@ -331,7 +332,8 @@ class Service:
         if not self.settings.ztp.enabled:
             return
         settings = self.settings.ztp
-        ztp = ZtpListener(settings, self.store, timeline=self.timeline)
+        ztp = ZtpListener(settings, self.store, timeline=self.timeline,
+                          repeats=Repeats(self.settings.webhooks.repeat_after))
         try:
             await ztp.start()
         except OSError as exc:

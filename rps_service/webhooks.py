@@ -7,7 +7,9 @@ exponential backoff and jitter, up to ``max_age`` after it was stored: then it i
 with an ERROR line. A device's next notification is leased only once the previous one is
 gone, so each device's notifications arrive in order; a crash loses none (the rows stay,
 their leases run out). The sender has its own HTTP client and task, and posts at most
-:data:`CONCURRENCY` notifications at a time: a slow receiver never slows the pipeline.
+:data:`CONCURRENCY` notifications at a time: a slow receiver never slows the pipeline. A
+round leases up to :data:`ROUND` rows: the database's share of a notification (lease and
+delete) is then a fraction of a statement.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from rps_service.store.outbox import Outgoing
 log = get_logger()
 
 CONCURRENCY = 16  # notifications posted at once (each its own device's oldest)
+ROUND = 64  # notifications leased by one round (posted CONCURRENCY at a time)
 RETRY_BASE = 1.0  # seconds before the first retry; doubling up to RETRY_CAP
 RETRY_CAP = 300.0
 IDLE_POLL = 1.0  # seconds between looks at the outbox when nothing woke the sender
@@ -65,6 +68,7 @@ class WebhookSender:
             timeout=aiohttp.ClientTimeout(total=settings.timeout),
             connector=aiohttp.TCPConnector(limit=CONCURRENCY))
         self._secret = settings.secret.get_secret_value().encode()
+        self._posting = asyncio.Semaphore(CONCURRENCY)  # the timeout starts inside
         self._wake = asyncio.Event()
         self._rng = random.Random()
         #: Told ``delivered`` or ``failed`` for each attempt (metrics).
@@ -89,7 +93,7 @@ class WebhookSender:
             except StoreUnavailable as exc:
                 log.error("Database unavailable", component="WEBHOOK", err=str(exc))
                 sent = 0
-            if sent >= CONCURRENCY:
+            if sent >= ROUND:
                 continue  # a backlog: straight on
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -101,10 +105,10 @@ class WebhookSender:
     async def round(self, now: datetime) -> int:
         """One round: how many notifications were leased."""
         lease = timedelta(seconds=2 * self.settings.timeout + 30)
-        rows = await self.store.lease_notices(self.owner, now, now + lease, CONCURRENCY)
+        rows = await self.store.lease_notices(self.owner, now, now + lease, ROUND)
         if not rows:
             return 0
-        results = await asyncio.gather(*(self._post(row) for row in rows))
+        results = await asyncio.gather(*(self._post_one(row) for row in rows))
         gone: list[int] = []
         retry: list[tuple[int, datetime, str]] = []
         max_age = timedelta(hours=self.settings.max_age)
@@ -121,6 +125,10 @@ class WebhookSender:
                 retry.append((row.row, when, failure))
         await self.store.settle_notices(self.owner, gone, retry)
         return len(rows)
+
+    async def _post_one(self, row: Outgoing) -> str | None:
+        async with self._posting:
+            return await self._post(row)
 
     async def _post(self, row: Outgoing) -> str | None:
         """Post one notification; None when delivered, else why not."""

@@ -56,7 +56,7 @@ from rps_service.guesses import rely_on_guess
 from rps_service.logs import get_logger, http_server_logger
 from rps_service.models import Device
 from rps_service.store import Store, StoreUnavailable
-from rps_service.store.outbox import Notice
+from rps_service.store.outbox import Notice, Repeats
 from rps_service.timeline import Timeline
 from rps_service.vendors import PROVIDERS, family_of
 from rps_service.ztp import fetches
@@ -210,7 +210,8 @@ class ZtpListener:
 
     def __init__(self, settings: ZtpSettings, store: Store,
                  clock: Callable[[], float] = time.time,
-                 idle_timeout: float = IDLE_TIMEOUT, timeline: Timeline | None = None) -> None:
+                 idle_timeout: float = IDLE_TIMEOUT, timeline: Timeline | None = None,
+                 repeats: Repeats | None = None) -> None:
         self.settings = settings
         self.timeline = timeline
         self.idle_timeout = idle_timeout
@@ -226,6 +227,7 @@ class ZtpListener:
         self._runner: web.AppRunner | None = None
         self._decoy_key = new_url_key()  # compared when no device has the key
         self._telling: set[asyncio.Task[None]] = set()  # webhook notices being stored
+        self.repeats = repeats or Repeats(0)
 
     def create_app(self) -> web.Application:
         """One catch-all route: every path and method is answered (and logged) here."""
@@ -269,6 +271,8 @@ class ZtpListener:
             return
         notice = Notice(kind, device.provider, device.mac, device.server, device.status,
                         message)
+        if not self.repeats.fresh(notice):
+            return
         task = asyncio.create_task(self._store_notice(notice), name="ztp-notice")
         self._telling.add(task)
         task.add_done_callback(self._telling.discard)

@@ -80,7 +80,8 @@ async def daemon(tmp_path: Path, mysql_database: str
     running: list[tuple[Daemon, logs.LogFile]] = []
 
     async def _start(ztp: dict[str, Any] | None = None,
-                     more: dict[str, Any] | None = None) -> Daemon:
+                     more: dict[str, Any] | None = None,
+                     sections: dict[str, dict[str, Any]] | None = None) -> Daemon:
         sandbox = await start_sandbox(SandboxState(1200))
         log_path = tmp_path / "rps.log"
         general = {"port": free_port(), "database": mysql_database, "log_file": str(log_path),
@@ -92,7 +93,8 @@ async def daemon(tmp_path: Path, mysql_database: str
                 "rate_limit": 1000}
         ztp_values = {"enabled": "true", "listen": "127.0.0.1", "port": free_port()}
         ztp_values.update(ztp or {})
-        extra = "[ztp]\n" + "".join(f"{k} = {v}\n" for k, v in ztp_values.items())
+        extra = "".join(f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in values.items())
+                        for name, values in {"ztp": ztp_values, **(sections or {})}.items())
         settings = load_settings(write_ini(tmp_path / "rps.ini", general, snom, extra), env={})
         sink = logs.configure(str(log_path))
         service = Service(settings, log_sink=sink)
