@@ -178,6 +178,7 @@ class Service:
         #: Shares each vendor account's rate and pauses with the other instances (MySQL).
         self.cluster: Cluster | None = None
         self.cluster_tasks: list[asyncio.Task[None]] = []
+        self.distributor.on_forget = self._forget_accounts
 
     async def _lane(self, provider: str, server: int) -> LaneId:
         """The lane of a server's events: its provider's account, when the provider says."""
@@ -185,6 +186,16 @@ class Service:
         if isinstance(source, LaneSource):
             return await source.lane(server)
         return await server_lanes(provider, server)
+
+    def _forget_accounts(self, quiet: float, keep: frozenset[str]) -> None:
+        """The accounts unused for ``quiet`` seconds, which no lane holds (``keep``), are
+        forgotten: first the cluster's claims on them, then the providers' gates and caches,
+        keeping those the heartbeat still holds a gate of."""
+        if self.cluster is not None:
+            keep = keep | self.cluster.forget_idle(quiet, keep)
+        for provider in self.providers.values():
+            if isinstance(provider, LaneSource):
+                provider.forget_idle(quiet, keep)
 
     async def start(self) -> None:
         """Open everything; on a failure, close what was opened and raise."""

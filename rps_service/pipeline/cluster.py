@@ -14,6 +14,10 @@ holds the oldest claim. The database is read once per heartbeat, never per vendo
 
 A throttling pause is written at once to ``rps_account_pauses`` and every instance reads
 all pauses in one query every ``poll`` (at most 0.5 s). See docs/instances.md.
+
+An account this instance no longer sends on is forgotten once its claim is given back and it
+has been unused for a while (:meth:`Cluster.forget_idle`); if it comes back, it is claimed
+like a new one, and the pauses last read hold its gate from the start.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import functools
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from rps_service.logs import get_logger
@@ -97,6 +101,8 @@ class Cluster:
         self._wake = asyncio.Event()
         self._paused: dict[str, float] = {}  # account id -> seconds, to be written
         self._pause_wake = asyncio.Event()
+        #: Every pause read at the last poll: account id -> until when (this clock).
+        self._pauses_read: dict[str, float] = {}
 
     async def ready(self, account: str, gate: AccountGate, rate_limit: float) -> None:
         """Before each call: the account is marked busy; a new one waits for its share."""
@@ -105,6 +111,9 @@ class Cluster:
             tracked = Tracked(gate, rate_limit, self.store.account_id(account))
             gate.set_rate(0)  # nothing is sent before the first heartbeat gives a share
             gate.on_pause = functools.partial(self._pause_seen, tracked.account_id)
+            # A pause another instance took holds here at once, not at the next poll: the
+            # first heartbeat may come before it (an account forgotten, then back).
+            gate.hold(self._pauses_read.get(tracked.account_id, 0.0))
             self._tracked[account] = tracked
         tracked.used = self.clock()
         if not tracked.claimed:
@@ -178,6 +187,17 @@ class Cluster:
             return 0.0  # the others may not have made room yet
         return split(tracked.rate, len(holders), rank)
 
+    def forget_idle(self, quiet: float, keep: Collection[str] = ()) -> frozenset[str]:
+        """Stop tracking the accounts unused for ``quiet`` seconds whose claim is given
+        back, except those in ``keep`` (a lane of this instance still holds their gate);
+        the accounts still tracked (their gates are in use by the heartbeat)."""
+        now = self.clock()
+        for account in [account for account, tracked in self._tracked.items()
+                        if account not in keep and not tracked.claimed
+                        and now - tracked.used >= quiet]:
+            del self._tracked[account]
+        return frozenset(self._tracked)
+
     async def leave(self) -> None:
         """A stopping instance gives its shares back at once."""
         with contextlib.suppress(StoreUnavailable):
@@ -213,6 +233,7 @@ class Cluster:
         started = self.clock()
         paused = dict(await self.store.account_pauses())
         self.queries += 1
+        self._pauses_read = {account_id: started + left for account_id, left in paused.items()}
         for tracked in self._tracked.values():
             left = paused.get(tracked.account_id)
             if left is None:

@@ -14,6 +14,11 @@ events run in order and never concurrently, whichever worker takes them. The dis
 wakes at once when the listener stores events or a server's waiting events run low, and
 otherwise polls every ``poll_interval`` (other instances' events, backoff timers, expired
 leases).
+
+Accounts come and go (a tenant's credentials rotated, a server removed): every
+``forget_every`` seconds the lease loop forgets the lanes, and through ``on_forget`` the
+gates, cluster claims and vendor caches, of accounts unused for ``forget_after`` seconds
+(:meth:`Distributor.forget_idle`).
 """
 
 from __future__ import annotations
@@ -39,9 +44,16 @@ LEASE_ROUND = 100  # events leased per journal round trip
 LANE_TTL = 5.0  # seconds a server's lane (its account) is trusted before it is looked up again
 #: Seconds of calls a lane holds at most with its share of an account other instances share.
 SHARED_HOLD = 2.0
+#: An account unused this long (seconds) is forgotten: its lane, gate, claim and caches.
+FORGET_AFTER = 600.0
+#: How often (seconds) the lease loop looks for such accounts.
+FORGET_EVERY = 60.0
 
 #: Which lane a (provider, server)'s events ride: see :class:`LaneId`.
 LaneResolver = Callable[[str, int], Awaitable[LaneId]]
+#: Forgets the accounts unused for ``quiet`` seconds except those in ``keep`` (the accounts
+#: the lanes still refer to): their gates, cluster claims and vendor caches.
+AccountForgetter = Callable[[float, frozenset[str]], None]
 
 
 async def server_lanes(provider: str, server: int) -> LaneId:
@@ -61,6 +73,7 @@ class Distributor:
         clock: Callable[[], datetime] = utcnow,
         lanes: LaneResolver = server_lanes,
         serves: Callable[[str], bool] = lambda provider: True,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         #: Whether this instance handles a provider's events (it has it enabled): instances
@@ -71,7 +84,8 @@ class Distributor:
         self.clock = clock
         self.resolve = lanes
         self.capacity = settings.queuenum * settings.queuecap
-        self.board = LaneBoard(settings.queuenum)
+        self.monotonic = monotonic  # the lanes' clock (rate slots, lane look-ups, forgetting)
+        self.board = LaneBoard(settings.queuenum, clock=monotonic)
         self.handoff: asyncio.Queue[Event] = asyncio.Queue()
         self.idle = 0  # workers waiting for an event
         self.holding: dict[int, int] = {}  # worker index → id of the event it has
@@ -88,6 +102,11 @@ class Distributor:
         self._groups: dict[Group, None] = {}  # servers with work, least recently leased first
         self._lane_ids: dict[Group, tuple[float, LaneId]] = {}
         self.lease_recoveries = 0
+        self.forget_after = FORGET_AFTER
+        self.forget_every = FORGET_EVERY
+        self._last_forget = monotonic()
+        #: Set by the service: forgets the idle accounts' gates, claims and caches.
+        self.on_forget: AccountForgetter | None = None
 
     # -- signals from the listener and the workers ----------------------------------------
 
@@ -149,7 +168,7 @@ class Distributor:
         """The server's lane, looked up again after ``LANE_TTL`` (credentials may change)."""
         group = (provider, server)
         known = self._lane_ids.get(group)
-        mono = time.monotonic()
+        mono = self.monotonic()
         if known is None or known[0] < mono:
             known = (mono + LANE_TTL, await self.resolve(provider, server))
             self._lane_ids[group] = known
@@ -216,7 +235,7 @@ class Distributor:
         while self.idle - self.handoff.qsize() > 0 and not self._stopping:
             event, when = self.board.pick(self.idle - self.handoff.qsize())
             if event is None:
-                return None if when is None else max(when - time.monotonic(), 0.001)
+                return None if when is None else max(when - self.monotonic(), 0.001)
             self.handoff.put_nowait(event)
         return None
 
@@ -255,6 +274,23 @@ class Distributor:
                 self.lease_recoveries += len(recovered)
                 log.warning("Lease expired, event taken again", component="DISTRIBUTOR",
                             ids=",".join(map(str, recovered)))
+        if self.monotonic() - self._last_forget >= self.forget_every:
+            self.forget_idle()
+
+    def forget_idle(self) -> None:
+        """Forget the accounts unused for ``forget_after`` seconds: their lanes, the lane
+        look-ups that name them, then (``on_forget``) their gates, cluster claims and
+        vendor caches. What a lane or a look-up still names is kept, so nothing here ever
+        holds a gate its provider has dropped (the one gate per account stays one)."""
+        self._last_forget = mono = self.monotonic()
+        self.board.forget_idle(self.forget_after)
+        for group, (until, _) in list(self._lane_ids.items()):
+            if until + self.forget_after <= mono and not self.board.waiting_in(group):
+                del self._lane_ids[group]
+        if self.on_forget is not None:
+            keep = {lane.key for lane in self.board}
+            keep.update(lane_id.key for _, lane_id in self._lane_ids.values())
+            self.on_forget(self.forget_after, frozenset(keep))
 
     async def _renew(self, started: float) -> None:
         """Extend the leases held; only a renewal that succeeded moves their deadline."""

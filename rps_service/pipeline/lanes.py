@@ -20,6 +20,9 @@ goes at its slot:
   rate (:mod:`rps_service.pipeline.cluster`). A lane with no share here claims no slot and
   has one event under way at a time: its call asks for a share and, without one, is
   deferred (nothing sent), the event going back to the journal for the other instances.
+
+A lane with nothing waiting or under way for a while is forgotten
+(:meth:`LaneBoard.forget_idle`): accounts come and go as tenants' credentials rotate.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -59,9 +62,14 @@ class LaneId:
 
 @runtime_checkable
 class LaneSource(Protocol):
-    """A provider that tells which account a server's events are sent with."""
+    """A provider that tells which account a server's events are sent with, and forgets the
+    accounts gone quiet."""
 
     async def lane(self, server: int) -> LaneId: ...
+
+    def forget_idle(self, quiet: float, keep: Collection[str] = ()) -> frozenset[str]:
+        """Drop the gates (and caches) of accounts unused for ``quiet`` seconds, except
+        those in ``keep``; the accounts dropped."""
 
 
 @dataclass
@@ -76,6 +84,7 @@ class Lane:
     started: dict[int, float] = field(default_factory=dict)  # event id → call start
     waiting: int = 0
     latency: float | None = None  # moving average of its events' call time
+    used: float = 0.0  # when an event last came, started or ended (the board's clock)
 
     @property
     def in_flight(self) -> int:
@@ -121,7 +130,8 @@ class LaneBoard:
         lane = self.lanes.get(lane_id.key)
         if lane is None:
             lane = self.lanes[lane_id.key] = Lane(lane_id.key, lane_id.provider,
-                                                  lane_id.account, lane_id.gate)
+                                                  lane_id.account, lane_id.gate,
+                                                  used=self.clock())
         elif lane_id.gate is not None:
             lane.gate = lane_id.gate
         return lane
@@ -131,6 +141,7 @@ class LaneBoard:
         lane = self.lane(lane_id)
         lane.servers.setdefault(event.server, deque()).append(event)
         lane.waiting += 1
+        lane.used = self.clock()
         group = (event.provider, event.server)
         self._group_waiting[group] = self._group_waiting.get(group, 0) + 1
 
@@ -179,6 +190,7 @@ class LaneBoard:
         if not self._group_waiting[group]:
             del self._group_waiting[group]
         lane.started[event.id] = now
+        lane.used = now
         self._running[event.id] = lane
         return event
 
@@ -186,7 +198,17 @@ class LaneBoard:
         """The event's call is over (idempotent)."""
         lane = self._running.pop(event.id, None)
         if lane is not None:
-            lane.ended(event.id, self.clock())
+            lane.used = self.clock()
+            lane.ended(event.id, lane.used)
+
+    def forget_idle(self, quiet: float) -> None:
+        """Drop the lanes with no event waiting or under way for ``quiet`` seconds: an
+        account whose credentials were rotated away, a server removed. A lane that comes
+        back starts afresh (last in the lanes' turns); its gate is the provider's."""
+        now = self.clock()
+        for key in [key for key, lane in self.lanes.items()
+                    if not lane.waiting and not lane.started and now - lane.used >= quiet]:
+            del self.lanes[key]
 
     def take_all(self) -> list[Event]:
         """Every waiting event, removed (shutdown)."""

@@ -36,6 +36,7 @@ from pydantic import AfterValidator, SecretStr
 from rps_service.access import URL_KEY, AccessMode
 from rps_service.models import normalize_mac
 from rps_service.providers.errors import clean_text, owned_by_other
+from rps_service.providers.keyed import drop_accounts
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import HttpUrl, ProviderSettings
 from rps_service.providers.vendor import Account, ProviderContext
@@ -187,6 +188,10 @@ class FanvilProvider(XmlRpcProvider):
     async def close(self) -> None:
         await super().close()
         self._progress.clear()
+
+    def forget_accounts(self, keys: frozenset[str]) -> None:
+        super().forget_accounts(keys)
+        drop_accounts(self._progress, keys)
 
     async def device_url(self, server: int, url_key: str | None = None) -> str:
         """The base URL with the device's key as a path segment, then ``$mac.cfg``."""

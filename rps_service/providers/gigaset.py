@@ -32,8 +32,8 @@ from typing import ClassVar
 from pydantic import Field, SecretStr
 
 from rps_service.access import AccessMode, mask_url_keys
+from rps_service.guesses import rely_on_guess
 from rps_service.providers.errors import clean_text, owned_by_other
-from rps_service.providers.guesses import rely_on_guess
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import HttpUrl, ProviderSettings
 from rps_service.providers.vendor import Account

@@ -35,12 +35,12 @@ import httpx
 from pydantic import SecretStr, field_validator
 
 from rps_service.access import AccessMode
+from rps_service.guesses import rely_on_guess
 from rps_service.logs import get_logger
 from rps_service.models import answer_mac
 from rps_service.providers.auth_gdms import GdmsAuth, password_hash
 from rps_service.providers.errors import clean_text, owned_by_other
-from rps_service.providers.guesses import rely_on_guess
-from rps_service.providers.keyed import KeyedLocks
+from rps_service.providers.keyed import KeyedLocks, drop_accounts
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import BaseUrl, ProviderSettings
 from rps_service.providers.tokens import Token, TokenCache
@@ -260,6 +260,11 @@ class GrandstreamProvider(VendorProvider):
         await super().close()
         self.tokens.clear()
         self._known.clear()
+
+    def forget_accounts(self, keys: frozenset[str]) -> None:
+        super().forget_accounts(keys)
+        self.tokens.forget_accounts(keys)
+        drop_accounts(self._known, keys)
 
     # -- look-ups -------------------------------------------------------------------------
 

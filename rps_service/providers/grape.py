@@ -48,3 +48,5 @@ class GrapeProvider(SrapsProvider):
     endpoints_from_links = True
     role_absent_means_none = False
     calls_guessed = True
+    phones_guess = ("Gigaset IP PRO phones sent by GRAPE ask for Snom's file names and read "
+                    "Snom's settings XML (they are Snom hardware)")

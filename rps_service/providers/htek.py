@@ -34,9 +34,9 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
+from rps_service.guesses import rely_on_guess
 from rps_service.logs import get_logger
 from rps_service.providers.errors import owned_by_other
-from rps_service.providers.guesses import rely_on_guess
 from rps_service.providers.keyed import CreatedOnce
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.rpcredirect import RpcRedirectProvider, RpcRedirectSettings
@@ -100,6 +100,10 @@ class HtekProvider(RpcRedirectProvider):
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
         self._servers: CreatedOnce[tuple[str, str]] = CreatedOnce()  # (account key, name)
+
+    def forget_accounts(self, keys: frozenset[str]) -> None:
+        super().forget_accounts(keys)
+        self._servers.forget_accounts(keys)
 
     # -- operations -----------------------------------------------------------------------
 

@@ -17,14 +17,18 @@ checks:
    device's timeline (:data:`rps_service.timeline.CALL`), of its URL as logged and attempt;
 5. the answer, read under one deadline (the provider's ``timeout``) and at most
    ``max_answer`` bytes (:func:`~rps_service.providers.transport.read_answer`).
+
+An account's gate lives while the account is used: :meth:`VendorHttp.forget_idle` drops the
+gates of accounts gone quiet (credentials rotated away, a server removed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from typing import Protocol
 
 import httpx
@@ -115,6 +119,7 @@ class VendorHttp:
         self._monotonic = monotonic
         self._sleep = sleep
         self._gates: dict[str, AccountGate] = {}
+        self._busy: dict[str, int] = {}  # account → its operations under way
         #: Set when several instances share each account's rate (rps_service.service).
         self.shares: RateShares | None = None
 
@@ -127,6 +132,34 @@ class VendorHttp:
                                                       clock=self._monotonic)
         return gate
 
+    @contextlib.contextmanager
+    def using(self, account: str) -> Iterator[None]:
+        """Mark an operation on ``account`` under way: its gate is not forgotten meanwhile."""
+        self._busy[account] = self._busy.get(account, 0) + 1
+        try:
+            yield
+        finally:
+            self._busy[account] -= 1
+            if not self._busy[account]:
+                del self._busy[account]
+
+    def forget_idle(self, quiet: float, keep: Collection[str] = ()) -> frozenset[str]:
+        """Drop the gates of accounts gone quiet; the accounts dropped.
+
+        A gate goes only when nothing needs it: no operation under way on its account, not
+        in ``keep`` (the accounts the scheduler's lanes and the cluster's heartbeat still
+        hold a gate of: they never have to look it up again), and
+        :meth:`AccountGate.idle` (no pause in force, no slot claimed, unused for ``quiet``
+        seconds). A later call on the account gets a fresh gate, which is safe then (see
+        :meth:`AccountGate.idle`).
+        """
+        gone = frozenset(account for account, gate in self._gates.items()
+                         if account not in keep and account not in self._busy
+                         and gate.idle(quiet))
+        for account in gone:
+            del self._gates[account]
+        return gone
+
     async def send(self, request: httpx.Request, *, account: str, operation: str,
                    mac: str = "-", auth: httpx.Auth | None = None) -> httpx.Response:
         """Send ``request`` (and whatever its auth step adds); the last response, read.
@@ -134,22 +167,23 @@ class VendorHttp:
         Raises :class:`ProviderError` when no answer came (transient) or the call was
         deferred, :class:`~rps_service.pipeline.lease.LeaseLost` when the lease no longer holds.
         """
-        lease = leases.CURRENT.get()
-        if isinstance(auth, TokenAuth):
-            await auth.prepare()  # the token request first, with a turn of its own
-        await self._turn(account, lease)
-        if auth is None:
-            return await self._send_one(request, operation, mac, lease)
-        # Driven by hand: httpx's client would send the auth step's requests itself.
-        flow = auth.async_auth_flow(request)
-        outgoing = await flow.__anext__()
-        while True:
-            response = await self._send_one(outgoing, operation, mac, lease)
-            try:
-                outgoing = await flow.asend(response)
-            except StopAsyncIteration:
-                return response
+        with self.using(account):
+            lease = leases.CURRENT.get()
+            if isinstance(auth, TokenAuth):
+                await auth.prepare()  # the token request first, with a turn of its own
             await self._turn(account, lease)
+            if auth is None:
+                return await self._send_one(request, operation, mac, lease)
+            # Driven by hand: httpx's client would send the auth step's requests itself.
+            flow = auth.async_auth_flow(request)
+            outgoing = await flow.__anext__()
+            while True:
+                response = await self._send_one(outgoing, operation, mac, lease)
+                try:
+                    outgoing = await flow.asend(response)
+                except StopAsyncIteration:
+                    return response
+                await self._turn(account, lease)
 
     async def _turn(self, account: str, lease: leases.Lease | None) -> None:
         gate = self.gate(account)

@@ -5,17 +5,30 @@ The vendors' caches (a catalogue, a token, a server's id, a profile) are filled 
 key even when a burst of cold events asks at the same moment: the first caller fills the
 cache under the key's lock, the others wait for it and find the cache filled. The locks
 are held weakly: a key's lock lives while some caller holds or waits for it, so accounts
-whose credentials were rotated away leave nothing behind.
+whose credentials were rotated away leave nothing behind. What the caches hold for such
+accounts goes with :func:`drop_accounts` when the provider forgets them
+(:meth:`~rps_service.providers.vendor.VendorProvider.forget_accounts`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Collection, Hashable, MutableMapping
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
+
+
+def drop_accounts(cache: MutableMapping[K, Any] | set[K], accounts: Collection[str]) -> None:
+    """Remove from ``cache`` the entries of ``accounts`` (account keys): those keyed by an
+    account key, or by a tuple whose first item is one (``(account key, URL)``)."""
+    for key in [key for key in cache
+                if (key[0] if isinstance(key, tuple) else key) in accounts]:
+        if isinstance(cache, set):
+            cache.discard(key)
+        else:
+            del cache[key]
 
 
 class KeyedLocks(Generic[K]):
@@ -57,6 +70,10 @@ class CreatedOnce(Generic[K]):
     def forget(self, key: K) -> None:
         """Create ``key`` again at its next use (the vendor lost it)."""
         self._done.discard(key)
+
+    def forget_accounts(self, accounts: Collection[str]) -> None:
+        """Forget every key of ``accounts`` (see :func:`drop_accounts`)."""
+        drop_accounts(self._done, accounts)
 
     def clear(self) -> None:
         self._done.clear()

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from rps_service.guesses import rely_on_guess
 from rps_service.models import answer_mac
 from rps_service.providers.errors import owned_by_other
-from rps_service.providers.guesses import rely_on_guess
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.rpcredirect import (
     RpcRedirectProvider,

@@ -32,11 +32,11 @@ import httpx
 from pydantic import AfterValidator, SecretStr
 
 from rps_service.access import AccessMode
+from rps_service.guesses import rely_on_guess
 from rps_service.logs import get_logger
 from rps_service.models import answer_mac
 from rps_service.providers.errors import error_text, owned_by_other
-from rps_service.providers.guesses import rely_on_guess
-from rps_service.providers.keyed import KeyedLocks
+from rps_service.providers.keyed import KeyedLocks, drop_accounts
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import BaseUrl, ProviderSettings
 from rps_service.providers.vendor import Account, ProviderContext, VendorProvider
@@ -162,6 +162,11 @@ class PolyProvider(VendorProvider):
         await super().close()
         self._profiles.clear()
         self._addresses.clear()
+
+    def forget_accounts(self, keys: frozenset[str]) -> None:
+        super().forget_accounts(keys)
+        drop_accounts(self._profiles, keys)
+        drop_accounts(self._addresses, keys)
 
     # -- devices --------------------------------------------------------------------------
 

@@ -52,6 +52,8 @@ class AccountGate:
         self._last: float | None = None  # the latest slot reserved
         self._claims: deque[float] = deque()  # slots reserved for a worker's next request
         self._throttles = 0  # throttling answers in a row
+        self.used = clock()  # when a slot was last reserved, claimed, sent or paused in
+        self.widest = 0.0  # the widest spacing the gate has paced with (see idle)
         #: Told of each pause this gate takes (its length in seconds): the cluster shares it.
         self.on_pause: Callable[[float], None] | None = None
         self.set_rate(rate)
@@ -68,6 +70,8 @@ class AccountGate:
         #: The rate is this instance's share of the account's (it lapses at ``until``).
         self.shared = until != math.inf
         self.interval = (1.0 + margin) / rate if rate > 0 else math.inf
+        if rate > 0:
+            self.widest = max(self.widest, self.interval)
         if not rate:
             self._claims.clear()  # slots claimed under the last share are not to be used
 
@@ -112,6 +116,7 @@ class AccountGate:
         when = self.next_slot()
         if when != math.inf:
             self._last = when
+            self.used = self.clock()
         return when
 
     def sent(self, reserved: float, actual: float) -> None:
@@ -124,6 +129,7 @@ class AccountGate:
         share of an account other instances share: from the send)."""
         if self._last == reserved:
             self._last = max(reserved, actual - self._grace())
+        self.used = max(self.used, actual)
 
     def claim(self) -> float:
         """Reserve the next slot for the next request made on the account (a worker about
@@ -136,13 +142,13 @@ class AccountGate:
     def take_claim(self) -> float | None:
         """A claimed slot to send in, if one is waiting (stale ones are dropped: with a
         share of an account other instances share, those over half an interval old)."""
-        now = self.clock()
+        self._drop_stale_claims(self.clock())
+        return self._claims.popleft() if self._claims else None
+
+    def _drop_stale_claims(self, now: float) -> None:
         stale = now - (self.interval / 2 if self.shared else CLAIM_TTL)
-        while self._claims:
-            when = self._claims.popleft()
-            if when >= stale:
-                return when
-        return None
+        while self._claims and self._claims[0] < stale:
+            self._claims.popleft()
 
     def pause(self, retry_after: float | None) -> float:
         """Hold every request of the account; the pause's length (capped by ``cap``)."""
@@ -154,6 +160,7 @@ class AccountGate:
         if self.gentle:
             self.gentle_until = max(self.gentle_until, self.paused_until + self.gentle)
         self._claims.clear()  # slots claimed before the pause are not to be used
+        self.used = self.clock()
         if self.on_pause is not None:
             self.on_pause(seconds)
         return seconds
@@ -171,3 +178,27 @@ class AccountGate:
     @property
     def paused(self) -> bool:
         return self.paused_until > self.clock()
+
+    def idle(self, quiet: float) -> bool:
+        """Whether a fresh gate could take this one's place without changing what is sent:
+        no pause and no one-at-a-time period in force, no slot claimed, and neither a slot
+        nor any other use for ``quiet`` seconds, nor for the widest spacing it has paced
+        with.
+
+        Why a fresh gate is then safe: it starts unpaused, which is what this gate is once
+        its pause is over; its first request may go at once, and the last one of this gate
+        lies at least the longest interval it ever spaced requests by in the past, so the
+        account's calls stay as far apart as its rate asks across the swap (a receiver
+        still counts at most ``rate + 1`` in any second). Shared with other instances
+        (:mod:`rps_service.pipeline.cluster`), a fresh gate sends nothing before a
+        heartbeat gives it a share, as any account new to the instance, and a pause another
+        instance took holds it from the start (the pauses last read). What is lost is
+        the count of throttling answers in a row, which only doubles a pause without
+        Retry-After while they repeat: after ``quiet`` seconds without one, they did not.
+        """
+        now = self.clock()
+        self._drop_stale_claims(now)  # a claimed slot whose event sent nothing is no claim
+        if self._claims or self.paused_until > now or self.gentle_until > now:
+            return False
+        last = self.used if self._last is None else max(self.used, self._last)
+        return now - last >= max(quiet, self.widest)

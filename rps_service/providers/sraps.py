@@ -23,12 +23,12 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import SecretStr
 
+from rps_service.guesses import rely_on_guess
 from rps_service.logs import get_logger
 from rps_service.models import answer_mac
 from rps_service.providers import hawk
 from rps_service.providers.errors import owned_by_other
-from rps_service.providers.guesses import rely_on_guess
-from rps_service.providers.keyed import KeyedLocks
+from rps_service.providers.keyed import KeyedLocks, drop_accounts
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import ProviderSettings
 from rps_service.providers.vendor import Account, ProviderContext, VendorProvider
@@ -176,6 +176,10 @@ class SrapsProvider(VendorProvider):
     async def close(self) -> None:
         await super().close()
         self._cache.clear()
+
+    def forget_accounts(self, keys: frozenset[str]) -> None:
+        super().forget_accounts(keys)
+        drop_accounts(self._cache, keys)
 
     # -- the catalogue --------------------------------------------------------------------
 
@@ -353,7 +357,7 @@ class SrapsProvider(VendorProvider):
                     secrets: tuple[str, ...] = (), stale_on: tuple[int, ...] = (401,)
                     ) -> httpx.Response:
         key = hawk.HawkKey(account.text("access_key_id"), account.text("access_key_secret"))
-        auth = hawk.HawkAuth(key, self.vendor_clock, label=self.label)
+        auth = hawk.HawkAuth(key, self.vendor_clock, label=self.label, service=self.service)
         response = await self.request(account, method, url, operation=operation, mac=mac,
                                       json_body=body, auth=auth)
         if response.is_success or response.status_code in ok:

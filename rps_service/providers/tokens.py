@@ -9,13 +9,13 @@ are never cached.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Collection, Generator
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 
-from rps_service.providers.keyed import KeyedLocks
+from rps_service.providers.keyed import KeyedLocks, drop_accounts
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,12 @@ class TokenCache(Generic[A]):
         """Forget every token of the account: the next one is fetched from nothing."""
         self._tokens.pop(account.key, None)
         self._dropped.pop(account.key, None)
+
+    def forget_accounts(self, keys: Collection[str]) -> None:
+        """Forget every token of the accounts ``keys`` (by key): accounts gone quiet, whose
+        credentials may be rotated away (a token is a secret: none is kept longer)."""
+        drop_accounts(self._tokens, keys)
+        drop_accounts(self._dropped, keys)
 
     def clear(self) -> None:
         self._tokens.clear()

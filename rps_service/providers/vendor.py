@@ -16,7 +16,7 @@ import abc
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeGuard, TypeVar
 from urllib.parse import urlsplit
@@ -79,6 +79,8 @@ class ProviderContext:
     transport: httpx.AsyncBaseTransport
     observe: RequestObserver | None = None
     clock: Callable[[], float] = time.time
+    #: The clock of rate slots, pauses and forgetting idle accounts (tests move it).
+    monotonic: Callable[[], float] = time.monotonic
 
 
 class VendorProvider(abc.ABC):
@@ -103,6 +105,10 @@ class VendorProvider(abc.ABC):
     #: Seconds after a throttling pause during which the account's events go one at a time
     #: (0: never); for a vendor that throttles again when every worker resumes at once.
     gentle_after_throttle: ClassVar[float] = 0.0
+    #: A guess that serving this vendor's phones at ``/ztprov/`` relies on ("" for none),
+    #: when their family is another vendor's: said once per process at the first file
+    #: served (a family's own guesses are said by the family).
+    phones_guess: ClassVar[str] = ""
 
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         self.settings = settings
@@ -113,6 +119,7 @@ class VendorProvider(abc.ABC):
             timeout=settings.timeout, rate_limit=settings.rate_limit,
             retry_cap=context.retry_cap, max_answer=settings.max_answer,
             gentle=self.gentle_after_throttle, observe=context.observe,
+            monotonic=context.monotonic,
         )
         self._accounts: dict[int, tuple[Credentials, Account]] = {}
 
@@ -204,7 +211,25 @@ class VendorProvider(abc.ABC):
         return LaneId(account.key, self.name, f"server {account.server}",
                       self.http.gate(account.key))
 
+    def forget_idle(self, quiet: float, keep: Collection[str] = ()) -> frozenset[str]:
+        """Forget the accounts gone quiet (credentials rotated away, a server removed): their
+        gates (:meth:`VendorHttp.forget_idle <rps_service.providers.http.VendorHttp.forget_idle>`:
+        only when idle and not in ``keep``), then what the provider keeps per account
+        (:meth:`forget_accounts`). The accounts forgotten."""
+        gone = self.http.forget_idle(quiet, keep)
+        if gone:
+            self.forget_accounts(gone)
+        return gone
+
     # -- hooks of a vendor module ---------------------------------------------------------
+
+    def forget_accounts(self, keys: frozenset[str]) -> None:
+        """Drop what is kept per account (the credentials last read, and a vendor's tokens,
+        catalogue or server ids) for the accounts ``keys`` (by :attr:`Account.key`): nothing
+        was sent on them for a while, so nothing of theirs is in use. A vendor with caches
+        of its own extends this (calling it first)."""
+        self._accounts = {server: cached for server, cached in self._accounts.items()
+                          if cached[1].key not in keys}
 
     @abc.abstractmethod
     async def vendor_register(self, account: Account, device: Device) -> None:
@@ -350,17 +375,20 @@ class VendorProvider(abc.ABC):
     # -- internals ------------------------------------------------------------------------
 
     async def _run(self, account: Account, operation: Awaitable[T]) -> T:
-        """Run one vendor operation: a throttling answer pauses the whole account."""
-        try:
-            result = await operation
-        except ProviderError as err:
-            if err.failure is Failure.THROTTLED and not err.deferred:
-                err.retry_after = self.http.gate(account.key).pause(err.retry_after)
-                log.warning("Account paused", component=self.label, server=account.server,
-                            seconds=f"{err.retry_after:g}", status=err.status or "-")
-            raise
-        self.http.gate(account.key).succeeded()
-        return result
+        """Run one vendor operation: a throttling answer pauses the whole account (its gate
+        is kept meanwhile: see :meth:`forget_idle`)."""
+        with self.http.using(account.key):
+            try:
+                result = await operation
+            except ProviderError as err:
+                if err.failure is Failure.THROTTLED and not err.deferred:
+                    err.retry_after = self.http.gate(account.key).pause(err.retry_after)
+                    log.warning("Account paused", component=self.label,
+                                server=account.server, seconds=f"{err.retry_after:g}",
+                                status=err.status or "-")
+                raise
+            self.http.gate(account.key).succeeded()
+            return result
 
     def _required_keys(self) -> tuple[str, ...]:
         cls = self.settings_class

@@ -30,6 +30,7 @@ import httpx
 from pydantic import AfterValidator, SecretStr, model_validator
 
 from rps_service.access import AccessMode
+from rps_service.guesses import rely_on_guess
 from rps_service.models import answer_mac
 from rps_service.providers.auth_ymcs import YmcsAuth, token_request
 from rps_service.providers.errors import (
@@ -38,7 +39,7 @@ from rps_service.providers.errors import (
     owned_by_other,
     parse_retry_after,
 )
-from rps_service.providers.guesses import rely_on_guess
+from rps_service.providers.keyed import drop_accounts
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import ProviderSettings, http_url
 from rps_service.providers.tokens import Token, TokenCache
@@ -258,6 +259,11 @@ class YealinkProvider(VendorProvider):
         await super().close()
         self.tokens.clear()
         self._by_mac_refused.clear()
+
+    def forget_accounts(self, keys: frozenset[str]) -> None:
+        super().forget_accounts(keys)
+        self.tokens.forget_accounts(keys)
+        drop_accounts(self._by_mac_refused, keys)
 
     # -- calls ----------------------------------------------------------------------------
 

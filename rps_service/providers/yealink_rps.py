@@ -44,7 +44,7 @@ from rps_service.logs import get_logger
 from rps_service.models import answer_mac
 from rps_service.providers.auth_xca import XcaAuth
 from rps_service.providers.errors import clean_text, owned_by_other
-from rps_service.providers.keyed import KeyedLocks
+from rps_service.providers.keyed import KeyedLocks, drop_accounts
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import BaseUrl, ProviderSettings
 from rps_service.providers.vendor import Account, ProviderContext, VendorProvider
@@ -228,6 +228,10 @@ class YealinkRpsProvider(VendorProvider):
     async def close(self) -> None:
         await super().close()
         self._servers.clear()
+
+    def forget_accounts(self, keys: frozenset[str]) -> None:
+        super().forget_accounts(keys)
+        drop_accounts(self._servers, keys)
 
     # -- servers and devices --------------------------------------------------------------
 

@@ -33,9 +33,9 @@ from typing import ClassVar
 from pydantic import SecretStr
 
 from rps_service.access import URL_KEY, AccessMode
+from rps_service.guesses import rely_on_guess
 from rps_service.logs import get_logger
 from rps_service.providers.errors import clean_text, owned_by_other
-from rps_service.providers.guesses import rely_on_guess
 from rps_service.providers.keyed import CreatedOnce
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.section import HttpUrl, ProviderSettings
@@ -103,6 +103,10 @@ class YealinkXmlrpcProvider(XmlRpcProvider):
     def __init__(self, settings: ProviderSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
         self._servers: CreatedOnce[tuple[str, str]] = CreatedOnce()  # (account key, name)
+
+    def forget_accounts(self, keys: frozenset[str]) -> None:
+        super().forget_accounts(keys)
+        self._servers.forget_accounts(keys)
 
     # -- operations -----------------------------------------------------------------------
 

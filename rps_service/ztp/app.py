@@ -52,6 +52,7 @@ from rps_service.access import (
 )
 from rps_service.clock import utcnow
 from rps_service.config import ZtpSettings
+from rps_service.guesses import rely_on_guess
 from rps_service.logs import get_logger, http_server_logger
 from rps_service.models import Device
 from rps_service.store import Store, StoreUnavailable
@@ -138,6 +139,11 @@ def _secret(device: Device | None) -> Secret | None:
 def _agent(device: Device, header: str | None) -> UserAgent:
     family = family_of(device.provider)
     return (family.parse_user_agent if family else parse_user_agent)(header)
+
+
+def _phones_guess(provider: str) -> str:
+    cls = PROVIDERS.get(provider)
+    return cls.phones_guess if cls is not None else ""
 
 
 def _login_mode(provider: str) -> bool:
@@ -452,6 +458,8 @@ class ZtpListener:
             return _plain(503, {"Retry-After": "300"})
         user_agent = request.headers.get("User-Agent")
         body = family.render_file(name, provisioning, device, user_agent)
+        if guess := _phones_guess(device.provider):
+            rely_on_guess("ZTP", guess)
         if request.method == "GET":
             agent = family.parse_user_agent(user_agent)
             await self.store.record_ztp_fetch(device.provider, device.mac, agent.model,

@@ -16,6 +16,8 @@ with one section, ``<provisioning>``:
 The section carries no ``version`` attribute: the phone then matches it against the
 schemas it knows. The User-Agent's format is not documented: the model is read after
 ``COMfortel`` (or a bare ``D-xxx``), the MAC only when it has Auerswald's OUI ``000952``.
+The patch's root, the login in the URL and the User-Agent's form are guesses, each said once
+per process when first relied on (docs/vendors/auerswald.md).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import re
 from xml.sax.saxutils import escape
 
+from rps_service.guesses import rely_on_guess
 from rps_service.models import Device, ServerProvisioning
 from rps_service.ztp.family import PhoneFamily
 from rps_service.ztp.urls import file_url
@@ -36,6 +39,14 @@ _MODEL = re.compile(r"(?:COMfortel[ _-]?|\b)(D-\d{3}[A-Za-z]?|[0-9]{4} ?IP)\b", 
 _FIRMWARE = re.compile(r"(?<![\w.])(\d{1,4}\.\d{1,4}[A-Za-z]?(?:\.\d{1,6})*)(?![\w.])")
 _MAC = re.compile(r"(?<![0-9A-Fa-f])(000952[0-9A-Fa-f]{6})(?![0-9A-Fa-f])", re.I)
 _MAX_AGENT = 1024
+
+GUESS_PATCH = ("Auerswald phones take a settings patch in a <configuration> root, its "
+               "<provisioning> section without a version")
+GUESS_LOGIN = ("Auerswald phones take the provisioning login as the URL's user information "
+               "(user:password@host)")
+GUESS_AGENT = ("an Auerswald phone's User-Agent names its model after COMfortel (or a bare "
+               "D-xxx), then its firmware, and its MAC with Auerswald's OUI 000952 (the "
+               "format is not documented)")
 
 
 class AuerswaldFamily(PhoneFamily):
@@ -54,6 +65,9 @@ class AuerswaldFamily(PhoneFamily):
     def render(self, provisioning: ServerProvisioning, device: Device) -> bytes:
         url = file_url(provisioning.prov_url, provisioning.http_user,
                        provisioning.http_password, FILE_NAME, (MARKER,))
+        rely_on_guess("ZTP", GUESS_PATCH)
+        if provisioning.http_user:
+            rely_on_guess("ZTP", GUESS_LOGIN)
         lines = [
             '<?xml version="1.0" encoding="utf-8"?>',
             "<configuration>",
@@ -72,6 +86,8 @@ class AuerswaldFamily(PhoneFamily):
         model = _MODEL.search(text)
         firmware = _FIRMWARE.search(text, model.end() if model else 0)
         mac = _MAC.search(text)
+        if model or mac:
+            rely_on_guess("ZTP", GUESS_AGENT)
         return UserAgent(model.group(1) if model else None,
                          firmware.group(1) if firmware else None,
                          mac.group(1).upper() if mac else None)

@@ -12,7 +12,9 @@ Protocol`` 4 http / 5 https) and the tenant's credentials (``Download Username``
 ``Download Password``). The format has no escaping: values run to the end of their line, so
 line breaks and other control characters are dropped.
 
-The User-Agent reads ``Fanvil X4U 2.12.1 0c383e07e16c``: model, firmware, MAC.
+The User-Agent reads ``Fanvil X4U 2.12.1 0c383e07e16c``: model, firmware, MAC. That the
+firmware ignores the ``--ZTP Prov URL--`` line, and where a URL's query goes, are inferred:
+said once per process when first relied on (docs/vendors/fanvil.md).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from rps_service.guesses import rely_on_guess
 from rps_service.models import Device, ServerProvisioning
 from rps_service.ztp.family import PhoneFamily
 from rps_service.ztp.useragent import UserAgent
@@ -38,6 +41,11 @@ _MODEL = re.compile(r"\bFanvil[ _/-]?(?P<model>[A-Za-z][A-Za-z0-9._-]{0,31})"
                     r"(?:\s+(?P<firmware>\d{1,6}(?:\.\d{1,6}){1,5})\b)?", re.I)
 _HEX12 = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{12}(?![0-9A-Fa-f])")
 
+GUESS_COMMENT = ("Fanvil firmware ignores the --ZTP Prov URL-- line as it does the separator "
+                 "lines of its own files")
+GUESS_QUERY = ("a query of the tenant's URL goes after Fanvil's Config File Name (Fanvil has "
+               "no field for one)")
+
 
 def _value(text: str) -> str:
     return _CONTROL.sub("", text)
@@ -53,13 +61,17 @@ def provisioning_server(prov_url: str) -> tuple[str, str, str]:
     path = parts.path.lstrip("/")
     if path and not path.endswith("/"):
         path += "/"
-    name = f"{path}{PLACEHOLDER_FILE}" + (f"?{parts.query}" if parts.query else "")
+    name = f"{path}{PLACEHOLDER_FILE}"
+    if parts.query:
+        rely_on_guess("ZTP", GUESS_QUERY)
+        name += f"?{parts.query}"
     return parts.netloc, name, PROTOCOLS.get(parts.scheme, "4")
 
 
 def render_config(prov_url: str, http_user: str, http_password: str) -> bytes:
     """The auto-provisioning settings in Fanvil's configuration text format."""
     server, name, protocol = provisioning_server(prov_url)
+    rely_on_guess("ZTP", GUESS_COMMENT)
     lines = [
         f"<<VOIP CONFIG FILE>>Version:{VERSION}",
         # Fanvil's separator style (``--Name--:``): a line no module reads, for people.

@@ -19,6 +19,10 @@ Two file formats, chosen by the model in the User-Agent (else the model the GUI 
 No public source names a setting for the provisioning login, so the tenant's
 ``http_user``/``http_password`` travel in the URL itself (``https://user:password@host/…``,
 percent-encoded); with no ``http_user`` the URL is given as it is.
+
+The login in the URL, the ProviderFrame's settings, Maxwell phones reading that format and
+the User-Agent's form (one public provisioning server) are said once per process when first
+relied on (docs/vendors/gigaset.md).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
 from xml.sax.saxutils import escape
 
+from rps_service.guesses import rely_on_guess
 from rps_service.models import Device, ServerProvisioning
 from rps_service.ztp.family import PhoneFamily
 from rps_service.ztp.useragent import UserAgent
@@ -42,6 +47,17 @@ _NX70 = re.compile(r"\bN[68]70", re.I)
 #: The model's short name (N510, N720, DE410, ...): the profile the ProviderFrame names.
 _PROFILE = re.compile(r"\b([A-Z]{1,3}\d{3}[A-Z]?)\b", re.I)
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
+_MAXWELL = re.compile(r"\bMaxwell\b", re.I)
+
+GUESS_LOGIN = ("Gigaset phones take the provisioning login as the URL's user information "
+               "(user:password@host)")
+GUESS_DATA_SERVER = ("Gigaset phones of the ProviderFrame format provision from "
+                     "BS_IP_Data1.aucS_DATA_SERVER[0] and keep doing so with "
+                     "BS_IP_Data.ucB_AUTO_UPDATE_PROFILE (one public provisioning server's "
+                     "templates)")
+GUESS_MAXWELL = "Gigaset Maxwell phones read the ProviderFrame format"
+GUESS_AGENT = ("a Gigaset phone's User-Agent reads <model>/<firmware>;<MAC> (one public "
+               "provisioning server)")
 
 
 def with_login(url: str, user: str, password: str) -> str:
@@ -128,6 +144,7 @@ class GigasetFamily(PhoneFamily):
         match = _AGENT.match((header or "")[:_MAX_LENGTH])
         if match is None:
             return UserAgent()
+        rely_on_guess("ZTP", GUESS_AGENT)
         mac = match["mac"]
         return UserAgent(model=match["model"].strip(), firmware=match["firmware"],
                          mac=mac.upper() if mac else None)
@@ -139,7 +156,12 @@ class GigasetFamily(PhoneFamily):
     def _render(provisioning: ServerProvisioning, device: Device, model: str) -> bytes:
         url = with_login(provisioning.prov_url, provisioning.http_user,
                          provisioning.http_password)
+        if url != provisioning.prov_url:
+            rely_on_guess("ZTP", GUESS_LOGIN)
         if _NX70.search(model):
             return render_nvm(url)
+        rely_on_guess("ZTP", GUESS_DATA_SERVER)
+        if _MAXWELL.search(model):
+            rely_on_guess("ZTP", GUESS_MAXWELL)
         profile = _PROFILE.search(model)
         return render_provider_frame(url, device.mac, profile[1].upper() if profile else None)

@@ -13,6 +13,9 @@ server (``P237``, the full URL), its protocol (``P212``: 1 HTTP, 3 HTTPS) and th
 credentials for it (``P1360``, ``P1361``) to the tenant's regular provisioning.
 
 The User-Agent reads ``Htek UC903 2.0.4.2 00:1f:c1:1c:22:a9``: model, firmware, MAC.
+``P212 = 3`` for HTTPS and ``P1360``/``P1361`` come from one PBX project's template, and that
+``cfg<mac>`` is another format is a guess: each is said once per process when first relied
+on (docs/vendors/htek.md).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import re
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
+from rps_service.guesses import rely_on_guess
 from rps_service.models import Device, ServerProvisioning
 from rps_service.ztp.family import PhoneFamily
 from rps_service.ztp.useragent import UserAgent, parse_user_agent
@@ -29,10 +33,17 @@ HTEK_OUI = "001FC1"
 #: ``P212`` (FirmwareUpGrade.UrgrateMode) by the URL's scheme.
 PROTOCOLS = {"http": "1", "https": "3"}
 _SETTINGS_FILE = re.compile(r"cfg(?P<mac>[0-9A-Fa-f]{12})\.xml", re.IGNORECASE)
+_NO_EXTENSION = re.compile(r"cfg(?P<mac>[0-9A-Fa-f]{12})", re.IGNORECASE)
 # XML 1.0 allows no control characters but tab, line feed and carriage return; a value
 # needs none of them.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_LENGTH = 1024
+GUESS_NO_EXTENSION = ("cfg<mac> without extension is another format: an Htek phone answered "
+                      "404 for it asks for cfg<mac>.xml next")
+GUESS_HTTPS = ("P212 = 3 makes an Htek phone fetch its configuration over HTTPS (one PBX "
+               "project's template)")
+GUESS_LOGIN = ("Htek phones take their configuration server's login from P1360 and P1361 "
+               "(one PBX project's template)")
 _AGENT = re.compile(r"\bHtek[ _/-]+(?P<model>[A-Za-z0-9][A-Za-z0-9._-]{0,31})"
                     r"(?:\s+(?P<firmware>\d{1,6}(?:\.\d{1,6}){1,5}))?(?![\w.])", re.I)
 
@@ -49,6 +60,10 @@ def setting(number: int, para: str, value: str) -> str:
 def render_config(prov_url: str, http_user: str, http_password: str) -> bytes:
     """The auto-provisioning settings in Htek's ``<hl_provision>`` format."""
     protocol = PROTOCOLS.get(urlsplit(prov_url).scheme.lower(), "1")
+    if protocol == PROTOCOLS["https"]:
+        rely_on_guess("ZTP", GUESS_HTTPS)
+    if http_user:
+        rely_on_guess("ZTP", GUESS_LOGIN)
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         '<hl_provision version="1">',
@@ -74,6 +89,15 @@ class HtekFamily(PhoneFamily):
     def file_mac(self, name: str) -> str | None:
         match = _SETTINGS_FILE.fullmatch(name)
         return match.group("mac").upper() if match else None
+
+    def serves(self, name: str, mac: str) -> bool:
+        """``cfg<mac>.xml``; ``cfg<mac>`` (asked first) is not, on a guess."""
+        if self.file_mac(name) == mac:
+            return True
+        bare = _NO_EXTENSION.fullmatch(name)
+        if bare is not None and bare.group("mac").upper() == mac:
+            rely_on_guess("ZTP", GUESS_NO_EXTENSION)
+        return False
 
     def render(self, provisioning: ServerProvisioning, device: Device) -> bytes:
         return render_config(provisioning.prov_url, provisioning.http_user,

@@ -17,13 +17,16 @@ file: the fixed first line ``# Panasonic SIP Phone Standard Format File #``, the
   (names from memory of the administrator guide, unconfirmed; left out when a value holds a
   ``"``, which the format cannot quote).
 
-Lines end in CRLF. The User-Agent reads ``Panasonic_KX-HDV130/01.133 (0080f0c8c381)``.
+Lines end in CRLF. The User-Agent reads ``Panasonic_KX-HDV130/01.133 (0080f0c8c381)``
+(one provisioning system's parser). The ``HTTP_AUTH_*`` names, the emptied paths and the
+User-Agent's form are said once per process when first relied on (docs/vendors/panasonic.md).
 """
 
 from __future__ import annotations
 
 import re
 
+from rps_service.guesses import rely_on_guess
 from rps_service.models import Device, ServerProvisioning
 from rps_service.ztp.family import PhoneFamily
 from rps_service.ztp.urls import file_url
@@ -36,6 +39,13 @@ _PLACEHOLDERS = ("Config{MAC}.cfg", "Config{mac}.cfg")
 _AGENT = re.compile(r"Panasonic[_ -]([A-Za-z0-9-]{1,32})/([0-9A-Za-z.]{1,32})"
                     r"(?:\s*\(([0-9A-Fa-f]{2}(?:[:-]?[0-9A-Fa-f]{2}){5})\))?")
 _MAX_AGENT = 1024
+
+GUESS_PATHS = ("a Panasonic phone follows a new CFG_STANDARD_FILE_PATH with the product and "
+               "master file paths emptied")
+GUESS_AUTH = ("Panasonic phones take their provisioning server's HTTP login from HTTP_AUTH_ID "
+              "and HTTP_AUTH_PASS (names recalled from the administrator guides)")
+GUESS_AGENT = ("a Panasonic phone's User-Agent reads Panasonic_<MODEL>/<firmware> (<mac>) "
+               "(one provisioning system's parser)")
 
 
 class PanasonicFamily(PhoneFamily):
@@ -53,6 +63,7 @@ class PanasonicFamily(PhoneFamily):
 
     def render(self, provisioning: ServerProvisioning, device: Device) -> bytes:
         user, password = provisioning.http_user, provisioning.http_password
+        rely_on_guess("ZTP", GUESS_PATHS)
         lines = [
             HEADER,
             "# rps-service: where this phone provisions from now on",
@@ -62,12 +73,15 @@ class PanasonicFamily(PhoneFamily):
         ]
         if '"' not in user + password:
             lines += [f'HTTP_AUTH_ID="{user}"', f'HTTP_AUTH_PASS="{password}"']
+            if user:
+                rely_on_guess("ZTP", GUESS_AUTH)
         return ("\r\n".join(lines) + "\r\n").encode("utf-8")
 
     def parse_user_agent(self, header: str | None) -> UserAgent:
         match = _AGENT.search((header or "")[:_MAX_AGENT])
         if match is None:
             return UserAgent()
+        rely_on_guess("ZTP", GUESS_AGENT)
         mac = re.sub(r"[:-]", "", match.group(3)).upper() if match.group(3) else None
         return UserAgent(match.group(1), match.group(2), mac)
 

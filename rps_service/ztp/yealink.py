@@ -10,13 +10,16 @@ authentication), which sends the phone on to ``<mac>.cfg``: the file below.
 The file is Yealink's CFG format: the first line must be ``#!version:1.0.0.1``, then one
 ``key = value`` per line, lines starting with ``#`` are comments. It sets the phone's own
 provisioning server (``static.auto_provision.server.url``) and the credentials for it
-(``.username``, ``.password``) to the tenant's regular provisioning.
+(``.username``, ``.password``) to the tenant's regular provisioning. That a ``#``, ``=`` or
+``&`` inside a value stays part of it is inferred from the format: said once per process
+when a value holds one (docs/vendors/yealink.md).
 """
 
 from __future__ import annotations
 
 import re
 
+from rps_service.guesses import rely_on_guess
 from rps_service.models import Device, ServerProvisioning
 from rps_service.ztp.family import PhoneFamily
 from rps_service.ztp.useragent import UserAgent, parse_user_agent
@@ -35,12 +38,18 @@ _AGENT = re.compile(
     r"(?:\s+(?P<firmware>\d{1,6}(?:\.\d{1,6}){1,5}))?(?![\w.])", re.I)
 # Line breaks of any kind, and the other control characters (tab is a space in a value).
 _LINE_BREAKS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+_INNER_MARKS = re.compile(r"[#=&]")
+
+GUESS_VALUE = ("a Yealink CFG value runs from after the first = to the end of its line, so "
+               "#, = and & inside it stay part of it")
 
 
 def cfg_value(value: str) -> str:
     """``value`` on one CFG line. The format has no escapes: a value is everything after
     the first ``=`` to the end of the line, so only a line break could hurt (the tenant API
     refuses control characters; any that ever arrived would be dropped here)."""
+    if _INNER_MARKS.search(value):
+        rely_on_guess("ZTP", GUESS_VALUE)
     return _LINE_BREAKS.sub("", value)
 
 

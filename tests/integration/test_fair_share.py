@@ -13,10 +13,11 @@ import asyncio
 import time
 from typing import Any
 
+from rps_service.providers.vendor import VendorProvider
 from rps_service.sandbox import start_sandbox
 from rps_service.sandbox.state import OTHER_KEY_ID, OTHER_SECRET, SandboxState
 from tests.integration.daemons import Daemon, Daemons
-from tests.integration.test_pipeline import wait_for
+from tests.integration.test_pipeline import wait_events, wait_for
 
 PANASONIC = "0080F0"
 SNOM = "000413"
@@ -223,3 +224,40 @@ async def test_tenants_storing_the_same_keys_share_one_lane(daemons: Daemons) ->
     lanes = {(x["provider"], x["account"]) for x in (await health(daemon))["lanes"]}
     assert ("snom", "server 1") in lanes  # server 3's events count in server 1's lane
     assert lanes <= {("snom", "server 1"), ("snom", "server 2")}, lanes
+
+
+async def test_a_rotated_account_is_forgotten_once_idle(daemons: Daemons) -> None:
+    """Tenant mode: server 8's keys are rotated. Once the old account has been idle (ten
+    minutes in production, a second here), its lane, gate and cluster claim are gone; the
+    new account, paused by a 429 with events waiting, keeps its own: /health shows its one
+    lane, still paused."""
+    daemon = await daemons.start("snom", general={"mode": "tenant", "retry_cap": 120})
+    distributor = daemon.service.distributor
+    distributor.forget_after, distributor.forget_every = 1.0, 0.1
+    state = daemon.sandbox.state
+    demo = {"access_key_id": "demo-key", "access_key_secret": state.keys["demo-key"].secret}
+    other = {"access_key_id": OTHER_KEY_ID, "access_key_secret": OTHER_SECRET}
+    snom = daemon.service.providers["snom"]
+    assert isinstance(snom, VendorProvider)
+    r = await daemon.api.put("/providers/snom/credentials/8", json=demo)
+    assert r.status_code == 204, r.text
+    await wait_events(daemon.api, await backlog(daemon, "snom", 1, server=8, prefix=SNOM))
+    old = (await snom.account(8)).key
+    r = await daemon.api.put("/providers/snom/credentials/8", json=other)
+    assert r.status_code == 204, r.text
+    new = (await snom.account(8)).key
+    state.retry_after = 60
+    state.fail_next = [429]  # the new account's first call is throttled
+    await backlog(daemon, "snom", 3, server=8, prefix="0004EE")
+    cluster = daemon.service.cluster
+    assert cluster is not None  # MariaDB: the heartbeat tracks each account too
+
+    async def forgotten() -> bool:
+        return (old not in snom.http._gates and old not in cluster._tracked
+                and old not in {lane.key for lane in distributor.board})
+
+    await wait_for(forgotten)
+    assert snom.http.gate(new).paused  # kept: its pause is in force
+    lanes = [x for x in (await health(daemon))["lanes"] if x["provider"] == "snom"]
+    assert len(lanes) == 1 and lanes[0]["account"] == "server 8", lanes
+    assert lanes[0]["backlog"] == 3 and lanes[0]["paused_until"] is not None

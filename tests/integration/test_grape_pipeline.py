@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from rps_service.guesses import forget_guesses
 from rps_service.sandbox.grape import DEMO_SECRET, URL_SETTING_UUID, GrapeEmulator
 from rps_service.sandbox.runner import RunningSandbox
 from rps_service.service import Service
@@ -74,7 +75,9 @@ async def test_cold_then_warm_registration(env: Callable[[], Awaitable[Env]]) ->
 
 
 async def test_the_phone_under_its_key(env: Callable[[], Awaitable[Env]]) -> None:
-    service, _, emulator, client = parts(await env())
+    forget_guesses()  # as in a freshly started daemon
+    e = await env()
+    service, _, emulator, client = parts(e)
     assert (await post(client, "add"))["state"] == "done"
     r = await client.put("/servers/8/provisioning", json={
         "prov_url": "https://pbx.test/prov/", "http_user": "t8",
@@ -93,6 +96,12 @@ async def test_the_phone_under_its_key(env: Callable[[], Awaitable[Env]]) -> Non
     assert "<setting_server perm=\"R\">https://pbx.test/prov/</setting_server>" in settings.text
     assert model_file.status_code == 404  # known key, but not the device's settings file
     assert wrong_key.status_code == 403
+    async with httpx.AsyncClient(headers={"User-Agent": agent}, timeout=10) as phone:
+        assert (await phone.get(f"{folder}snomD785-{MAC}.htm")).status_code == 200
+    # Served twice, said once: GRAPE's phones are taken to be Snom hardware.
+    assert e.log_path.read_text().count(
+        "WARNING (ZTP): Relying on a guess. Guess=Gigaset IP PRO phones sent by GRAPE ask "
+        "for Snom's file names and read Snom's settings XML (they are Snom hardware)") == 1
 
     assert (await post(client, "remove"))["state"] == "done"
     assert emulator.holds(MAC) is None

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from rps_service.guesses import forget_guesses
 from rps_service.providers import htek
-from rps_service.providers.guesses import forget_guesses
 from rps_service.sandbox.htek import FOREIGN_MAC, HtekEmulator
 from rps_service.sandbox.rpcredirect import DEMO_USER
 from tests.conftest import SECRETS

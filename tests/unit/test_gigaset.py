@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
+from rps_service.guesses import forget_guesses
 from rps_service.models import Credentials, ServerProvisioning
 from rps_service.models import Device as DeviceRow
 from rps_service.providers.gigaset import (
@@ -24,7 +25,6 @@ from rps_service.providers.gigaset import (
     GigasetSettings,
     normalize_mac_id,
 )
-from rps_service.providers.guesses import forget_guesses
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.transport import AiohttpTransport
 from rps_service.providers.vendor import ProviderContext

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
+from rps_service.guesses import forget_guesses
 from rps_service.models import Credentials
 from rps_service.providers.auth_gdms import password_hash, signature
 from rps_service.providers.grandstream import (
@@ -26,7 +27,6 @@ from rps_service.providers.grandstream import (
     GrandstreamProvider,
     GrandstreamSettings,
 )
-from rps_service.providers.guesses import forget_guesses
 from rps_service.providers.protocol import Device, Failure, Provider, ProviderError, VendorRecord
 from rps_service.providers.transport import AiohttpTransport
 from rps_service.providers.vendor import ProviderContext

@@ -10,9 +10,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from rps_service.access import AccessMode
+from rps_service.guesses import forget_guesses
 from rps_service.models import Credentials
 from rps_service.providers.grape import GrapeProvider, GrapeSettings
-from rps_service.providers.guesses import forget_guesses
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.transport import AiohttpTransport
 from rps_service.providers.vendor import ProviderContext

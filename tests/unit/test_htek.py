@@ -21,9 +21,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from rps_service.access import new_url_key
+from rps_service.guesses import forget_guesses
 from rps_service.models import Credentials, Device, ServerProvisioning
 from rps_service.providers import htek
-from rps_service.providers.guesses import forget_guesses
 from rps_service.providers.htek import HtekProvider, HtekSettings
 from rps_service.providers.protocol import Device as VendorDevice
 from rps_service.providers.protocol import Failure, ProviderError

@@ -15,9 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
+from rps_service.guesses import forget_guesses
 from rps_service.models import Device as DeviceRow
 from rps_service.models import ServerProvisioning
-from rps_service.providers.guesses import forget_guesses
 from rps_service.providers.panasonic import PanasonicProvider
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.ztp.panasonic import HEADER, PanasonicFamily

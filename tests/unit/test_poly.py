@@ -20,9 +20,9 @@ import pytest
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
+from rps_service.guesses import forget_guesses
 from rps_service.models import Device as DeviceRow
 from rps_service.models import ServerProvisioning
-from rps_service.providers.guesses import forget_guesses
 from rps_service.providers.poly import PolyProvider, PolySettings
 from rps_service.providers.protocol import Device, Failure, ProviderError, VendorRecord
 from rps_service.providers.transport import AiohttpTransport

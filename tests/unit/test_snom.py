@@ -19,8 +19,8 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
+from rps_service.guesses import forget_guesses
 from rps_service.models import Credentials
-from rps_service.providers.guesses import forget_guesses
 from rps_service.providers.protocol import Device, Failure, Provider, ProviderError, VendorRecord
 from rps_service.providers.snom import SnomProvider, SnomSettings
 from rps_service.providers.transport import AiohttpTransport
@@ -633,6 +633,26 @@ async def test_stale_clock_is_corrected_once(
     assert fake.endpoints
     adjusted = [e for e in logs if e["event"] == "Clock adjusted"]
     assert adjusted[0]["skew"] == "clock skew of 3600 s"
+
+
+@pytest.mark.parametrize("challenge", [True, False])
+async def test_a_correction_from_the_date_header_says_its_guess_once(
+    transport: Transport, fake: Sraps, challenge: bool
+) -> None:
+    """SRAPS's timestamp window is inferred (±60 s, as the Hawk reference servers): a 401
+    put down to our clock by its Date header relies on it, and rps.log says so once per
+    process; a ts/tsm challenge that verifies with our key relies on nothing guessed."""
+    fake.state.stale_challenge = challenge
+    with capture_logs() as logs:
+        for offset in (3600, 7200):  # two processes' worth of skew: one provider, twice off
+            await make_provider(transport, clock=lambda o=offset: NOW - o).register(DEVICE)
+    assert len([e for e in logs if e["event"] == "Clock adjusted"]) == 2
+    said = [(e["log_level"], e["component"], e["guess"]) for e in logs
+            if e["event"] == "Relying on a guess" and "Hawk timestamp" in e["guess"]]
+    assert said == ([] if challenge else [(
+        "warning", "Snom", "SRAPS refuses a Hawk timestamp about 60 s off, as the Hawk "
+        "reference servers do: a 401 whose Date is 10 s or more off our clock is put down "
+        "to our clock")])
 
 
 async def test_a_second_401_is_not_retried(transport: Transport, fake: Sraps) -> None:

@@ -21,8 +21,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from rps_service.access import new_url_key
+from rps_service.guesses import forget_guesses
 from rps_service.models import Credentials
-from rps_service.providers.guesses import forget_guesses
 from rps_service.providers.protocol import Device, Failure, ProviderError
 from rps_service.providers.vendor import ProviderContext
 from rps_service.providers.yealink_xmlrpc import (
