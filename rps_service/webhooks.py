@@ -95,9 +95,12 @@ class WebhookSender:
                 sent = 0
             if sent >= ROUND:
                 continue  # a backlog: straight on
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
+            if not sent:  # nothing due: until a wake or the next poll
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
+            # (After a round that had rows, the devices it settled may have their next
+            # notification due already: no waiting for a wake.)
             # Outcomes commit in bursts: gather a few before leasing (fewer, fuller rounds
             # of the database's time, which the pipeline needs more).
             await asyncio.sleep(GATHER)
