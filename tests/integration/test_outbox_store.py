@@ -1,6 +1,9 @@
 """The webhooks' outbox in the store, on SQLite and on MariaDB: written with an event's
 outcome (not with a retry), leased one row per device in order, by one owner at a time,
-backed off, given back, deleted once settled."""
+backed off, given back, deleted once settled; a device's backlog drains round after round."""
+
+# Tests take the imported ``receiver`` fixture as a parameter: not a redefinition.
+# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ from datetime import timedelta
 
 import orjson
 import pytest
-from aiohttp import web
 
 from rps_service import webhooks
 from rps_service.clock import utcnow
@@ -18,7 +20,7 @@ from rps_service.models import NewEvent
 from rps_service.store import DeviceOutcome, Store
 from rps_service.store.outbox import Notice
 from rps_service.webhooks import WebhookSender
-from tests.conftest import free_port
+from tests.integration.test_webhook_repeats import Receiver, receiver  # noqa: F401
 
 LEASE = timedelta(seconds=60)
 
@@ -80,7 +82,7 @@ async def test_off_or_unwanted_types_store_nothing(store: Store) -> None:
 
 
 async def test_a_device_backlog_drains_without_waiting_for_polls(
-        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+        store: Store, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
     """Ten notifications of one device, stored while nothing woke the sender, go out one
     round after another: the sender does not wait for a wake (here: an hour) between them."""
     monkeypatch.setattr(webhooks, "IDLE_POLL", 3600.0)
@@ -88,30 +90,16 @@ async def test_a_device_backlog_drains_without_waiting_for_polls(
     for n in range(10):
         await store.insert_notice(Notice("phone.refused", "snom", "A", 8, "registered",
                                          f"refusal {n}"), utcnow())
-    arrived: list[str] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        arrived.append(orjson.loads(await request.read())["message"])
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    settings = WebhookSettings(url=f"http://127.0.0.1:{port}/hook", secret="s")
-    sender = WebhookSender(settings, store, "me")
+    sender = WebhookSender(WebhookSettings(url=receiver.url, secret="s"), store, "me")
     task = asyncio.create_task(sender.run())
     try:
         for _ in range(300):
-            if len(arrived) == 10:
+            if len(receiver.arrived) == 10:
                 break
             await asyncio.sleep(0.05)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await sender.close()
-        await runner.cleanup()
-    assert arrived == [f"refusal {n}" for n in range(10)]
+    assert [message for _, message in receiver.arrived] == [f"refusal {n}" for n in range(10)]
     assert await store.webhooks_pending() == 0
