@@ -107,7 +107,9 @@ class WebhookSender:
 
     async def round(self, now: datetime) -> int:
         """One round: how many notifications were leased."""
-        lease = timedelta(seconds=2 * self.settings.timeout + 30)
+        # Long enough for every wave of the round's posts, and one more timeout to spare.
+        waves = -(-ROUND // CONCURRENCY)
+        lease = timedelta(seconds=(waves + 1) * self.settings.timeout + 30)
         rows = await self.store.lease_notices(self.owner, now, now + lease, ROUND)
         if not rows:
             return 0
