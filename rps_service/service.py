@@ -47,10 +47,9 @@ from rps_service.providers.protocol import Provider
 from rps_service.providers.section import PLACEHOLDER_HOST
 from rps_service.providers.transport import AiohttpTransport
 from rps_service.store import Store, StoreUnavailable, create_store
-from rps_service.store.outbox import Repeats
 from rps_service.timeline import Timeline
 from rps_service.vendors import PROVIDERS, build_providers
-from rps_service.webhooks import WebhookSender
+from rps_service.webhooks import Repeats, WebhookSender
 from rps_service.ztp.app import ZtpListener
 
 log = get_logger()

@@ -19,6 +19,8 @@ import contextlib
 import hashlib
 import hmac
 import random
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -28,7 +30,7 @@ from rps_service.clock import utcnow
 from rps_service.config import WebhookSettings
 from rps_service.logs import get_logger
 from rps_service.store import Store, StoreUnavailable
-from rps_service.store.outbox import Outgoing
+from rps_service.store.outbox import Notice, Outgoing
 
 log = get_logger()
 
@@ -52,6 +54,39 @@ def retry_delay(attempts: int, rng: random.Random) -> float:
     min(cap, base·2^(attempts-1)) (jitter keeps instances from retrying in step)."""
     ceiling = min(RETRY_CAP, RETRY_BASE * 2 ** max(attempts - 1, 0))
     return rng.uniform(ceiling / 2, ceiling)
+
+
+class Repeats:
+    """The phones' notices told lately: the same one again (type, device and message
+    alike) within ``window`` seconds is not told (``[webhooks] repeat_after``; 0: every
+    one). A phone fetching in a loop then tells the PBX once a window, not each time; a new
+    address, model, firmware or reason is a new message, told at once. Remembers at most
+    ``limit`` notices (the oldest are forgotten first)."""
+
+    def __init__(self, window: float, limit: int = 100_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window
+        self.limit = limit
+        self._clock = clock
+        self._told: OrderedDict[tuple[str, str, str, str], float] = OrderedDict()
+
+    def fresh(self, notice: Notice) -> bool:
+        """Whether to tell ``notice`` (then it counts as told now)."""
+        if self.window <= 0:
+            return True
+        now = self._clock()
+        key = (notice.type, notice.provider, notice.mac, notice.message)
+        last = self._told.get(key)
+        if last is not None and now - last < self.window:
+            return False
+        self._told[key] = now
+        self._told.move_to_end(key)
+        while self._told:  # oldest first: drop what the window no longer needs
+            oldest = next(iter(self._told.values()))
+            if now - oldest < self.window and len(self._told) <= self.limit:
+                break
+            self._told.popitem(last=False)
+        return True
 
 
 class WebhookSender:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from rps_service.config import Settings
 from rps_service.metrics import Metrics
-from rps_service.models import FieldError
+from rps_service.models import FieldError, normalize_mac
 from rps_service.pipeline.distributor import Distributor
 from rps_service.providers.protocol import Provider
 from rps_service.store import Store
@@ -45,6 +45,15 @@ def json_response(body: Any, status: int = 200) -> web.Response:
     """A JSON answer, serialised with orjson (the intake path's largest cost after I/O)."""
     return web.Response(body=orjson.dumps(body), status=status,
                         content_type="application/json")
+
+
+def path_mac(request: web.Request) -> str | None:
+    """The path's ``{mac}``, normalised; None when it is no MAC (the device is then
+    unknown: 404 ``no such device``)."""
+    try:
+        return normalize_mac(request.match_info["mac"])
+    except ValueError:
+        return None
 
 
 def error(status: int, message: str, details: list[FieldError] | None = None) -> web.Response:

@@ -14,6 +14,7 @@ from rps_service.api.base import (
     int_param,
     json_body,
     json_response,
+    path_mac,
     provider_of,
     validated,
 )
@@ -68,9 +69,8 @@ def _device_cursor(value: str) -> tuple[int, str, str]:
 
 
 async def get_device(request: web.Request) -> web.Response:
-    try:
-        mac = normalize_mac(request.match_info["mac"])
-    except ValueError:
+    mac = path_mac(request)
+    if mac is None:
         return error(404, "no such device")
     device = await request.app[API].store.get_device(request.match_info["provider"], mac)
     if device is None:
@@ -84,9 +84,8 @@ async def get_device_access(request: web.Request) -> web.Response:
     key. The read is logged, the password and the key never."""
     api = request.app[API]
     provider = request.match_info["provider"]
-    try:
-        mac = normalize_mac(request.match_info["mac"])
-    except ValueError:
+    mac = path_mac(request)
+    if mac is None:
         return error(404, "no such device")
     device = await api.store.get_device(provider, mac)
     if device is None:
@@ -144,9 +143,8 @@ class ReplaceIn(BaseModel):
 async def post_replace(request: web.Request) -> web.Response:
     api = request.app[API]
     provider = provider_of(request)
-    try:
-        old_mac = normalize_mac(request.match_info["mac"])
-    except ValueError:
+    old_mac = path_mac(request)
+    if old_mac is None:
         return error(404, "no such device")
     body = validated(ReplaceIn, await json_body(request))
     if isinstance(body, web.Response):

@@ -13,8 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from rps_service.api.base import API, error, int_param, json_response
-from rps_service.models import normalize_mac
+from rps_service.api.base import API, error, int_param, json_response, path_mac
 from rps_service.store.timeline import EventStep, TimelineEntry
 from rps_service.timeline import iso_time
 
@@ -52,9 +51,8 @@ def merged(events: list[EventStep], entries: list[TimelineEntry], limit: int
 async def get_timeline(request: web.Request) -> web.Response:
     api = request.app[API]
     provider = request.match_info["provider"]
-    try:
-        mac = normalize_mac(request.match_info["mac"])
-    except ValueError:
+    mac = path_mac(request)
+    if mac is None:
         return error(404, "no such device")
     unknown = set(request.query) - {"limit"}
     if unknown:

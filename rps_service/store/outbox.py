@@ -10,9 +10,7 @@ the events are).
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,39 +32,6 @@ class Notice:
     server: int
     status: str
     message: str
-
-
-class Repeats:
-    """The phones' notices told lately: the same one again (type, device and message
-    alike) within ``window`` seconds is not told (``[webhooks] repeat_after``; 0: every
-    one). A phone fetching in a loop then tells the PBX once a window, not each time; a new
-    address, model, firmware or reason is a new message, told at once. Remembers at most
-    ``limit`` notices (the oldest are forgotten first)."""
-
-    def __init__(self, window: float, limit: int = 100_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.window = window
-        self.limit = limit
-        self._clock = clock
-        self._told: OrderedDict[tuple[str, str, str, str], float] = OrderedDict()
-
-    def fresh(self, notice: Notice) -> bool:
-        """Whether to tell ``notice`` (then it counts as told now)."""
-        if self.window <= 0:
-            return True
-        now = self._clock()
-        key = (notice.type, notice.provider, notice.mac, notice.message)
-        last = self._told.get(key)
-        if last is not None and now - last < self.window:
-            return False
-        self._told[key] = now
-        self._told.move_to_end(key)
-        while self._told:  # oldest first: drop what the window no longer needs
-            oldest = next(iter(self._told.values()))
-            if now - oldest < self.window and len(self._told) <= self.limit:
-                break
-            self._told.popitem(last=False)
-        return True
 
 
 @dataclass(frozen=True)

@@ -56,9 +56,10 @@ from rps_service.guesses import rely_on_guess
 from rps_service.logs import get_logger, http_server_logger
 from rps_service.models import Device
 from rps_service.store import Store, StoreUnavailable
-from rps_service.store.outbox import Notice, Repeats
+from rps_service.store.outbox import Notice
 from rps_service.timeline import Timeline
 from rps_service.vendors import PROVIDERS, family_of
+from rps_service.webhooks import Repeats
 from rps_service.ztp import fetches
 from rps_service.ztp.auth import (
     REPLAYED,

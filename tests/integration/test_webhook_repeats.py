@@ -33,7 +33,8 @@ class Receiver:
     """Keeps the ``type`` and ``message`` of each notification that arrives."""
 
     def __init__(self) -> None:
-        self.url = f"http://127.0.0.1:{free_port()}/hook"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/hook"
         self.arrived: list[tuple[str, str]] = []
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -52,8 +53,7 @@ async def receiver() -> AsyncIterator[Receiver]:
     app.router.add_post("/hook", hook.handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = int(hook.url.split(":")[2].split("/")[0])
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, "127.0.0.1", hook.port).start()
     yield hook
     await runner.cleanup()
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from rps_service.config import WEBHOOK_TYPES, ConfigError, load_settings
-from rps_service.store.outbox import Notice, Repeats
-from rps_service.webhooks import RETRY_CAP, retry_delay, signature
+from rps_service.store.outbox import Notice
+from rps_service.webhooks import RETRY_CAP, Repeats, retry_delay, signature
 
 ROOT = Path(__file__).resolve().parents[2]
 
